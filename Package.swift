@@ -1,0 +1,63 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point down this list (DESIGN.md §3):
+//   C modules ← PalmWire ← PalmTLS ← PalmMigration/PalmSecurity ← PalmCoordinator ← executables.
+// Each C library has exactly one system-library module and one shim target, so a Swift target
+// links only the C libraries it actually reaches.
+let package = Package(
+    name: "palm",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "palm-source", targets: ["palm-source"]),
+        .executable(name: "palm-dest", targets: ["palm-dest"]),
+        .executable(name: "palm-coordinator", targets: ["palm-coordinator"]),
+        .executable(name: "palm-bench", targets: ["palm-bench"]),
+        .library(name: "PalmWire", targets: ["PalmWire"]),
+        .library(name: "PalmTLS", targets: ["PalmTLS"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System libraries (pkg-config names as Debian ships them).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CXen", pkgConfig: "xencontrol", providers: [.apt(["libxen-dev"])]),
+
+        // One C shim per library: macros, variadics and constants Swift cannot import.
+        .target(name: "COpenSSLShims", dependencies: ["COpenSSL"]),
+        .target(name: "CSystemdShims", dependencies: ["CSystemd"]),
+        .target(name: "CXenShims", dependencies: ["CXen"]),
+
+        // Frames and messages; no I/O, no C libraries.
+        .target(name: "PalmWire"),
+        // The only channel palm uses: OpenSSL TLS 1.3 with mutual ECDSA authentication.
+        .target(name: "PalmTLS", dependencies: ["COpenSSLShims"]),
+
+        .executableTarget(name: "palm-source", dependencies: [
+            "PalmTLS", "PalmWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "palm-dest", dependencies: [
+            "PalmTLS", "PalmWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "palm-coordinator", dependencies: [
+            "PalmTLS", "PalmWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "palm-bench", dependencies: [
+            "PalmTLS", "PalmWire",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "PalmWireTests", dependencies: ["PalmWire"]),
+        .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

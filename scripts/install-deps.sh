@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian package palm's build, demo and tests need. Idempotent: a second run
+# installs nothing and takes a second. Run as root (or with sudo available).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config
+  libssl-dev openssl            # TLS 1.3, ECDSA, digests; the `openssl` CLI runs the cluster CA
+  libsystemd-dev systemd        # sd_notify, journald; systemd-analyze for unit checks
+  libxen-dev                    # libxenctrl, libxenforeignmemory (the Xen driver)
+  libsqlite3-dev sqlite3        # the coordinator's state
+  iproute2                      # network namespaces for multi-host tests
+  util-linux                    # unshare, for private mount namespaces in tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
