@@ -30,6 +30,7 @@ int palm_err_get_lib(unsigned long e) { return ERR_GET_LIB(e); }
 int palm_err_get_reason(unsigned long e) { return ERR_GET_REASON(e); }
 
 int palm_evp_pkey_ec(void) { return EVP_PKEY_EC; }
+unsigned long palm_xn_flag_rfc2253(void) { return XN_FLAG_RFC2253; }
 int palm_x509_v_err_application_verification(void) { return X509_V_ERR_APPLICATION_VERIFICATION; }
 
 int palm_general_names_count(const GENERAL_NAMES *names) { return sk_GENERAL_NAME_num(names); }

@@ -26,6 +26,7 @@ int palm_err_get_lib(unsigned long e);
 int palm_err_get_reason(unsigned long e);
 
 int palm_evp_pkey_ec(void);
+unsigned long palm_xn_flag_rfc2253(void);
 int palm_x509_v_err_application_verification(void);
 
 /// Number of entries / entry i of a GENERAL_NAMES stack.

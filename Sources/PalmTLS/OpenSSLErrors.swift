@@ -1,0 +1,30 @@
+import COpenSSLShims
+
+/// Reads OpenSSL's thread-local error queue.
+enum OpenSSLErrors {
+    struct Entry {
+        let library: Int32
+        let reason: Int32
+        let text: String
+    }
+
+    /// Drains the queue, oldest first.
+    static func drain() -> [Entry] {
+        var entries: [Entry] = []
+        while true {
+            let code = ERR_get_error()
+            if code == 0 { break }
+            var buf = [CChar](repeating: 0, count: 256)
+            ERR_error_string_n(code, &buf, buf.count)
+            entries.append(Entry(library: palm_err_get_lib(code), reason: palm_err_get_reason(code),
+                                 text: String(cString: buf)))
+        }
+        return entries
+    }
+
+    /// A one-line summary of the queue (drains it).
+    static func summary(_ fallback: String = "unknown OpenSSL error") -> String {
+        let texts = drain().map(\.text)
+        return texts.isEmpty ? fallback : texts.joined(separator: "; ")
+    }
+}

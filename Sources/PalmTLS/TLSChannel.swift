@@ -1,0 +1,220 @@
+import COpenSSLShims
+import PalmWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One mutually authenticated TLS 1.3 connection with blocking reads and writes.
+///
+/// A channel exists only after the full handshake succeeded **and** palm's channel confirmation
+/// was exchanged: in TLS 1.3 a client whose certificate the server refuses learns it only on its
+/// first read, so ``connect(host:port:serverName:context:)`` reads the server's confirmation before
+/// it returns. Either side therefore gets the refusal as a named ``TLSError`` from connect/accept.
+///
+/// All waits are bounded: connect by ``TLSConfiguration/connectTimeout``, the handshake by
+/// ``TLSConfiguration/handshakeTimeout``, each read or write by ``TLSConfiguration/ioTimeout``
+/// without progress. Use a channel from one thread at a time; `close()` may be called from any.
+public final class TLSChannel: ByteStream, @unchecked Sendable {
+    private let ssl: OpaquePointer
+    private let fd: Int32
+    private var isClosed = false
+    /// The authenticated peer.
+    public let peer: CertificateIdentity
+    public let remoteHost: String
+    public let remotePort: UInt16
+    public let ioTimeout: Double
+    /// The negotiated cipher suite, e.g. `TLS_AES_256_GCM_SHA384`.
+    public let cipherSuite: String
+
+    /// Sent by the server right after its handshake; proves to the client it was accepted.
+    static let confirmation: [UInt8] = Array("PALMTLS1".utf8)
+
+    private enum Side { case client(serverName: String), server }
+
+    private init(ssl: OpaquePointer, fd: Int32, peer: CertificateIdentity, ioTimeout: Double) {
+        self.ssl = ssl
+        self.fd = fd
+        self.peer = peer
+        self.ioTimeout = ioTimeout
+        (remoteHost, remotePort) = TCPSocket.address(fd, peer: true)
+        cipherSuite = SSL_get_current_cipher(ssl).flatMap { SSL_CIPHER_get_name($0) }.map { String(cString: $0) } ?? "?"
+    }
+
+    deinit { close() }
+
+    /// Connects, verifies the server's certificate chain and that it names `serverName`
+    /// (default: `host`, as a DNS name or IP address), and waits for the server's confirmation.
+    public static func connect(host: String, port: UInt16, serverName: String? = nil,
+                               context: TLSContext) throws -> TLSChannel {
+        let config = context.configuration
+        let fd = try TCPSocket.connect(host: host, port: port, timeout: config.connectTimeout)
+        return try handshake(fd: fd, side: .client(serverName: serverName ?? host), context: context)
+    }
+
+    /// Runs the server side of the handshake on an accepted socket (takes ownership of `fd`).
+    public static func accept(socket fd: Int32, context: TLSContext) throws -> TLSChannel {
+        try handshake(fd: fd, side: .server, context: context)
+    }
+
+    private static func handshake(fd: Int32, side: Side, context: TLSContext) throws -> TLSChannel {
+        TCPSocket.setNonBlocking(fd)
+        TCPSocket.setNoDelay(fd)
+        guard let ssl = SSL_new(context.ctx) else {
+            Glibc.close(fd)
+            throw TLSError.tlsFailure(detail: "SSL_new: \(OpenSSLErrors.summary())")
+        }
+        var expectedName: String?
+        let peer: CertificateIdentity
+        let deadline = Deadline(seconds: context.configuration.handshakeTimeout)
+        do {
+            SSL_set_fd(ssl, fd)
+            switch side {
+            case let .client(name):
+                expectedName = name
+                SSL_set_verify(ssl, SSL_VERIFY_PEER, palmVerifyCallback)
+                if isIPAddress(name) {
+                    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name)
+                } else {
+                    _ = palm_ssl_set_tlsext_host_name(ssl, name)
+                    SSL_set1_host(ssl, name)
+                }
+                SSL_set_connect_state(ssl)
+            case .server:
+                SSL_set_verify(ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, palmVerifyCallback)
+                SSL_set_accept_state(ssl)
+            }
+            _ = try drive(ssl: ssl, fd: fd, operation: "TLS handshake", deadline: deadline, expectedName: expectedName) {
+                SSL_do_handshake(ssl)
+            }
+            guard let peerCert = SSL_get0_peer_certificate(ssl) else { throw TLSError.noPeerCertificate }
+            peer = CertificateIdentity(certificate: peerCert)
+        } catch {
+            SSL_free(ssl)
+            Glibc.close(fd)
+            throw error
+        }
+        // From here the channel owns ssl and fd; closing it releases both.
+        let channel = TLSChannel(ssl: ssl, fd: fd, peer: peer, ioTimeout: context.configuration.ioTimeout)
+        do {
+            switch side {
+            case .server:
+                try channel.write(confirmation, deadline: deadline)
+            case .client:
+                // The first read is where a TLS 1.3 client learns that the server refused its certificate.
+                var got = [UInt8](repeating: 0, count: confirmation.count)
+                try got.withUnsafeMutableBytes { try channel.readExactly(into: $0, deadline: deadline) }
+                guard got == confirmation else { throw TLSError.notPalmPeer }
+            }
+        } catch {
+            channel.close()
+            throw error
+        }
+        return channel
+    }
+
+    private static func isIPAddress(_ s: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
+    }
+
+    /// Runs one OpenSSL call until it succeeds, waiting on the socket as it asks, within `deadline`.
+    @discardableResult
+    private static func drive(ssl: OpaquePointer, fd: Int32, operation: String, deadline: Deadline,
+                              expectedName: String? = nil, _ call: () -> Int32) throws -> Int32 {
+        while true {
+            ERR_clear_error()
+            errno = 0
+            let r = call()
+            if r > 0 { return r }
+            let savedErrno = errno
+            let e = SSL_get_error(ssl, r)
+            switch e {
+            case SSL_ERROR_WANT_READ:
+                try TCPSocket.wait(fd, for: Int16(POLLIN), deadline: deadline, operation: operation)
+            case SSL_ERROR_WANT_WRITE:
+                try TCPSocket.wait(fd, for: Int16(POLLOUT), deadline: deadline, operation: operation)
+            default:
+                throw TLSFailure.map(ssl: ssl, sslError: e, savedErrno: savedErrno, operation: operation,
+                                     expectedServerName: expectedName)
+            }
+        }
+    }
+
+    // MARK: I/O
+
+    /// Reads at least one byte (at most `buffer.count`). Throws ``TLSError/peerClosed`` at the end
+    /// of the stream and ``TLSError/recordIntegrity`` for a tampered record — data from a record
+    /// that failed authentication is never returned.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try read(into: buffer, deadline: Deadline(seconds: ioTimeout))
+    }
+
+    private func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline) throws -> Int {
+        guard !isClosed else { throw TLSError.closed }
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        var n = 0
+        try TLSChannel.drive(ssl: ssl, fd: fd, operation: "read", deadline: deadline) {
+            SSL_read_ex(ssl, base, buffer.count, &n)
+        }
+        return n
+    }
+
+    private func readExactly(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline) throws {
+        var filled = 0
+        while filled < buffer.count {
+            filled += try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]), deadline: deadline)
+        }
+    }
+
+    /// Writes all of `bytes`; each stretch without progress is bounded by the I/O timeout.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !isClosed else { throw TLSError.closed }
+        var offset = 0
+        while offset < bytes.count {
+            offset += try writeSome(UnsafeRawBufferPointer(rebasing: bytes[offset...]),
+                                    deadline: Deadline(seconds: ioTimeout))
+        }
+    }
+
+    private func write(_ bytes: [UInt8], deadline: Deadline) throws {
+        try bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                offset += try writeSome(UnsafeRawBufferPointer(rebasing: raw[offset...]), deadline: deadline)
+            }
+        }
+    }
+
+    private func writeSome(_ bytes: UnsafeRawBufferPointer, deadline: Deadline) throws -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        var written = 0
+        try TLSChannel.drive(ssl: ssl, fd: fd, operation: "write", deadline: deadline) {
+            SSL_write_ex(ssl, base, bytes.count, &written)
+        }
+        return written
+    }
+
+    /// RFC 8446 §7.5 exporter: keying material bound to this session, for channel binding.
+    public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, length: Int = 32) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: length)
+        let rc = label.withCString { l in
+            (context ?? []).withUnsafeBufferPointer { c in
+                SSL_export_keying_material(ssl, &out, length, l, strlen(l), c.baseAddress, c.count,
+                                           context == nil ? 0 : 1)
+            }
+        }
+        guard rc == 1 else { throw TLSError.tlsFailure(detail: "exporter: \(OpenSSLErrors.summary())") }
+        return out
+    }
+
+    /// Sends close_notify (best effort, without waiting) and releases the connection.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        ERR_clear_error()
+        _ = SSL_shutdown(ssl)
+        _ = OpenSSLErrors.drain()
+        SSL_free(ssl)
+        Glibc.close(fd)
+    }
+}

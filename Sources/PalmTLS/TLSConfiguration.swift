@@ -1,0 +1,30 @@
+/// Where a PalmTLS endpoint finds its credentials and how long it waits. Both sides of every palm
+/// connection use the same shape: a host (or operator) certificate chain with its ECDSA key, the
+/// cluster CA as the only trust root, and optionally the CA's CRL.
+public struct TLSConfiguration: Sendable, Equatable {
+    /// PEM file: the leaf certificate first, then any intermediates.
+    public var certificateChain: String
+    /// PEM file with the leaf's ECDSA private key.
+    public var privateKey: String
+    /// PEM file with the cluster CA certificate(s) — the only trust roots.
+    public var trustRoots: String
+    /// PEM file with the CA's CRL; when set, every peer certificate is checked against it.
+    public var crl: String?
+    /// Seconds allowed for TCP connect.
+    public var connectTimeout: Double
+    /// Seconds allowed for the whole TLS handshake including palm's channel confirmation.
+    public var handshakeTimeout: Double
+    /// Seconds a single read or write may wait without progress.
+    public var ioTimeout: Double
+
+    public init(certificateChain: String, privateKey: String, trustRoots: String, crl: String? = nil,
+                connectTimeout: Double = 5, handshakeTimeout: Double = 10, ioTimeout: Double = 60) {
+        self.certificateChain = certificateChain
+        self.privateKey = privateKey
+        self.trustRoots = trustRoots
+        self.crl = crl
+        self.connectTimeout = connectTimeout
+        self.handshakeTimeout = handshakeTimeout
+        self.ioTimeout = ioTimeout
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import PalmTLS
+
+/// Certificates minted with the project's own certs/palm-ca into a temporary directory, once
+/// per test process. Two CAs: the cluster CA and an unrelated "other" CA.
+final class TestPKI: @unchecked Sendable {
+    static let shared: TestPKI = {
+        do { return try TestPKI() } catch { fatalError("cannot mint test certificates: \(error)") }
+    }()
+
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+    static let palmCA = repoRoot.appendingPathComponent("certs/palm-ca").path
+
+    let dir: String
+    var ca: String { dir + "/ca" }
+    var otherCA: String { dir + "/other-ca" }
+    var caCert: String { ca + "/ca.pem" }
+    var crl: String { ca + "/crl.pem" }
+
+    init() throws {
+        dir = NSTemporaryDirectory() + "palm-pki-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try ca("--dir", ca, "init")
+        try ca("--dir", otherCA, "init", "--name", "some other CA")
+        try ca("--dir", ca, "host", "server", "--dns", "localhost", "--ip", "127.0.0.1")
+        try ca("--dir", ca, "host", "client")
+        try ca("--dir", ca, "host", "coord", "--role", "coordinator")
+        try ca("--dir", ca, "operator", "alice", "--role", "operator")
+        try ca("--dir", ca, "host", "expired", "--not-before", "20200101000000Z", "--not-after", "20210101000000Z")
+        try ca("--dir", ca, "host", "future", "--not-before", "20990101000000Z", "--not-after", "20991231000000Z")
+        try ca("--dir", ca, "host", "revoked")
+        try ca("--dir", ca, "revoke", "revoked")
+        try ca("--dir", otherCA, "host", "intruder", "--ip", "127.0.0.1")
+        try mintRSALeaf()
+    }
+
+    /// An RSA leaf signed by the cluster CA with the right usages: only its key type is wrong.
+    private func mintRSALeaf() throws {
+        let issued = ca + "/issued"
+        try run("/usr/bin/openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", issued + "/rsa.key",
+                "-subj", "/O=palm/CN=rsa", "-out", dir + "/rsa.csr")
+        try "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:rsa,IP:127.0.0.1,URI:palm:role:agent\n"
+            .write(toFile: dir + "/rsa.ext", atomically: true, encoding: .utf8)
+        try run("/usr/bin/openssl", "x509", "-req", "-in", dir + "/rsa.csr", "-CA", caCert, "-CAkey", ca + "/ca.key",
+                "-CAcreateserial", "-days", "30", "-extfile", dir + "/rsa.ext", "-out", issued + "/rsa.pem")
+    }
+
+    func cert(_ name: String, other: Bool = false) -> String { (other ? otherCA : ca) + "/issued/\(name).pem" }
+    func key(_ name: String, other: Bool = false) -> String { (other ? otherCA : ca) + "/issued/\(name).key" }
+
+    /// A configuration for `name`; `other` takes the certificate from the other CA while still
+    /// trusting the cluster CA (an intruder who knows the public CA certificate).
+    func configuration(_ name: String, other: Bool = false, withCRL: Bool = false,
+                       handshakeTimeout: Double = 10, ioTimeout: Double = 30) -> TLSConfiguration {
+        TLSConfiguration(certificateChain: cert(name, other: other), privateKey: key(name, other: other),
+                         trustRoots: caCert, crl: withCRL ? crl : nil,
+                         connectTimeout: 5, handshakeTimeout: handshakeTimeout, ioTimeout: ioTimeout)
+    }
+
+    func context(_ name: String, other: Bool = false, withCRL: Bool = false,
+                 handshakeTimeout: Double = 10) throws -> TLSContext {
+        try TLSContext(configuration: configuration(name, other: other, withCRL: withCRL,
+                                                    handshakeTimeout: handshakeTimeout))
+    }
+
+    private func ca(_ args: String...) throws { try run(TestPKI.palmCA, args) }
+    private func run(_ tool: String, _ args: String...) throws { try run(tool, args) }
+
+    private func run(_ tool: String, _ args: [String]) throws {
+        let result = try ProcessRunner.run(tool, args)
+        guard result.status == 0 else {
+            throw NSError(domain: "TestPKI", code: Int(result.status),
+                          userInfo: [NSLocalizedDescriptionKey: "\(tool) \(args): \(result.stderr)"])
+        }
+    }
+}
+
+/// Runs a command to completion and captures its output.
+enum ProcessRunner {
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static func run(_ tool: String, _ args: [String], stdin: Data? = nil) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = args
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = input
+        try p.run()
+        if let stdin { input.fileHandleForWriting.write(stdin) }
+        try input.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self))
+    }
+}
+
+/// Runs a closure on its own thread (blocking I/O, like an agent's connection thread) and hands
+/// back its result.
+final class Background<T>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Swift.Result<T, Error>?
+
+    init(_ body: @escaping () throws -> T) {
+        let thread = Thread { [self] in
+            result = Swift.Result { try body() }
+            done.signal()
+        }
+        thread.start()
+    }
+
+    func wait() -> Swift.Result<T, Error> {
+        done.wait()
+        return result!
+    }
+
+    func value() throws -> T { try wait().get() }
+
+    /// The error the closure threw, or nil if it returned.
+    var error: Error? {
+        if case let .failure(e) = wait() { return e }
+        return nil
+    }
+}
