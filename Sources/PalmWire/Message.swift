@@ -171,11 +171,12 @@ public enum Message: Equatable, Sendable {
         case .done:
             message = .done
         case .abort, .error:
-            let rawReason = try r.readUInt16("\(type).reason")
+            let field = type == .abort ? "abort" : "error"
+            let rawReason = try r.readUInt16("\(field).reason")
             guard let reason = AbortReason(rawValue: rawReason) else {
-                throw WireError.invalidValue(field: "\(type).reason", value: UInt64(rawReason))
+                throw WireError.invalidValue(field: "\(field).reason", value: UInt64(rawReason))
             }
-            let notice = AbortNotice(reason: reason, message: try r.readString("\(type).message", limit: limits.maxString))
+            let notice = AbortNotice(reason: reason, message: try r.readString("\(field).message", limit: limits.maxString))
             message = type == .abort ? .abort(notice) : .error(notice)
         }
         try r.expectEnd(type)
