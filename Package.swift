@@ -34,7 +34,7 @@ let package = Package(
         // Frames and messages; no I/O, no C libraries.
         .target(name: "PalmWire"),
         // The only channel palm uses: OpenSSL TLS 1.3 with mutual ECDSA authentication.
-        .target(name: "PalmTLS", dependencies: ["COpenSSLShims"]),
+        .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmWire"]),
 
         .executableTarget(name: "palm-source", dependencies: [
             "PalmTLS", "PalmWire",
@@ -56,8 +56,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Shared by the test targets: certificates minted with certs/palm-ca, process helpers.
+        .target(name: "PalmTestSupport", dependencies: ["PalmTLS"], path: "Tests/PalmTestSupport"),
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire"]),
-        .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire"]),
+        .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),
+        .testTarget(name: "CertsToolTests", dependencies: ["PalmTLS", "PalmTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -47,6 +47,17 @@ enum TCPSocket {
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
     }
 
+    /// Switches to blocking I/O where each send/recv waits at most `timeout` seconds; a call that
+    /// times out fails with EAGAIN, which the channel reports as a timeout.
+    static func setBlocking(_ fd: Int32, timeout: Double) {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
+        let seconds = max(0.001, timeout)
+        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     static func setNoDelay(_ fd: Int32) {
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -12,12 +12,15 @@ import Glibc
 /// it returns. Either side therefore gets the refusal as a named ``TLSError`` from connect/accept.
 ///
 /// All waits are bounded: connect by ``TLSConfiguration/connectTimeout``, the handshake by
-/// ``TLSConfiguration/handshakeTimeout``, each read or write by ``TLSConfiguration/ioTimeout``
-/// without progress. Use a channel from one thread at a time; `close()` may be called from any.
+/// ``TLSConfiguration/handshakeTimeout`` (non-blocking socket and poll against one deadline), each
+/// read or write afterwards by ``TLSConfiguration/ioTimeout`` without progress (blocking socket
+/// with SO_RCVTIMEO/SO_SNDTIMEO, which keeps the page path at one system call per record batch). Use a channel from one thread at a time; `close()` may be called from any.
 public final class TLSChannel: ByteStream, @unchecked Sendable {
     private let ssl: OpaquePointer
     private let fd: Int32
     private var isClosed = false
+    /// Set once the handshake is over; then WANT_READ/WANT_WRITE mean the socket timed out.
+    private var isBlocking = false
     /// The authenticated peer.
     public let peer: CertificateIdentity
     public let remoteHost: String
@@ -109,6 +112,10 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
             channel.close()
             throw error
         }
+        // After the handshake: blocking I/O (fewer system calls on the page path), each call
+        // bounded by the I/O timeout through SO_RCVTIMEO / SO_SNDTIMEO.
+        TCPSocket.setBlocking(fd, timeout: context.configuration.ioTimeout)
+        channel.isBlocking = true
         return channel
     }
 
@@ -120,7 +127,8 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
     /// Runs one OpenSSL call until it succeeds, waiting on the socket as it asks, within `deadline`.
     @discardableResult
     private static func drive(ssl: OpaquePointer, fd: Int32, operation: String, deadline: Deadline,
-                              expectedName: String? = nil, _ call: () -> Int32) throws -> Int32 {
+                              blocking: Bool = false, expectedName: String? = nil,
+                              _ call: () -> Int32) throws -> Int32 {
         while true {
             ERR_clear_error()
             errno = 0
@@ -129,6 +137,8 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
             let savedErrno = errno
             let e = SSL_get_error(ssl, r)
             switch e {
+            case SSL_ERROR_WANT_READ where blocking, SSL_ERROR_WANT_WRITE where blocking:
+                throw TLSError.timeout(operation: operation, seconds: deadline.seconds)
             case SSL_ERROR_WANT_READ:
                 try TCPSocket.wait(fd, for: Int16(POLLIN), deadline: deadline, operation: operation)
             case SSL_ERROR_WANT_WRITE:
@@ -153,7 +163,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         guard !isClosed else { throw TLSError.closed }
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var n = 0
-        try TLSChannel.drive(ssl: ssl, fd: fd, operation: "read", deadline: deadline) {
+        try TLSChannel.drive(ssl: ssl, fd: fd, operation: "read", deadline: deadline, blocking: isBlocking) {
             SSL_read_ex(ssl, base, buffer.count, &n)
         }
         return n
@@ -188,7 +198,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
     private func writeSome(_ bytes: UnsafeRawBufferPointer, deadline: Deadline) throws -> Int {
         guard let base = bytes.baseAddress else { return 0 }
         var written = 0
-        try TLSChannel.drive(ssl: ssl, fd: fd, operation: "write", deadline: deadline) {
+        try TLSChannel.drive(ssl: ssl, fd: fd, operation: "write", deadline: deadline, blocking: isBlocking) {
             SSL_write_ex(ssl, base, bytes.count, &written)
         }
         return written

@@ -1,5 +1,6 @@
 import Foundation
 import PalmTLS
+import PalmTestSupport
 import PalmWire
 import Testing
 
@@ -322,6 +323,18 @@ struct IntegrityTests {
         #expect(rc == 0)
         #expect(server.error as? TLSError == .timeout(operation: "TLS handshake", seconds: 0.5))
         close(fd)
+    }
+
+    @Test("a peer that stops sending after the handshake: a read times out instead of hanging")
+    func silentAfterHandshake() throws {
+        let l = try TLSListener(host: "127.0.0.1", port: 0, context: pki.context("server", ioTimeout: 0.5))
+        let server = serveOnce(l) { ch -> Int in
+            var b = [UInt8](repeating: 0, count: 16)
+            return try b.withUnsafeMutableBytes { try ch.read(into: $0) }
+        }
+        let c = try TLSChannel.connect(host: "127.0.0.1", port: l.port, context: pki.context("client"))
+        #expect(server.error as? TLSError == .timeout(operation: "read", seconds: 0.5))
+        c.close()
     }
 
     @Test("connecting to a closed port is a named connect failure")

@@ -3,22 +3,22 @@ import PalmTLS
 
 /// Certificates minted with the project's own certs/palm-ca into a temporary directory, once
 /// per test process. Two CAs: the cluster CA and an unrelated "other" CA.
-final class TestPKI: @unchecked Sendable {
-    static let shared: TestPKI = {
+public final class TestPKI: @unchecked Sendable {
+    public static let shared: TestPKI = {
         do { return try TestPKI() } catch { fatalError("cannot mint test certificates: \(error)") }
     }()
 
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    public static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
-    static let palmCA = repoRoot.appendingPathComponent("certs/palm-ca").path
+    public static let palmCA = repoRoot.appendingPathComponent("certs/palm-ca").path
 
-    let dir: String
-    var ca: String { dir + "/ca" }
-    var otherCA: String { dir + "/other-ca" }
-    var caCert: String { ca + "/ca.pem" }
-    var crl: String { ca + "/crl.pem" }
+    public let dir: String
+    public var ca: String { dir + "/ca" }
+    public var otherCA: String { dir + "/other-ca" }
+    public var caCert: String { ca + "/ca.pem" }
+    public var crl: String { ca + "/crl.pem" }
 
-    init() throws {
+    public init() throws {
         dir = NSTemporaryDirectory() + "palm-pki-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try ca("--dir", ca, "init")
@@ -46,22 +46,22 @@ final class TestPKI: @unchecked Sendable {
                 "-CAcreateserial", "-days", "30", "-extfile", dir + "/rsa.ext", "-out", issued + "/rsa.pem")
     }
 
-    func cert(_ name: String, other: Bool = false) -> String { (other ? otherCA : ca) + "/issued/\(name).pem" }
-    func key(_ name: String, other: Bool = false) -> String { (other ? otherCA : ca) + "/issued/\(name).key" }
+    public func cert(_ name: String, other: Bool = false) -> String { (other ? otherCA : ca) + "/issued/\(name).pem" }
+    public func key(_ name: String, other: Bool = false) -> String { (other ? otherCA : ca) + "/issued/\(name).key" }
 
     /// A configuration for `name`; `other` takes the certificate from the other CA while still
     /// trusting the cluster CA (an intruder who knows the public CA certificate).
-    func configuration(_ name: String, other: Bool = false, withCRL: Bool = false,
+    public func configuration(_ name: String, other: Bool = false, withCRL: Bool = false,
                        handshakeTimeout: Double = 10, ioTimeout: Double = 30) -> TLSConfiguration {
         TLSConfiguration(certificateChain: cert(name, other: other), privateKey: key(name, other: other),
                          trustRoots: caCert, crl: withCRL ? crl : nil,
                          connectTimeout: 5, handshakeTimeout: handshakeTimeout, ioTimeout: ioTimeout)
     }
 
-    func context(_ name: String, other: Bool = false, withCRL: Bool = false,
-                 handshakeTimeout: Double = 10) throws -> TLSContext {
+    public func context(_ name: String, other: Bool = false, withCRL: Bool = false,
+                 handshakeTimeout: Double = 10, ioTimeout: Double = 30) throws -> TLSContext {
         try TLSContext(configuration: configuration(name, other: other, withCRL: withCRL,
-                                                    handshakeTimeout: handshakeTimeout))
+                                                    handshakeTimeout: handshakeTimeout, ioTimeout: ioTimeout))
     }
 
     private func ca(_ args: String...) throws { try run(TestPKI.palmCA, args) }
@@ -77,14 +77,14 @@ final class TestPKI: @unchecked Sendable {
 }
 
 /// Runs a command to completion and captures its output.
-enum ProcessRunner {
-    struct Result {
-        let status: Int32
-        let stdout: String
-        let stderr: String
+public enum ProcessRunner {
+    public struct Result: Sendable {
+        public let status: Int32
+        public let stdout: String
+        public let stderr: String
     }
 
-    static func run(_ tool: String, _ args: [String], stdin: Data? = nil) throws -> Result {
+    public static func run(_ tool: String, _ args: [String], stdin: Data? = nil) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool)
         p.arguments = args
@@ -105,11 +105,11 @@ enum ProcessRunner {
 
 /// Runs a closure on its own thread (blocking I/O, like an agent's connection thread) and hands
 /// back its result.
-final class Background<T>: @unchecked Sendable {
+public final class Background<T>: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var result: Swift.Result<T, Error>?
 
-    init(_ body: @escaping () throws -> T) {
+    public init(_ body: @escaping () throws -> T) {
         let thread = Thread { [self] in
             result = Swift.Result { try body() }
             done.signal()
@@ -117,15 +117,15 @@ final class Background<T>: @unchecked Sendable {
         thread.start()
     }
 
-    func wait() -> Swift.Result<T, Error> {
+    public func wait() -> Swift.Result<T, Error> {
         done.wait()
         return result!
     }
 
-    func value() throws -> T { try wait().get() }
+    public func value() throws -> T { try wait().get() }
 
     /// The error the closure threw, or nil if it returned.
-    var error: Error? {
+    public var error: Error? {
         if case let .failure(e) = wait() { return e }
         return nil
     }
