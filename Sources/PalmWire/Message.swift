@@ -12,6 +12,8 @@ public enum Message: Equatable, Sendable {
     case ready(signature: [UInt8])
     /// COMMIT: the source's signature handing the VM over.
     case commit(signature: [UInt8])
+    /// PREPARED: the destination created an empty paused VM for the CONFIG and has room for it.
+    case prepared
     case done
     case abort(AbortNotice)
     case error(AbortNotice)
@@ -27,6 +29,7 @@ public enum Message: Equatable, Sendable {
         case .manifest: return .manifest
         case .ready: return .ready
         case .commit: return .commit
+        case .prepared: return .prepared
         case .done: return .done
         case .abort: return .abort
         case .error: return .error
@@ -87,7 +90,7 @@ public enum Message: Equatable, Sendable {
             w.write(lengthPrefixed: m.signature)
         case let .ready(sig), let .commit(sig):
             w.write(lengthPrefixed: sig)
-        case .done:
+        case .done, .prepared:
             break
         case let .abort(n), let .error(n):
             w.write(n.reason.rawValue)
@@ -170,6 +173,8 @@ public enum Message: Equatable, Sendable {
             message = .commit(signature: try r.readLengthPrefixed("commit.signature", limit: limits.maxSignature))
         case .done:
             message = .done
+        case .prepared:
+            message = .prepared
         case .abort, .error:
             let field = type == .abort ? "abort" : "error"
             let rawReason = try r.readUInt16("\(field).reason")

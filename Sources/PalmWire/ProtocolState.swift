@@ -31,18 +31,20 @@ public enum DestinationProtocolState: String, Sendable {
 /// The source's view: what it may receive given what it has sent.
 ///
 /// ```text
-///   awaitingAttest --ATTEST--> streaming --(sent MANIFEST)--> awaitingReady
-///   awaitingReady --READY--> readyReceived --(sent COMMIT)--> awaitingDone --DONE--> done
+///   awaitingAttest --ATTEST--> attested --(sent CONFIG)--> awaitingPrepared --PREPARED--> streaming
+///   streaming --(sent MANIFEST)--> awaitingReady --READY--> readyReceived
+///   readyReceived --(sent COMMIT)--> awaitingDone --DONE--> done
 ///   any state before done --ABORT/ERROR--> aborted
 /// ```
 public enum SourceProtocolState: String, Sendable {
-    case awaitingAttest, streaming, awaitingReady, readyReceived, awaitingDone, done, aborted
+    case awaitingAttest, attested, awaitingPrepared, streaming, awaitingReady, readyReceived, awaitingDone, done, aborted
 
     public init() { self = .awaitingAttest }
 
     /// Records a message the source sent.
     public mutating func sent(_ type: MessageType) {
         switch (self, type) {
+        case (.attested, .config): self = .awaitingPrepared
         case (.streaming, .manifest): self = .awaitingReady
         case (.readyReceived, .commit): self = .awaitingDone
         case (_, .abort), (_, .error): self = .aborted
@@ -56,7 +58,8 @@ public enum SourceProtocolState: String, Sendable {
         case (.done, _), (.aborted, _):
             throw WireError.unexpectedMessage(type, state: rawValue)
         case (_, .abort), (_, .error): self = .aborted
-        case (.awaitingAttest, .attest): self = .streaming
+        case (.awaitingAttest, .attest): self = .attested
+        case (.awaitingPrepared, .prepared): self = .streaming
         case (.awaitingReady, .ready): self = .readyReceived
         case (.awaitingDone, .done): self = .done
         default:

@@ -11,7 +11,8 @@
 ///   |                                                 |  single use, source identity
 ///   |<-- ATTEST(nonce_s, exporter, measurement, sig) -|  source checks sig, nonce, binding,
 ///   |                                                 |  measurement allowlist
-///   |-- CONFIG(vm config) --------------------------->|  destination prepares an empty paused VM
+///   |-- CONFIG(vm config) --------------------------->|  destination checks capacity, creates an
+///   |<-- PREPARED -------------------------------------|  empty paused VM (or ABORT: no page moved)
 ///   |-- MEMORY(round r, pages …) -------------------->|  repeated
 ///   |-- ROUND_END(round r stats) -------------------->|  one per round
 ///   |     … convergence policy decides stop-and-copy; source pauses the VM …
@@ -41,7 +42,7 @@
 /// # Destination state machine (``DestinationProtocolState``)
 ///
 /// ```text
-///   awaitingHello --HELLO--> awaitingConfig --CONFIG--> receivingMemory
+///   awaitingHello --HELLO--> awaitingConfig --CONFIG--> receivingMemory (destination sends PREPARED)
 ///   receivingMemory --MEMORY--> receivingMemory
 ///   receivingMemory --ROUND_END--> betweenRounds
 ///   betweenRounds --MEMORY--> receivingMemory
@@ -51,7 +52,7 @@
 ///   any state before committed --ABORT/ERROR--> aborted
 ///   anything else: WireError.unexpectedMessage → ERROR, close, discard
 /// ```
-/// (ATTEST, READY and DONE flow the other way and are validated by ``SourceProtocolState``.)
+/// (ATTEST, PREPARED, READY and DONE flow the other way and are validated by ``SourceProtocolState``.)
 ///
 /// # Versioning rule
 ///
@@ -85,6 +86,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case done = 10
     case abort = 11
     case error = 12
+    case prepared = 13
 
     public var description: String {
         switch self {
@@ -100,6 +102,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .done: return "DONE"
         case .abort: return "ABORT"
         case .error: return "ERROR"
+        case .prepared: return "PREPARED"
         }
     }
 }

@@ -95,11 +95,14 @@ struct ProtocolStateTests {
         #expect(throws: WireError.self) { try s.receive(.memory) }
     }
 
-    @Test("the source expects ATTEST, then READY only after MANIFEST, then DONE only after COMMIT")
+    @Test("the source expects ATTEST, PREPARED only after CONFIG, READY only after MANIFEST, DONE only after COMMIT")
     func source() throws {
         var s = SourceProtocolState()
         #expect(throws: WireError.unexpectedMessage(.ready, state: "awaitingAttest")) { try s.receive(.ready) }
         try s.receive(.attest)
+        #expect(throws: WireError.unexpectedMessage(.prepared, state: "attested")) { try s.receive(.prepared) }
+        s.sent(.config)
+        try s.receive(.prepared)
         #expect(throws: WireError.unexpectedMessage(.ready, state: "streaming")) { try s.receive(.ready) }
         s.sent(.manifest)
         try s.receive(.ready)

@@ -23,10 +23,15 @@ let everyMessage: [Message] = [
                        pagesSent: 2048, bytesSent: 8_400_000, signature: [1, 2, 3, 4])),
     .ready(signature: [5, 6]),
     .commit(signature: [7, 8, 9]),
+    .prepared,
     .done,
     .abort(AbortNotice(reason: .attestationRejected, message: "measurement not in allowlist")),
     .error(AbortNotice(reason: .protocolViolation, message: "unexpected MEMORY in state awaitingHello")),
 ]
+
+extension Message: CustomTestStringConvertible {
+    public var testDescription: String { type.description }
+}
 
 @Suite("Every message round-trips")
 struct MessageRoundTripTests {
