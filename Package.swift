@@ -13,12 +13,15 @@ let package = Package(
         .executable(name: "palm-dest", targets: ["palm-dest"]),
         .executable(name: "palm-coordinator", targets: ["palm-coordinator"]),
         .executable(name: "palm-bench", targets: ["palm-bench"]),
+        .executable(name: "palm-simguest", targets: ["palm-simguest"]),
         .library(name: "PalmWire", targets: ["PalmWire"]),
         .library(name: "PalmTLS", targets: ["PalmTLS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // System libraries (pkg-config names as Debian ships them).
@@ -35,14 +38,29 @@ let package = Package(
         .target(name: "PalmWire"),
         // The only channel palm uses: OpenSSL TLS 1.3 with mutual ECDSA authentication.
         .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmWire"]),
+        // The hypervisor driver protocol and its drivers (sim now; xen with CXen).
+        .target(name: "PalmHypervisor", dependencies: [
+            "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
+        ]),
+
+        // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
+        .target(name: "PalmMigration", dependencies: [
+            "PalmWire", "PalmTLS", "PalmHypervisor", .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // What the agents share: configuration files, drivers by name, the destination's server loop.
+        .target(name: "PalmAgent", dependencies: [
+            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmMigration", "TOMLKit",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         .executableTarget(name: "palm-source", dependencies: [
-            "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-dest", dependencies: [
-            "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -50,6 +68,9 @@ let package = Package(
             "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "palm-simguest", dependencies: [
+            "PalmHypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
             "PalmTLS", "PalmWire",

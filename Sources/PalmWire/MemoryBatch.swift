@@ -65,6 +65,19 @@ public struct MemoryBatchEncoder {
         pageCount += 1
     }
 
+    /// Appends a page the caller already knows is not all zeroes.
+    public mutating func appendData(pfn: UInt64, page: UnsafeRawBufferPointer) {
+        writer.write(pfn)
+        writer.write(PageKind.data.rawValue)
+        writer.write(raw: page)
+        pageCount += 1
+    }
+
+    /// The content of the page appended last, as it stands in the frame (what the receiver gets).
+    public func withLastPage<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try writer.bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[($0.count - pageSize)...])) }
+    }
+
     /// Appends a page record known to be all zeroes.
     public mutating func appendZero(pfn: UInt64) {
         writer.write(pfn)

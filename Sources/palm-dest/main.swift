@@ -1,21 +1,43 @@
 import ArgumentParser
+import Foundation
+import PalmAgent
 import PalmWire
 
 /// palm-dest: the inbound side of a migration on every host.
 struct PalmDest: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "palm-dest",
-        abstract: "palm's inbound migration agent: accepts ticketed migrations over mutual TLS 1.3 and resumes the VM.",
+        abstract: "palm's inbound migration agent: accepts migrations over mutual TLS 1.3 and resumes the VM.",
         discussion: """
-        Runs on every host as the palm-dest systemd unit. It accepts a migration only with a valid ticket,
-        attests itself to the source, rebuilds the VM, verifies the signed manifest and resumes it.
+        Runs on every host as the palm-dest systemd unit. It attests itself to the source, rebuilds the VM,
+        verifies the signed manifest and resumes it.
 
         Files:
           /etc/palm/dest.toml            configuration
           /etc/palm/tls/                 host certificate, key, cluster CA, CRL (made with certs/palm-ca)
-          /var/lib/palm/dest/            state: replay cache, migration evidence
+          /var/lib/palm/dest/            state
         """,
-        version: "palm-dest \(PalmVersion.string) (wire protocol v\(WireProtocol.version))")
+        version: "palm-dest \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Listen for incoming migrations.")
+    @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
+
+    func run() throws {
+        let logger = CLI.bootstrapLogging(label: "palm-dest")
+        do {
+            let server = try DestinationServer(configuration: try DestinationConfiguration.load(path: config), logger: logger)
+            print("listening on \(server.configuration.listenAddress):\(server.port)")
+            fflush(stdout)
+            server.run()
+        } catch {
+            CLI.fail("palm-dest", error)
+            throw ExitCode(1)
+        }
+    }
 }
 
 PalmDest.main()

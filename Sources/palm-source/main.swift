@@ -1,4 +1,7 @@
 import ArgumentParser
+import Foundation
+import PalmAgent
+import PalmMigration
 import PalmWire
 
 /// palm-source: the outbound side of a migration on every host.
@@ -7,15 +10,73 @@ struct PalmSource: ParsableCommand {
         commandName: "palm-source",
         abstract: "palm's outbound migration agent: streams a running VM to a palm-dest over mutual TLS 1.3.",
         discussion: """
-        Runs on every host as the palm-source systemd unit. It talks to the local hypervisor, runs the
-        multi-pass pre-copy engine and streams pages to the destination agent named by a migration ticket.
+        Runs on every host. It talks to the local hypervisor, runs the multi-pass pre-copy engine and
+        streams pages to the destination agent.
 
         Files:
           /etc/palm/source.toml          configuration
           /etc/palm/tls/                 host certificate, key, cluster CA, CRL (made with certs/palm-ca)
-          /var/lib/palm/source/          state: migration evidence
+          /var/lib/palm/source/          state
         """,
-        version: "palm-source \(PalmVersion.string) (wire protocol v\(WireProtocol.version))")
+        version: "palm-source \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
+        subcommands: [Migrate.self, VMs.self])
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(help: "Configuration file.") var config: String = SourceConfiguration.defaultPath
+}
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Live-migrate a VM to a destination host.")
+    @Argument(help: "The VM to migrate.") var vm: String
+    @Option(help: "Destination HOST[:PORT] running palm-dest.") var to: String
+    @Option(help: "The name the destination's certificate must carry (default: the host).") var serverName: String?
+    @Option(help: "pre-copy (multi-pass, default) or stop-and-copy.") var mode: String = "pre-copy"
+    @Option(help: "Downtime target in milliseconds (overrides the configuration).") var downtimeMs: Double?
+    @Flag(help: "Print the report as JSON.") var json = false
+    @OptionGroup var options: ConfigOption
+
+    func validate() throws {
+        guard mode == "pre-copy" || mode == "stop-and-copy" else { throw ValidationError("--mode must be pre-copy or stop-and-copy") }
+        if let d = downtimeMs, !(d > 0 && d <= 60_000) { throw ValidationError("--downtime-ms must be in (0, 60000]") }
+    }
+
+    func run() throws {
+        let logger = CLI.bootstrapLogging(label: "palm-source", level: json ? .warning : .info)
+        do {
+            let config = try SourceConfiguration.load(path: options.config)
+            guard let (host, port) = CLI.hostPort(to, defaultPort: config.destinationPort) else {
+                throw ValidationError("--to must be HOST or HOST:PORT, not '\(to)'")
+            }
+            let request = SourceAgent.Request(vm: vm, host: host, port: port, serverName: serverName,
+                                              mode: mode == "pre-copy" ? .preCopy : .stopAndCopy,
+                                              downtimeTarget: downtimeMs.map { $0 / 1000 })
+            let report = try SourceAgent(configuration: config, logger: logger)
+                .migrate(request, progress: json ? { _ in } : CLI.progressPrinter())
+            print(json ? report.json() : report.rendered())
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            CLI.fail("palm-source", error)
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct VMs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "vms", abstract: "List the VMs on this host.")
+    @OptionGroup var options: ConfigOption
+    func run() throws {
+        do {
+            let config = try SourceConfiguration.load(path: options.config)
+            for vm in try config.hypervisor.make().listVMs() {
+                print("\(vm.name)\t\(vm.memoryBytes >> 20) MiB\t\(vm.vcpus) vCPU\t\(vm.state.rawValue)")
+            }
+        } catch {
+            CLI.fail("palm-source", error)
+            throw ExitCode(1)
+        }
+    }
 }
 
 PalmSource.main()

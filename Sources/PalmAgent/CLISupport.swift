@@ -1,0 +1,51 @@
+import Foundation
+import Logging
+import PalmMigration
+
+/// Small helpers the thin executables share.
+public enum CLI {
+    /// Logs to stderr at `level` (journald arrives with the systemd work).
+    public static func bootstrapLogging(label: String, level: Logger.Level = .info) -> Logger {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: label)
+        logger.logLevel = level
+        return logger
+    }
+
+    /// Prints "PROGRAM: error: …" to stderr.
+    public static func fail(_ program: String, _ error: Error) {
+        FileHandle.standardError.write(Data("\(program): error: \(error)\n".utf8))
+    }
+
+    /// A progress printer: one rewritten line on a terminal, a line per second otherwise.
+    public static func progressPrinter() -> (MigrationProgress) -> Void {
+        let tty = isatty(2) == 1
+        var last = 0.0
+        return { p in
+            let now = MonotonicClock.now()
+            if tty {
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(p.line)".utf8))
+                if p.phase == .done { FileHandle.standardError.write(Data("\n".utf8)) }
+            } else if now - last >= 1 || p.phase == .handoff || p.phase == .done {
+                last = now
+                FileHandle.standardError.write(Data("progress: \(p.line)\n".utf8))
+            }
+        }
+    }
+
+    /// Splits HOST[:PORT] (IPv6 in brackets).
+    public static func hostPort(_ text: String, defaultPort: UInt16) -> (String, UInt16)? {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if rest.isEmpty { return (host, defaultPort) }
+            guard rest.hasPrefix(":"), let p = UInt16(rest.dropFirst()), p > 0 else { return nil }
+            return (host, p)
+        }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 1, !text.isEmpty { return (text, defaultPort) }
+        guard parts.count == 2, !parts[0].isEmpty, let p = UInt16(parts[1]), p > 0 else { return nil }
+        return (String(parts[0]), p)
+    }
+}

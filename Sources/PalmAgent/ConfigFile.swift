@@ -1,0 +1,123 @@
+import Foundation
+import TOMLKit
+
+/// A configuration problem, always naming the file and, where there is one, the key.
+public enum ConfigError: Error, Equatable, CustomStringConvertible {
+    case unreadable(file: String, reason: String)
+    case syntax(file: String, line: Int, column: Int, message: String)
+    case unknownKey(file: String, key: String)
+    case missingKey(file: String, key: String)
+    case wrongType(file: String, key: String, expected: String)
+    case invalidValue(file: String, key: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(f, r): return "\(f): cannot read: \(r)"
+        case let .syntax(f, l, c, m): return "\(f):\(l):\(c): TOML syntax error: \(m)"
+        case let .unknownKey(f, k): return "\(f): unknown key '\(k)'"
+        case let .missingKey(f, k): return "\(f): required key '\(k)' is missing"
+        case let .wrongType(f, k, e): return "\(f): key '\(k)' must be \(e)"
+        case let .invalidValue(f, k, r): return "\(f): key '\(k)': \(r)"
+        }
+    }
+}
+
+/// Typed, checked access to a TOML file. Every key read is recorded so `finish()` can refuse keys
+/// the program does not know (a typo must not silently fall back to a default).
+public final class ConfigFile {
+    public let path: String
+    let root: TOMLTable
+    private var used: Set<String> = []
+
+    public init(path: String) throws {
+        self.path = path
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError.unreadable(file: path, reason: (error as NSError).localizedDescription)
+        }
+        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw ConfigError.syntax(file: path, line: e.source.begin.line, column: e.source.begin.column, message: e.description)
+        }
+    }
+
+    private func value(_ key: String) -> TOMLValueConvertible? {
+        used.insert(key)
+        let parts = key.split(separator: ".").map(String.init)
+        var table: TOMLTable? = root
+        for part in parts.dropLast() { table = table?[part]?.table }
+        return table?[parts.last ?? key]
+    }
+
+    public func string(_ key: String, default def: String? = nil) throws -> String {
+        guard let v = value(key) else {
+            if let def { return def }
+            throw ConfigError.missingKey(file: path, key: key)
+        }
+        guard let s = v.string else { throw ConfigError.wrongType(file: path, key: key, expected: "a string") }
+        return s
+    }
+
+    public func optionalString(_ key: String) throws -> String? {
+        guard let v = value(key) else { return nil }
+        guard let s = v.string else { throw ConfigError.wrongType(file: path, key: key, expected: "a string") }
+        return s.isEmpty ? nil : s
+    }
+
+    public func int(_ key: String, default def: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let v = value(key) else { return def }
+        guard let i = v.int else { throw ConfigError.wrongType(file: path, key: key, expected: "an integer") }
+        guard range.contains(i) else {
+            throw ConfigError.invalidValue(file: path, key: key, reason: "\(i) is outside \(range.lowerBound)…\(range.upperBound)")
+        }
+        return i
+    }
+
+    public func double(_ key: String, default def: Double, range: ClosedRange<Double>) throws -> Double {
+        guard let v = value(key) else { return def }
+        guard let d = v.double ?? v.int.map(Double.init) else { throw ConfigError.wrongType(file: path, key: key, expected: "a number") }
+        guard range.contains(d) else {
+            throw ConfigError.invalidValue(file: path, key: key, reason: "\(d) is outside \(range.lowerBound)…\(range.upperBound)")
+        }
+        return d
+    }
+
+    /// A size such as "16G", "512M" or a number of bytes.
+    public func bytes(_ key: String, default def: UInt64) throws -> UInt64 {
+        guard let v = value(key) else { return def }
+        if let i = v.int, i > 0 { return UInt64(i) }
+        guard let s = v.string, let b = ConfigFile.parseBytes(s) else {
+            throw ConfigError.invalidValue(file: path, key: key, reason: "expected a size like \"512M\" or \"16G\"")
+        }
+        return b
+    }
+
+    public func oneOf(_ key: String, _ choices: [String], default def: String) throws -> String {
+        let s = try string(key, default: def)
+        guard choices.contains(s) else {
+            throw ConfigError.invalidValue(file: path, key: key, reason: "'\(s)' is not one of \(choices.joined(separator: ", "))")
+        }
+        return s
+    }
+
+    /// Refuses any key that was never read.
+    public func finish() throws {
+        func walk(_ table: TOMLTable, _ prefix: String) throws {
+            for key in table.keys.sorted() {
+                let full = prefix.isEmpty ? key : "\(prefix).\(key)"
+                if let sub = table[key]?.table {
+                    try walk(sub, full)
+                } else if !used.contains(full) {
+                    throw ConfigError.unknownKey(file: path, key: full)
+                }
+            }
+        }
+        try walk(root, "")
+    }
+
+    public static func parseBytes(_ text: String) -> UInt64? {
+        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        let t = text.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: "IB", with: "")
+        if let last = t.last, let mult = units[last] { return UInt64(t.dropLast()).map { $0 * mult } }
+        return UInt64(t)
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Logging
+import PalmHypervisor
+import PalmMigration
+import PalmTLS
+import PalmWire
+
+/// palm-dest's service: accepts PalmTLS connections and runs one ``MigrationReceiver`` per
+/// connection on its own thread, at most `maxConcurrent` at a time. A connection that fails its
+/// handshake is logged with the named reason and costs nothing else.
+public final class DestinationServer: @unchecked Sendable {
+    public let configuration: DestinationConfiguration
+    public let hypervisor: Hypervisor
+    let context: TLSContext
+    let listener: TLSListener
+    let signingKey: SigningKey
+    let measurement: Measurement
+    let logger: Logger
+    private let slots: DispatchSemaphore
+    private let group = DispatchGroup()
+
+    public var port: UInt16 { listener.port }
+
+    public init(configuration: DestinationConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        context = try TLSContext(configuration: configuration.tls)
+        signingKey = try SigningKey(pemFile: configuration.tls.privateKey)
+        hypervisor = try configuration.hypervisor.make()
+        if let sim = hypervisor as? SimHypervisor {
+            for vm in sim.removeStaleIncoming() {
+                logger.warning("removed the partial image of \(vm) left by an interrupted migration")
+            }
+        }
+        measurement = try Measurement.measure(configPath: configuration.file, hypervisor: hypervisor)
+        listener = try TLSListener(host: configuration.listenAddress, port: configuration.listenPort, context: context)
+        slots = DispatchSemaphore(value: configuration.maxConcurrent)
+    }
+
+    /// Accepts connections until `close()`.
+    public func run() {
+        logger.info("palm-dest listening on \(configuration.listenAddress):\(port) as \(context.localIdentity)")
+        while true {
+            slots.wait()
+            let socket: Int32
+            do {
+                guard let s = try listener.acceptSocket() else { slots.signal(); continue }
+                socket = s
+            } catch {
+                slots.signal()
+                if case TLSError.closed = error { break }
+                logger.error("accept failed: \(error)")
+                continue
+            }
+            group.enter()
+            Thread { [self] in
+                defer { slots.signal(); group.leave() }
+                handle(socket)
+            }.start()
+        }
+        group.wait()
+    }
+
+    private func handle(_ socket: Int32) {
+        let channel: TLSChannel
+        do {
+            channel = try TLSChannel.accept(socket: socket, context: context)
+        } catch {
+            logger.warning("refused a connection: \(error)")
+            return
+        }
+        var log = logger
+        log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? channel.peer.subject)"
+        let security = MigrationReceiver.Security { [measurement, signingKey] nonce, exporter in
+            try measurement.report(nonce: nonce, exporter: exporter, key: signingKey)
+        }
+        let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security, logger: log)
+        do {
+            let outcome = try receiver.run()
+            log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages, image sha256:\(outcome.imageDigest.hex)")
+        } catch {
+            log.warning("incoming migration failed: \(error)")
+        }
+    }
+
+    public func close() { listener.close() }
+}

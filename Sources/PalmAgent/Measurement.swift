@@ -1,0 +1,28 @@
+import Foundation
+import PalmHypervisor
+import PalmTLS
+import PalmWire
+
+/// What a destination agent attests to: the SHA-256 of its own executable and of its
+/// configuration file, and its hypervisor's name and version. Measured once at start-up.
+public struct Measurement: Sendable, Equatable {
+    public var agentDigest: Digest32
+    public var configDigest: Digest32
+    public var hypervisor: String
+    public var hypervisorVersion: String
+
+    public static func measure(configPath: String, hypervisor: Hypervisor) throws -> Measurement {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return Measurement(agentDigest: try SHA256.hash(file: exe), configDigest: try SHA256.hash(file: configPath),
+                           hypervisor: hypervisor.name, hypervisorVersion: hypervisor.version)
+    }
+
+    /// A signed attestation report for one session.
+    public func report(nonce: Digest32, exporter: Digest32, key: SigningKey) throws -> Attestation {
+        var a = Attestation(sourceNonce: nonce, exporter: exporter, agentDigest: agentDigest, configDigest: configDigest,
+                            hypervisor: hypervisor, hypervisorVersion: hypervisorVersion,
+                            timestampMillis: UInt64(Date().timeIntervalSince1970 * 1000), signature: [])
+        a.signature = try key.sign(a.signedBytes)
+        return a
+    }
+}

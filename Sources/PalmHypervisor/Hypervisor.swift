@@ -1,0 +1,113 @@
+import PalmWire
+
+/// What palm needs from a hypervisor. The `xen` driver implements it with libxenctrl and
+/// libxenforeignmemory; the `sim` driver with guest processes over shared memory. The migration
+/// engine sees only this protocol, so both drivers run the same protocol code path.
+public protocol Hypervisor: AnyObject, Sendable {
+    /// `xen` or `sim`.
+    var name: String { get }
+    /// The hypervisor's version (reported in attestation).
+    var version: String { get }
+    /// VMs on this host.
+    func listVMs() throws -> [VMInfo]
+    /// Bytes of guest memory this host can still accept.
+    func freeMemoryBytes() throws -> UInt64
+    /// Opens a running VM as the source of a migration.
+    func openSource(vm: String) throws -> SourceDomain
+    /// Creates an empty, paused VM ready to receive pages. Refuses before allocating anything
+    /// when the host lacks memory for it.
+    func createIncoming(config: VMConfig) throws -> DestinationDomain
+}
+
+/// One VM as the hypervisor reports it.
+public struct VMInfo: Equatable, Sendable, Codable {
+    public var name: String
+    public var pageSize: Int
+    public var pageCount: UInt64
+    public var vcpus: UInt32
+    public var state: VMRunState
+
+    public init(name: String, pageSize: Int, pageCount: UInt64, vcpus: UInt32, state: VMRunState) {
+        self.name = name
+        self.pageSize = pageSize
+        self.pageCount = pageCount
+        self.vcpus = vcpus
+        self.state = state
+    }
+
+    public var memoryBytes: UInt64 { pageCount * UInt64(pageSize) }
+}
+
+public enum VMRunState: String, Sendable, Codable {
+    case running, paused, incoming, stopped
+}
+
+/// The outbound side of one VM during a migration.
+///
+/// Pages are read in increasing pfn order within a call; drivers map guest memory in bounded
+/// windows so an agent never holds a copy of (or a mapping over) all of guest RAM.
+public protocol SourceDomain: AnyObject {
+    var info: VMInfo { get }
+    func pause() throws
+    func resume() throws
+    /// Starts dirty tracking with an empty log.
+    func enableDirtyLog() throws
+    /// Moves the pages dirtied since the last call into `bitmap` (read-and-reset) and returns
+    /// how many there are.
+    func collectDirty(into bitmap: inout DirtyBitmap) throws -> Int
+    func disableDirtyLog() throws
+    /// Calls `body` with each page's content, in the order given (ascending pfns).
+    func readPages<S: Sequence>(_ pfns: S, _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws
+        where S.Element == UInt64
+    /// The vCPU/platform state, captured while paused.
+    func captureState() throws -> [UInt8]
+    /// Slows the running guest to (100 − percent) % of its CPU time (auto-converge); 0 stops throttling.
+    func setThrottle(percent: Int) throws
+    /// Destroys the VM on this host (after the destination has resumed it).
+    func destroy() throws
+}
+
+/// The inbound side: an incoming VM that exists paused until `resume`.
+public protocol DestinationDomain: AnyObject {
+    var info: VMInfo { get }
+    /// Writes a page; `nil` means all zeroes. Idempotent: writing the same page twice is harmless.
+    func writePage(pfn: UInt64, data: UnsafeRawBufferPointer?) throws
+    /// Installs vCPU/platform state captured by the source.
+    func restoreState(_ state: [UInt8]) throws
+    /// Starts the VM.
+    func resume() throws
+    /// Throws the partial VM away (before resume) or destroys it.
+    func discard() throws
+}
+
+/// Errors every driver reports, named for the operator.
+public enum HypervisorError: Error, Equatable, Sendable, CustomStringConvertible {
+    case noSuchVM(String)
+    case vmExists(String)
+    case vmNotRunning(String)
+    case insufficientMemory(vm: String, neededBytes: UInt64, availableBytes: UInt64)
+    case invalidState(String)
+    case corruptImage(String)
+    case systemCall(call: String, errno: Int32)
+    case guestFailed(String)
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case let .noSuchVM(n): return "no VM named '\(n)' on this host"
+        case let .vmExists(n): return "a VM named '\(n)' already exists on this host"
+        case let .vmNotRunning(n): return "VM '\(n)' is not running"
+        case let .insufficientMemory(vm, need, have):
+            return "not enough memory for '\(vm)': needs \(need >> 20) MiB, \(have >> 20) MiB free"
+        case let .invalidState(s): return "invalid VM state: \(s)"
+        case let .corruptImage(s): return "corrupt VM image: \(s)"
+        case let .systemCall(call, e): return "\(call) failed: errno \(e) (\(String(cString: strerror(e))))"
+        case let .guestFailed(s): return "guest failed: \(s)"
+        case let .unsupported(s): return "unsupported: \(s)"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

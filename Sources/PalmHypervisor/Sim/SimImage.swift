@@ -1,0 +1,185 @@
+import Atomics
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A mapping of a sim VM image file. The header and dirty bitmap are always mapped; RAM is
+/// mapped whole (`mapAllRAM`, what the guest does) or through a sliding window (what agents do,
+/// so their memory stays bounded whatever the guest's size).
+public final class SimImage {
+    public let path: String
+    public let layout: SimLayout
+    let fd: Int32
+    let meta: UnsafeMutableRawPointer      // header + bitmap
+    let metaLength: Int
+    private var ram: UnsafeMutableRawPointer?
+    private var window: (start: UInt64, count: UInt64, base: UnsafeMutableRawPointer)?
+    /// Pages per agent window (64 MiB).
+    public static let windowPages: UInt64 = 16384
+
+    /// Creates a new image file of `pageCount` pages (sparse: untouched pages cost nothing).
+    public static func create(path: String, pageCount: UInt64, vcpus: UInt32, name: String) throws -> SimImage {
+        let layout = SimLayout(pageCount: pageCount)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            if errno == EEXIST { throw HypervisorError.vmExists(name) }
+            throw HypervisorError.systemCall(call: "open(\(path))", errno: errno)
+        }
+        guard ftruncate(fd, off_t(layout.fileSize)) == 0 else {
+            let e = errno
+            close(fd)
+            unlink(path)
+            throw HypervisorError.systemCall(call: "ftruncate", errno: e)
+        }
+        let image = try SimImage(fd: fd, path: path, layout: layout)
+        image[.magic] = SimLayout.magic
+        image[.version] = SimLayout.version
+        image[.pageCount] = pageCount
+        image[.pageSize] = UInt64(SimLayout.pageSize)
+        image[.vcpus] = UInt64(vcpus)
+        image.name = name
+        return image
+    }
+
+    /// Opens an existing image and validates its header.
+    public static func open(path: String) throws -> SimImage {
+        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw HypervisorError.noSuchVM(path) }
+            throw HypervisorError.systemCall(call: "open(\(path))", errno: errno)
+        }
+        var header = [UInt64](repeating: 0, count: 5)
+        let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n == 40, header[0] == SimLayout.magic, header[1] == SimLayout.version,
+              header[3] == UInt64(SimLayout.pageSize), header[2] > 0, header[2] < 1 << 32 else {
+            close(fd)
+            throw HypervisorError.corruptImage("\(path): not a palm sim image")
+        }
+        let layout = SimLayout(pageCount: header[2])
+        var st = stat()
+        guard fstat(fd, &st) == 0, Int(st.st_size) == layout.fileSize else {
+            close(fd)
+            throw HypervisorError.corruptImage("\(path): size does not match \(header[2]) pages")
+        }
+        return try SimImage(fd: fd, path: path, layout: layout)
+    }
+
+    private init(fd: Int32, path: String, layout: SimLayout) throws {
+        self.fd = fd
+        self.path = path
+        self.layout = layout
+        metaLength = layout.ramOffset
+        guard let m = mmap(nil, metaLength, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), m != MAP_FAILED else {
+            let e = errno
+            close(fd)
+            throw HypervisorError.systemCall(call: "mmap(header)", errno: e)
+        }
+        meta = m
+    }
+
+    deinit {
+        unmapWindow()
+        if let ram { munmap(ram, Int(layout.pageCount) * SimLayout.pageSize) }
+        munmap(meta, metaLength)
+        close(fd)
+    }
+
+    // MARK: header
+
+    public subscript(slot: SimSlot) -> UInt64 {
+        get { meta.load(fromByteOffset: slot.offset, as: UInt64.self) }
+        set { meta.storeBytes(of: newValue, toByteOffset: slot.offset, as: UInt64.self) }
+    }
+
+    public var name: String {
+        get {
+            let p = meta.advanced(by: SimSlot.nameOffset).assumingMemoryBound(to: UInt8.self)
+            let len = min(Int(p[0]), SimSlot.nameLimit)
+            return String(decoding: UnsafeBufferPointer(start: p + 1, count: len), as: UTF8.self)
+        }
+        set {
+            let bytes = Array(newValue.utf8.prefix(SimSlot.nameLimit))
+            let p = meta.advanced(by: SimSlot.nameOffset).assumingMemoryBound(to: UInt8.self)
+            p[0] = UInt8(bytes.count)
+            for (i, b) in bytes.enumerated() { p[1 + i] = b }
+        }
+    }
+
+    /// The header page as bytes (the VM's CPU-like state).
+    public var headerBytes: [UInt8] {
+        Array(UnsafeRawBufferPointer(start: meta, count: SimLayout.pageSize))
+    }
+
+    /// Replaces the header page (restore on the destination), keeping the local guestPID slot.
+    public func restoreHeader(_ bytes: [UInt8]) {
+        let pid = self[.guestPID]
+        bytes.withUnsafeBytes { meta.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, SimLayout.pageSize)) }
+        self[.guestPID] = pid
+    }
+
+    // MARK: dirty bitmap (atomic word access)
+
+    var bitmap: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage> {
+        meta.advanced(by: layout.bitmapOffset).bindMemory(to: UnsafeAtomic<UInt64>.Storage.self, capacity: layout.bitmapWords)
+    }
+
+    /// Marks a page dirty with release ordering (the guest calls this after writing the page).
+    public func markDirty(_ pfn: UInt64) {
+        let word = UnsafeAtomic<UInt64>(at: bitmap + Int(pfn >> 6))
+        _ = word.loadThenBitwiseOr(with: 1 << (pfn & 63), ordering: .releasing)
+    }
+
+    /// Swaps every bitmap word to zero (acquire) and ORs it into `into`; returns the page count.
+    public func drainDirty(into bitmapOut: inout DirtyBitmap) -> Int {
+        var total = 0
+        let base = bitmap
+        for i in 0..<layout.bitmapWords {
+            let word = UnsafeAtomic<UInt64>(at: base + i)
+            let v = word.exchange(0, ordering: .acquiring)
+            if v != 0 {
+                bitmapOut.merge(word: v, at: i)
+                total += v.nonzeroBitCount
+            }
+        }
+        return total
+    }
+
+    // MARK: RAM
+
+    /// Maps all of RAM (the guest's view). Returns its base address.
+    public func mapAllRAM() throws -> UnsafeMutableRawPointer {
+        if let ram { return ram }
+        let length = Int(layout.pageCount) * SimLayout.pageSize
+        guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(layout.ramOffset)), p != MAP_FAILED else {
+            throw HypervisorError.systemCall(call: "mmap(ram)", errno: errno)
+        }
+        ram = p
+        return p
+    }
+
+    /// The address of page `pfn` through the agent's sliding window, remapping when `pfn` leaves it.
+    public func windowedPage(_ pfn: UInt64) throws -> UnsafeMutableRawPointer {
+        precondition(pfn < layout.pageCount)
+        if let w = window, pfn >= w.start, pfn < w.start + w.count {
+            return w.base + Int(pfn - w.start) * SimLayout.pageSize
+        }
+        unmapWindow()
+        let start = pfn / SimImage.windowPages * SimImage.windowPages
+        let count = min(SimImage.windowPages, layout.pageCount - start)
+        let offset = off_t(layout.ramOffset + Int(start) * SimLayout.pageSize)
+        guard let p = mmap(nil, Int(count) * SimLayout.pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset),
+              p != MAP_FAILED else {
+            throw HypervisorError.systemCall(call: "mmap(window)", errno: errno)
+        }
+        window = (start, count, p)
+        return p + Int(pfn - start) * SimLayout.pageSize
+    }
+
+    public func unmapWindow() {
+        if let w = window { munmap(w.base, Int(w.count) * SimLayout.pageSize) }
+        window = nil
+    }
+
+    /// Flushes the mapping to the file (no-op on tmpfs, kept for disk-backed roots).
+    public func sync() { msync(meta, metaLength, MS_SYNC) }
+}

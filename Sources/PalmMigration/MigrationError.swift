@@ -1,0 +1,58 @@
+import PalmHypervisor
+import PalmTLS
+import PalmWire
+
+/// Why a migration failed, named for the operator. Every case before ``commitInDoubt`` leaves
+/// the VM running on the source.
+public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The peer aborted with a reason.
+    case abortedByPeer(AbortReason, String)
+    /// The destination's attestation did not check out.
+    case attestationRejected(String)
+    /// The destination's rebuilt image does not match the manifest.
+    case manifestMismatch(String)
+    case protocolViolation(WireError)
+    case channel(TLSError)
+    case hypervisor(HypervisorError)
+    /// COMMIT was sent but DONE never arrived: the VM stays paused on the source until the
+    /// destination's state is known (it may already run there).
+    case commitInDoubt(String)
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case let .abortedByPeer(r, m): return "the peer aborted the migration (\(r)): \(m)"
+        case let .attestationRejected(m): return "destination attestation rejected: \(m)"
+        case let .manifestMismatch(m): return "manifest mismatch: \(m)"
+        case let .protocolViolation(e): return "protocol violation: \(e)"
+        case let .channel(e): return "channel: \(e)"
+        case let .hypervisor(e): return "hypervisor: \(e)"
+        case let .commitInDoubt(m): return "commit in doubt: \(m)"
+        case .cancelled: return "cancelled"
+        }
+    }
+
+    /// Wraps any error into a MigrationError.
+    static func wrap(_ error: Error) -> MigrationError {
+        switch error {
+        case let e as MigrationError: return e
+        case let e as TLSError: return .channel(e)
+        case let e as WireError: return .protocolViolation(e)
+        case let e as HypervisorError: return .hypervisor(e)
+        default: return .protocolViolation(.invalidValue(field: "\(error)", value: 0))
+        }
+    }
+
+    /// The reason to put in an ABORT sent to the peer.
+    var abortReason: AbortReason {
+        switch self {
+        case .attestationRejected: return .attestationRejected
+        case .manifestMismatch: return .manifestMismatch
+        case .protocolViolation: return .protocolViolation
+        case .hypervisor(.insufficientMemory): return .insufficientMemory
+        case .hypervisor: return .hypervisorFailure
+        case .cancelled: return .cancelled
+        default: return .internalError
+        }
+    }
+}

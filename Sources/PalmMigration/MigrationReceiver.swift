@@ -1,0 +1,160 @@
+import Foundation
+import Logging
+import PalmHypervisor
+import PalmTLS
+import PalmWire
+
+/// The destination side of one migration.
+///
+/// It follows ``DestinationProtocolState``: HELLO (authorized by the security hooks) → ATTEST →
+/// CONFIG (capacity checked, empty paused VM created) → PREPARED → MEMORY/ROUND_END rounds →
+/// STATE (restored into the paused VM) → MANIFEST (the rebuilt image digest and state digest must
+/// match, else nothing resumes) → READY → COMMIT → resume → DONE.
+///
+/// Failure rule: until COMMIT the VM exists here only as a paused, partial image; any failure —
+/// bad input, a dead source, a mismatch — discards it. Pages are applied idempotently, so a page
+/// sent in several rounds simply ends with its last content.
+public final class MigrationReceiver {
+    /// Hooks the protection layer plugs into.
+    public struct Security {
+        /// Authorizes HELLO (ticket) for this peer; throwing refuses the migration.
+        public var authorize: (Hello, CertificateIdentity) throws -> Void = { _, _ in }
+        /// Produces the signed attestation for (nonce, exporter).
+        public var attest: (_ nonce: Digest32, _ exporter: Digest32) throws -> Attestation
+        public var verifyManifestSignature: (Manifest, CertificateIdentity) throws -> Void = { _, _ in }
+        public var signReady: (Manifest) throws -> [UInt8] = { _ in [] }
+        public var verifyCommit: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in }
+
+        public init(attest: @escaping (Digest32, Digest32) throws -> Attestation) {
+            self.attest = attest
+        }
+    }
+
+    /// What the destination saw.
+    public struct Outcome: Sendable {
+        public var vm: String
+        public var rounds: Int
+        public var pagesReceived: UInt64
+        public var imageDigest: Digest32
+    }
+
+    let channel: SecureChannel
+    let hypervisor: Hypervisor
+    let security: Security
+    let logger: Logger
+    let limits: WireLimits
+    private var state = DestinationProtocolState()
+
+    public init(channel: SecureChannel, hypervisor: Hypervisor, security: Security, logger: Logger,
+                limits: WireLimits = .default) {
+        self.channel = channel
+        self.hypervisor = hypervisor
+        self.security = security
+        self.logger = logger
+        self.limits = limits
+    }
+
+    public func run() throws -> Outcome {
+        var domain: DestinationDomain?
+        var resumed = false
+        do {
+            let outcome = try receive(domain: &domain, resumed: &resumed)
+            channel.close()
+            return outcome
+        } catch {
+            let failure = MigrationError.wrap(error)
+            if !resumed, let d = domain {
+                try? d.discard()
+                logger.warning("migration of \(d.info.name) aborted: \(failure); partial VM discarded")
+            } else {
+                logger.warning("migration refused: \(failure)")
+            }
+            if case .abortedByPeer = failure {} else if !resumed {
+                try? channel.send(.abort(AbortNotice(reason: failure.abortReason, message: failure.description)))
+            }
+            channel.close()
+            throw failure
+        }
+    }
+
+    private func next(_ reader: FrameReader) throws -> Message {
+        let m = try reader.readMessage()
+        try state.receive(m.type)
+        if case let .abort(n) = m { throw MigrationError.abortedByPeer(n.reason, n.message) }
+        if case let .error(n) = m { throw MigrationError.abortedByPeer(n.reason, n.message) }
+        return m
+    }
+
+    private func receive(domain: inout DestinationDomain?, resumed: inout Bool) throws -> Outcome {
+        let reader = FrameReader(stream: channel, limits: limits)
+        let peer = channel.peer
+        guard case let .hello(hello) = try next(reader) else { throw WireError.unexpectedMessage(.hello, state: "start") }
+        try security.authorize(hello, peer)
+        try channel.send(.attest(try security.attest(hello.sourceNonce, try channel.channelBinding())))
+
+        guard case let .config(config) = try next(reader) else { throw WireError.unexpectedMessage(.config, state: "attested") }
+        logger.info("incoming \(config.name) from \(peer.commonName ?? peer.subject): \((config.pageCount * UInt64(config.pageSize)) >> 20) MiB, \(config.mode)")
+        let d = try hypervisor.createIncoming(config: config)
+        domain = d
+        try channel.send(.prepared)
+
+        let pageSize = Int(config.pageSize)
+        let digest = ImageDigest(pageCount: config.pageCount, pageSize: pageSize)
+        var pages: UInt64 = 0
+        var rounds = 0
+        var cpuState: [UInt8]?
+        while true {
+            let type = try reader.withNextFrame { header, payload -> MessageType in
+                try state.receive(header.type)
+                if header.type == .memory {
+                    _ = try MemoryBatchDecoder.forEachPage(in: payload, pageSize: pageSize, pageCount: config.pageCount) { pfn, page in
+                        try d.writePage(pfn: pfn, data: page)
+                        digest.record(pfn: pfn, page: page)
+                        pages += 1
+                    }
+                    return .memory
+                }
+                let message = try Message.decode(type: header.type, payload: payload, limits: limits)
+                switch message {
+                case .roundEnd:
+                    rounds += 1
+                case let .state(bytes):
+                    try d.restoreState(bytes)
+                    cpuState = bytes
+                case let .manifest(manifest):
+                    try verify(manifest, digest: digest, cpuState: cpuState ?? [], peer: peer)
+                    try channel.send(.ready(signature: try security.signReady(manifest)))
+                    pendingManifest = manifest
+                case let .commit(signature):
+                    guard let manifest = pendingManifest else { throw WireError.unexpectedMessage(.commit, state: "no manifest") }
+                    try security.verifyCommit(signature, manifest, peer)
+                case let .abort(n), let .error(n):
+                    throw MigrationError.abortedByPeer(n.reason, n.message)
+                default:
+                    throw WireError.unexpectedMessage(header.type, state: state.rawValue)
+                }
+                return header.type
+            }
+            if type == .commit { break }
+        }
+        try d.resume()
+        resumed = true
+        logger.notice("\(config.name) resumed here after \(rounds) rounds, \(pages) pages received")
+        try channel.send(.done)
+        return Outcome(vm: config.name, rounds: rounds, pagesReceived: pages, imageDigest: digest.finalize())
+    }
+
+    private var pendingManifest: Manifest?
+
+    private func verify(_ manifest: Manifest, digest: ImageDigest, cpuState: [UInt8], peer: CertificateIdentity) throws {
+        try security.verifyManifestSignature(manifest, peer)
+        let image = digest.finalize()
+        guard image == manifest.imageDigest else {
+            throw MigrationError.manifestMismatch("memory image digest \(image.hex.prefix(16))… ≠ manifest \(manifest.imageDigest.hex.prefix(16))…")
+        }
+        guard SHA256.hash(cpuState) == manifest.stateDigest else {
+            throw MigrationError.manifestMismatch("CPU state digest does not match the manifest")
+        }
+        logger.info("manifest verified: image sha256:\(image.hex.prefix(16))…, \(manifest.rounds) rounds")
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// What one migration did, measured on the source: printed for people, encoded for scripts.
+public struct MigrationReport: Codable, Sendable, Equatable {
+    public struct Round: Codable, Sendable, Equatable {
+        public var round: Int
+        /// Pages sent in this round (data + zero records).
+        public var pages: UInt64
+        public var zeroPages: UInt64
+        /// Frame bytes written for this round.
+        public var bytes: UInt64
+        public var seconds: Double
+        /// Pages the guest dirtied during the round, per second.
+        public var dirtyRate: Double
+        /// Pages found dirty when the round ended.
+        public var dirtyAfter: UInt64
+        public var throttlePercent: Int
+        /// True for the stop-and-copy round (VM paused).
+        public var final: Bool
+    }
+
+    public var vm: String
+    public var destination: String
+    public var mode: String
+    public var memoryBytes: UInt64
+    public var totalSeconds: Double
+    /// Source pause → destination resumed (DONE received), measured.
+    public var downtimeSeconds: Double
+    /// What the policy predicted when it stopped pre-copy.
+    public var predictedDowntimeSeconds: Double
+    public var downtimeTargetSeconds: Double
+    public var stopReason: String
+    public var rounds: [Round]
+    /// All bytes written to the TLS channel (frames), i.e. the TLS payload.
+    public var bytesOnWire: UInt64
+    public var throughputMiBps: Double
+    public var imageDigest: String
+    public var sourceCPUSeconds: Double
+
+    public var pagesSent: UInt64 { rounds.reduce(0) { $0 + $1.pages } }
+
+    /// A human-readable report.
+    public func rendered() -> String {
+        var s = ""
+        func line(_ t: String) { s += t + "\n" }
+        line("migration of \(vm) → \(destination) (\(mode), \(memoryBytes >> 20) MiB): OK")
+        line(String(format: "  total time      %8.3f s", totalSeconds))
+        line(String(format: "  downtime        %8.1f ms   (predicted %.1f ms, target %.0f ms)",
+                    downtimeSeconds * 1000, predictedDowntimeSeconds * 1000, downtimeTargetSeconds * 1000))
+        line("  pre-copy ended  \(stopReason)")
+        line(String(format: "  sent            %8.1f MiB in %d rounds, %.1f MiB/s, %.2f× RAM",
+                    Double(bytesOnWire) / 1048576, rounds.count, throughputMiBps,
+                    Double(bytesOnWire) / Double(max(memoryBytes, 1))))
+        line(String(format: "  source CPU      %8.2f s", sourceCPUSeconds))
+        line("  image digest    \(imageDigest)")
+        line("  round      pages    zero      MiB   seconds   dirty/s   dirty after  throttle")
+        for r in rounds {
+            line(String(format: "  %5d%@ %9llu %7llu %8.1f %9.3f %9.0f %13llu %8d%%", r.round, r.final ? "*" : " ",
+                        r.pages, r.zeroPages, Double(r.bytes) / 1048576, r.seconds, r.dirtyRate, r.dirtyAfter, r.throttlePercent))
+        }
+        line("  (* = stop-and-copy round, VM paused)")
+        return s
+    }
+
+    public func json() -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return (try? String(decoding: e.encode(self), as: UTF8.self)) ?? "{}"
+    }
+}
+
+/// Live progress, reported while a migration runs.
+public struct MigrationProgress: Sendable, Equatable {
+    public enum Phase: String, Sendable { case handshake, precopy, stopAndCopy = "stop-and-copy", handoff, done }
+    public var phase: Phase
+    public var round: Int
+    public var pagesLeftInRound: UInt64
+    public var pagesSentInRound: UInt64
+    public var bytesPerSecond: Double
+    public var throttlePercent: Int
+
+    public var line: String {
+        String(format: "%@ round %d: %llu pages left, %.0f MiB/s%@", phase.rawValue, round, pagesLeftInRound,
+               bytesPerSecond / 1048576, throttlePercent > 0 ? ", throttle \(throttlePercent)%" : "")
+    }
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import PalmHypervisor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// palm-simguest: the `sim` hypervisor's guest process and its small toolstack
+/// (create, list, check, destroy), the development stand-in for Xen's `xl`.
+struct SimGuest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "palm-simguest",
+        abstract: "The sim hypervisor: guest processes over shared memory, for developing and testing palm.",
+        subcommands: [Create.self, List.self, Check.self, Destroy.self, Run.self])
+}
+
+/// Parses sizes like 256M, 1G, 4096.
+func parseBytes(_ text: String) -> UInt64? {
+    let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+    if let last = text.uppercased().last, let mult = units[last] {
+        return UInt64(text.dropLast()).map { $0 * mult }
+    }
+    return UInt64(text)
+}
+
+struct RootOption: ParsableArguments {
+    @Option(help: "The sim hypervisor's image directory (one per simulated host).")
+    var root: String = "/dev/shm/palm-sim"
+    @Option(help: "Guest memory this simulated host may hold (e.g. 16G).")
+    var memoryLimit: String = "16G"
+
+    func hypervisor() throws -> SimHypervisor {
+        guard let limit = parseBytes(memoryLimit) else { throw ValidationError("--memory-limit: '\(memoryLimit)' is not a size") }
+        return try SimHypervisor(root: root, memoryLimitBytes: limit)
+    }
+}
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create and boot a sim VM with a memory-dirtying workload.")
+    @Argument(help: "VM name.") var name: String
+    @OptionGroup var root: RootOption
+    @Option(help: "Guest memory (e.g. 256M, 1G).") var memory: String = "256M"
+    @Option(help: "vCPUs.") var vcpus: UInt32 = 1
+    @Option(help: "Pages the workload dirties per second (0: idle).") var rate: UInt64 = 0
+    @Option(help: "Working set the workload writes (e.g. 64M; default all of memory).") var workingSet: String?
+    @Option(help: "Write pattern: uniform, hot-set, sequential.") var pattern: String = "uniform"
+    @Option(help: "Percent of hot-set writes that go to the working set.") var hotPercent: UInt64 = 90
+    @Option(help: "Initial memory: random (incompressible) or zero.") var fill: String = "random"
+
+    func run() throws {
+        guard let bytes = parseBytes(memory), bytes >= 4096 else { throw ValidationError("--memory: '\(memory)' is not a size ≥ 4K") }
+        guard let pat = SimPattern(name: pattern) else { throw ValidationError("--pattern must be uniform, hot-set or sequential") }
+        guard fill == "random" || fill == "zero" else { throw ValidationError("--fill must be random or zero") }
+        var ws: UInt64 = 0
+        if let workingSet {
+            guard let b = parseBytes(workingSet) else { throw ValidationError("--working-set: '\(workingSet)' is not a size") }
+            ws = b / 4096
+        }
+        let info = try root.hypervisor().create(vm: name, memoryBytes: bytes, vcpus: vcpus,
+                                                workload: .init(rate: rate, workingSetPages: ws, pattern: pat, hotPercent: hotPercent),
+                                                randomFill: fill == "random")
+        print("created \(info.name): \(info.memoryBytes >> 20) MiB, \(rate) pages/s \(pat.name)")
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the VMs of a simulated host.")
+    @OptionGroup var root: RootOption
+    func run() throws {
+        for vm in try root.hypervisor().listVMs() {
+            print("\(vm.name)\t\(vm.memoryBytes >> 20) MiB\t\(vm.state.rawValue)")
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Wait for a VM's pending self-checks and print the result.")
+    @Argument var name: String
+    @OptionGroup var root: RootOption
+    func run() throws {
+        let c = try root.hypervisor().awaitSelfCheck(vm: name)
+        print("\(name): self-checks \(c.done)/\(c.requested), failures \(c.failures), resumes \(c.resumes), writes \(c.writes)")
+        if !c.passed { throw ExitCode(1) }
+    }
+}
+
+struct Destroy: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Destroy a VM.")
+    @Argument var name: String
+    @OptionGroup var root: RootOption
+    func run() throws { try root.hypervisor().destroy(vm: name) }
+}
+
+/// The guest itself (started by the sim driver, not by hand).
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a guest from its image (used by the sim driver).",
+                                                    shouldDisplay: false)
+    @Option var image: String
+    @Option(help: "Initialize memory first: random or zero.") var initialize: String?
+
+    func run() throws {
+        setsid()  // own session: the guest outlives the agent that started it
+        let img = try SimImage.open(path: image)
+        let core = try SimGuestCore(image: img)
+        if let initialize { core.initialize(randomFill: initialize == "random") }
+        core.recover()
+        img[.guestPID] = UInt64(getpid())
+        print("ready \(getpid())")
+        fflush(stdout)
+        dup2(2, 1)  // from now on stdout is the console log
+        let name = img.name
+        log("\(name): running (\(img.layout.pageCount) pages, \(img[.rate]) pages/s \(SimPattern(rawValue: img[.pattern])?.name ?? "?"), writes so far \(img[.writes]))")
+
+        var budget = 0.0
+        var last = now()
+        while true {
+            if let verdict = core.serviceVerifyRequest() {
+                log("\(name): self-check #\(img[.verifyDone]) after resume \(img[.resumes]): \(verdict)")
+                last = now()
+            }
+            let rate = Double(img[.rate])
+            let t = now()
+            budget += rate * min(t - last, 0.002)  // time spent stopped is not caught up
+            last = t
+            var n = Int(budget)
+            budget -= Double(n)
+            while n > 0 { core.writeOne(); n -= 1 }
+            var ts = timespec(tv_sec: 0, tv_nsec: rate > 0 ? 100_000 : 5_000_000)
+            nanosleep(&ts, nil)
+        }
+    }
+
+    func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    func log(_ s: String) {
+        fputs("[\(Date())] \(s)\n", stderr)
+    }
+}
+
+SimGuest.main()
