@@ -19,6 +19,7 @@ public enum DestinationProtocolState: String, Sendable {
         case (.receivingMemory, .memory): self = .receivingMemory
         case (.receivingMemory, .roundEnd): self = .betweenRounds
         case (.betweenRounds, .memory): self = .receivingMemory
+        case (.betweenRounds, .roundEnd): self = .betweenRounds  // a round with nothing to send
         case (.betweenRounds, .state): self = .awaitingManifest
         case (.awaitingManifest, .manifest): self = .awaitingCommit
         case (.awaitingCommit, .commit): self = .committed

@@ -46,6 +46,7 @@
 ///   receivingMemory --MEMORY--> receivingMemory
 ///   receivingMemory --ROUND_END--> betweenRounds
 ///   betweenRounds --MEMORY--> receivingMemory
+///   betweenRounds --ROUND_END--> betweenRounds (a round with no dirty page)
 ///   betweenRounds --STATE--> awaitingManifest
 ///   awaitingManifest --MANIFEST--> awaitingCommit (destination sends READY)
 ///   awaitingCommit --COMMIT--> committed (destination sends DONE)

@@ -100,6 +100,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         setsid()  // own session: the guest outlives the agent that started it
+        closeInheritedDescriptors()
         let img = try SimImage.open(path: image)
         let core = try SimGuestCore(image: img)
         if let initialize { core.initialize(randomFill: initialize == "random") }
@@ -128,6 +129,13 @@ struct Run: ParsableCommand {
             var ts = timespec(tv_sec: 0, tv_nsec: rate > 0 ? 100_000 : 5_000_000)
             nanosleep(&ts, nil)
         }
+    }
+
+    /// A guest holds nothing of the process that started it (sockets, pipes): otherwise a parent
+    /// waiting for its own child's descriptors to close would wait for the VM's whole life.
+    func closeInheritedDescriptors() {
+        let fds = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+        for fd in fds where fd > 2 { close(fd) }
     }
 
     func now() -> Double {

@@ -1,0 +1,235 @@
+import Foundation
+import PalmHypervisor
+import PalmMigration
+import PalmTLS
+import PalmWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A two-host palm cluster on this machine for end-to-end tests: real `palm-dest` and
+/// `palm-source` processes talking PalmTLS over loopback, each "host" with its own sim root,
+/// certificates minted by certs/palm-ca.
+public final class SimCluster: @unchecked Sendable {
+    public let dir: String
+    public let sourceRoot: String
+    public let destRoot: String
+    public let pki = TestPKI.shared
+    public private(set) var destProcess: Process?
+    public private(set) var destPort: UInt16 = 0
+    /// palm-dest's log, appended by a reader thread; waiters are woken on every new chunk.
+    private let logCondition = NSCondition()
+    private var logText = ""
+    private var logClosed = false
+
+    /// The directory holding the built executables (next to the test bundle).
+    public static let binDir: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var url = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("palm-dest").path) {
+            url = url.deletingLastPathComponent()
+        }
+        return url.path
+    }()
+
+    public static func bin(_ name: String) -> String { binDir + "/" + name }
+
+    public init(destMemoryLimit: String = "8G") throws {
+        let id = UUID().uuidString.prefix(8)
+        dir = NSTemporaryDirectory() + "palm-cluster-\(id)"
+        sourceRoot = "/dev/shm/palm-test-\(id)-a"
+        destRoot = "/dev/shm/palm-test-\(id)-b"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try write("source.toml", config(cert: "client", root: sourceRoot, limit: "8G", listen: false))
+        try write("dest.toml", config(cert: "server", root: destRoot, limit: destMemoryLimit, listen: true))
+    }
+
+    deinit { shutdown() }
+
+    private func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+    }
+
+    private func config(cert: String, root: String, limit: String, listen: Bool) -> String {
+        var s = """
+        [tls]
+        certificate = "\(pki.cert(cert))"
+        key = "\(pki.key(cert))"
+        ca = "\(pki.caCert)"
+
+        [hypervisor]
+        driver = "sim"
+
+        [sim]
+        root = "\(root)"
+        memory_limit = "\(limit)"
+
+        """
+        if listen { s += "\n[listen]\naddress = \"127.0.0.1\"\nport = 0\n" }
+        return s
+    }
+
+    public var sourceConfig: String { dir + "/source.toml" }
+    public var destConfig: String { dir + "/dest.toml" }
+
+    public func sourceHypervisor() throws -> SimHypervisor { try SimHypervisor(root: sourceRoot, memoryLimitBytes: 8 << 30, guestBinary: SimCluster.bin("palm-simguest")) }
+    public func destHypervisor() throws -> SimHypervisor { try SimHypervisor(root: destRoot, memoryLimitBytes: 8 << 30, guestBinary: SimCluster.bin("palm-simguest")) }
+
+    /// Starts palm-dest and waits for its "listening on" line.
+    public func startDest() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: SimCluster.bin("palm-dest"))
+        p.arguments = ["serve", "--config", destConfig]
+        let out = Pipe()
+        p.standardOutput = out
+        let err = Pipe()
+        p.standardError = err
+        Thread { [self] in
+            while true {
+                let chunk = err.fileHandleForReading.availableData
+                logCondition.lock()
+                if chunk.isEmpty { logClosed = true } else { logText += String(decoding: chunk, as: UTF8.self) }
+                logCondition.broadcast()
+                logCondition.unlock()
+                if chunk.isEmpty { break }
+            }
+        }.start()
+        try p.run()
+        destProcess = p
+        var text = ""
+        while !text.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { throw SimClusterError.destDidNotStart(destLog) }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        guard let port = text.split(separator: ":").last.flatMap({ UInt16($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+            throw SimClusterError.destDidNotStart(text)
+        }
+        destPort = port
+    }
+
+    public var destLog: String {
+        logCondition.lock()
+        defer { logCondition.unlock() }
+        return logText
+    }
+
+    /// Blocks until palm-dest has logged `marker` (false if it exited or `timeout` passed first).
+    public func waitForDestLog(_ marker: String, timeout: Double = 60) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        logCondition.lock()
+        defer { logCondition.unlock() }
+        while !logText.contains(marker) {
+            if logClosed || !logCondition.wait(until: deadline) { return logText.contains(marker) }
+        }
+        return true
+    }
+
+    public func killDest() {
+        if let p = destProcess, p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+    }
+
+    /// Creates a VM on the source host (palm-simguest create).
+    public func createVM(_ name: String, memory: String, rate: Int = 0, pattern: String = "uniform",
+                         workingSet: String? = nil, fill: String = "random") throws {
+        var args = ["create", name, "--root", sourceRoot, "--memory", memory, "--rate", "\(rate)", "--pattern", pattern, "--fill", fill]
+        if let workingSet { args += ["--working-set", workingSet] }
+        let r = try ProcessRunner.run(SimCluster.bin("palm-simguest"), args)
+        guard r.status == 0 else { throw SimClusterError.command("palm-simguest create: \(r.stderr)") }
+    }
+
+    /// A running palm-source migrate whose stderr can be watched (for fault injection).
+    public final class Migration: @unchecked Sendable {
+        public let process: Process
+        let stdout: Pipe
+        let stderr: Pipe
+        private var errText = ""
+        init(process: Process, stdout: Pipe, stderr: Pipe) {
+            self.process = process
+            self.stdout = stdout
+            self.stderr = stderr
+        }
+
+        /// Reads stderr until a line contains `marker` (false if the process ended first).
+        public func waitFor(_ marker: String) -> Bool {
+            while !errText.contains(marker) {
+                let chunk = stderr.fileHandleForReading.availableData
+                if chunk.isEmpty { return false }
+                errText += String(decoding: chunk, as: UTF8.self)
+            }
+            return true
+        }
+
+        /// Waits for exit; returns (status, stdout, stderr).
+        public func finish() -> (Int32, String, String) {
+            let out = stdout.fileHandleForReading.readDataToEndOfFile()
+            errText += String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: out, as: UTF8.self), errText)
+        }
+    }
+
+    public func startMigration(_ vm: String, extra: [String] = []) throws -> Migration {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: SimCluster.bin("palm-source"))
+        p.arguments = ["migrate", vm, "--to", "127.0.0.1:\(destPort)", "--config", sourceConfig] + extra
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        return Migration(process: p, stdout: out, stderr: err)
+    }
+
+    /// Runs a migration to the end and decodes its JSON report.
+    public func migrate(_ vm: String, extra: [String] = []) throws -> MigrationReport {
+        let (status, out, err) = try startMigration(vm, extra: extra + ["--json"]).finish()
+        guard status == 0 else { throw SimClusterError.migrationFailed(status: status, stderr: err + "\n--- dest ---\n" + destLog) }
+        return try JSONDecoder().decode(MigrationReport.self, from: Data(out.utf8))
+    }
+
+    /// How many copies of `vm` run (source + destination).
+    public func runningCopies(_ vm: String) throws -> (source: Bool, dest: Bool) {
+        (try sourceHypervisor().guestPID(vm: vm) != nil, try destHypervisor().guestPID(vm: vm) != nil)
+    }
+
+    /// The image digest of a VM's memory as it is in the image file now.
+    public static func digest(of image: SimImage) throws -> Digest32 {
+        let ram = try image.mapAllRAM()
+        return ImageDigest.of(pageCount: image.layout.pageCount, pageSize: SimLayout.pageSize) { pfn in
+            UnsafeRawBufferPointer(start: ram + Int(pfn) * SimLayout.pageSize, count: SimLayout.pageSize)
+        }
+    }
+
+    /// Files in a sim root.
+    public func files(inRoot root: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
+    }
+
+    public func shutdown() {
+        killDest()
+        for root in [sourceRoot, destRoot] {
+            if let h = try? SimHypervisor(root: root, memoryLimitBytes: 1) {
+                for vm in (try? h.listVMs()) ?? [] { try? h.destroy(vm: vm.name) }
+            }
+            try? FileManager.default.removeItem(atPath: root)
+        }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
+
+public enum SimClusterError: Error, CustomStringConvertible {
+    case destDidNotStart(String)
+    case command(String)
+    case migrationFailed(status: Int32, stderr: String)
+    public var description: String {
+        switch self {
+        case let .destDidNotStart(s): return "palm-dest did not start: \(s)"
+        case let .command(s): return s
+        case let .migrationFailed(status, stderr): return "palm-source exited \(status): \(stderr)"
+        }
+    }
+}
