@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: print measurements and ratios measured in this one run. Nothing here asserts speed.
-#   scripts/bench.sh [tls]      (default: all)
+#   scripts/bench.sh [tls|migration]      (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -11,8 +11,13 @@ RUNS=${RUNS:-3}
 WORK=$(mktemp -d /tmp/palm-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
-swift build -c release --product palm-bench >/dev/null
+for p in palm-bench palm-source palm-dest palm-simguest; do swift build -c release --product $p >/dev/null; done
 BENCH=.build/release/palm-bench
+BIN=.build/release
+# Benchmark-only tools: jq reads the JSON reports, gnuplot draws the figure.
+for tool in jq gnuplot; do
+  command -v $tool >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq gnuplot-nox >/dev/null; break; }
+done
 
 certs/palm-ca --dir "$WORK/ca" init >/dev/null 2>&1
 certs/palm-ca --dir "$WORK/ca" host bench --ip 127.0.0.1 >/dev/null 2>&1
@@ -42,7 +47,95 @@ bench_tls() {
   }'
 }
 
+bare_stream_rate() {  # bytes/s of the bare OpenSSL stream, median of $RUNS
+  cc -O2 -o "$WORK/bare_tls_stream" Benchmarks/baseline/bare_tls_stream.c $(pkg-config --cflags --libs openssl) -lpthread
+  for _ in $(seq "$RUNS"); do "$WORK/bare_tls_stream" "$CERT" "$KEY" "$CA" $((1 << 30)) $((256 << 10)) | awk '{print $1/$2}'; done | median
+}
+
+cpu_of() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+
+bench_migration() {
+  echo "== Migration of a 1 GiB sim guest (random data): multi-pass pre-copy vs stop-and-copy =="
+  # This machine backs fresh memory lazily (~350 MB/s on first touch); touch it once so guests and
+  # incoming images are not timed against the host's allocator.
+  dd if=/dev/zero of=/dev/shm/palm-bench-warm bs=1M count=6144 status=none; rm -f /dev/shm/palm-bench-warm
+  local ra=/dev/shm/palm-bench-a rb=/dev/shm/palm-bench-b
+  rm -rf $ra $rb
+  for h in a b; do
+    printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-bench-%s"\nmemory_limit = "12G"\n' \
+      "$CERT" "$KEY" "$CA" $h > "$WORK/$h.toml"
+  done
+  printf '[listen]\naddress = "127.0.0.1"\nport = 0\n' >> "$WORK/b.toml"
+  "$BIN/palm-dest" serve --config "$WORK/b.toml" > "$WORK/dest.out" 2> "$WORK/dest.log" &
+  local dest=$!
+  until grep -q listening "$WORK/dest.out" 2>/dev/null; do sleep 0.1; done
+  local port; port=$(awk -F: '/listening/ {print $NF}' "$WORK/dest.out")
+
+  local bare; bare=$(bare_stream_rate)
+  printf '%-10s %-14s %8s %10s %10s %7s %9s %10s %9s\n' workload mode "total s" "downtime" predicted rounds "MiB/s" "round0 MiB/s" "CPU-s/GiB" | tee "$WORK/table.txt"
+  : > "$WORK/plot.dat"
+  for wl in idle moderate heavy; do
+    case $wl in
+      idle) args=(--rate 0);;
+      moderate) args=(--rate 10000 --pattern hot-set --working-set 64M);;
+      heavy) args=(--rate 1000000 --pattern uniform);;
+    esac
+    local line="$wl"
+    for mode in pre-copy stop-and-copy; do
+      "$BIN/palm-simguest" create bench --root $ra --memory 1G "${args[@]}" >/dev/null
+      local c0; c0=$(cpu_of $dest)
+      "$BIN/palm-source" migrate bench --to 127.0.0.1:$port --config "$WORK/a.toml" --mode $mode --json > "$WORK/r.json" 2>"$WORK/src.log" \
+        || { cat "$WORK/src.log"; exit 1; }
+      local c1; c1=$(cpu_of $dest)
+      "$BIN/palm-simguest" destroy bench --root $rb
+      jq -r --arg wl $wl --arg mode $mode --arg dcpu "$(echo "$c1 - $c0" | bc -l)" '
+        [$wl, $mode, .totalSeconds, .downtimeSeconds * 1000, .predictedDowntimeSeconds * 1000, (.rounds | length),
+         .throughputMiBps, (.rounds[0].bytes / 1048576 / .rounds[0].seconds),
+         ((.sourceCPUSeconds + ($dcpu | tonumber)) / (.bytesOnWire / 1073741824))] |
+        "\(.[0])\t\(.[1])\t\(.[2])\t\(.[3])\t\(.[4])\t\(.[5])\t\(.[6])\t\(.[7])\t\(.[8])"' "$WORK/r.json" \
+        | awk -F'\t' '{printf "%-10s %-14s %8.2f %8.1f ms %7.1f ms %7d %9.1f %12.1f %9.2f\n", $1,$2,$3,$4,$5,$6,$7,$8,$9}' | tee -a "$WORK/table.txt"
+      line="$line $(jq -r '.totalSeconds' "$WORK/r.json") $(jq -r '.downtimeSeconds * 1000' "$WORK/r.json")"
+      [ $wl = idle ] && [ $mode = pre-copy ] && jq -r '.rounds[0].bytes / .rounds[0].seconds' "$WORK/r.json" > "$WORK/idle-rate"
+    done
+    echo "$line" >> "$WORK/plot.dat"
+  done
+  awk -v b="$bare" -v i="$(cat "$WORK/idle-rate")" 'BEGIN {
+    printf "  bare OpenSSL TLS 1.3 stream: %.1f MiB/s; idle 1 GiB pre-copy round 0: %.1f MiB/s; ratio %.3f (target >= 0.8)\n", b/1048576, i/1048576, i/b }'
+  awk '{ printf "  %s: downtime stop-and-copy / pre-copy = %.1fx\n", $1, $5 / ($3 > 0 ? $3 : 1) }' "$WORK/plot.dat"
+
+  local png=${PALM_BENCH_PNG:-palm-figure5.png}
+  gnuplot <<PLOT
+set terminal pngcairo size 900,420 noenhanced
+set output "$png"
+set multiplot layout 1,2 title "palm: 1 GiB sim guest, multi-pass pre-copy vs stop-and-copy (measured)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set grid ytics
+set ylabel "total migration time (s)"
+plot "$WORK/plot.dat" using 2:xtic(1) title "pre-copy", "" using 4 title "stop-and-copy"
+set ylabel "downtime (ms)"
+set logscale y
+plot "$WORK/plot.dat" using 3:xtic(1) title "pre-copy", "" using 5 title "stop-and-copy"
+unset multiplot
+PLOT
+  echo "  figure: $png"
+
+  echo "== Agent memory while a 4 GiB guest migrates (moderate workload) =="
+  "$BIN/palm-simguest" create big --root $ra --memory 4G --rate 10000 --pattern hot-set --working-set 64M >/dev/null
+  /usr/bin/time -f "%M" -o "$WORK/src.rss" "$BIN/palm-source" migrate big --to 127.0.0.1:$port --config "$WORK/a.toml" --json > "$WORK/big.json" 2>/dev/null
+  local hwm; hwm=$(awk '/VmHWM/ {print $2}' /proc/$dest/status)
+  "$BIN/palm-simguest" destroy big --root $rb
+  printf "  palm-source peak RSS %.1f MiB, palm-dest peak RSS %.1f MiB (guest RAM 4096 MiB; total %.1f s, downtime %.1f ms)\n" \
+    "$(echo "$(cat "$WORK/src.rss") / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)" \
+    "$(jq -r .totalSeconds "$WORK/big.json")" "$(jq -r '.downtimeSeconds * 1000' "$WORK/big.json")"
+  kill $dest; wait $dest 2>/dev/null || true
+  rm -rf $ra $rb
+}
+
 case "$WHICH" in
-  tls|all) bench_tls;;
-  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, all)" >&2; exit 2;;
+  tls) bench_tls;;
+  migration) bench_migration;;
+  all) bench_tls; bench_migration;;
+  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, all)" >&2; exit 2;;
 esac

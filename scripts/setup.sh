@@ -10,4 +10,5 @@ echo "palm: building (release)…"
 swift build -c release --product palm-source
 swift build -c release --product palm-dest
 swift build -c release --product palm-coordinator
+swift build -c release --product palm-simguest
 exec scripts/demo.sh

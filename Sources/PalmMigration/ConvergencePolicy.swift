@@ -7,13 +7,11 @@
 /// 2. the predicted downtime — dirty bytes ÷ measured rate + the fixed hand-off cost — is within
 ///    ``downtimeTarget``;
 /// 3. ``maxRounds`` rounds are done;
-/// 4. the dirty set stopped shrinking and the guest is already throttled at ``throttleMax``;
-/// 5. sending the dirty set would exceed ``maxRAMMultiple`` × RAM in total (Xen's legacy 3× cap).
+/// 4. sending the dirty set would exceed ``maxRAMMultiple`` × RAM in total (Xen's legacy 3× cap);
+/// 5. the dirty set stopped shrinking and the guest is already throttled at ``throttleMax``.
 /// When the dirty set stops shrinking (it is not below ``progressRatio`` of the previous round)
-/// the guest is throttled first: ``throttleInitial`` %, then +``throttleStep`` % per round (QEMU's
-/// auto-converge defaults). Throttling is tried before the RAM cap because stopping at the cap
-/// with a large dirty set means a long downtime; the cap still bounds traffic, since throttling
-/// has at most ⌈(max − initial) / step⌉ + 1 steps and the round cap bounds everything.
+/// the guest is throttled: ``throttleInitial`` %, then +``throttleStep`` % per round (QEMU's
+/// auto-converge defaults) — within the traffic budget the RAM cap sets.
 public struct ConvergencePolicy: Sendable, Equatable, Codable {
     public var dirtyPageFloor: Int = 50
     /// Seconds.
@@ -93,13 +91,13 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
         if o.dirtyPages <= dirtyPageFloor { return .stopAndCopy(.dirtyFloor) }
         if o.predictedDowntime <= downtimeTarget { return .stopAndCopy(.downtimeTarget) }
         if o.round + 1 >= maxRounds { return .stopAndCopy(.roundCap) }
+        if Double(o.totalBytesSent) + Double(o.dirtyPages * o.pageSize) > maxRAMMultiple * Double(o.ramBytes) {
+            return .stopAndCopy(.ramCap)
+        }
         if let previous = o.previousDirtyPages, Double(o.dirtyPages) >= progressRatio * Double(previous) {
             if o.throttlePercent >= throttleMax { return .stopAndCopy(.noProgress) }
             let next = o.throttlePercent == 0 ? throttleInitial : o.throttlePercent + throttleStep
             return .throttle(percent: min(next, throttleMax))
-        }
-        if Double(o.totalBytesSent) + Double(o.dirtyPages * o.pageSize) > maxRAMMultiple * Double(o.ramBytes) {
-            return .stopAndCopy(.ramCap)
         }
         return .nextRound
     }

@@ -97,6 +97,8 @@ struct Run: ParsableCommand {
                                                     shouldDisplay: false)
     @Option var image: String
     @Option(help: "Initialize memory first: random or zero.") var initialize: String?
+    @Option(help: "Where the image will live once resumed (incoming guests).") var final: String?
+    @Flag(help: "Wait for a start byte on stdin before running; exit if stdin closes.") var incoming = false
 
     func run() throws {
         setsid()  // own session: the guest outlives the agent that started it
@@ -104,11 +106,16 @@ struct Run: ParsableCommand {
         let img = try SimImage.open(path: image)
         let core = try SimGuestCore(image: img)
         if let initialize { core.initialize(randomFill: initialize == "random") }
-        core.recover()
         img[.guestPID] = UInt64(getpid())
         print("ready \(getpid())")
         fflush(stdout)
         dup2(2, 1)  // from now on stdout is the console log
+        if incoming {
+            // Held until the destination resumes the VM; a closed pipe means the migration was abandoned.
+            var go: UInt8 = 0
+            guard read(0, &go, 1) == 1, go == UInt8(ascii: "g") else { Glibc.exit(0) }
+        }
+        core.recover()
         let name = img.name
         log("\(name): running (\(img.layout.pageCount) pages, \(img[.rate]) pages/s \(SimPattern(rawValue: img[.pattern])?.name ?? "?"), writes so far \(img[.writes]))")
 

@@ -71,16 +71,25 @@ final class SimSourceDomain: SourceDomain {
     }
 }
 
-/// An incoming sim VM: an image file that no process runs until `resume`.
+/// An incoming sim VM: an image file that no process runs until `resume`. Its memory is allocated
+/// up front (like Xen populating a new domain's physmap), so page faults and the kernel's zeroing
+/// of fresh memory happen before PREPARED rather than on the page path.
 final class SimDestinationDomain: DestinationDomain {
     let hypervisor: SimHypervisor
     let image: SimImage
+    /// The held guest process and the pipe that starts it.
+    let pid: pid_t
+    private var startFD: Int32
     private var resumed = false
 
-    init(hypervisor: SimHypervisor, image: SimImage) {
+    init(hypervisor: SimHypervisor, image: SimImage, pid: pid_t, startFD: Int32) {
         self.hypervisor = hypervisor
         self.image = image
+        self.pid = pid
+        self.startFD = startFD
     }
+
+    deinit { if startFD >= 0 { close(startFD) } }
 
     var info: VMInfo {
         VMInfo(name: image.name, pageSize: SimLayout.pageSize, pageCount: image.layout.pageCount,
@@ -108,32 +117,38 @@ final class SimDestinationDomain: DestinationDomain {
         image.restoreHeader(state)
     }
 
+    /// Renames the image into place and releases the held guest.
     func resume() throws {
         image.unmapWindow()
         let name = image.name
         let finalPath = hypervisor.imagePath(name)
         guard access(finalPath, F_OK) != 0 else { throw HypervisorError.vmExists(name) }
+        guard SimProcess.isGuest(pid, image: image.path) else { throw HypervisorError.guestFailed("the held guest of \(name) exited") }
         image[.verifyRequest] &+= 1
         image[.resumes] &+= 1
-        image[.guestPID] = 0
         guard rename(image.path, finalPath) == 0 else {
             throw HypervisorError.systemCall(call: "rename(\(image.path))", errno: errno)
         }
-        do {
-            _ = try hypervisor.startGuest(vm: name, path: finalPath)
-        } catch {
+        var go: UInt8 = UInt8(ascii: "g")
+        guard write(startFD, &go, 1) == 1 else {
+            let e = errno
             _ = rename(finalPath, image.path)
-            throw error
+            throw HypervisorError.systemCall(call: "start guest", errno: e)
         }
+        close(startFD)
+        startFD = -1
         resumed = true
     }
 
     func discard() throws {
         image.unmapWindow()
+        if startFD >= 0 { close(startFD); startFD = -1 }  // a held guest exits when its start pipe closes
         if resumed {
             try hypervisor.destroy(vm: image.name)
         } else {
+            try? SimProcess.terminate(pid)
             unlink(image.path)
+            unlink(hypervisor.logPath(image.name))
         }
     }
 }

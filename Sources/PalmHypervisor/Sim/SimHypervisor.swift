@@ -95,7 +95,18 @@ public final class SimHypervisor: Hypervisor, @unchecked Sendable {
         }
         let image = try SimImage.create(path: incomingPath(config.name), pageCount: config.pageCount,
                                         vcpus: config.vcpus, name: config.name)
-        return SimDestinationDomain(hypervisor: self, image: image)
+        do {
+            try image.allocate()
+            // Like Xen creating the domain before its memory arrives: the guest process exists
+            // now, held before its first instruction, so resuming it costs one write.
+            let guest = try SimProcess.spawn(binary: guestBinary,
+                                             args: ["run", "--image", image.path, "--final", imagePath(config.name), "--incoming"],
+                                             log: logPath(config.name), holdStart: true)
+            return SimDestinationDomain(hypervisor: self, image: image, pid: guest.pid, startFD: guest.startFD ?? -1)
+        } catch {
+            unlink(image.path)
+            throw error
+        }
     }
 
     // MARK: sim toolstack (what `xl create`/`xl destroy` are for Xen)
@@ -146,7 +157,7 @@ public final class SimHypervisor: Hypervisor, @unchecked Sendable {
         guard access(guestBinary, X_OK) == 0 else {
             throw HypervisorError.guestFailed("guest executable \(guestBinary) not found (build palm-simguest)")
         }
-        return try SimProcess.spawn(binary: guestBinary, args: ["run", "--image", path] + extra, log: logPath(vm))
+        return try SimProcess.spawn(binary: guestBinary, args: ["run", "--image", path] + extra, log: logPath(vm)).pid
     }
 
     /// Destroys a VM: kills its guest and removes its image.
@@ -163,6 +174,10 @@ public final class SimHypervisor: Hypervisor, @unchecked Sendable {
     public func removeStaleIncoming() -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
         return entries.filter { $0.hasSuffix(".incoming") }.map { entry in
+            if let image = try? SimImage.open(path: "\(root)/\(entry)") {
+                let pid = pid_t(truncatingIfNeeded: image[.guestPID])
+                if SimProcess.isGuest(pid, image: image.path) { try? SimProcess.terminate(pid) }
+            }
             unlink("\(root)/\(entry)")
             return String(entry.dropLast(".incoming".count))
         }

@@ -167,7 +167,7 @@ public final class SimImage {
         let start = pfn / SimImage.windowPages * SimImage.windowPages
         let count = min(SimImage.windowPages, layout.pageCount - start)
         let offset = off_t(layout.ramOffset + Int(start) * SimLayout.pageSize)
-        guard let p = mmap(nil, Int(count) * SimLayout.pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset),
+        guard let p = mmap(nil, Int(count) * SimLayout.pageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset),
               p != MAP_FAILED else {
             throw HypervisorError.systemCall(call: "mmap(window)", errno: errno)
         }
@@ -178,6 +178,21 @@ public final class SimImage {
     public func unmapWindow() {
         if let w = window { munmap(w.base, Int(w.count) * SimLayout.pageSize) }
         window = nil
+    }
+
+    /// Allocates and touches every page of the image now, the way Xen populates and scrubs a new
+    /// domain's memory at creation: ENOSPC surfaces here instead of as SIGBUS mid-migration, and
+    /// the kernel's zeroing of fresh memory is not paid on the page path.
+    public func allocate() throws {
+        let rc = posix_fallocate(fd, 0, off_t(layout.fileSize))
+        guard rc == 0 else { throw HypervisorError.systemCall(call: "posix_fallocate(\(path))", errno: rc) }
+        var pfn: UInt64 = 0
+        while pfn < layout.pageCount {
+            let p = try windowedPage(pfn)
+            p.storeBytes(of: 0, as: UInt8.self)
+            pfn += 1
+        }
+        unmapWindow()
     }
 
     /// Flushes the mapping to the file (no-op on tmpfs, kept for disk-backed roots).

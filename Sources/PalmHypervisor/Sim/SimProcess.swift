@@ -13,7 +13,8 @@ enum SimProcess {
         return rest.first
     }
 
-    /// True when `pid` is a live (non-zombie) process whose command line mentions `image`.
+    /// True when `pid` is a live (non-zombie) process whose command line names `image` (as its
+    /// image or, for a guest started before its image was renamed into place, as its final path).
     static func isGuest(_ pid: pid_t, image: String) -> Bool {
         guard pid > 0, let s = state(pid), s != "Z", s != "X" else { return false }
         guard let cmdline = readFile("/proc/\(pid)/cmdline") else { return false }
@@ -66,8 +67,23 @@ enum SimProcess {
     }
 
     /// Starts `binary args…` with stdout on a pipe and stderr appended to `log`; waits for the
-    /// guest's "ready PID" line. Returns the guest's pid.
-    static func spawn(binary: String, args: [String], log: String, timeout: Double = 30) throws -> pid_t {
+    /// guest's "ready PID" line. With `holdStart`, the guest's stdin is a pipe whose write end is
+    /// returned: the guest waits on it to start and exits when it closes.
+    static func spawn(binary: String, args: [String], log: String, holdStart: Bool = false,
+                      timeout: Double = 30) throws -> (pid: pid_t, startFD: Int32?) {
+        var startFDs: [Int32] = [-1, -1]
+        if holdStart {
+            guard pipe(&startFDs) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
+            _ = fcntl(startFDs[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(startFDs[1], F_SETFD, FD_CLOEXEC)
+        }
+        var startHandedOver = false
+        defer {
+            if holdStart {
+                close(startFDs[0])
+                if !startHandedOver { close(startFDs[1]) }
+            }
+        }
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
         _ = fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC)
@@ -76,7 +92,11 @@ enum SimProcess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if holdStart {
+            posix_spawn_file_actions_adddup2(&actions, startFDs[0], 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
         posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         let argv: [UnsafeMutablePointer<CChar>?] = ([binary] + args).map { strdup($0) } + [nil]
@@ -109,7 +129,8 @@ enum SimProcess {
         guard text.hasPrefix("ready ") else {
             throw HypervisorError.guestFailed("unexpected guest output '\(text)' (see \(log))")
         }
-        return pid
+        startHandedOver = true
+        return (pid, holdStart ? startFDs[1] : nil)
     }
 
     static func readFile(_ path: String) -> String? {
