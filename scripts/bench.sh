@@ -113,8 +113,10 @@ set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set grid ytics
 set ylabel "total migration time (s)"
+set yrange [0:*]
 plot "$WORK/plot.dat" using 2:xtic(1) title "pre-copy", "" using 4 title "stop-and-copy"
 set ylabel "downtime (ms)"
+set yrange [1:*]
 set logscale y
 plot "$WORK/plot.dat" using 3:xtic(1) title "pre-copy", "" using 5 title "stop-and-copy"
 unset multiplot

@@ -13,7 +13,7 @@ W=$(mktemp -d /tmp/palm-demo.XXXXXX)
 ROOT_A=/dev/shm/palm-demo-$$-a ROOT_B=/dev/shm/palm-demo-$$-b
 DEST_PID=""
 cleanup() {
-  [ -n "$DEST_PID" ] && kill "$DEST_PID" 2>/dev/null && wait "$DEST_PID" 2>/dev/null
+  if [ -n "$DEST_PID" ]; then kill "$DEST_PID" 2>/dev/null || true; wait "$DEST_PID" 2>/dev/null || true; fi
   for r in "$ROOT_A" "$ROOT_B"; do
     for vm in $("$BIN/palm-simguest" list --root "$r" 2>/dev/null | cut -f1); do
       "$BIN/palm-simguest" destroy "$vm" --root "$r" || true

@@ -167,7 +167,7 @@ public final class SimImage {
         let start = pfn / SimImage.windowPages * SimImage.windowPages
         let count = min(SimImage.windowPages, layout.pageCount - start)
         let offset = off_t(layout.ramOffset + Int(start) * SimLayout.pageSize)
-        guard let p = mmap(nil, Int(count) * SimLayout.pageSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, offset),
+        guard let p = mmap(nil, Int(count) * SimLayout.pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset),
               p != MAP_FAILED else {
             throw HypervisorError.systemCall(call: "mmap(window)", errno: errno)
         }
