@@ -43,6 +43,8 @@ let package = Package(
             "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
         ]),
 
+        // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
+        .target(name: "PalmSecurity", dependencies: ["PalmWire", "PalmTLS"]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
         .target(name: "PalmMigration", dependencies: [
             "PalmWire", "PalmTLS", "PalmHypervisor", .product(name: "Logging", package: "swift-log"),
@@ -50,7 +52,7 @@ let package = Package(
 
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
-            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmMigration", "TOMLKit",
+            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity", "TOMLKit",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -65,7 +67,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmTLS", "PalmWire",
+            "PalmSecurity", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PALM_BIN:-.build/release}
-for exe in palm-source palm-dest palm-simguest; do
+for exe in palm-source palm-dest palm-coordinator palm-simguest; do
   [ -x "$BIN/$exe" ] || { echo "demo: $BIN/$exe is missing; run scripts/setup.sh" >&2; exit 1; }
 done
 
@@ -26,10 +26,11 @@ trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "1. a cluster CA and two host certificates (certs/palm-ca)"
+step "1. a cluster CA, two host certificates and the coordinator's (certs/palm-ca)"
 certs/palm-ca --dir "$W/ca" init
 certs/palm-ca --dir "$W/ca" host host-a --ip 127.0.0.1 >/dev/null
 certs/palm-ca --dir "$W/ca" host host-b --ip 127.0.0.1 >/dev/null
+certs/palm-ca --dir "$W/ca" host coordinator --role coordinator >/dev/null
 certs/palm-ca --dir "$W/ca" list
 
 for h in a b; do
@@ -52,6 +53,11 @@ CONF
 done
 sed -i '/^\[policy\]/,$d' "$W/host-b.toml"
 printf '\n[listen]\naddress = "127.0.0.1"\nport = 0\n' >> "$W/host-b.toml"
+printf '\n[security]\ncoordinator_certificate = "%s"\n' "$W/ca/issued/coordinator.pem" >> "$W/host-b.toml"
+printf '\n[state]\ndirectory = "%s"\n' "$W/state-b" >> "$W/host-b.toml"
+# Host A accepts host B only if B runs the palm-dest it measured (attestation allowlist).
+printf '\n[attestation]\n' >> "$W/host-a.toml"
+"$BIN/palm-dest" measure --config "$W/host-b.toml" >> "$W/host-a.toml"
 
 step "2. host B: palm-dest listening"
 "$BIN/palm-dest" serve --config "$W/host-b.toml" > "$W/dest.out" 2> "$W/dest.log" &
@@ -67,8 +73,10 @@ step "3. host A: a 512 MiB VM dirtying 10,000 pages/s in a 64 MiB hot set"
 "$BIN/palm-simguest" create demo-vm --root "$ROOT_A" --memory 512M --rate 10000 --pattern hot-set --working-set 64M
 echo "host A:"; "$BIN/palm-simguest" list --root "$ROOT_A" | sed 's/^/  /'
 
-step "4. live migration A → B (pre-copy, downtime target 100 ms)"
-"$BIN/palm-source" migrate demo-vm --to "127.0.0.1:$PORT" --config "$W/host-a.toml" 2> "$W/source.log" \
+step "4. the coordinator's ticket, then live migration A → B (pre-copy, downtime target 100 ms)"
+"$BIN/palm-coordinator" ticket issue --key "$W/ca/issued/coordinator.key" --vm demo-vm --memory 512M \
+  --source-cert "$W/ca/issued/host-a.pem" --dest-cert "$W/ca/issued/host-b.pem" --out "$W/ticket"
+"$BIN/palm-source" migrate demo-vm --to "127.0.0.1:$PORT" --config "$W/host-a.toml" --ticket "$W/ticket" 2> "$W/source.log" \
   || { cat "$W/source.log" "$W/dest.log"; exit 1; }
 grep -E "round [0-9]+:|stop-and-copy|committed|attested" "$W/source.log" | sed 's/^.*\] /  source: /'
 

@@ -1,6 +1,7 @@
 import Foundation
 import PalmHypervisor
 import PalmMigration
+import PalmSecurity
 import PalmTLS
 import PalmWire
 
@@ -47,6 +48,7 @@ public struct SourceConfiguration {
     public var batchPages: Int
     public var destinationPort: UInt16
     public var stateDirectory: String
+    public var attestation: AttestationPolicy
 
     public static let defaultPath = "/etc/palm/source.toml"
 
@@ -64,7 +66,18 @@ public struct SourceConfiguration {
             file: path, tls: try .load(f), hypervisor: try .load(f), policy: policy,
             batchPages: try f.int("migration.batch_pages", default: 256, range: 1...1000),
             destinationPort: UInt16(try f.int("migration.destination_port", default: 7410, range: 1...65535)),
-            stateDirectory: try f.string("state.directory", default: "/var/lib/palm/source"))
+            stateDirectory: try f.string("state.directory", default: "/var/lib/palm/source"),
+            attestation: AttestationPolicy(
+                allowedAgents: Set(try f.stringArray("attestation.allowed_agents").map { $0.lowercased() }),
+                allowedConfigs: Set(try f.stringArray("attestation.allowed_configs").map { $0.lowercased() }),
+                allowedHypervisors: Set(try f.stringArray("attestation.allowed_hypervisors")),
+                maxClockSkew: UInt64(try f.int("attestation.max_clock_skew_s", default: 60, range: 0...3600))))
+        for (key, values) in [("attestation.allowed_agents", config.attestation.allowedAgents),
+                              ("attestation.allowed_configs", config.attestation.allowedConfigs)] {
+            for v in values where Digest32(hex: v) == nil {
+                throw ConfigError.invalidValue(file: path, key: key, reason: "'\(v)' is not a SHA-256 in hex")
+            }
+        }
         try f.finish()
         return config
     }
@@ -79,6 +92,9 @@ public struct DestinationConfiguration {
     public var listenPort: UInt16
     public var maxConcurrent: Int
     public var stateDirectory: String
+    /// The coordinator's certificate: tickets must be signed by its key.
+    public var coordinatorCertificate: String
+    public var clockSkew: UInt64
 
     public static let defaultPath = "/etc/palm/dest.toml"
 
@@ -89,7 +105,9 @@ public struct DestinationConfiguration {
             listenAddress: try f.string("listen.address", default: "0.0.0.0"),
             listenPort: UInt16(try f.int("listen.port", default: 7410, range: 0...65535)),
             maxConcurrent: try f.int("listen.max_concurrent", default: 4, range: 1...64),
-            stateDirectory: try f.string("state.directory", default: "/var/lib/palm/dest"))
+            stateDirectory: try f.string("state.directory", default: "/var/lib/palm/dest"),
+            coordinatorCertificate: try f.string("security.coordinator_certificate"),
+            clockSkew: UInt64(try f.int("security.clock_skew_s", default: 30, range: 0...3600)))
         try f.finish()
         return config
     }

@@ -63,6 +63,15 @@ public final class ConfigFile {
         return s.isEmpty ? nil : s
     }
 
+    public func stringArray(_ key: String) throws -> [String] {
+        guard let v = value(key) else { return [] }
+        guard let array = v.array else { throw ConfigError.wrongType(file: path, key: key, expected: "an array of strings") }
+        return try array.map {
+            guard let s = $0.string else { throw ConfigError.wrongType(file: path, key: key, expected: "an array of strings") }
+            return s
+        }
+    }
+
     public func int(_ key: String, default def: Int, range: ClosedRange<Int>) throws -> Int {
         guard let v = value(key) else { return def }
         guard let i = v.int else { throw ConfigError.wrongType(file: path, key: key, expected: "an integer") }

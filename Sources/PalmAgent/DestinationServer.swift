@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PalmHypervisor
 import PalmMigration
+import PalmSecurity
 import PalmTLS
 import PalmWire
 
@@ -15,6 +16,8 @@ public final class DestinationServer: @unchecked Sendable {
     let listener: TLSListener
     let signingKey: SigningKey
     let measurement: Measurement
+    let validator: TicketValidator
+    let replayCache: ReplayCache
     let logger: Logger
     private let slots: DispatchSemaphore
     private let group = DispatchGroup()
@@ -33,6 +36,10 @@ public final class DestinationServer: @unchecked Sendable {
             }
         }
         measurement = try Measurement.measure(configPath: configuration.file, hypervisor: hypervisor)
+        validator = TicketValidator(coordinatorKey: try VerifyingKey(certificateFile: configuration.coordinatorCertificate),
+                                    clockSkew: configuration.clockSkew)
+        replayCache = try ReplayCache(path: configuration.stateDirectory + "/replay-cache",
+                                      now: UInt64(Date().timeIntervalSince1970))
         listener = try TLSListener(host: configuration.listenAddress, port: configuration.listenPort, context: context)
         slots = DispatchSemaphore(value: configuration.maxConcurrent)
     }
@@ -71,10 +78,9 @@ public final class DestinationServer: @unchecked Sendable {
         }
         var log = logger
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? channel.peer.subject)"
-        let security = MigrationReceiver.Security { [measurement, signingKey] nonce, exporter in
-            try measurement.report(nonce: nonce, exporter: exporter, key: signingKey)
-        }
-        let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security, logger: log)
+        let security = DestinationSecurity(validator: validator, replayCache: replayCache, measurement: measurement,
+                                           key: signingKey, local: context.localIdentity, peerKey: channel.peerKey)
+        let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log)
         do {
             let outcome = try receiver.run()
             log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages, image sha256:\(outcome.imageDigest.hex)")

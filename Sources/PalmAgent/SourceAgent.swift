@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PalmHypervisor
 import PalmMigration
+import PalmSecurity
 import PalmTLS
 import PalmWire
 
@@ -24,8 +25,11 @@ public struct SourceAgent {
         public var serverName: String?
         public var mode: MigrationMode
         public var downtimeTarget: Double?
+        /// The coordinator's ticket for this migration.
+        public var ticket: [UInt8]
         public init(vm: String, host: String, port: UInt16, serverName: String? = nil, mode: MigrationMode = .preCopy,
-                    downtimeTarget: Double? = nil) {
+                    downtimeTarget: Double? = nil, ticket: [UInt8]) {
+            self.ticket = ticket
             self.vm = vm
             self.host = host
             self.port = port
@@ -36,10 +40,46 @@ public struct SourceAgent {
     }
 
     public func migrate(_ request: Request, progress: @escaping (MigrationProgress) -> Void = { _ in }) throws -> MigrationReport {
+        let ticket: MigrationTicket
+        do { ticket = try MigrationTicket.decode(request.ticket) } catch {
+            throw MigrationError.ticketRejected("\(error)")
+        }
+        guard ticket.vm == request.vm else {
+            throw MigrationError.ticketRejected("the ticket is for VM '\(ticket.vm)', not '\(request.vm)'")
+        }
         let hypervisor = try configuration.hypervisor.make()
         let domain = try hypervisor.openSource(vm: request.vm)
         let context = try TLSContext(configuration: configuration.tls)
+        guard ticket.source == context.localIdentity.fingerprint else {
+            throw MigrationError.ticketRejected("the ticket names another source host")
+        }
         let channel = try TLSChannel.connect(host: request.host, port: request.port, serverName: request.serverName, context: context)
+        // Before anything else: the authenticated peer must be the ticket's destination.
+        guard channel.peer.fingerprint == ticket.destination else {
+            channel.close()
+            throw MigrationError.ticketRejected("the peer at \(request.host) (\(channel.peer)) is not the ticket's destination")
+        }
+        let key = try SigningKey(pemFile: configuration.tls.privateKey)
+        let policy = configuration.attestation
+        let peerKey = channel.peerKey
+        var security = MigrationSender.Security()
+        security.ticket = request.ticket
+        security.ticketNonce = ticket.nonce
+        security.verifyAttestation = { report, nonce, exporter in
+            do {
+                try policy.check(report, nonce: nonce, exporter: exporter, peerKey: peerKey,
+                                 nowMillis: UInt64(Date().timeIntervalSince1970 * 1000))
+            } catch let refusal as AttestationPolicy.Refusal {
+                throw MigrationError.attestationRejected(refusal.description)
+            }
+        }
+        security.signManifest = { try key.sign($0.signedBytes) }
+        security.verifyReady = { signature, manifest, _ in
+            guard peerKey.isValidSignature(signature, for: HandoffSignature.ready(manifest)) else {
+                throw MigrationError.signatureRejected("READY is not signed by the destination's key")
+            }
+        }
+        security.signCommit = { try key.sign(HandoffSignature.commit($0)) }
         var options = MigrationSender.Options()
         options.mode = request.mode
         options.policy = configuration.policy
@@ -49,7 +89,9 @@ public struct SourceAgent {
         var log = logger
         log[metadataKey: "VM"] = "\(request.vm)"
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? request.host)"
-        let sender = MigrationSender(channel: channel, domain: domain, options: options, logger: log, progress: progress)
+        log[metadataKey: "MIGRATION_ID"] = "\(ticket.id)"
+        let sender = MigrationSender(channel: channel, domain: domain, options: options, security: security,
+                                     logger: log, progress: progress)
         return try sender.run()
     }
 }

@@ -7,8 +7,12 @@ import PalmWire
 public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The peer aborted with a reason.
     case abortedByPeer(AbortReason, String)
+    /// The destination refused (or the source would not present) the ticket.
+    case ticketRejected(String)
     /// The destination's attestation did not check out.
     case attestationRejected(String)
+    /// A hand-off signature (manifest, READY, COMMIT) did not verify.
+    case signatureRejected(String)
     /// The destination's rebuilt image does not match the manifest.
     case manifestMismatch(String)
     case protocolViolation(WireError)
@@ -22,7 +26,9 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     public var description: String {
         switch self {
         case let .abortedByPeer(r, m): return "the peer aborted the migration (\(r)): \(m)"
+        case let .ticketRejected(m): return "ticket rejected: \(m)"
         case let .attestationRejected(m): return "destination attestation rejected: \(m)"
+        case let .signatureRejected(m): return "signature rejected: \(m)"
         case let .manifestMismatch(m): return "manifest mismatch: \(m)"
         case let .protocolViolation(e): return "protocol violation: \(e)"
         case let .channel(e): return "channel: \(e)"
@@ -46,7 +52,9 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     /// The reason to put in an ABORT sent to the peer.
     var abortReason: AbortReason {
         switch self {
+        case .ticketRejected: return .ticketRejected
         case .attestationRejected: return .attestationRejected
+        case .signatureRejected: return .manifestMismatch
         case .manifestMismatch: return .manifestMismatch
         case .protocolViolation: return .protocolViolation
         case .hypervisor(.insufficientMemory): return .insufficientMemory

@@ -19,6 +19,8 @@ public final class MigrationReceiver {
     public struct Security {
         /// Authorizes HELLO (ticket) for this peer; throwing refuses the migration.
         public var authorize: (Hello, CertificateIdentity) throws -> Void = { _, _ in }
+        /// Checks the VM configuration against what was authorized (before anything is allocated).
+        public var authorizeConfig: (VMConfig) throws -> Void = { _ in }
         /// Produces the signed attestation for (nonce, exporter).
         public var attest: (_ nonce: Digest32, _ exporter: Digest32) throws -> Attestation
         public var verifyManifestSignature: (Manifest, CertificateIdentity) throws -> Void = { _, _ in }
@@ -93,6 +95,7 @@ public final class MigrationReceiver {
         try channel.send(.attest(try security.attest(hello.sourceNonce, try channel.channelBinding())))
 
         guard case let .config(config) = try next(reader) else { throw WireError.unexpectedMessage(.config, state: "attested") }
+        try security.authorizeConfig(config)
         logger.info("incoming \(config.name) from \(peer.commonName ?? peer.subject): \((config.pageCount * UInt64(config.pageSize)) >> 20) MiB, \(config.mode)")
         let d = try hypervisor.createIncoming(config: config)
         domain = d

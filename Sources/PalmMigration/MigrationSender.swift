@@ -31,8 +31,9 @@ public final class MigrationSender {
     public struct Security {
         /// Bytes carried in HELLO.
         public var ticket: [UInt8] = []
-        /// Checks the destination's attestation (beyond nonce and channel binding, which the engine checks).
-        public var verifyAttestation: (Attestation, CertificateIdentity) throws -> Void = { _, _ in }
+        /// Checks the destination's attestation for this session's nonce and channel binding
+        /// (the engine checks both too), its signature and its measurement.
+        public var verifyAttestation: (_ report: Attestation, _ nonce: Digest32, _ exporter: Digest32) throws -> Void = { _, _, _ in }
         public var signManifest: (Manifest) throws -> [UInt8] = { _ in [] }
         public var verifyReady: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in }
         public var signCommit: (Manifest) throws -> [UInt8] = { _ in [] }
@@ -137,7 +138,7 @@ public final class MigrationSender {
         guard attestation.exporter == (try channel.channelBinding()) else {
             throw MigrationError.attestationRejected("the report is bound to another TLS session (exporter mismatch)")
         }
-        try security.verifyAttestation(attestation, channel.peer)
+        try security.verifyAttestation(attestation, nonce, try channel.channelBinding())
         logger.info("destination attested: \(attestation.hypervisor) \(attestation.hypervisorVersion), agent sha256:\(attestation.agentDigest.hex.prefix(16))…")
 
         // CONFIG → PREPARED: the destination has room and an empty paused VM.

@@ -8,6 +8,8 @@ public protocol SecureChannel: ByteStream {
     func channelBinding() throws -> Digest32
     /// The peer's certificate identity.
     var peer: CertificateIdentity { get }
+    /// The peer certificate's public key.
+    var peerKey: VerifyingKey { get }
     func close()
 }
 

@@ -19,6 +19,8 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
     public let fingerprint: Digest32
     /// Validity end, seconds since the Unix epoch.
     public let notAfter: Int64
+    /// The certificate itself, PEM-encoded (kept as evidence; verifies signatures offline).
+    public let pem: String
 
     public var description: String {
         "\(commonName ?? subject) [\(role?.rawValue ?? "no role")] sha256:\(fingerprint.hex.prefix(16))…"
@@ -55,6 +57,7 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
         X509_digest(certificate, EVP_sha256(), &md, &len)
         fingerprint = Digest32(Array(md.prefix(32))) ?? .zero
 
+        pem = CertificateIdentity.pemText(certificate)
         var t = tm()
         if let na = X509_get0_notAfter(certificate), ASN1_TIME_to_tm(na, &t) == 1 {
             notAfter = Int64(timegm(&t))
@@ -74,6 +77,16 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
         guard let name, let bio = BIO_new(BIO_s_mem()) else { return "" }
         defer { BIO_free(bio) }
         X509_NAME_print_ex(bio, name, 0, palm_xn_flag_rfc2253())
+        var data: UnsafeMutablePointer<CChar>?
+        let n = palm_bio_get_mem_data(bio, &data)
+        guard let data, n > 0 else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
+    }
+
+    private static func pemText(_ cert: OpaquePointer) -> String {
+        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
+        defer { BIO_free(bio) }
+        PEM_write_bio_X509(bio, cert)
         var data: UnsafeMutablePointer<CChar>?
         let n = palm_bio_get_mem_data(bio, &data)
         guard let data, n > 0 else { return "" }

@@ -52,6 +52,28 @@ public final class VerifyingKey: @unchecked Sendable {
         self.key = key
     }
 
+    /// The public key of a certificate given as PEM text.
+    public convenience init(certificatePEM pem: String) throws {
+        guard let bio = pem.withCString({ BIO_new_mem_buf($0, Int32(strlen($0))) }) else {
+            throw TLSError.invalidCertificate(path: "<pem>", detail: "cannot read")
+        }
+        defer { BIO_free(bio) }
+        guard let cert = PEM_read_bio_X509(bio, nil, nil, nil) else {
+            throw TLSError.invalidCertificate(path: "<pem>", detail: OpenSSLErrors.summary("no certificate"))
+        }
+        defer { X509_free(cert) }
+        try self.init(x509: cert)
+    }
+
+    init(x509 cert: OpaquePointer) throws {
+        guard let key = X509_get_pubkey(cert) else { throw TLSError.invalidCertificate(path: "<peer>", detail: "no public key") }
+        guard PEM.isECDSA(key) else {
+            EVP_PKEY_free(key)
+            throw TLSError.wrongKeyType
+        }
+        self.key = key
+    }
+
     deinit { EVP_PKEY_free(key) }
 
     /// True only for a valid signature by this key over `message`; malformed signatures are false.

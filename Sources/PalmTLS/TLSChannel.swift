@@ -23,6 +23,8 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
     private var isBlocking = false
     /// The authenticated peer.
     public let peer: CertificateIdentity
+    /// The peer certificate's public key, for verifying what the peer signs on this channel.
+    public let peerKey: VerifyingKey
     public let remoteHost: String
     public let remotePort: UInt16
     public let ioTimeout: Double
@@ -34,10 +36,11 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
 
     private enum Side { case client(serverName: String), server }
 
-    private init(ssl: OpaquePointer, fd: Int32, peer: CertificateIdentity, ioTimeout: Double) {
+    private init(ssl: OpaquePointer, fd: Int32, peer: CertificateIdentity, peerKey: VerifyingKey, ioTimeout: Double) {
         self.ssl = ssl
         self.fd = fd
         self.peer = peer
+        self.peerKey = peerKey
         self.ioTimeout = ioTimeout
         (remoteHost, remotePort) = TCPSocket.address(fd, peer: true)
         cipherSuite = SSL_get_current_cipher(ssl).flatMap { SSL_CIPHER_get_name($0) }.map { String(cString: $0) } ?? "?"
@@ -68,6 +71,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         }
         var expectedName: String?
         let peer: CertificateIdentity
+        let peerKey: VerifyingKey
         let deadline = Deadline(seconds: context.configuration.handshakeTimeout)
         do {
             SSL_set_fd(ssl, fd)
@@ -91,13 +95,14 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
             }
             guard let peerCert = SSL_get0_peer_certificate(ssl) else { throw TLSError.noPeerCertificate }
             peer = CertificateIdentity(certificate: peerCert)
+            peerKey = try VerifyingKey(x509: peerCert)
         } catch {
             SSL_free(ssl)
             Glibc.close(fd)
             throw error
         }
         // From here the channel owns ssl and fd; closing it releases both.
-        let channel = TLSChannel(ssl: ssl, fd: fd, peer: peer, ioTimeout: context.configuration.ioTimeout)
+        let channel = TLSChannel(ssl: ssl, fd: fd, peer: peer, peerKey: peerKey, ioTimeout: context.configuration.ioTimeout)
         do {
             switch side {
             case .server:

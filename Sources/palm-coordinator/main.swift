@@ -1,4 +1,7 @@
 import ArgumentParser
+import Foundation
+import PalmSecurity
+import PalmTLS
 import PalmWire
 
 /// palm-coordinator: the cluster's scheduler and the operators' CLI.
@@ -15,7 +18,49 @@ struct PalmCoordinator: ParsableCommand {
           /etc/palm/tls/                 coordinator certificate, key, cluster CA, CRL
           /var/lib/palm/coordinator/     state: SQLite database, audit log
         """,
-        version: "palm-coordinator \(PalmVersion.string) (wire protocol v\(WireProtocol.version))")
+        version: "palm-coordinator \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
+        subcommands: [Ticket.self])
+}
+
+struct Ticket: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Migration tickets.", subcommands: [Issue.self])
+
+    struct Issue: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sign a migration ticket offline with the coordinator key (the daemon uses the same code).")
+        @Option(help: "The coordinator's private key (PEM, ECDSA).") var key: String
+        @Option(help: "The VM to migrate.") var vm: String
+        @Option(help: "The VM's memory in bytes (or with K/M/G).") var memory: String
+        @Option(help: "The source host's certificate (PEM).") var sourceCert: String
+        @Option(help: "The destination host's certificate (PEM).") var destCert: String
+        @Option(help: "Seconds the ticket stays valid.") var validity: UInt64 = 300
+        @Option(help: "Where to write the ticket.") var out: String
+
+        func run() throws {
+            let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+            let m = memory.uppercased()
+            let bytes = m.last.flatMap { units[$0] }.flatMap { mult in UInt64(m.dropLast()).map { $0 * mult } } ?? UInt64(m)
+            guard let bytes, bytes > 0 else { throw ValidationError("--memory: '\(memory)' is not a size") }
+            guard validity > 0, validity <= 86_400 else { throw ValidationError("--validity must be 1…86400 seconds") }
+            do {
+                let issuer = TicketIssuer(key: try SigningKey(pemFile: key))
+                let ticket = try issuer.issue(vm: vm, memoryBytes: bytes,
+                                              source: try CertificateIdentity.load(pemFile: sourceCert).fingerprint,
+                                              destination: try CertificateIdentity.load(pemFile: destCert).fingerprint,
+                                              now: UInt64(Date().timeIntervalSince1970), validity: validity)
+                guard FileManager.default.createFile(atPath: out, contents: Data(ticket.encoded()),
+                                                     attributes: [.posixPermissions: 0o600]) else {
+                    throw ValidationError("cannot write '\(out)'")
+                }
+                print("ticket \(ticket.id) for \(vm): valid \(validity) s, written to \(out)")
+            } catch let e as ValidationError {
+                throw e
+            } catch {
+                FileHandle.standardError.write(Data("palm-coordinator: error: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
 }
 
 PalmCoordinator.main()

@@ -18,7 +18,7 @@ struct PalmDest: ParsableCommand {
           /var/lib/palm/dest/            state
         """,
         version: "palm-dest \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, Measure.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -33,6 +33,25 @@ struct Serve: ParsableCommand {
             print("listening on \(server.configuration.listenAddress):\(server.port)")
             fflush(stdout)
             server.run()
+        } catch {
+            CLI.fail("palm-dest", error)
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Measure: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print this agent's attestation measurement (for the sources' [attestation] allowlist).")
+    @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
+
+    func run() throws {
+        do {
+            let c = try DestinationConfiguration.load(path: config)
+            let m = try Measurement.measure(configPath: c.file, hypervisor: try c.hypervisor.make())
+            print("allowed_agents = [\"\(m.agentDigest.hex)\"]")
+            print("allowed_configs = [\"\(m.configDigest.hex)\"]")
+            print("allowed_hypervisors = [\"\(m.hypervisor) \(m.hypervisorVersion)\"]")
         } catch {
             CLI.fail("palm-dest", error)
             throw ExitCode(1)

@@ -33,6 +33,7 @@ struct Migrate: ParsableCommand {
     @Option(help: "The name the destination's certificate must carry (default: the host).") var serverName: String?
     @Option(help: "pre-copy (multi-pass, default) or stop-and-copy.") var mode: String = "pre-copy"
     @Option(help: "Downtime target in milliseconds (overrides the configuration).") var downtimeMs: Double?
+    @Option(help: "The coordinator's migration ticket (palm-coordinator ticket issue).") var ticket: String
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var options: ConfigOption
 
@@ -48,9 +49,12 @@ struct Migrate: ParsableCommand {
             guard let (host, port) = CLI.hostPort(to, defaultPort: config.destinationPort) else {
                 throw ValidationError("--to must be HOST or HOST:PORT, not '\(to)'")
             }
+            guard let ticketBytes = FileManager.default.contents(atPath: ticket) else {
+                throw ValidationError("--ticket: cannot read '\(ticket)'")
+            }
             let request = SourceAgent.Request(vm: vm, host: host, port: port, serverName: serverName,
                                               mode: mode == "pre-copy" ? .preCopy : .stopAndCopy,
-                                              downtimeTarget: downtimeMs.map { $0 / 1000 })
+                                              downtimeTarget: downtimeMs.map { $0 / 1000 }, ticket: Array(ticketBytes))
             let report = try SourceAgent(configuration: config, logger: logger)
                 .migrate(request, progress: json ? { _ in } : CLI.progressPrinter())
             print(json ? report.json() : report.rendered())

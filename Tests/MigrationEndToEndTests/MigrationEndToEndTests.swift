@@ -149,7 +149,8 @@ struct MigrationEndToEndTests {
     func badInput(_ args: [String], _ message: String) throws {
         let cluster = try SimCluster()
         defer { cluster.shutdown() }
-        let r = try ProcessRunner.run(SimCluster.bin("palm-source"), args + ["--config", cluster.sourceConfig])
+        let ticket = try cluster.issueTicket(args[1], memoryBytes: 1 << 20)
+        let r = try ProcessRunner.run(SimCluster.bin("palm-source"), args + ["--config", cluster.sourceConfig, "--ticket", ticket])
         #expect(r.status != 0)
         #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
     }

@@ -34,14 +34,25 @@ public final class SimCluster: @unchecked Sendable {
 
     public static func bin(_ name: String) -> String { binDir + "/" + name }
 
-    public init(destMemoryLimit: String = "8G") throws {
+    /// The destination's certificate name in TestPKI (its identity in tickets).
+    public let destCert: String
+
+    public init(destMemoryLimit: String = "8G", destCert: String = "server", allowlist: String? = nil) throws {
         let id = UUID().uuidString.prefix(8)
+        self.destCert = destCert
         dir = NSTemporaryDirectory() + "palm-cluster-\(id)"
         sourceRoot = "/dev/shm/palm-test-\(id)-a"
         destRoot = "/dev/shm/palm-test-\(id)-b"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try write("source.toml", config(cert: "client", root: sourceRoot, limit: "8G", listen: false))
-        try write("dest.toml", config(cert: "server", root: destRoot, limit: destMemoryLimit, listen: true))
+        try write("dest.toml", config(cert: destCert, root: destRoot, limit: destMemoryLimit, listen: true))
+        // The source allows exactly what the destination measures (palm-dest measure), unless told otherwise.
+        let measured = try allowlist ?? {
+            let r = try ProcessRunner.run(SimCluster.bin("palm-dest"), ["measure", "--config", dir + "/dest.toml"])
+            guard r.status == 0 else { throw SimClusterError.command("palm-dest measure: \(r.stderr)") }
+            return r.stdout
+        }()
+        try write("source.toml", config(cert: "client", root: sourceRoot, limit: "8G", listen: false)
+                  + "\n[attestation]\n" + measured)
     }
 
     deinit { shutdown() }
@@ -65,7 +76,11 @@ public final class SimCluster: @unchecked Sendable {
         memory_limit = "\(limit)"
 
         """
-        if listen { s += "\n[listen]\naddress = \"127.0.0.1\"\nport = 0\n" }
+        if listen {
+            s += "\n[listen]\naddress = \"127.0.0.1\"\nport = 0\n"
+            s += "\n[security]\ncoordinator_certificate = \"\(pki.cert("coord"))\"\n"
+            s += "\n[state]\ndirectory = \"\(dir)/dest-state\"\n"
+        }
         return s
     }
 
@@ -172,10 +187,25 @@ public final class SimCluster: @unchecked Sendable {
         }
     }
 
-    public func startMigration(_ vm: String, extra: [String] = []) throws -> Migration {
+    /// Issues a ticket with `palm-coordinator ticket issue` and returns its path.
+    public func issueTicket(_ vm: String, memoryBytes: UInt64? = nil, source: String = "client", dest: String? = nil,
+                            key: String? = nil, validity: Int = 300) throws -> String {
+        let bytes = try memoryBytes ?? (try sourceHypervisor().openImage(vm: vm).layout.pageCount * 4096)
+        let path = dir + "/ticket-\(vm)-\(UUID().uuidString.prefix(6))"
+        let r = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), [
+            "ticket", "issue", "--key", key ?? pki.key("coord"), "--vm", vm, "--memory", "\(bytes)",
+            "--source-cert", pki.cert(source), "--dest-cert", pki.cert(dest ?? destCert),
+            "--validity", "\(validity)", "--out", path])
+        guard r.status == 0 else { throw SimClusterError.command("ticket issue: \(r.stderr)") }
+        return path
+    }
+
+    public func startMigration(_ vm: String, ticket: String? = nil, port: UInt16? = nil, extra: [String] = []) throws -> Migration {
+        let ticketPath = try ticket ?? issueTicket(vm)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: SimCluster.bin("palm-source"))
-        p.arguments = ["migrate", vm, "--to", "127.0.0.1:\(destPort)", "--config", sourceConfig] + extra
+        p.arguments = ["migrate", vm, "--to", "127.0.0.1:\(port ?? destPort)", "--config", sourceConfig,
+                       "--ticket", ticketPath] + extra
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -185,8 +215,8 @@ public final class SimCluster: @unchecked Sendable {
     }
 
     /// Runs a migration to the end and decodes its JSON report.
-    public func migrate(_ vm: String, extra: [String] = []) throws -> MigrationReport {
-        let (status, out, err) = try startMigration(vm, extra: extra + ["--json"]).finish()
+    public func migrate(_ vm: String, ticket: String? = nil, extra: [String] = []) throws -> MigrationReport {
+        let (status, out, err) = try startMigration(vm, ticket: ticket, extra: extra + ["--json"]).finish()
         guard status == 0 else { throw SimClusterError.migrationFailed(status: status, stderr: err + "\n--- dest ---\n" + destLog) }
         return try JSONDecoder().decode(MigrationReport.self, from: Data(out.utf8))
     }

@@ -1,0 +1,68 @@
+import Foundation
+import PalmMigration
+import PalmSecurity
+import PalmTLS
+import PalmWire
+
+/// The destination's protections for one connection: ticket (signature, window, this host, the
+/// TLS peer as source, never seen before), the VM matching the ticket, a signed attestation bound
+/// to the session, the source's manifest and COMMIT signatures, and its own READY signature.
+final class DestinationSecurity {
+    let validator: TicketValidator
+    let replayCache: ReplayCache
+    let measurement: Measurement
+    let key: SigningKey
+    let local: CertificateIdentity
+    let peerKey: VerifyingKey
+    private(set) var ticket: MigrationTicket?
+
+    init(validator: TicketValidator, replayCache: ReplayCache, measurement: Measurement, key: SigningKey,
+         local: CertificateIdentity, peerKey: VerifyingKey) {
+        self.validator = validator
+        self.replayCache = replayCache
+        self.measurement = measurement
+        self.key = key
+        self.local = local
+        self.peerKey = peerKey
+    }
+
+    static func now() -> UInt64 { UInt64(Date().timeIntervalSince1970) }
+
+    var hooks: MigrationReceiver.Security {
+        var s = MigrationReceiver.Security { [self] nonce, exporter in
+            try measurement.report(nonce: nonce, exporter: exporter, key: key)
+        }
+        s.authorize = { [self] hello, peer in
+            do {
+                let t = try validator.validate(hello.ticket, destination: local.fingerprint, peer: peer.fingerprint, now: Self.now())
+                try replayCache.insert(nonce: t.nonce.hex, expiry: t.notAfter + 3600)
+                ticket = t
+            } catch let e as TicketError {
+                throw MigrationError.ticketRejected(e.description)
+            }
+        }
+        s.authorizeConfig = { [self] config in
+            guard let t = ticket else { throw MigrationError.ticketRejected("no ticket") }
+            let bytes = config.pageCount * UInt64(config.pageSize)
+            guard config.name == t.vm, bytes == t.memoryBytes else {
+                throw MigrationError.ticketRejected(TicketError.vmMismatch(
+                    "CONFIG is \(config.name) with \(bytes) bytes, the ticket covers \(t.vm) with \(t.memoryBytes)").description)
+            }
+        }
+        s.verifyManifestSignature = { [self] manifest, _ in
+            guard peerKey.isValidSignature(manifest.signature, for: manifest.signedBytes) else {
+                throw MigrationError.signatureRejected("the manifest is not signed by the source's key")
+            }
+            guard manifest.ticketNonce == ticket?.nonce else {
+                throw MigrationError.manifestMismatch("the manifest names another ticket")
+            }
+        }
+        s.signReady = { [self] manifest in try key.sign(HandoffSignature.ready(manifest)) }
+        s.verifyCommit = { [self] signature, manifest, _ in
+            guard peerKey.isValidSignature(signature, for: HandoffSignature.commit(manifest)) else {
+                throw MigrationError.signatureRejected("COMMIT is not signed by the source's key")
+            }
+        }
+        return s
+    }
+}

@@ -1,0 +1,161 @@
+import PalmTLS
+import PalmWire
+
+/// The coordinator's signed, expiring, single-use authorization for one migration: VM *v* of a
+/// given size moves from the host whose certificate has fingerprint *S* to the one with *D*.
+///
+/// ```text
+///   version u8 (1) | migration id 16 | vm string | memory u64 | source fp 32 | destination fp 32
+///   | not-before u64 | not-after u64 (Unix seconds) | nonce 32 | signature (u32 length + DER)
+/// ```
+/// The signature is ECDSA/SHA-256 by the coordinator key over `"palm-ticket-v1"` followed by every
+/// field before it. The nonce makes each ticket unique; destinations remember it until expiry.
+public struct MigrationTicket: Equatable, Sendable {
+    public static let version: UInt8 = 1
+    public var migrationID: [UInt8]
+    public var vm: String
+    public var memoryBytes: UInt64
+    public var source: Digest32
+    public var destination: Digest32
+    public var notBefore: UInt64
+    public var notAfter: UInt64
+    public var nonce: Digest32
+    public var signature: [UInt8]
+
+    public init(migrationID: [UInt8], vm: String, memoryBytes: UInt64, source: Digest32, destination: Digest32,
+                notBefore: UInt64, notAfter: UInt64, nonce: Digest32, signature: [UInt8] = []) {
+        self.migrationID = migrationID
+        self.vm = vm
+        self.memoryBytes = memoryBytes
+        self.source = source
+        self.destination = destination
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.nonce = nonce
+        self.signature = signature
+    }
+
+    /// Migration id as 32 hex digits.
+    public var id: String { migrationID.map { String(format: "%02x", $0) }.joined() }
+
+    public var signedBytes: [UInt8] {
+        var w = ByteWriter()
+        w.write(raw: Array("palm-ticket-v1".utf8))
+        encodeBody(into: &w)
+        return w.bytes
+    }
+
+    private func encodeBody(into w: inout ByteWriter) {
+        w.write(MigrationTicket.version)
+        w.write(raw: migrationID)
+        w.write(string: vm)
+        w.write(memoryBytes)
+        w.write(raw: source.bytes)
+        w.write(raw: destination.bytes)
+        w.write(notBefore)
+        w.write(notAfter)
+        w.write(raw: nonce.bytes)
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        encodeBody(into: &w)
+        w.write(lengthPrefixed: signature)
+        return w.bytes
+    }
+
+    /// Decodes a ticket; any malformation is a ``TicketError/malformed(_:)``.
+    public static func decode(_ bytes: [UInt8]) throws -> MigrationTicket {
+        do {
+            return try bytes.withUnsafeBytes { raw in
+                var r = ByteReader(raw)
+                let version = try r.readUInt8("ticket.version")
+                guard version == MigrationTicket.version else {
+                    throw WireError.invalidValue(field: "ticket.version", value: UInt64(version))
+                }
+                let t = MigrationTicket(
+                    migrationID: try r.readBytes(16, "ticket.id"),
+                    vm: try r.readString("ticket.vm", limit: 255),
+                    memoryBytes: try r.readUInt64("ticket.memory"),
+                    source: try r.readDigest("ticket.source"),
+                    destination: try r.readDigest("ticket.destination"),
+                    notBefore: try r.readUInt64("ticket.notBefore"),
+                    notAfter: try r.readUInt64("ticket.notAfter"),
+                    nonce: try r.readDigest("ticket.nonce"),
+                    signature: try r.readLengthPrefixed("ticket.signature", limit: 512))
+                if r.remaining != 0 { throw WireError.trailingBytes(message: .hello, count: r.remaining) }
+                return t
+            }
+        } catch let e as WireError {
+            throw TicketError.malformed(e)
+        }
+    }
+}
+
+/// Why a ticket was refused.
+public enum TicketError: Error, Equatable, Sendable, CustomStringConvertible {
+    case missing
+    case malformed(WireError)
+    case badSignature
+    case notYetValid(notBefore: UInt64, now: UInt64)
+    case expired(notAfter: UInt64, now: UInt64)
+    case wrongDestination
+    case wrongSource
+    case replayed(nonce: String)
+    case vmMismatch(String)
+
+    public var description: String {
+        switch self {
+        case .missing: return "no migration ticket"
+        case let .malformed(e): return "malformed ticket: \(e)"
+        case .badSignature: return "ticket signature does not verify against the coordinator key (forged?)"
+        case let .notYetValid(nb, now): return "ticket not valid before \(nb) (now \(now))"
+        case let .expired(na, now): return "ticket expired at \(na) (now \(now))"
+        case .wrongDestination: return "ticket names another destination"
+        case .wrongSource: return "ticket names another source than the connected peer"
+        case let .replayed(n): return "ticket nonce \(n.prefix(16))… was already used (replay)"
+        case let .vmMismatch(m): return "ticket does not cover this VM: \(m)"
+        }
+    }
+}
+
+/// Signs tickets with the coordinator key (the coordinator daemon and `palm-coordinator ticket issue`).
+public struct TicketIssuer {
+    let key: SigningKey
+
+    public init(key: SigningKey) { self.key = key }
+
+    public func issue(vm: String, memoryBytes: UInt64, source: Digest32, destination: Digest32,
+                      now: UInt64, validity: UInt64) throws -> MigrationTicket {
+        var rng = SystemRandomNumberGenerator()
+        var t = MigrationTicket(
+            migrationID: (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }, vm: vm, memoryBytes: memoryBytes,
+            source: source, destination: destination, notBefore: now, notAfter: now + validity,
+            nonce: Digest32((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })!)
+        t.signature = try key.sign(t.signedBytes)
+        return t
+    }
+}
+
+/// Checks a ticket on the destination: coordinator signature, validity window (± clock skew),
+/// this host as destination, the TLS peer as source. Replay is the ``ReplayCache``'s job.
+public struct TicketValidator {
+    let coordinatorKey: VerifyingKey
+    let clockSkew: UInt64
+
+    public init(coordinatorKey: VerifyingKey, clockSkew: UInt64) {
+        self.coordinatorKey = coordinatorKey
+        self.clockSkew = clockSkew
+    }
+
+    public func validate(_ bytes: [UInt8], destination: Digest32, peer: Digest32, now: UInt64) throws -> MigrationTicket {
+        guard !bytes.isEmpty else { throw TicketError.missing }
+        let t = try MigrationTicket.decode(bytes)
+        guard coordinatorKey.isValidSignature(t.signature, for: t.signedBytes) else { throw TicketError.badSignature }
+        guard now + clockSkew >= t.notBefore else { throw TicketError.notYetValid(notBefore: t.notBefore, now: now) }
+        guard now <= t.notAfter + clockSkew else { throw TicketError.expired(notAfter: t.notAfter, now: now) }
+        guard t.destination == destination else { throw TicketError.wrongDestination }
+        guard t.source == peer else { throw TicketError.wrongSource }
+        return t
+    }
+}
