@@ -80,14 +80,14 @@ let package = Package(
         ]),
 
         // Shared by the test targets: certificates minted with certs/palm-ca, process helpers.
-        .target(name: "PalmTestSupport", dependencies: ["PalmTLS", "PalmHypervisor", "PalmMigration"],
+        .target(name: "PalmTestSupport", dependencies: ["PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity"],
                 path: "Tests/PalmTestSupport"),
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire"]),
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmMigrationTests", dependencies: ["PalmMigration", "PalmHypervisor", "PalmTestSupport"]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
-            "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent",
+            "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",
         ]),
     ],
     swiftLanguageModes: [.v5]

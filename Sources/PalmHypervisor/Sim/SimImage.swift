@@ -110,11 +110,14 @@ public final class SimImage {
         Array(UnsafeRawBufferPointer(start: meta, count: SimLayout.pageSize))
     }
 
-    /// Replaces the header page (restore on the destination), keeping the local guestPID slot.
+    /// Replaces the header page (restore on the destination), keeping what is local to this host:
+    /// the guest's pid and the VM's name (which CONFIG, checked against the ticket, decided).
     public func restoreHeader(_ bytes: [UInt8]) {
         let pid = self[.guestPID]
+        let localName = name
         bytes.withUnsafeBytes { meta.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, SimLayout.pageSize)) }
         self[.guestPID] = pid
+        name = localName
     }
 
     // MARK: dirty bitmap (atomic word access)

@@ -1,0 +1,212 @@
+import Foundation
+import PalmHypervisor
+import PalmMigration
+import PalmSecurity
+import PalmTestSupport
+import PalmTLS
+import PalmWire
+import Testing
+
+/// Attacks on a protected migration. Each must fail closed: no page accepted (nothing created or
+/// left on the destination) and, where a real VM is involved, the VM still running on the source.
+@Suite("Protected migration under attack", .serialized)
+struct ProtectionAttackTests {
+    let pki = TestPKI.shared
+
+    func fingerprint(_ name: String) throws -> Digest32 { try CertificateIdentity.load(pemFile: pki.cert(name)).fingerprint }
+
+    func ticket(vm: String = "rogue-vm", memory: UInt64 = 16 * 4096, source: String = "client", dest: String = "server",
+                key: String = "coord", now: UInt64 = UInt64(Date().timeIntervalSince1970), validity: UInt64 = 300) throws -> MigrationTicket {
+        try TicketIssuer(key: SigningKey(pemFile: pki.key(key)))
+            .issue(vm: vm, memoryBytes: memory, source: fingerprint(source), destination: fingerprint(dest), now: now, validity: validity)
+    }
+
+    /// Asserts the destination answered ABORT with `reason` and a message containing `text`.
+    func expectAbort(_ m: Message, _ reason: AbortReason, _ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        guard case let .abort(n) = m else { Issue.record("expected ABORT, got \(m.type)", sourceLocation: sourceLocation); return }
+        #expect(n.reason == reason, sourceLocation: sourceLocation)
+        #expect(n.message.contains(text), "ABORT message: \(n.message)", sourceLocation: sourceLocation)
+    }
+
+    func expectNothingOnDest(_ c: SimCluster, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(c.files(inRoot: c.destRoot).isEmpty, "destination files: \(c.files(inRoot: c.destRoot))", sourceLocation: sourceLocation)
+    }
+
+    // MARK: the destination refuses bad tickets
+
+    @Test("a forged ticket (signed by another key) is refused")
+    func forged() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        expectAbort(try rogue.hello(ticket: ticket(key: "server").encoded()), .ticketRejected, "forged")
+        expectNothingOnDest(c)
+    }
+
+    @Test("a ticket for another destination is refused")
+    func otherDestination() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        expectAbort(try rogue.hello(ticket: ticket(dest: "mallory").encoded()), .ticketRejected, "another destination")
+        expectNothingOnDest(c)
+    }
+
+    @Test("a ticket presented by another source than it names is refused")
+    func otherSource() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "mallory", port: c.destPort)
+        expectAbort(try rogue.hello(ticket: ticket(source: "client").encoded()), .ticketRejected, "another source")
+        expectNothingOnDest(c)
+    }
+
+    @Test("an expired ticket is refused (beyond the clock-skew allowance)")
+    func expired() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        let old = UInt64(Date().timeIntervalSince1970) - 3600
+        expectAbort(try rogue.hello(ticket: ticket(now: old, validity: 60).encoded()), .ticketRejected, "expired")
+        expectNothingOnDest(c)
+    }
+
+    @Test("no ticket at all is refused")
+    func missing() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        expectAbort(try rogue.hello(ticket: []), .ticketRejected, "no migration ticket")
+    }
+
+    @Test("a ticket for one VM cannot carry another VM or size")
+    func vmMismatch() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        guard case .attest = try rogue.hello(ticket: ticket(vm: "small", memory: 4096).encoded()) else { Issue.record("no ATTEST"); return }
+        try rogue.send(.config(VMConfig(name: "small", mode: .preCopy, pageSize: 4096, pageCount: 1 << 18, vcpus: 1,
+                                        hypervisor: "sim", platform: [])))
+        expectAbort(try rogue.read(), .ticketRejected, "does not cover this VM")
+        expectNothingOnDest(c)
+    }
+
+    @Test("replaying a captured ticket is refused, also after the destination restarts")
+    func replayedTicket() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        try c.createVM("once", memory: "32M")
+        let ticketPath = try c.issueTicket("once")
+        _ = try c.migrate("once", ticket: ticketPath)
+        // The same ticket again, for a VM of the same name and size.
+        try c.destHypervisor().destroy(vm: "once")
+        try c.createVM("once", memory: "32M")
+        let (status, _, err) = try c.startMigration("once", ticket: ticketPath).finish()
+        #expect(status != 0)
+        #expect(err.contains("replay"), "stderr: \(err)")
+        #expect(try c.runningCopies("once") == (source: true, dest: false))
+        // The replay cache is on disk: a restarted destination still refuses.
+        c.killDest()
+        try c.startDest()
+        let (status2, _, err2) = try c.startMigration("once", ticket: ticketPath).finish()
+        #expect(status2 != 0)
+        #expect(err2.contains("replay"), "stderr: \(err2)")
+        #expect(try c.runningCopies("once") == (source: true, dest: false))
+        #expect(try c.sourceHypervisor().awaitSelfCheck(vm: "once").passed)
+    }
+
+    // MARK: the destination refuses a bad hand-off
+
+    @Test("a tampered manifest (changed after signing) is refused; nothing resumes")
+    func tamperedManifest() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        let answer = try rogue.playToManifest(ticket: ticket(), pages: 16, signingKey: SigningKey(pemFile: pki.key("client"))) {
+            $0.pagesSent += 1
+        }
+        expectAbort(answer, .manifestMismatch, "not signed by the source")
+        #expect(c.waitForDestLog("partial VM discarded"))
+        expectNothingOnDest(c)
+    }
+
+    @Test("one page altered before the manifest: the digest does not match and the VM never resumes")
+    func alteredPage() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        let answer = try rogue.playToManifest(ticket: ticket(), pages: 16, signingKey: SigningKey(pemFile: pki.key("client")),
+                                              alterPageBeforeDigest: 7)
+        expectAbort(answer, .manifestMismatch, "memory image digest")
+        #expect(c.waitForDestLog("partial VM discarded"))
+        expectNothingOnDest(c)
+    }
+
+    @Test("an honest rogue run (nothing altered) reaches READY: the two tests above fail for their tampering alone")
+    func controlRun() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        let answer = try rogue.playToManifest(ticket: ticket(), pages: 16, signingKey: SigningKey(pemFile: pki.key("client")))
+        guard case .ready = answer else { Issue.record("expected READY, got \(answer.type)"); return }
+    }
+
+    // MARK: the source refuses a bad destination
+
+    @Test("a man in the middle with a valid cluster certificate of another host gets nothing")
+    func mitmClusterCert() throws {
+        let c = try SimCluster(destCert: "mallory"); defer { c.shutdown() }
+        try c.startDest()  // mallory's palm-dest
+        try c.createVM("target", memory: "32M")
+        let ticketPath = try c.issueTicket("target", dest: "server")  // the coordinator sent it to "server"
+        let (status, _, err) = try c.startMigration("target", ticket: ticketPath).finish()
+        #expect(status != 0)
+        #expect(err.contains("is not the ticket's destination"), "stderr: \(err)")
+        expectNothingOnDest(c)
+        #expect(try c.runningCopies("target") == (source: true, dest: false))
+    }
+
+    @Test("a man in the middle with a certificate from another CA fails the TLS handshake")
+    func mitmOtherCA() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.createVM("target", memory: "32M")
+        let intruder = try TLSListener(host: "127.0.0.1", port: 0, context: pki.context("intruder", other: true))
+        let accept = Background { _ = try? intruder.accept(timeout: 30) }
+        let (status, _, err) = try c.startMigration("target", port: intruder.port).finish()
+        _ = accept.wait()
+        #expect(status != 0)
+        #expect(err.contains("not issued by the cluster CA"), "stderr: \(err)")
+        #expect(try c.runningCopies("target") == (source: true, dest: false))
+    }
+
+    @Test("a destination whose measurement is not in the allowlist receives no page")
+    func notAllowlisted() throws {
+        let bogus = String(repeating: "ab", count: 32)
+        let c = try SimCluster(allowlist: "allowed_agents = [\"\(bogus)\"]\nallowed_hypervisors = [\"sim palm-sim 1\"]\n")
+        defer { c.shutdown() }
+        try c.startDest()
+        try c.createVM("target", memory: "32M")
+        let (status, _, err) = try c.startMigration("target").finish()
+        #expect(status != 0)
+        #expect(err.contains("is not in the allowlist"), "stderr: \(err)")
+        #expect(!err.contains("progress: precopy"))
+        #expect(c.waitForDestLog("migration refused") || c.waitForDestLog("aborted"))
+        expectNothingOnDest(c)
+        #expect(try c.runningCopies("target") == (source: true, dest: false))
+        #expect(try c.sourceHypervisor().awaitSelfCheck(vm: "target").passed)
+    }
+
+    @Test("an attestation replayed from another session (exporter mismatch) is refused")
+    func foreignAttestation() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.createVM("target", memory: "32M")
+        let rogue = try RogueDestination(cert: "server")
+        let zero = Digest32.zero
+        let served = rogue.answerWithForeignAttestation(key: try SigningKey(pemFile: pki.key("server")), measurement: (zero, zero))
+        let (status, _, err) = try c.startMigration("target", port: rogue.port).finish()
+        _ = served.wait()
+        #expect(status != 0)
+        #expect(err.contains("another TLS session"), "stderr: \(err)")
+        #expect(try c.runningCopies("target") == (source: true, dest: false))
+    }
+}
