@@ -49,6 +49,8 @@ public struct SourceConfiguration {
     public var destinationPort: UInt16
     public var stateDirectory: String
     public var attestation: AttestationPolicy
+    /// Seconds to keep asking an unreachable destination how a committed migration ended.
+    public var resolveTimeout: Double
 
     public static let defaultPath = "/etc/palm/source.toml"
 
@@ -71,7 +73,8 @@ public struct SourceConfiguration {
                 allowedAgents: Set(try f.stringArray("attestation.allowed_agents").map { $0.lowercased() }),
                 allowedConfigs: Set(try f.stringArray("attestation.allowed_configs").map { $0.lowercased() }),
                 allowedHypervisors: Set(try f.stringArray("attestation.allowed_hypervisors")),
-                maxClockSkew: UInt64(try f.int("attestation.max_clock_skew_s", default: 60, range: 0...3600))))
+                maxClockSkew: UInt64(try f.int("attestation.max_clock_skew_s", default: 60, range: 0...3600))),
+            resolveTimeout: try f.double("migration.resolve_timeout_s", default: 60, range: 0...86_400))
         for (key, values) in [("attestation.allowed_agents", config.attestation.allowedAgents),
                               ("attestation.allowed_configs", config.attestation.allowedConfigs)] {
             for v in values where Digest32(hex: v) == nil {

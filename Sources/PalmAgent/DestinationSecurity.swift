@@ -14,10 +14,12 @@ final class DestinationSecurity {
     let key: SigningKey
     let local: CertificateIdentity
     let peerKey: VerifyingKey
+    let ledger: DestinationLedger
     private(set) var ticket: MigrationTicket?
 
     init(validator: TicketValidator, replayCache: ReplayCache, measurement: Measurement, key: SigningKey,
-         local: CertificateIdentity, peerKey: VerifyingKey) {
+         local: CertificateIdentity, peerKey: VerifyingKey, ledger: DestinationLedger) {
+        self.ledger = ledger
         self.validator = validator
         self.replayCache = replayCache
         self.measurement = measurement
@@ -48,6 +50,21 @@ final class DestinationSecurity {
                 throw MigrationError.ticketRejected(TicketError.vmMismatch(
                     "CONFIG is \(config.name) with \(bytes) bytes, the ticket covers \(t.vm) with \(t.memoryBytes)").description)
             }
+            try ledger.recordIncoming(id: t.id, vm: t.vm, source: t.source.hex)
+        }
+        s.recordCommit = { [self] in
+            guard let t = ticket else { throw MigrationError.ticketRejected("no ticket") }
+            try ledger.commit(id: t.id)
+        }
+        s.recordAbort = { [self] in
+            if let t = ticket { _ = try? ledger.resolve(id: t.id) }
+        }
+        s.resolve = { [self] id, peer in
+            let hex = id.map { String(format: "%02x", $0) }.joined()
+            if let recorded = ledger.record(hex)?["source"], recorded != peer.fingerprint.hex {
+                throw MigrationError.ticketRejected("only the migration's source may ask how it ended")
+            }
+            return try ledger.resolve(id: hex, source: peer.fingerprint.hex)
         }
         s.verifyManifestSignature = { [self] manifest, _ in
             guard peerKey.isValidSignature(manifest.signature, for: manifest.signedBytes) else {

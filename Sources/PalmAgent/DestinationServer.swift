@@ -18,6 +18,7 @@ public final class DestinationServer: @unchecked Sendable {
     let measurement: Measurement
     let validator: TicketValidator
     let replayCache: ReplayCache
+    let ledger: DestinationLedger
     let logger: Logger
     private let slots: DispatchSemaphore
     private let group = DispatchGroup()
@@ -30,11 +31,8 @@ public final class DestinationServer: @unchecked Sendable {
         context = try TLSContext(configuration: configuration.tls)
         signingKey = try SigningKey(pemFile: configuration.tls.privateKey)
         hypervisor = try configuration.hypervisor.make()
-        if let sim = hypervisor as? SimHypervisor {
-            for vm in sim.removeStaleIncoming() {
-                logger.warning("removed the partial image of \(vm) left by an interrupted migration")
-            }
-        }
+        ledger = try DestinationLedger(directory: configuration.stateDirectory + "/migrations")
+        DestinationServer.recover(hypervisor: hypervisor, ledger: ledger, logger: logger)
         measurement = try Measurement.measure(configPath: configuration.file, hypervisor: hypervisor)
         validator = TicketValidator(coordinatorKey: try VerifyingKey(certificateFile: configuration.coordinatorCertificate),
                                     clockSkew: configuration.clockSkew)
@@ -79,10 +77,12 @@ public final class DestinationServer: @unchecked Sendable {
         var log = logger
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? channel.peer.subject)"
         let security = DestinationSecurity(validator: validator, replayCache: replayCache, measurement: measurement,
-                                           key: signingKey, local: context.localIdentity, peerKey: channel.peerKey)
+                                           key: signingKey, local: context.localIdentity, peerKey: channel.peerKey,
+                                           ledger: ledger)
         let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log)
         do {
             let outcome = try receiver.run()
+            if outcome.vm.isEmpty { return }  // a RESOLVE exchange
             log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages, image sha256:\(outcome.imageDigest.hex)")
         } catch {
             log.warning("incoming migration failed: \(error)")
@@ -90,4 +90,27 @@ public final class DestinationServer: @unchecked Sendable {
     }
 
     public func close() { listener.close() }
+
+    /// Start-up recovery after a crash: an incoming VM whose migration the ledger records as
+    /// committed is resumed (the source has or will destroy its copy); any other is discarded
+    /// and its migration recorded as aborted (the source resumes its copy).
+    static func recover(hypervisor: Hypervisor, ledger: DestinationLedger, logger: Logger) {
+        let records = ledger.journal.all()
+        for vm in hypervisor.incomingVMs() {
+            let entries = records.filter { $0.record["vm"] == vm }
+            if let committed = entries.first(where: { $0.record["state"] == "committed" }) {
+                do {
+                    try hypervisor.completeIncoming(vm: vm)
+                    logger.notice("recovery: resumed \(vm), migration \(committed.id) was committed before the restart")
+                } catch {
+                    logger.critical("recovery: cannot resume committed \(vm): \(error)")
+                }
+            } else {
+                for e in entries { _ = try? ledger.resolve(id: e.id) }
+                hypervisor.discardIncoming(vm: vm)
+                logger.warning("recovery: discarded the partial image of \(vm) left by an interrupted migration")
+            }
+        }
+        for e in records where e.record["state"] == "incoming" { _ = try? ledger.resolve(id: e.id) }
+    }
 }

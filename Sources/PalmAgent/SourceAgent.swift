@@ -80,6 +80,10 @@ public struct SourceAgent {
             }
         }
         security.signCommit = { try key.sign(HandoffSignature.commit($0)) }
+        let handoff = try SourceHandoff(stateDirectory: configuration.stateDirectory, context: context, logger: logger)
+        handoff.hooks(for: .init(id: ticket.migrationID, vm: request.vm, host: request.host, port: request.port,
+                                 serverName: request.serverName, destination: ticket.destination),
+                      into: &security, resolveTimeout: configuration.resolveTimeout)
         var options = MigrationSender.Options()
         options.mode = request.mode
         options.policy = configuration.policy

@@ -17,6 +17,12 @@ public protocol Hypervisor: AnyObject, Sendable {
     /// Creates an empty, paused VM ready to receive pages. Refuses before allocating anything
     /// when the host lacks memory for it.
     func createIncoming(config: VMConfig) throws -> DestinationDomain
+    /// Names of VMs left half-received by an agent that stopped (crash recovery).
+    func incomingVMs() -> [String]
+    /// Resumes a left-over incoming VM whose migration was committed (crash recovery).
+    func completeIncoming(vm: String) throws
+    /// Throws away a left-over incoming VM whose migration did not commit (crash recovery).
+    func discardIncoming(vm: String)
 }
 
 /// One VM as the hypervisor reports it.

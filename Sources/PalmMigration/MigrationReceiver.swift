@@ -26,6 +26,12 @@ public final class MigrationReceiver {
         public var verifyManifestSignature: (Manifest, CertificateIdentity) throws -> Void = { _, _ in }
         public var signReady: (Manifest) throws -> [UInt8] = { _ in [] }
         public var verifyCommit: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in }
+        /// Records the commit durably; called after COMMIT verified and before the VM resumes.
+        public var recordCommit: () throws -> Void = {}
+        /// Records that this migration will never commit; called before a partial VM is discarded.
+        public var recordAbort: () -> Void = {}
+        /// Answers RESOLVE for a migration id from this peer.
+        public var resolve: ([UInt8], CertificateIdentity) throws -> Resolution = { _, _ in .aborted }
 
         public init(attest: @escaping (Digest32, Digest32) throws -> Attestation) {
             self.attest = attest
@@ -59,13 +65,18 @@ public final class MigrationReceiver {
     public func run() throws -> Outcome {
         var domain: DestinationDomain?
         var resumed = false
+        var committed = false
         do {
-            let outcome = try receive(domain: &domain, resumed: &resumed)
+            let outcome = try receive(domain: &domain, resumed: &resumed, committed: &committed)
             channel.close()
             return outcome
         } catch {
             let failure = MigrationError.wrap(error)
-            if !resumed, let d = domain {
+            if committed && !resumed {
+                // Committed but not running: keep the image; the agent's start-up recovery resumes it.
+                logger.critical("migration committed but resuming failed: \(failure); the image is kept for recovery")
+            } else if !resumed, let d = domain {
+                security.recordAbort()
                 try? d.discard()
                 logger.warning("migration of \(d.info.name) aborted: \(failure); partial VM discarded")
             } else {
@@ -87,10 +98,17 @@ public final class MigrationReceiver {
         return m
     }
 
-    private func receive(domain: inout DestinationDomain?, resumed: inout Bool) throws -> Outcome {
+    private func receive(domain: inout DestinationDomain?, resumed: inout Bool, committed: inout Bool) throws -> Outcome {
         let reader = FrameReader(stream: channel, limits: limits)
         let peer = channel.peer
-        guard case let .hello(hello) = try next(reader) else { throw WireError.unexpectedMessage(.hello, state: "start") }
+        let first = try next(reader)
+        if case let .resolve(id) = first {
+            let verdict = try security.resolve(id, peer)
+            logger.notice("RESOLVE from \(peer.commonName ?? peer.subject): migration \(Self.hex(id)) \(verdict)")
+            try channel.send(.resolution(migrationID: id, verdict))
+            return Outcome(vm: "", rounds: 0, pagesReceived: 0, imageDigest: .zero)
+        }
+        guard case let .hello(hello) = first else { throw WireError.unexpectedMessage(.hello, state: "start") }
         try security.authorize(hello, peer)
         try channel.send(.attest(try security.attest(hello.sourceNonce, try channel.channelBinding())))
 
@@ -110,6 +128,7 @@ public final class MigrationReceiver {
             let type = try reader.withNextFrame { header, payload -> MessageType in
                 try state.receive(header.type)
                 if header.type == .memory {
+                    if pages == 0 { FaultPoint.precopy.reached(logger) }
                     _ = try MemoryBatchDecoder.forEachPage(in: payload, pageSize: pageSize, pageCount: config.pageCount) { pfn, page in
                         try d.writePage(pfn: pfn, data: page)
                         digest.record(pfn: pfn, page: page)
@@ -122,15 +141,21 @@ public final class MigrationReceiver {
                 case .roundEnd:
                     rounds += 1
                 case let .state(bytes):
+                    FaultPoint.stopAndCopy.reached(logger)
                     try d.restoreState(bytes)
                     cpuState = bytes
                 case let .manifest(manifest):
+                    FaultPoint.afterManifest.reached(logger)
                     try verify(manifest, digest: digest, cpuState: cpuState ?? [], peer: peer)
                     try channel.send(.ready(signature: try security.signReady(manifest)))
                     pendingManifest = manifest
+                    FaultPoint.afterReady.reached(logger)
                 case let .commit(signature):
                     guard let manifest = pendingManifest else { throw WireError.unexpectedMessage(.commit, state: "no manifest") }
                     try security.verifyCommit(signature, manifest, peer)
+                    try security.recordCommit()
+                    committed = true
+                    FaultPoint.afterCommit.reached(logger)
                 case let .abort(n), let .error(n):
                     throw MigrationError.abortedByPeer(n.reason, n.message)
                 default:
@@ -148,6 +173,8 @@ public final class MigrationReceiver {
     }
 
     private var pendingManifest: Manifest?
+
+    static func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }
 
     private func verify(_ manifest: Manifest, digest: ImageDigest, cpuState: [UInt8], peer: CertificateIdentity) throws {
         try security.verifyManifestSignature(manifest, peer)

@@ -39,6 +39,13 @@ public final class MigrationSender {
         public var signCommit: (Manifest) throws -> [UInt8] = { _ in [] }
         /// The ticket's nonce, bound into the manifest.
         public var ticketNonce: Digest32 = .zero
+        /// Durable hand-off records: the migration started (so a restarted agent resumes the VM),
+        /// COMMIT is about to be sent (so it asks the destination instead), it is over.
+        public var recordStart: () throws -> Void = {}
+        public var recordCommitIntent: () throws -> Void = {}
+        public var recordFinished: () -> Void = {}
+        /// Asks the destination how the migration ended when DONE did not arrive (RESOLVE).
+        public var resolveInDoubt: () throws -> Resolution = { throw MigrationError.commitInDoubt("no resolver") }
         public init() {}
     }
 
@@ -76,7 +83,10 @@ public final class MigrationSender {
             return try migrate()
         } catch {
             let failure = MigrationError.wrap(error)
-            if !committed { recover(after: failure) }
+            if !committed {
+                recover(after: failure)
+                security.recordFinished()
+            }
             throw failure
         }
     }
@@ -159,6 +169,7 @@ public final class MigrationSender {
         let handoff = 3 * rtt + options.resumeAllowance
         var pauseTime = 0.0
 
+        try security.recordStart()
         try domain.enableDirtyLog()
         if options.mode == .preCopy {
             var round = 0
@@ -167,6 +178,7 @@ public final class MigrationSender {
             while true {
                 let t0 = MonotonicClock.now()
                 let sent = try sendRound(UInt32(round), pfnsForRound, count: pending, digest: digest, phase: .precopy)
+                if round == 0 { FaultPoint.precopy.reached(logger) }
                 let seconds = MonotonicClock.now() - t0
                 dirty.clear()
                 let dirtyCount = try domain.collectDirty(into: &dirty)
@@ -206,6 +218,7 @@ public final class MigrationSender {
             pauseTime = MonotonicClock.now()
             try domain.pause()
             paused = true
+            FaultPoint.stopAndCopy.reached(logger)
             let more = try domain.collectDirty(into: &dirty)
             logger.info("stop-and-copy: paused \(info.name); \(dirty.count) pages left (\(more) dirtied since the last round)")
             let t0 = MonotonicClock.now()
@@ -241,24 +254,38 @@ public final class MigrationSender {
                                 signature: [])
         manifest.signature = try security.signManifest(manifest)
         try send(.manifest(manifest))
+        FaultPoint.afterManifest.reached(logger)
         guard case let .ready(readySignature) = try receive() else { throw WireError.unexpectedMessage(.ready, state: "handoff") }
         try security.verifyReady(readySignature, manifest, channel.peer)
+        FaultPoint.afterReady.reached(logger)
         try checkCancelled()
 
-        // Commit point.
+        // Commit point. The intent is durable before the first byte of COMMIT leaves: from here
+        // the source never resumes on its own, it asks the destination (RESOLVE).
         let commitSignature = try security.signCommit(manifest)
+        try security.recordCommitIntent()
         committed = true
         do {
             try send(.commit(signature: commitSignature))
+            FaultPoint.afterCommit.reached(logger)
             guard case .done = try receive() else { throw WireError.unexpectedMessage(.done, state: "commit") }
         } catch {
-            logger.critical("COMMIT sent but no DONE from the destination (\(error)); \(info.name) stays paused on the source until resolved")
-            throw MigrationError.commitInDoubt("\(error)")
+            logger.error("COMMIT sent but no DONE from the destination (\(error)); \(info.name) stays paused here while the destination is asked")
+            channel.close()
+            switch try security.resolveInDoubt() {
+            case .committed:
+                logger.notice("the destination reports migration committed")
+            case .aborted:
+                logger.warning("the destination reports the migration aborted; resuming \(info.name) on the source")
+                committed = false
+                throw MigrationError.abortedByPeer(.cancelled, "the destination never committed (resolved after \(error))")
+            }
         }
         let resumedAt = MonotonicClock.now()
         channel.close()
         try domain.destroy()
         paused = false
+        security.recordFinished()
         let total = resumedAt - start
         logger.notice("migration of \(info.name) committed: downtime \(String(format: "%.1f", (resumedAt - pauseTime) * 1000)) ms, total \(String(format: "%.2f", total)) s")
         progress(MigrationProgress(phase: .done, round: rounds.count - 1, pagesLeftInRound: 0, pagesSentInRound: 0,

@@ -14,6 +14,9 @@ public enum Message: Equatable, Sendable {
     case commit(signature: [UInt8])
     /// PREPARED: the destination created an empty paused VM for the CONFIG and has room for it.
     case prepared
+    /// RESOLVE: the source asks how migration `id` (16 bytes) ended.
+    case resolve(migrationID: [UInt8])
+    case resolution(migrationID: [UInt8], Resolution)
     case done
     case abort(AbortNotice)
     case error(AbortNotice)
@@ -30,6 +33,8 @@ public enum Message: Equatable, Sendable {
         case .ready: return .ready
         case .commit: return .commit
         case .prepared: return .prepared
+        case .resolve: return .resolve
+        case .resolution: return .resolution
         case .done: return .done
         case .abort: return .abort
         case .error: return .error
@@ -92,6 +97,11 @@ public enum Message: Equatable, Sendable {
             w.write(lengthPrefixed: sig)
         case .done, .prepared:
             break
+        case let .resolve(id):
+            w.write(raw: id)
+        case let .resolution(id, r):
+            w.write(raw: id)
+            w.write(r.rawValue)
         case let .abort(n), let .error(n):
             w.write(n.reason.rawValue)
             w.write(string: n.message)
@@ -175,6 +185,15 @@ public enum Message: Equatable, Sendable {
             message = .done
         case .prepared:
             message = .prepared
+        case .resolve:
+            message = .resolve(migrationID: try r.readBytes(16, "resolve.id"))
+        case .resolution:
+            let id = try r.readBytes(16, "resolution.id")
+            let raw = try r.readUInt8("resolution.state")
+            guard let state = Resolution(rawValue: raw) else {
+                throw WireError.invalidValue(field: "resolution.state", value: UInt64(raw))
+            }
+            message = .resolution(migrationID: id, state)
         case .abort, .error:
             let field = type == .abort ? "abort" : "error"
             let rawReason = try r.readUInt16("\(field).reason")

@@ -183,3 +183,11 @@ public struct AbortNotice: Equatable, Sendable {
         self.message = message
     }
 }
+
+/// The destination's durable verdict on a migration, answered to RESOLVE.
+public enum Resolution: UInt8, Sendable, CaseIterable {
+    /// COMMIT was received and recorded: the VM runs (or will run) on the destination.
+    case committed = 1
+    /// No COMMIT was recorded, and now none ever will be: the VM belongs to the source.
+    case aborted = 2
+}

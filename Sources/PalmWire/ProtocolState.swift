@@ -3,17 +3,18 @@
 /// ``WireError/unexpectedMessage(_:state:)``, so out-of-order input can never reach the VM.
 public enum DestinationProtocolState: String, Sendable {
     case awaitingHello, awaitingConfig, receivingMemory, betweenRounds, awaitingManifest, awaitingCommit
-    case committed, aborted
+    case committed, aborted, resolved
 
     public init() { self = .awaitingHello }
 
     /// Advances on a received message type.
     public mutating func receive(_ type: MessageType) throws {
         switch (self, type) {
-        case (.committed, _), (.aborted, _):
+        case (.committed, _), (.aborted, _), (.resolved, _):
             throw WireError.unexpectedMessage(type, state: rawValue)
         case (_, .abort), (_, .error):
             self = .aborted
+        case (.awaitingHello, .resolve): self = .resolved
         case (.awaitingHello, .hello): self = .awaitingConfig
         case (.awaitingConfig, .config): self = .receivingMemory
         case (.receivingMemory, .memory): self = .receivingMemory

@@ -27,6 +27,10 @@
 ///
 ///   ABORT from either side before COMMIT: the destination discards, the source resumes the VM.
 ///   ERROR reports a protocol violation (the named ``WireError``) just before closing.
+///
+/// After COMMIT was sent but no DONE arrived, the source asks on a new connection:
+///   |-- RESOLVE(migration id) ----------------------->|  committed? (else recorded as aborted,
+///   |<-- RESOLUTION(committed | aborted) --------------|  so a late COMMIT is refused)
 /// ```
 ///
 /// # Frame
@@ -42,6 +46,7 @@
 /// # Destination state machine (``DestinationProtocolState``)
 ///
 /// ```text
+///   awaitingHello --RESOLVE--> resolved (destination answers RESOLUTION and closes)
 ///   awaitingHello --HELLO--> awaitingConfig --CONFIG--> receivingMemory (destination sends PREPARED)
 ///   receivingMemory --MEMORY--> receivingMemory
 ///   receivingMemory --ROUND_END--> betweenRounds
@@ -88,6 +93,8 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
     case abort = 11
     case error = 12
     case prepared = 13
+    case resolve = 14
+    case resolution = 15
 
     public var description: String {
         switch self {
@@ -104,6 +111,8 @@ public enum MessageType: UInt8, Sendable, CaseIterable, CustomStringConvertible 
         case .abort: return "ABORT"
         case .error: return "ERROR"
         case .prepared: return "PREPARED"
+        case .resolve: return "RESOLVE"
+        case .resolution: return "RESOLUTION"
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PalmAgent
 import PalmMigration
+import PalmTLS
 import PalmWire
 
 /// palm-source: the outbound side of a migration on every host.
@@ -19,7 +20,7 @@ struct PalmSource: ParsableCommand {
           /var/lib/palm/source/          state
         """,
         version: "palm-source \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Migrate.self, VMs.self])
+        subcommands: [Migrate.self, VMs.self, Recover.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -76,6 +77,31 @@ struct VMs: ParsableCommand {
             for vm in try config.hypervisor.make().listVMs() {
                 print("\(vm.name)\t\(vm.memoryBytes >> 20) MiB\t\(vm.vcpus) vCPU\t\(vm.state.rawValue)")
             }
+        } catch {
+            CLI.fail("palm-source", error)
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Recover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Settle migrations a stopped agent left behind: resume, or destroy what the destination committed.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let logger = CLI.bootstrapLogging(label: "palm-source")
+        do {
+            let config = try SourceConfiguration.load(path: options.config)
+            let handoff = try SourceHandoff(stateDirectory: config.stateDirectory,
+                                            context: try TLSContext(configuration: config.tls), logger: logger)
+            let inDoubt = handoff.recoverAll(hypervisor: try config.hypervisor.make(), resolveTimeout: config.resolveTimeout)
+            if !inDoubt.isEmpty {
+                CLI.fail("palm-source", MigrationError.commitInDoubt("migrations \(inDoubt.joined(separator: ", ")) unresolved"))
+                throw ExitCode(2)
+            }
+        } catch let e as ExitCode {
+            throw e
         } catch {
             CLI.fail("palm-source", error)
             throw ExitCode(1)

@@ -80,6 +80,9 @@ public final class SimCluster: @unchecked Sendable {
             s += "\n[listen]\naddress = \"127.0.0.1\"\nport = 0\n"
             s += "\n[security]\ncoordinator_certificate = \"\(pki.cert("coord"))\"\n"
             s += "\n[state]\ndirectory = \"\(dir)/dest-state\"\n"
+        } else {
+            s += "\n[state]\ndirectory = \"\(dir)/source-state\"\n"
+            s += "\n[migration]\nresolve_timeout_s = 30\n"
         }
         return s
     }
@@ -90,11 +93,18 @@ public final class SimCluster: @unchecked Sendable {
     public func sourceHypervisor() throws -> SimHypervisor { try SimHypervisor(root: sourceRoot, memoryLimitBytes: 8 << 30, guestBinary: SimCluster.bin("palm-simguest")) }
     public func destHypervisor() throws -> SimHypervisor { try SimHypervisor(root: destRoot, memoryLimitBytes: 8 << 30, guestBinary: SimCluster.bin("palm-simguest")) }
 
-    /// Starts palm-dest and waits for its "listening on" line.
-    public func startDest() throws {
+    /// Starts palm-dest and waits for its "listening on" line. With `samePort`, it listens on the
+    /// port the previous instance used (a restarted daemon), and `environment` adds variables.
+    public func startDest(samePort: Bool = false, environment: [String: String] = [:]) throws {
+        if samePort {
+            let text = try String(contentsOfFile: destConfig, encoding: .utf8)
+            try text.replacingOccurrences(of: "port = 0", with: "port = \(destPort)")
+                .write(toFile: destConfig, atomically: true, encoding: .utf8)
+        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: SimCluster.bin("palm-dest"))
         p.arguments = ["serve", "--config", destConfig]
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe()
         p.standardOutput = out
         let err = Pipe()
@@ -200,9 +210,11 @@ public final class SimCluster: @unchecked Sendable {
         return path
     }
 
-    public func startMigration(_ vm: String, ticket: String? = nil, port: UInt16? = nil, extra: [String] = []) throws -> Migration {
+    public func startMigration(_ vm: String, ticket: String? = nil, port: UInt16? = nil, extra: [String] = [],
+                               environment: [String: String] = [:]) throws -> Migration {
         let ticketPath = try ticket ?? issueTicket(vm)
         let p = Process()
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         p.executableURL = URL(fileURLWithPath: SimCluster.bin("palm-source"))
         p.arguments = ["migrate", vm, "--to", "127.0.0.1:\(port ?? destPort)", "--config", sourceConfig,
                        "--ticket", ticketPath] + extra
@@ -220,6 +232,13 @@ public final class SimCluster: @unchecked Sendable {
         guard status == 0 else { throw SimClusterError.migrationFailed(status: status, stderr: err + "\n--- dest ---\n" + destLog) }
         return try JSONDecoder().decode(MigrationReport.self, from: Data(out.utf8))
     }
+
+    /// Runs `palm-source recover` (what a restarted source agent does first).
+    public func recoverSource() throws -> ProcessRunner.Result {
+        try ProcessRunner.run(SimCluster.bin("palm-source"), ["recover", "--config", sourceConfig])
+    }
+
+    public var destPID: Int32? { destProcess?.processIdentifier }
 
     /// How many copies of `vm` run (source + destination).
     public func runningCopies(_ vm: String) throws -> (source: Bool, dest: Bool) {

@@ -24,6 +24,8 @@ let everyMessage: [Message] = [
     .ready(signature: [5, 6]),
     .commit(signature: [7, 8, 9]),
     .prepared,
+    .resolve(migrationID: Array(0..<16)),
+    .resolution(migrationID: Array(0..<16), .committed),
     .done,
     .abort(AbortNotice(reason: .attestationRejected, message: "measurement not in allowlist")),
     .error(AbortNotice(reason: .protocolViolation, message: "unexpected MEMORY in state awaitingHello")),

@@ -169,18 +169,30 @@ public final class SimHypervisor: Hypervisor, @unchecked Sendable {
         unlink(logPath(vm))
     }
 
-    /// Removes images left half-received by a destination agent that died mid-migration.
-    @discardableResult
-    public func removeStaleIncoming() -> [String] {
+    public func incomingVMs() -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return entries.filter { $0.hasSuffix(".incoming") }.map { entry in
-            if let image = try? SimImage.open(path: "\(root)/\(entry)") {
-                let pid = pid_t(truncatingIfNeeded: image[.guestPID])
-                if SimProcess.isGuest(pid, image: image.path) { try? SimProcess.terminate(pid) }
-            }
-            unlink("\(root)/\(entry)")
-            return String(entry.dropLast(".incoming".count))
+        return entries.filter { $0.hasSuffix(".incoming") }.map { String($0.dropLast(".incoming".count)) }.sorted()
+    }
+
+    public func completeIncoming(vm: String) throws {
+        let image = try SimImage.open(path: incomingPath(vm))
+        let held = pid_t(truncatingIfNeeded: image[.guestPID])
+        if SimProcess.isGuest(held, image: image.path) { try SimProcess.terminate(held) }
+        guard access(imagePath(vm), F_OK) != 0 else { throw HypervisorError.vmExists(vm) }
+        image[.verifyRequest] &+= 1
+        image[.resumes] &+= 1
+        image[.guestPID] = 0
+        guard rename(image.path, imagePath(vm)) == 0 else { throw HypervisorError.systemCall(call: "rename", errno: errno) }
+        _ = try startGuest(vm: vm, path: imagePath(vm))
+    }
+
+    public func discardIncoming(vm: String) {
+        if let image = try? SimImage.open(path: incomingPath(vm)) {
+            let pid = pid_t(truncatingIfNeeded: image[.guestPID])
+            if SimProcess.isGuest(pid, image: image.path) { try? SimProcess.terminate(pid) }
         }
+        unlink(incomingPath(vm))
+        unlink(logPath(vm))
     }
 
     /// The guest's self-check record, read from its image.

@@ -1,0 +1,123 @@
+import Foundation
+import Logging
+import PalmHypervisor
+import PalmMigration
+import PalmTLS
+import PalmWire
+
+/// The source's side of the commit rule, shared by `migrate` and `recover`.
+///
+/// ```text
+///   (no record) --start--> started --COMMIT about to be sent--> commit-intent --DONE--> (no record)
+///   started, agent alive, any failure        → resume the VM here, clear
+///   started, agent died (recover)            → resume the VM here: no COMMIT was ever sent
+///   commit-intent, no DONE (or agent died)   → RESOLVE at the destination:
+///        committed → destroy the local copy;  aborted → resume it here;
+///        destination unreachable → keep the VM paused and ask again later (never guess)
+/// ```
+/// So at every instant at most one copy runs, and a VM is never resumed on the source once the
+/// destination may have resumed it.
+public struct SourceHandoff {
+    public let journal: HandoffJournal
+    public let context: TLSContext
+    public let logger: Logger
+
+    public init(stateDirectory: String, context: TLSContext, logger: Logger) throws {
+        journal = try HandoffJournal(directory: stateDirectory + "/migrations")
+        self.context = context
+        self.logger = logger
+    }
+
+    public struct Target {
+        public var id: [UInt8]
+        public var vm: String
+        public var host: String
+        public var port: UInt16
+        public var serverName: String?
+        public var destination: Digest32
+    }
+
+    func record(_ t: Target, phase: String) -> [String: String] {
+        var r = ["vm": t.vm, "phase": phase, "host": t.host, "port": "\(t.port)", "destination": t.destination.hex]
+        if let s = t.serverName { r["server_name"] = s }
+        return r
+    }
+
+    static func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }
+
+    func target(id: String, _ r: [String: String]) -> Target? {
+        guard let vm = r["vm"], let host = r["host"], let port = r["port"].flatMap(UInt16.init),
+              let dest = r["destination"].flatMap(Digest32.init(hex:)), id.count == 32 else { return nil }
+        var bytes: [UInt8] = []
+        var i = id.startIndex
+        while i < id.endIndex {
+            let j = id.index(i, offsetBy: 2)
+            guard let b = UInt8(id[i..<j], radix: 16) else { return nil }
+            bytes.append(b)
+            i = j
+        }
+        return Target(id: bytes, vm: vm, host: host, port: port, serverName: r["server_name"], destination: dest)
+    }
+
+    /// Hooks for the sender.
+    public func hooks(for t: Target, into security: inout MigrationSender.Security, resolveTimeout: Double) {
+        let id = SourceHandoff.hex(t.id)
+        security.recordStart = { try journal.write(id, record(t, phase: "started")) }
+        security.recordCommitIntent = { try journal.write(id, record(t, phase: "commit-intent")) }
+        security.recordFinished = { journal.remove(id) }
+        security.resolveInDoubt = { try resolve(t, timeout: resolveTimeout) }
+    }
+
+    /// Asks the destination how migration `t` ended, retrying until `timeout`.
+    public func resolve(_ t: Target, timeout: Double) throws -> Resolution {
+        let deadline = MonotonicClock.now() + timeout
+        var lastError: Error = MigrationError.commitInDoubt("not asked yet")
+        repeat {
+            do {
+                let ch = try TLSChannel.connect(host: t.host, port: t.port, serverName: t.serverName, context: context)
+                defer { ch.close() }
+                guard ch.peer.fingerprint == t.destination else {
+                    throw MigrationError.ticketRejected("the peer at \(t.host) is not the migration's destination")
+                }
+                try ch.send(.resolve(migrationID: t.id))
+                guard case let .resolution(id, verdict) = try FrameReader(stream: ch, limits: WireLimits(maxPayload: 4096)).readMessage(),
+                      id == t.id else {
+                    throw MigrationError.protocolViolation(.unexpectedMessage(.resolution, state: "resolve"))
+                }
+                logger.notice("destination says migration \(SourceHandoff.hex(t.id)) of \(t.vm) is \(verdict)")
+                return verdict
+            } catch {
+                lastError = error
+                logger.warning("cannot resolve migration \(SourceHandoff.hex(t.id)) yet: \(error)")
+                usleep(500_000)  // retry back-off while the destination restarts
+            }
+        } while MonotonicClock.now() < deadline
+        throw MigrationError.commitInDoubt("destination unreachable: \(lastError)")
+    }
+
+    /// Settles every migration a previous run of the agent left behind. Returns the ids still in doubt.
+    public func recoverAll(hypervisor: Hypervisor, resolveTimeout: Double) -> [String] {
+        var inDoubt: [String] = []
+        for (id, r) in journal.all() {
+            guard let t = target(id: id, r) else { journal.remove(id); continue }
+            do {
+                let verdict: Resolution = r["phase"] == "commit-intent" ? try resolve(t, timeout: resolveTimeout) : .aborted
+                let domain = try? hypervisor.openSource(vm: t.vm)
+                switch verdict {
+                case .committed:
+                    try domain?.destroy()
+                    logger.notice("recovery: \(t.vm) runs on the destination; local copy destroyed")
+                case .aborted:
+                    try domain?.setThrottle(percent: 0)
+                    try domain?.resume()
+                    logger.notice("recovery: \(t.vm) resumed on this host (migration \(id) did not commit)")
+                }
+                journal.remove(id)
+            } catch {
+                logger.error("recovery: migration \(id) of \(t.vm) still in doubt: \(error); the VM stays paused")
+                inDoubt.append(id)
+            }
+        }
+        return inDoubt
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Durable per-migration records, one small JSON file per migration id in a directory, written
+/// with write-to-temp, fsync, rename and fsync of the directory: after a crash at any instant a
+/// record is either entirely old or entirely new. Both agents keep the hand-off state here.
+public final class HandoffJournal: @unchecked Sendable {
+    public let directory: String
+    private let lock = NSLock()
+
+    public init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    private func path(_ id: String) -> String { "\(directory)/\(id).json" }
+
+    public func write(_ id: String, _ record: [String: String]) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try writeLocked(id, record)
+    }
+
+    func writeLocked(_ id: String, _ record: [String: String]) throws {
+        let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+        let tmp = path(id) + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: tmp]) }
+        let ok = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) == $0.count } && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(tmp, path(id)) == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: tmp]) }
+        let dfd = open(directory, O_RDONLY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    public func read(_ id: String) -> [String: String]? {
+        lock.lock()
+        defer { lock.unlock() }
+        return readLocked(id)
+    }
+
+    func readLocked(_ id: String) -> [String: String]? {
+        guard let data = FileManager.default.contents(atPath: path(id)),
+              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: String] else { return nil }
+        return obj
+    }
+
+    public func remove(_ id: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        unlink(path(id))
+    }
+
+    /// Every record, by id.
+    public func all() -> [(id: String, record: [String: String])] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
+        return names.compactMap { name in
+            let id = String(name.dropLast(5))
+            return read(id).map { (id, $0) }
+        }
+    }
+
+    /// Runs `body` on the record of `id` under the journal's lock and stores what it returns.
+    @discardableResult
+    public func update<R>(_ id: String, _ body: (inout [String: String]?) throws -> R) throws -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        var record = readLocked(id)
+        let result = try body(&record)
+        if let record { try writeLocked(id, record) } else { unlink(path(id)) }
+        return result
+    }
+}
+
+/// The destination's ledger: for every migration it saw, `incoming`, then exactly one of
+/// `committed` (recorded before the VM resumes) or `aborted` (recorded before the partial VM is
+/// discarded, or when a source asks about a migration that never committed). The transition is
+/// atomic, so a COMMIT arriving late on a dying connection can never follow an answered RESOLVE.
+public final class DestinationLedger: @unchecked Sendable {
+    public let journal: HandoffJournal
+
+    public init(directory: String) throws { journal = try HandoffJournal(directory: directory) }
+
+    public enum LedgerError: Error, Equatable, CustomStringConvertible {
+        case alreadyAborted(String)
+        public var description: String {
+            switch self { case let .alreadyAborted(id): return "migration \(id) was already declared aborted" }
+        }
+    }
+
+    public func recordIncoming(id: String, vm: String, source: String) throws {
+        try journal.write(id, ["state": "incoming", "vm": vm, "source": source])
+    }
+
+    /// Records the commit; fails if the migration was declared aborted meanwhile.
+    public func commit(id: String) throws {
+        try journal.update(id) { record in
+            guard record?["state"] != "aborted" else { throw LedgerError.alreadyAborted(id) }
+            var r = record ?? [:]
+            r["state"] = "committed"
+            record = r
+        }
+    }
+
+    /// The verdict for `id`: committed if a commit was recorded, otherwise recorded as aborted now.
+    public func resolve(id: String, vm: String? = nil, source: String? = nil) throws -> Resolution {
+        try journal.update(id) { record in
+            if record?["state"] == "committed" { return .committed }
+            var r = record ?? [:]
+            r["state"] = "aborted"
+            if let vm { r["vm"] = vm }
+            if let source, r["source"] == nil { r["source"] = source }
+            record = r
+            return .aborted
+        }
+    }
+
+    public func record(_ id: String) -> [String: String]? { journal.read(id) }
+}
+
+import PalmWire
