@@ -1,0 +1,76 @@
+import Foundation
+import PalmHypervisor
+import PalmMigration
+import PalmTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum Fault: String, CaseIterable, Sendable { case killSource = "kill -9 source", killDest = "kill -9 destination", cutLink = "cut the link" }
+
+struct FaultCase: CustomTestStringConvertible, Sendable {
+    let fault: Fault
+    let point: FaultPoint
+    var testDescription: String { "\(fault.rawValue) at \(point.rawValue)" }
+    /// Where the VM must run afterwards; nil when either side is correct (a cut link races COMMIT).
+    var expectedOnDestination: Bool? {
+        guard point == .afterCommit else { return false }
+        return fault == .cutLink ? nil : true
+    }
+}
+
+let faultCases: [FaultCase] = Fault.allCases.flatMap { f in
+    [FaultPoint.precopy, .stopAndCopy, .afterManifest, .afterReady, .afterCommit].map { FaultCase(fault: f, point: $0) }
+}
+
+/// Kill either agent, or cut the connection, at each hand-off step; after the agents' own
+/// recovery (a restarted destination, `palm-source recover`) exactly one copy runs and passes its
+/// self-check, on the side the commit rule says.
+@Suite("Hand-off under faults", .serialized)
+struct HandoffFaultTests {
+    @Test("exactly one copy survives", arguments: faultCases)
+    func oneCopySurvives(_ c: FaultCase) throws {
+        let cluster = try SimCluster()
+        defer { cluster.shutdown() }
+        let stop = ["PALM_TEST_STOP_AT": c.point.rawValue]
+        try cluster.startDest(environment: c.fault == .killDest ? stop : [:])
+        try cluster.createVM("vm", memory: "32M", rate: 2000, pattern: "hot-set", workingSet: "4M")
+        let marker = "stopping at fault point \(c.point.rawValue)"
+
+        switch c.fault {
+        case .killSource:
+            let m = try cluster.startMigration("vm", environment: stop)
+            #expect(m.waitFor(marker))
+            kill(m.process.processIdentifier, SIGKILL)
+            _ = m.finish()
+            let r = try cluster.recoverSource()
+            #expect(r.status == 0, "recover: \(r.stderr)")
+        case .killDest:
+            let m = try cluster.startMigration("vm")
+            #expect(cluster.waitForDestLog(marker))
+            cluster.killDest()
+            try cluster.startDest(samePort: true)  // systemd restarts it
+            _ = m.finish()
+        case .cutLink:
+            let proxy = try LinkProxy(upstreamPort: cluster.destPort)
+            let m = try cluster.startMigration("vm", port: proxy.port, environment: stop)
+            #expect(m.waitFor(marker))
+            proxy.sever()
+            kill(m.process.processIdentifier, SIGCONT)
+            _ = m.finish()
+            withExtendedLifetime(proxy) {}
+        }
+
+        let copies = try cluster.runningCopies("vm")
+        #expect(copies.source != copies.dest, "exactly one copy must run: \(copies)\n--- dest ---\n\(cluster.destLog)")
+        if let onDest = c.expectedOnDestination {
+            #expect(copies.dest == onDest, "the VM runs on the \(copies.dest ? "destination" : "source")")
+        }
+        let hv = copies.dest ? try cluster.destHypervisor() : try cluster.sourceHypervisor()
+        #expect(try hv.awaitSelfCheck(vm: "vm").passed)
+        // Nothing is left in doubt on the source.
+        let journal = cluster.dir + "/source-state/migrations"
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).isEmpty)
+    }
+}

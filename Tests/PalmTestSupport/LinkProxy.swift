@@ -1,0 +1,85 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP forwarder on loopback whose current connections a test can cut at a chosen moment,
+/// while it keeps accepting new ones (a link that drops and comes back).
+public final class LinkProxy: @unchecked Sendable {
+    public let port: UInt16
+    private let listenFD: Int32
+    private let upstreamPort: UInt16
+    private let lock = NSLock()
+    private var live: [Int32] = []
+
+    public init(upstreamPort: UInt16) throws {
+        self.upstreamPort = upstreamPort
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = LinkProxy.loopback(0)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, 16)
+        var bound = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            getsockname(fd, $0, &len) } }
+        listenFD = fd
+        port = UInt16(bigEndian: bound.sin_port)
+        Thread { [self] in acceptLoop() }.start()
+    }
+
+    static func loopback(_ port: UInt16) -> sockaddr_in {
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        a.sin_port = port.bigEndian
+        return a
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listenFD, nil, nil)
+            if client < 0 { return }
+            let up = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = LinkProxy.loopback(upstreamPort)
+            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(up, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            if rc != 0 { close(client); close(up); continue }
+            lock.lock(); live += [client, up]; lock.unlock()
+            Thread { LinkProxy.pump(client, up) }.start()
+            Thread { LinkProxy.pump(up, client) }.start()
+        }
+    }
+
+    private static func pump(_ from: Int32, _ to: Int32) {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            var off = 0
+            while off < n {
+                let w = buf[off..<n].withUnsafeBytes { send(to, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if w <= 0 { return }
+                off += w
+            }
+        }
+        shutdown(to, Int32(SHUT_WR))
+    }
+
+    /// Cuts every connection now open (both directions, no more bytes pass).
+    public func sever() {
+        lock.lock()
+        let fds = live
+        live.removeAll()
+        lock.unlock()
+        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+
+    deinit {
+        sever()
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        close(listenFD)
+    }
+}
