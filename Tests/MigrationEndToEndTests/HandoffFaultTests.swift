@@ -56,6 +56,7 @@ struct HandoffFaultTests {
             let proxy = try LinkProxy(upstreamPort: cluster.destPort)
             let m = try cluster.startMigration("vm", port: proxy.port, environment: stop)
             #expect(m.waitFor(marker))
+            #expect(SimCluster.waitUntilStopped(m.process.processIdentifier))
             proxy.sever()
             kill(m.process.processIdentifier, SIGCONT)
             _ = m.finish()

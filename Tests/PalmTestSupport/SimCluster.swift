@@ -233,6 +233,22 @@ public final class SimCluster: @unchecked Sendable {
         return try JSONDecoder().decode(MigrationReport.self, from: Data(out.utf8))
     }
 
+    /// Waits (bounded) until the kernel reports `pid` stopped — an agent that logged its fault
+    /// point may not have executed its SIGSTOP yet, and a SIGCONT sent before it would be lost.
+    public static func waitUntilStopped(_ pid: Int32, timeout: Double = 10) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while Date() < deadline {
+            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+               let close = stat.lastIndex(of: ")"),
+               let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first,
+               state == "T" || state == "t" {
+                return true
+            }
+            sched_yield()
+        }
+        return false
+    }
+
     /// Runs `palm-source recover` (what a restarted source agent does first).
     public func recoverSource() throws -> ProcessRunner.Result {
         try ProcessRunner.run(SimCluster.bin("palm-source"), ["recover", "--config", sourceConfig])
