@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PalmMigration
+import PalmSecurity
 
 /// Small helpers the thin executables share.
 public enum CLI {
@@ -31,6 +32,22 @@ public enum CLI {
                 FileHandle.standardError.write(Data("progress: \(p.line)\n".utf8))
             }
         }
+    }
+
+    /// `evidence verify`: prints every check; true when all passed.
+    public static func verifyEvidence(path: String, coordinatorCertificate: String) throws -> Bool {
+        let evidence = try Evidence.load(path)
+        guard let pem = try? String(contentsOfFile: coordinatorCertificate, encoding: .utf8) else {
+            throw ConfigError.unreadable(file: coordinatorCertificate, reason: "cannot read the coordinator certificate")
+        }
+        print("evidence of migration \(evidence.migrationID) (\(evidence.vm)), recorded by the \(evidence.recordedBy)")
+        var ok = true
+        for c in evidence.verify(coordinatorCertificate: pem) {
+            print("  \(c.passed ? "OK  " : "FAIL") \(c.name)\(c.detail.isEmpty ? "" : ": \(c.detail)")")
+            ok = ok && c.passed
+        }
+        print(ok ? "all signatures verify" : "EVIDENCE DOES NOT VERIFY")
+        return ok
     }
 
     /// Splits HOST[:PORT] (IPv6 in brackets).

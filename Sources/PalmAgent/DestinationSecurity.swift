@@ -15,10 +15,14 @@ final class DestinationSecurity {
     let local: CertificateIdentity
     let peerKey: VerifyingKey
     let ledger: DestinationLedger
+    let peerPEM: String
+    let evidenceDirectory: String
     private(set) var ticket: MigrationTicket?
 
     init(validator: TicketValidator, replayCache: ReplayCache, measurement: Measurement, key: SigningKey,
-         local: CertificateIdentity, peerKey: VerifyingKey, ledger: DestinationLedger) {
+         local: CertificateIdentity, peerKey: VerifyingKey, peerPEM: String, ledger: DestinationLedger, evidenceDirectory: String) {
+        self.peerPEM = peerPEM
+        self.evidenceDirectory = evidenceDirectory
         self.ledger = ledger
         self.validator = validator
         self.replayCache = replayCache
@@ -58,6 +62,13 @@ final class DestinationSecurity {
         }
         s.recordAbort = { [self] in
             if let t = ticket { _ = try? ledger.resolve(id: t.id) }
+        }
+        s.recordEvidence = { [self] ticketBytes, attestation, manifest, ready, commit in
+            guard let t = ticket else { return }
+            let e = Evidence(migrationID: t.id, recordedBy: "destination", vm: t.vm, ticket: ticketBytes, attestation: attestation,
+                             manifest: manifest, readySignature: ready, commitSignature: commit,
+                             sourceCertificate: peerPEM, destinationCertificate: local.pem)
+            _ = try? e.save(in: evidenceDirectory)
         }
         s.resolve = { [self] id, peer in
             let hex = id.map { String(format: "%02x", $0) }.joined()

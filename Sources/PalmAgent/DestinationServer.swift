@@ -78,7 +78,8 @@ public final class DestinationServer: @unchecked Sendable {
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? channel.peer.subject)"
         let security = DestinationSecurity(validator: validator, replayCache: replayCache, measurement: measurement,
                                            key: signingKey, local: context.localIdentity, peerKey: channel.peerKey,
-                                           ledger: ledger)
+                                           peerPEM: channel.peer.pem, ledger: ledger,
+                                           evidenceDirectory: configuration.stateDirectory + "/evidence")
         let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log)
         do {
             let outcome = try receiver.run()

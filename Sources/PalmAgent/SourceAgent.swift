@@ -80,6 +80,14 @@ public struct SourceAgent {
             }
         }
         security.signCommit = { try key.sign(HandoffSignature.commit($0)) }
+        let evidenceDirectory = configuration.stateDirectory + "/evidence"
+        let localPEM = context.localIdentity.pem, peerPEM = channel.peer.pem, ticketBytes = request.ticket
+        security.recordEvidence = { [logger] attestation, manifest, ready, commit in
+            let e = Evidence(migrationID: ticket.id, recordedBy: "source", vm: ticket.vm, ticket: ticketBytes, attestation: attestation,
+                             manifest: manifest, readySignature: ready, commitSignature: commit,
+                             sourceCertificate: localPEM, destinationCertificate: peerPEM)
+            do { _ = try e.save(in: evidenceDirectory) } catch { logger.error("cannot save evidence: \(error)") }
+        }
         let handoff = try SourceHandoff(stateDirectory: configuration.stateDirectory, context: context, logger: logger)
         handoff.hooks(for: .init(id: ticket.migrationID, vm: request.vm, host: request.host, port: request.port,
                                  serverName: request.serverName, destination: ticket.destination),

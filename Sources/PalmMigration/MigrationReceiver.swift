@@ -30,6 +30,8 @@ public final class MigrationReceiver {
         public var recordCommit: () throws -> Void = {}
         /// Records that this migration will never commit; called before a partial VM is discarded.
         public var recordAbort: () -> Void = {}
+        /// Receives the hand-off's signed pieces once COMMIT is recorded.
+        public var recordEvidence: (_ ticket: [UInt8], _ attestation: Attestation, _ manifest: Manifest, _ ready: [UInt8], _ commit: [UInt8]) -> Void = { _, _, _, _, _ in }
         /// Answers RESOLVE for a migration id from this peer.
         public var resolve: ([UInt8], CertificateIdentity) throws -> Resolution = { _, _ in .aborted }
 
@@ -110,7 +112,8 @@ public final class MigrationReceiver {
         }
         guard case let .hello(hello) = first else { throw WireError.unexpectedMessage(.hello, state: "start") }
         try security.authorize(hello, peer)
-        try channel.send(.attest(try security.attest(hello.sourceNonce, try channel.channelBinding())))
+        let attestation = try security.attest(hello.sourceNonce, try channel.channelBinding())
+        try channel.send(.attest(attestation))
 
         guard case let .config(config) = try next(reader) else { throw WireError.unexpectedMessage(.config, state: "attested") }
         try security.authorizeConfig(config)
@@ -124,6 +127,7 @@ public final class MigrationReceiver {
         var pages: UInt64 = 0
         var rounds = 0
         var cpuState: [UInt8]?
+        var readySignature: [UInt8] = []
         while true {
             let type = try reader.withNextFrame { header, payload -> MessageType in
                 try state.receive(header.type)
@@ -147,7 +151,8 @@ public final class MigrationReceiver {
                 case let .manifest(manifest):
                     FaultPoint.afterManifest.reached(logger)
                     try verify(manifest, digest: digest, cpuState: cpuState ?? [], peer: peer)
-                    try channel.send(.ready(signature: try security.signReady(manifest)))
+                    readySignature = try security.signReady(manifest)
+                    try channel.send(.ready(signature: readySignature))
                     pendingManifest = manifest
                     FaultPoint.afterReady.reached(logger)
                 case let .commit(signature):
@@ -155,6 +160,7 @@ public final class MigrationReceiver {
                     try security.verifyCommit(signature, manifest, peer)
                     try security.recordCommit()
                     committed = true
+                    security.recordEvidence(hello.ticket, attestation, manifest, readySignature, signature)
                     FaultPoint.afterCommit.reached(logger)
                 case let .abort(n), let .error(n):
                     throw MigrationError.abortedByPeer(n.reason, n.message)

@@ -44,6 +44,8 @@ public final class MigrationSender {
         public var recordStart: () throws -> Void = {}
         public var recordCommitIntent: () throws -> Void = {}
         public var recordFinished: () -> Void = {}
+        /// Receives the hand-off's signed pieces once the migration committed.
+        public var recordEvidence: (_ attestation: Attestation, _ manifest: Manifest, _ ready: [UInt8], _ commit: [UInt8]) -> Void = { _, _, _, _ in }
         /// Asks the destination how the migration ended when DONE did not arrive (RESOLVE).
         public var resolveInDoubt: () throws -> Resolution = { throw MigrationError.commitInDoubt("no resolver") }
         public init() {}
@@ -282,6 +284,7 @@ public final class MigrationSender {
             }
         }
         let resumedAt = MonotonicClock.now()
+        security.recordEvidence(attestation, manifest, readySignature, commitSignature)
         channel.close()
         try domain.destroy()
         paused = false

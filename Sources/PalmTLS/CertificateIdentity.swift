@@ -73,6 +73,19 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
         return CertificateIdentity(certificate: cert)
     }
 
+    /// The identity of a certificate given as PEM text.
+    public static func load(pem: String) throws -> CertificateIdentity {
+        guard let bio = pem.withCString({ BIO_new_mem_buf($0, Int32(strlen($0))) }) else {
+            throw TLSError.invalidCertificate(path: "<pem>", detail: "cannot read")
+        }
+        defer { BIO_free(bio) }
+        guard let cert = PEM_read_bio_X509(bio, nil, nil, nil) else {
+            throw TLSError.invalidCertificate(path: "<pem>", detail: OpenSSLErrors.summary("no certificate"))
+        }
+        defer { X509_free(cert) }
+        return CertificateIdentity(certificate: cert)
+    }
+
     private static func rfc2253(_ name: OpaquePointer?) -> String {
         guard let name, let bio = BIO_new(BIO_s_mem()) else { return "" }
         defer { BIO_free(bio) }

@@ -18,7 +18,7 @@ struct PalmDest: ParsableCommand {
           /var/lib/palm/dest/            state
         """,
         version: "palm-dest \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Serve.self, Measure.self],
+        subcommands: [Serve.self, Measure.self, EvidenceCommand.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -55,6 +55,29 @@ struct Measure: ParsableCommand {
         } catch {
             CLI.fail("palm-dest", error)
             throw ExitCode(1)
+        }
+    }
+}
+
+struct EvidenceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "evidence", abstract: "Migration evidence.",
+                                                    subcommands: [Verify.self])
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check every signature of an evidence file.")
+        @Argument(help: "The evidence file (STATE_DIR/evidence/ID.evidence.json).") var file: String
+    @Option(help: "The coordinator's certificate (default: security.coordinator_certificate of --config).") var coordinatorCert: String?
+    @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
+
+        func run() throws {
+            do {
+                guard try CLI.verifyEvidence(path: file, coordinatorCertificate: try coordinatorCert ?? DestinationConfiguration.load(path: config).coordinatorCertificate) else { throw ExitCode(1) }
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                CLI.fail("palm-dest", error)
+                throw ExitCode(2)
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ struct PalmSource: ParsableCommand {
           /var/lib/palm/source/          state
         """,
         version: "palm-source \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Migrate.self, VMs.self, Recover.self])
+        subcommands: [Migrate.self, VMs.self, Recover.self, EvidenceCommand.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -105,6 +105,28 @@ struct Recover: ParsableCommand {
         } catch {
             CLI.fail("palm-source", error)
             throw ExitCode(1)
+        }
+    }
+}
+
+struct EvidenceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "evidence", abstract: "Migration evidence.",
+                                                    subcommands: [Verify.self])
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check every signature of an evidence file.")
+        @Argument(help: "The evidence file (STATE_DIR/evidence/ID.evidence.json).") var file: String
+    @Option(help: "The coordinator's certificate (PEM), whose key must have signed the ticket.") var coordinatorCert: String
+
+        func run() throws {
+            do {
+                guard try CLI.verifyEvidence(path: file, coordinatorCertificate: coordinatorCert) else { throw ExitCode(1) }
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                CLI.fail("palm-source", error)
+                throw ExitCode(2)
+            }
         }
     }
 }

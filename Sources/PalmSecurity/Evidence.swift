@@ -1,0 +1,113 @@
+import Foundation
+import PalmTLS
+import PalmWire
+
+/// What both agents keep of a finished hand-off, so anyone holding the cluster's certificates
+/// can check later who authorized, attested, sent and accepted what: the ticket (coordinator
+/// signature), the destination's attestation report, the source's signed manifest, the
+/// destination's READY and the source's COMMIT signatures, and both hosts' certificates.
+public struct Evidence: Codable, Equatable, Sendable {
+    public var migrationID: String
+    /// "source" or "destination": who wrote this file.
+    public var recordedBy: String
+    public var vm: String
+    public var ticket: Data
+    /// ATTEST frame.
+    public var attestation: Data
+    /// MANIFEST frame.
+    public var manifest: Data
+    public var readySignature: Data
+    public var commitSignature: Data
+    public var sourceCertificate: String
+    public var destinationCertificate: String
+    public var recordedAt: Date
+
+    public init(migrationID: String, recordedBy: String, vm: String, ticket: [UInt8], attestation: Attestation, manifest: Manifest,
+                readySignature: [UInt8], commitSignature: [UInt8], sourceCertificate: String, destinationCertificate: String) {
+        self.migrationID = migrationID
+        self.recordedBy = recordedBy
+        self.vm = vm
+        self.ticket = Data(ticket)
+        self.attestation = Data(Message.attest(attestation).encodeFrame())
+        self.manifest = Data(Message.manifest(manifest).encodeFrame())
+        self.readySignature = Data(readySignature)
+        self.commitSignature = Data(commitSignature)
+        self.sourceCertificate = sourceCertificate
+        self.destinationCertificate = destinationCertificate
+        recordedAt = Date()
+    }
+
+    /// Writes `DIR/ID.evidence.json` (mode 0600).
+    public func save(in directory: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = "\(directory)/\(migrationID).evidence.json"
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        guard FileManager.default.createFile(atPath: path, contents: try e.encode(self), attributes: [.posixPermissions: 0o600]) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+        }
+        return path
+    }
+
+    public static func load(_ path: String) throws -> Evidence {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path]) }
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return try d.decode(Evidence.self, from: data)
+    }
+
+    /// One named check and its outcome.
+    public struct Check: Sendable {
+        public var name: String
+        public var passed: Bool
+        public var detail: String
+    }
+
+    /// Verifies every signature and every binding between the pieces. `coordinatorCertificate`
+    /// is the PEM certificate whose key must have signed the ticket.
+    public func verify(coordinatorCertificate: String) -> [Check] {
+        var checks: [Check] = []
+        func check(_ name: String, _ detail: String = "", _ body: () throws -> Bool) {
+            do { checks.append(Check(name: name, passed: try body(), detail: detail)) } catch {
+                checks.append(Check(name: name, passed: false, detail: "\(error)"))
+            }
+        }
+        let ticket = try? MigrationTicket.decode(Array(self.ticket))
+        let sourceID = try? CertificateIdentity.load(pem: sourceCertificate)
+        let destID = try? CertificateIdentity.load(pem: destinationCertificate)
+        let sourceKey = try? VerifyingKey(certificatePEM: sourceCertificate)
+        let destKey = try? VerifyingKey(certificatePEM: destinationCertificate)
+        var attestation: Attestation?
+        if case let .attest(a)? = try? Message.decodeFrame(Array(self.attestation)) { attestation = a }
+        var manifest: Manifest?
+        if case let .manifest(m)? = try? Message.decodeFrame(Array(self.manifest)) { manifest = m }
+
+        check("ticket signed by the coordinator") {
+            guard let ticket else { return false }
+            return try VerifyingKey(certificatePEM: coordinatorCertificate).isValidSignature(ticket.signature, for: ticket.signedBytes)
+        }
+        check("ticket names this migration, VM and hosts") {
+            guard let ticket, let sourceID, let destID else { return false }
+            return ticket.id == migrationID && ticket.vm == vm && ticket.source == sourceID.fingerprint
+                && ticket.destination == destID.fingerprint
+        }
+        check("attestation signed by the destination") {
+            guard let attestation, let destKey else { return false }
+            return destKey.isValidSignature(attestation.signature, for: attestation.signedBytes)
+        }
+        check("manifest signed by the source and bound to the ticket") {
+            guard let manifest, let sourceKey, let ticket else { return false }
+            return sourceKey.isValidSignature(manifest.signature, for: manifest.signedBytes) && manifest.ticketNonce == ticket.nonce
+        }
+        check("READY signed by the destination") {
+            guard let manifest, let destKey else { return false }
+            return destKey.isValidSignature(Array(readySignature), for: HandoffSignature.ready(manifest))
+        }
+        check("COMMIT signed by the source") {
+            guard let manifest, let sourceKey else { return false }
+            return sourceKey.isValidSignature(Array(commitSignature), for: HandoffSignature.commit(manifest))
+        }
+        return checks
+    }
+}
