@@ -115,6 +115,23 @@ struct ProtectionAttackTests {
         #expect(try c.sourceHypervisor().awaitSelfCheck(vm: "once").passed)
     }
 
+    @Test("replaying a whole recorded session creates nothing: the TLS handshake cannot be replayed")
+    func replayedSession() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        try c.createVM("taped", memory: "16M")
+        let tap = try LinkProxy(upstreamPort: c.destPort)
+        let (status, _, err) = try c.startMigration("taped", port: tap.port).finish()
+        #expect(status == 0, "the recorded migration itself succeeds: \(err)")
+        let tape = tap.recordedClientBytes
+        #expect(tape.count > 16 << 20, "the tape holds the whole session")
+        try c.destHypervisor().destroy(vm: "taped")
+        #expect(c.files(inRoot: c.destRoot).isEmpty)
+        _ = LinkProxy.replay(tape, to: c.destPort)
+        #expect(c.waitForDestLog("refused a connection"))
+        expectNothingOnDest(c)
+    }
+
     // MARK: the destination refuses a bad hand-off
 
     @Test("a tampered manifest (changed after signing) is refused; nothing resumes")

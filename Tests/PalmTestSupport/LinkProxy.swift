@@ -11,6 +11,10 @@ public final class LinkProxy: @unchecked Sendable {
     private let upstreamPort: UInt16
     private let lock = NSLock()
     private var live: [Int32] = []
+    private var clientBytes: [UInt8] = []
+
+    /// Everything clients sent through the proxy so far (a recorded session).
+    public var recordedClientBytes: [UInt8] { lock.lock(); defer { lock.unlock() }; return clientBytes }
 
     public init(upstreamPort: UInt16) throws {
         self.upstreamPort = upstreamPort
@@ -48,16 +52,17 @@ public final class LinkProxy: @unchecked Sendable {
                 connect(up, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             if rc != 0 { close(client); close(up); continue }
             lock.lock(); live += [client, up]; lock.unlock()
-            Thread { LinkProxy.pump(client, up) }.start()
+            Thread { [self] in LinkProxy.pump(client, up) { chunk in lock.lock(); clientBytes += chunk; lock.unlock() } }.start()
             Thread { LinkProxy.pump(up, client) }.start()
         }
     }
 
-    private static func pump(_ from: Int32, _ to: Int32) {
+    private static func pump(_ from: Int32, _ to: Int32, observe: ([UInt8]) -> Void = { _ in }) {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
+            observe(Array(buf[0..<n]))
             var off = 0
             while off < n {
                 let w = buf[off..<n].withUnsafeBytes { send(to, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -66,6 +71,25 @@ public final class LinkProxy: @unchecked Sendable {
             }
         }
         shutdown(to, Int32(SHUT_WR))
+    }
+
+    /// Sends `bytes` to `port` on a fresh connection and reads whatever comes back until the peer closes.
+    public static func replay(_ bytes: [UInt8], to port: UInt16) -> [UInt8] {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = loopback(port)
+        guard withUnsafePointer(to: &addr, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }) == 0 else { return [] }
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        shutdown(fd, Int32(SHUT_WR))
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return out
     }
 
     /// Cuts every connection now open (both directions, no more bytes pass).
