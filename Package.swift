@@ -75,7 +75,8 @@ let package = Package(
             "PalmHypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
-            "PalmTLS", "PalmWire",
+            "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

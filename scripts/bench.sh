@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: print measurements and ratios measured in this one run. Nothing here asserts speed.
-#   scripts/bench.sh [tls|migration]      (default: all)
+#   scripts/bench.sh [tls|migration|protection]      (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -9,9 +9,8 @@ ensure_toolchain
 WHICH=${1:-all}
 RUNS=${RUNS:-3}
 WORK=$(mktemp -d /tmp/palm-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
 
-for p in palm-bench palm-source palm-dest palm-simguest; do swift build -c release --product $p >/dev/null; done
+for p in palm-bench palm-source palm-dest palm-coordinator palm-simguest; do swift build -c release --product $p >/dev/null; done
 BENCH=.build/release/palm-bench
 BIN=.build/release
 # Benchmark-only tools: jq reads the JSON reports, gnuplot draws the figure.
@@ -21,7 +20,38 @@ done
 
 certs/palm-ca --dir "$WORK/ca" init >/dev/null 2>&1
 certs/palm-ca --dir "$WORK/ca" host bench --ip 127.0.0.1 >/dev/null 2>&1
+certs/palm-ca --dir "$WORK/ca" host bench-coordinator --role coordinator >/dev/null 2>&1
 CERT="$WORK/ca/issued/bench.pem" KEY="$WORK/ca/issued/bench.key" CA="$WORK/ca/ca.pem"
+COORD_CERT="$WORK/ca/issued/bench-coordinator.pem" COORD_KEY="$WORK/ca/issued/bench-coordinator.key"
+RA=/dev/shm/palm-bench-a RB=/dev/shm/palm-bench-b
+DEST_PID="" PORT=""
+trap 'rm -rf "$WORK" $RA $RB; [ -n "$DEST_PID" ] && kill $DEST_PID 2>/dev/null; true' EXIT
+
+# A two-"host" cluster on loopback: both hosts use the bench certificate, the destination runs
+# palm-dest (release) with the coordinator's certificate, the source allows its measurement.
+start_cluster() {
+  [ -n "$DEST_PID" ] && return
+  rm -rf $RA $RB
+  for h in a b; do
+    printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-bench-%s"\nmemory_limit = "12G"\n[state]\ndirectory = "%s"\n' \
+      "$CERT" "$KEY" "$CA" $h "$WORK/state-$h" > "$WORK/$h.toml"
+  done
+  printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[security]\ncoordinator_certificate = "%s"\n' "$COORD_CERT" >> "$WORK/b.toml"
+  printf '[attestation]\n' >> "$WORK/a.toml"
+  "$BIN/palm-dest" measure --config "$WORK/b.toml" >> "$WORK/a.toml"
+  "$BIN/palm-dest" serve --config "$WORK/b.toml" > "$WORK/dest.out" 2> "$WORK/dest.log" &
+  DEST_PID=$!
+  until grep -q listening "$WORK/dest.out" 2>/dev/null; do sleep 0.1; done
+  PORT=$(awk -F: '/listening/ {print $NF}' "$WORK/dest.out")
+}
+
+# migrate VM [palm-source options…]: a fresh ticket, then palm-source migrate --json
+migrate() {
+  local vm=$1; shift
+  "$BIN/palm-coordinator" ticket issue --key "$COORD_KEY" --vm "$vm" --memory "$("$BIN/palm-simguest" list --root $RA | awk -v v="$vm" '$1 == v {print $2 "M"}')" \
+    --source-cert "$CERT" --dest-cert "$CERT" --out "$WORK/ticket" >/dev/null
+  "$BIN/palm-source" migrate "$vm" --to 127.0.0.1:$PORT --config "$WORK/a.toml" --ticket "$WORK/ticket" --json "$@"
+}
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -59,18 +89,9 @@ bench_migration() {
   # This machine backs fresh memory lazily (~350 MB/s on first touch); touch it once so guests and
   # incoming images are not timed against the host's allocator.
   dd if=/dev/zero of=/dev/shm/palm-bench-warm bs=1M count=6144 status=none; rm -f /dev/shm/palm-bench-warm
-  local ra=/dev/shm/palm-bench-a rb=/dev/shm/palm-bench-b
-  rm -rf $ra $rb
-  for h in a b; do
-    printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-bench-%s"\nmemory_limit = "12G"\n' \
-      "$CERT" "$KEY" "$CA" $h > "$WORK/$h.toml"
-  done
-  printf '[listen]\naddress = "127.0.0.1"\nport = 0\n' >> "$WORK/b.toml"
-  "$BIN/palm-dest" serve --config "$WORK/b.toml" > "$WORK/dest.out" 2> "$WORK/dest.log" &
-  local dest=$!
-  until grep -q listening "$WORK/dest.out" 2>/dev/null; do sleep 0.1; done
-  local port; port=$(awk -F: '/listening/ {print $NF}' "$WORK/dest.out")
-
+  local ra=$RA rb=$RB
+  start_cluster
+  local dest=$DEST_PID port=$PORT
   local bare; bare=$(bare_stream_rate)
   printf '%-10s %-14s %8s %10s %10s %7s %9s %10s %9s\n' workload mode "total s" "downtime" predicted rounds "MiB/s" "round0 MiB/s" "CPU-s/GiB" | tee "$WORK/table.txt"
   : > "$WORK/plot.dat"
@@ -84,7 +105,7 @@ bench_migration() {
     for mode in pre-copy stop-and-copy; do
       "$BIN/palm-simguest" create bench --root $ra --memory 1G "${args[@]}" >/dev/null
       local c0; c0=$(cpu_of $dest)
-      "$BIN/palm-source" migrate bench --to 127.0.0.1:$port --config "$WORK/a.toml" --mode $mode --json > "$WORK/r.json" 2>"$WORK/src.log" \
+      migrate bench --mode $mode > "$WORK/r.json" 2>"$WORK/src.log" \
         || { cat "$WORK/src.log"; exit 1; }
       local c1; c1=$(cpu_of $dest)
       "$BIN/palm-simguest" destroy bench --root $rb
@@ -125,19 +146,43 @@ PLOT
 
   echo "== Agent memory while a 4 GiB guest migrates (moderate workload) =="
   "$BIN/palm-simguest" create big --root $ra --memory 4G --rate 10000 --pattern hot-set --working-set 64M >/dev/null
-  /usr/bin/time -f "%M" -o "$WORK/src.rss" "$BIN/palm-source" migrate big --to 127.0.0.1:$port --config "$WORK/a.toml" --json > "$WORK/big.json" 2>/dev/null
+  "$BIN/palm-coordinator" ticket issue --key "$COORD_KEY" --vm big --memory 4G --source-cert "$CERT" --dest-cert "$CERT" --out "$WORK/ticket" >/dev/null
+  /usr/bin/time -f "%M" -o "$WORK/src.rss" "$BIN/palm-source" migrate big --to 127.0.0.1:$port --config "$WORK/a.toml" --ticket "$WORK/ticket" --json > "$WORK/big.json" 2>/dev/null
   local hwm; hwm=$(awk '/VmHWM/ {print $2}' /proc/$dest/status)
   "$BIN/palm-simguest" destroy big --root $rb
   printf "  palm-source peak RSS %.1f MiB, palm-dest peak RSS %.1f MiB (guest RAM 4096 MiB; total %.1f s, downtime %.1f ms)\n" \
     "$(echo "$(cat "$WORK/src.rss") / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)" \
     "$(jq -r .totalSeconds "$WORK/big.json")" "$(jq -r '.downtimeSeconds * 1000' "$WORK/big.json")"
-  kill $dest; wait $dest 2>/dev/null || true
-  rm -rf $ra $rb
+}
+
+bench_protection() {
+  start_cluster
+  echo "== Protected-migration handshake: TLS 1.3 + ticket (validated, replay-cached) + signed attestation, 200 connections =="
+  "$BENCH" handshake --cert "$CERT" --key "$KEY" --ca "$CA" --coordinator-key "$COORD_KEY" --dest-cert "$CERT" \
+    --port $PORT --count 200 | sort -g > "$WORK/hs.txt"
+  awk '{a[NR]=$1} END {printf "  median %.2f ms, p99 %.2f ms, max %.2f ms over %d handshakes\n", a[int((NR+1)/2)]*1000, a[int(NR*0.99)]*1000, a[NR]*1000, NR}' "$WORK/hs.txt"
+
+  echo "== What the protections add to a 1 GiB migration (idle guest, random data) =="
+  local plain=() prot=()
+  for _ in $(seq "$RUNS"); do
+    "$BIN/palm-simguest" create pb --root $RA --memory 1G >/dev/null
+    plain+=("$("$BENCH" engine-migrate --cert "$CERT" --key "$KEY" --ca "$CA" --source-root $RA --dest-root $RB --vm pb \
+               --guest-binary "$BIN/palm-simguest" | awk '{print $1}')")
+    "$BIN/palm-simguest" destroy pb --root $RB
+    "$BIN/palm-simguest" create pb --root $RA --memory 1G >/dev/null
+    prot+=("$(migrate pb 2>/dev/null | jq -r .totalSeconds)")
+    "$BIN/palm-simguest" destroy pb --root $RB
+  done
+  local p q
+  p=$(printf '%s\n' "${plain[@]}" | median)
+  q=$(printf '%s\n' "${prot[@]}" | median)
+  awk -v p="$p" -v q="$q" 'BEGIN { printf "  engine with TLS only %.2f s; protected (ticket, attestation, signed manifest/READY/COMMIT, journal, evidence) %.2f s; ratio %.3f\n", p, q, q/p }'
 }
 
 case "$WHICH" in
   tls) bench_tls;;
   migration) bench_migration;;
-  all) bench_tls; bench_migration;;
-  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, all)" >&2; exit 2;;
+  protection) bench_protection;;
+  all) bench_tls; bench_migration; bench_protection;;
+  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, protection, all)" >&2; exit 2;;
 esac
