@@ -54,6 +54,7 @@ let package = Package(
         .target(name: "PalmAgent", dependencies: [
             "PalmWire", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity", "TOMLKit",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .executableTarget(name: "palm-source", dependencies: [

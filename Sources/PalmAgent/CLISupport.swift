@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Logging
 import PalmMigration
@@ -32,6 +33,19 @@ public enum CLI {
                 FileHandle.standardError.write(Data("progress: \(p.line)\n".utf8))
             }
         }
+    }
+
+    /// Runs `evidence verify` for `program`: exit 0 when every check passes, 1 when one fails,
+    /// 2 when the file or certificate cannot be read.
+    public static func runEvidenceVerify(program: String, path: String, coordinatorCertificate: () throws -> String) throws {
+        let ok: Bool
+        do {
+            ok = try verifyEvidence(path: path, coordinatorCertificate: try coordinatorCertificate())
+        } catch {
+            fail(program, error)
+            throw ExitCode(2)
+        }
+        if !ok { throw ExitCode(1) }
     }
 
     /// `evidence verify`: prints every check; true when all passed.

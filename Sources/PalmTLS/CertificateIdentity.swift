@@ -75,13 +75,7 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
 
     /// The identity of a certificate given as PEM text.
     public static func load(pem: String) throws -> CertificateIdentity {
-        guard let bio = pem.withCString({ BIO_new_mem_buf($0, Int32(strlen($0))) }) else {
-            throw TLSError.invalidCertificate(path: "<pem>", detail: "cannot read")
-        }
-        defer { BIO_free(bio) }
-        guard let cert = PEM_read_bio_X509(bio, nil, nil, nil) else {
-            throw TLSError.invalidCertificate(path: "<pem>", detail: OpenSSLErrors.summary("no certificate"))
-        }
+        let cert = try PEM.readCertificate(pem: pem)
         defer { X509_free(cert) }
         return CertificateIdentity(certificate: cert)
     }

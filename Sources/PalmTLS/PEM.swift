@@ -25,6 +25,18 @@ enum PEM {
         return cert
     }
 
+    /// The first certificate in PEM text (caller frees with X509_free).
+    static func readCertificate(pem: String) throws -> OpaquePointer {
+        guard let bio = pem.withCString({ BIO_new_mem_buf($0, Int32(strlen($0))) }) else {
+            throw TLSError.invalidCertificate(path: "<pem>", detail: "cannot read")
+        }
+        defer { BIO_free(bio) }
+        guard let cert = PEM_read_bio_X509(bio, nil, nil, nil) else {
+            throw TLSError.invalidCertificate(path: "<pem>", detail: OpenSSLErrors.summary("no certificate"))
+        }
+        return cert
+    }
+
     /// A private key (caller frees with EVP_PKEY_free).
     static func readPrivateKey(_ path: String) throws -> OpaquePointer {
         let bio = try openBIO(path)

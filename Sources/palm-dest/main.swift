@@ -66,17 +66,12 @@ struct EvidenceCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check every signature of an evidence file.")
         @Argument(help: "The evidence file (STATE_DIR/evidence/ID.evidence.json).") var file: String
-    @Option(help: "The coordinator's certificate (default: security.coordinator_certificate of --config).") var coordinatorCert: String?
-    @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
+        @Option(help: "The coordinator's certificate (default: security.coordinator_certificate of --config).") var coordinatorCert: String?
+        @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
 
         func run() throws {
-            do {
-                guard try CLI.verifyEvidence(path: file, coordinatorCertificate: try coordinatorCert ?? DestinationConfiguration.load(path: config).coordinatorCertificate) else { throw ExitCode(1) }
-            } catch let e as ExitCode {
-                throw e
-            } catch {
-                CLI.fail("palm-dest", error)
-                throw ExitCode(2)
+            try CLI.runEvidenceVerify(program: "palm-dest", path: file) {
+                try coordinatorCert ?? DestinationConfiguration.load(path: config).coordinatorCertificate
             }
         }
     }

@@ -116,17 +116,10 @@ struct EvidenceCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check every signature of an evidence file.")
         @Argument(help: "The evidence file (STATE_DIR/evidence/ID.evidence.json).") var file: String
-    @Option(help: "The coordinator's certificate (PEM), whose key must have signed the ticket.") var coordinatorCert: String
+        @Option(help: "The coordinator's certificate (PEM), whose key must have signed the ticket.") var coordinatorCert: String
 
         func run() throws {
-            do {
-                guard try CLI.verifyEvidence(path: file, coordinatorCertificate: coordinatorCert) else { throw ExitCode(1) }
-            } catch let e as ExitCode {
-                throw e
-            } catch {
-                CLI.fail("palm-source", error)
-                throw ExitCode(2)
-            }
+            try CLI.runEvidenceVerify(program: "palm-source", path: file) { coordinatorCert }
         }
     }
 }

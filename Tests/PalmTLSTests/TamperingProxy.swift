@@ -1,4 +1,5 @@
 import Foundation
+import PalmTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,30 +14,10 @@ final class TamperingProxy: @unchecked Sendable {
 
     init(upstreamPort: UInt16, targetRecord: Int) throws {
         self.targetRecord = targetRecord
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        listenFD = fd
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        listen(fd, 4)
-        var bound = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            getsockname(fd, $0, &len) } }
-        port = UInt16(bigEndian: bound.sin_port)
-
+        (listenFD, port) = LinkProxy.listenLoopback()
         Thread { [self] in
             let client = accept(listenFD, nil, nil)
-            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var up = sockaddr_in()
-            up.sin_family = sa_family_t(AF_INET)
-            up.sin_addr.s_addr = inet_addr("127.0.0.1")
-            up.sin_port = upstreamPort.bigEndian
-            _ = withUnsafePointer(to: &up) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            let upstream = LinkProxy.connectLoopback(upstreamPort)
             Thread { TamperingProxy.pump(from: upstream, to: client, tamper: nil) }.start()
             TamperingProxy.pump(from: client, to: upstream) { [self] buffer in self.tamper(&buffer) }
         }.start()

@@ -18,10 +18,16 @@ public final class LinkProxy: @unchecked Sendable {
 
     public init(upstreamPort: UInt16) throws {
         self.upstreamPort = upstreamPort
+        (listenFD, port) = LinkProxy.listenLoopback()
+        Thread { [self] in acceptLoop() }.start()
+    }
+
+    /// A listening socket on 127.0.0.1 (any port) and its port.
+    public static func listenLoopback() -> (fd: Int32, port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = LinkProxy.loopback(0)
+        var addr = loopback(0)
         _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         listen(fd, 16)
@@ -29,9 +35,17 @@ public final class LinkProxy: @unchecked Sendable {
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             getsockname(fd, $0, &len) } }
-        listenFD = fd
-        port = UInt16(bigEndian: bound.sin_port)
-        Thread { [self] in acceptLoop() }.start()
+        return (fd, UInt16(bigEndian: bound.sin_port))
+    }
+
+    /// A socket connected to 127.0.0.1:`port`, or -1.
+    public static func connectLoopback(_ port: UInt16) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = loopback(port)
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if rc != 0 { close(fd); return -1 }
+        return fd
     }
 
     static func loopback(_ port: UInt16) -> sockaddr_in {
@@ -46,11 +60,8 @@ public final class LinkProxy: @unchecked Sendable {
         while true {
             let client = accept(listenFD, nil, nil)
             if client < 0 { return }
-            let up = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = LinkProxy.loopback(upstreamPort)
-            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(up, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            if rc != 0 { close(client); close(up); continue }
+            let up = LinkProxy.connectLoopback(upstreamPort)
+            if up < 0 { close(client); continue }
             lock.lock(); live += [client, up]; lock.unlock()
             Thread { [self] in LinkProxy.pump(client, up) { chunk in lock.lock(); clientBytes += chunk; lock.unlock() } }.start()
             Thread { LinkProxy.pump(up, client) }.start()
@@ -75,11 +86,9 @@ public final class LinkProxy: @unchecked Sendable {
 
     /// Sends `bytes` to `port` on a fresh connection and reads whatever comes back until the peer closes.
     public static func replay(_ bytes: [UInt8], to port: UInt16) -> [UInt8] {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = connectLoopback(port)
+        guard fd >= 0 else { return [] }
         defer { close(fd) }
-        var addr = loopback(port)
-        guard withUnsafePointer(to: &addr, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }) == 0 else { return [] }
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         shutdown(fd, Int32(SHUT_WR))
         var out: [UInt8] = []
