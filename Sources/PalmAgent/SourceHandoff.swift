@@ -38,7 +38,8 @@ public struct SourceHandoff {
     }
 
     func record(_ t: Target, phase: String) -> [String: String] {
-        var r = ["vm": t.vm, "phase": phase, "host": t.host, "port": "\(t.port)", "destination": t.destination.hex]
+        var r = ["vm": t.vm, "phase": phase, "host": t.host, "port": "\(t.port)", "destination": t.destination.hex,
+                 "pid": "\(getpid())"]
         if let s = t.serverName { r["server_name"] = s }
         return r
     }
@@ -95,11 +96,23 @@ public struct SourceHandoff {
         throw MigrationError.commitInDoubt("destination unreachable: \(lastError)")
     }
 
+    static func isAgentAlive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0, let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8) else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), !stat.contains(") Z ") else { return false }
+        return comm.hasPrefix("palm-source")
+    }
+
     /// Settles every migration a previous run of the agent left behind. Returns the ids still in doubt.
     public func recoverAll(hypervisor: Hypervisor, resolveTimeout: Double) -> [String] {
         var inDoubt: [String] = []
         for (id, r) in journal.all() {
             guard let t = target(id: id, r) else { journal.remove(id); continue }
+            // A migration whose agent is still alive is not left behind: touching it would unpause
+            // a VM in the middle of its stop-and-copy.
+            if let pid = r["pid"].flatMap(Int32.init), pid != getpid(), SourceHandoff.isAgentAlive(pid) {
+                logger.notice("migration \(id) of \(t.vm) is still run by process \(pid); left alone")
+                continue
+            }
             do {
                 let verdict: Resolution = r["phase"] == "commit-intent" ? try resolve(t, timeout: resolveTimeout) : .aborted
                 let domain = try? hypervisor.openSource(vm: t.vm)

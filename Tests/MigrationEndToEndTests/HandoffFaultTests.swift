@@ -74,4 +74,23 @@ struct HandoffFaultTests {
         let journal = cluster.dir + "/source-state/migrations"
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).isEmpty)
     }
+
+    @Test("recover leaves a migration alone while its agent still runs it (no unpausing mid stop-and-copy)")
+    func recoverSkipsLiveMigration() throws {
+        let cluster = try SimCluster()
+        defer { cluster.shutdown() }
+        try cluster.startDest()
+        try cluster.createVM("vm", memory: "32M", rate: 2000)
+        let m = try cluster.startMigration("vm", environment: ["PALM_TEST_STOP_AT": FaultPoint.stopAndCopy.rawValue])
+        #expect(m.waitFor("stopping at fault point stop-and-copy"))
+        #expect(SimCluster.waitUntilStopped(m.process.processIdentifier))
+        let r = try cluster.recoverSource()
+        #expect(r.status == 0)
+        #expect(r.stderr.contains("left alone"), "recover: \(r.stderr)")
+        kill(m.process.processIdentifier, SIGCONT)
+        let (status, _, err) = m.finish()
+        #expect(status == 0, "the migration completes: \(err)")
+        #expect(try cluster.runningCopies("vm") == (source: false, dest: true))
+        #expect(try cluster.destHypervisor().awaitSelfCheck(vm: "vm").passed)
+    }
 }
