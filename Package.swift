@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // System libraries (pkg-config names as Debian ships them).
@@ -45,6 +46,10 @@ let package = Package(
 
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
         .target(name: "PalmSecurity", dependencies: ["PalmWire", "PalmTLS"]),
+        // The coordinator: SQLite state (GRDB), signed audit chain, access policy.
+        .target(name: "PalmCoordinator", dependencies: [
+            "PalmWire", "PalmTLS", "PalmSecurity", "TOMLKit", .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
         .target(name: "PalmMigration", dependencies: [
             "PalmWire", "PalmTLS", "PalmHypervisor", .product(name: "Logging", package: "swift-log"),
@@ -68,7 +73,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmSecurity", "PalmTLS", "PalmWire",
+            "PalmCoordinator", "PalmSecurity", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -87,6 +92,9 @@ let package = Package(
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire"]),
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmTLS", "PalmTestSupport"]),
+        .testTarget(name: "PalmCoordinatorTests", dependencies: [
+            "PalmCoordinator", "PalmTLS", "PalmTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         .testTarget(name: "PalmMigrationTests", dependencies: ["PalmMigration", "PalmHypervisor", "PalmTestSupport"]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PalmCoordinator
 import PalmSecurity
 import PalmTLS
 import PalmWire
@@ -19,7 +20,35 @@ struct PalmCoordinator: ParsableCommand {
           /var/lib/palm/coordinator/     state: SQLite database, audit log
         """,
         version: "palm-coordinator \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Ticket.self])
+        subcommands: [Ticket.self, Audit.self])
+}
+
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The audit log.", subcommands: [Verify.self])
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the audit chain: names the first entry that was edited, reordered or deleted.")
+        @Option(help: "The coordinator database.") var db: String = "/var/lib/palm/coordinator/palm.sqlite"
+        @Option(help: "The coordinator's certificate (PEM).") var coordinatorCert: String = "/etc/palm/tls/coordinator.pem"
+
+        func run() throws {
+            do {
+                guard FileManager.default.fileExists(atPath: db) else { throw ValidationError("no database at \(db)") }
+                let log = AuditLog(store: try CoordinatorStore(path: db), key: nil)
+                let n = try log.verify(coordinatorKey: try VerifyingKey(certificateFile: coordinatorCert))
+                print("audit log intact: \(n) entries, every hash chained and signed by the coordinator")
+            } catch let e as ValidationError {
+                throw e
+            } catch let e as AuditLog.AuditError {
+                FileHandle.standardError.write(Data("palm-coordinator: AUDIT LOG TAMPERED: \(e)\n".utf8))
+                throw ExitCode(1)
+            } catch {
+                FileHandle.standardError.write(Data("palm-coordinator: error: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+    }
 }
 
 struct Ticket: ParsableCommand {

@@ -1,0 +1,121 @@
+import Foundation
+import GRDB
+import PalmTLS
+import PalmWire
+
+/// The coordinator's append-only audit log. Every entry is chained to the one before it — its
+/// hash covers the previous entry's hash and all of its own fields — and the hash is signed with
+/// the coordinator key. `verify` walks the chain and names the first entry that was edited,
+/// reordered or deleted. (Removing entries from the end of the log is not visible in the chain
+/// itself; the head's hash and sequence number are logged to journald with each append so an
+/// external record can anchor it.)
+public final class AuditLog: @unchecked Sendable {
+    let store: CoordinatorStore
+    let key: SigningKey?
+
+    /// `key` may be nil for a log that is only read and verified.
+    public init(store: CoordinatorStore, key: SigningKey?) {
+        self.store = store
+        self.key = key
+    }
+
+    public struct Entry: Equatable, Sendable {
+        public var seq: Int64
+        public var time: Double
+        public var actor: String
+        public var role: String
+        public var action: String
+        public var target: String
+        public var allowed: Bool
+        public var detail: String
+        public var prevHash: String
+        public var hash: String
+        public var signature: String
+
+        /// The bytes the hash covers.
+        var canonical: [UInt8] {
+            var w = ByteWriter()
+            w.write(raw: Array("palm-audit-v1".utf8))
+            w.write(raw: Array(prevHash.utf8))
+            w.write(UInt64(bitPattern: seq))
+            w.write(UInt64(time * 1000))
+            for field in [actor, role, action, target, detail] { w.write(lengthPrefixed: Array(field.utf8)) }
+            w.write(allowed ? UInt8(1) : 0)
+            return w.bytes
+        }
+    }
+
+    public static let genesis = String(repeating: "0", count: 64)
+
+    /// Appends a decision (allowed or denied) and returns the entry.
+    @discardableResult
+    public func append(actor: String, role: String, action: String, target: String, allowed: Bool,
+                       detail: String = "", time: Date = Date()) throws -> Entry {
+        guard let key else { throw AuditError.readOnly }
+        return try store.queue.write { db in
+            let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            var e = Entry(seq: (last?["seq"] as Int64? ?? 0) + 1, time: time.timeIntervalSince1970, actor: actor, role: role,
+                          action: action, target: target, allowed: allowed, detail: detail,
+                          prevHash: last?["hash"] ?? AuditLog.genesis, hash: "", signature: "")
+            e.hash = SHA256.hash(e.canonical).hex
+            e.signature = try key.sign(Array(e.hash.utf8)).map { String(format: "%02x", $0) }.joined()
+            try db.execute(sql: """
+                INSERT INTO audit (seq, time, actor, role, action, target, allowed, detail, prev_hash, hash, signature)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [e.seq, e.time, e.actor, e.role, e.action, e.target, e.allowed, e.detail, e.prevHash, e.hash, e.signature])
+            return e
+        }
+    }
+
+    public func entries() throws -> [Entry] {
+        try store.queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY seq").map { r in
+                Entry(seq: r["seq"], time: r["time"], actor: r["actor"], role: r["role"], action: r["action"], target: r["target"],
+                      allowed: r["allowed"], detail: r["detail"], prevHash: r["prev_hash"], hash: r["hash"], signature: r["signature"])
+            }
+        }
+    }
+
+    public enum AuditError: Error, Equatable, CustomStringConvertible {
+        case readOnly
+        /// Entry `seq`'s content does not match its hash.
+        case edited(seq: Int64)
+        /// Entry `seq`'s signature is not the coordinator's.
+        case badSignature(seq: Int64)
+        /// Entries between `after` and `seq` are missing.
+        case deleted(after: Int64, seq: Int64)
+        /// Entry `seq` does not follow the entry before it.
+        case reordered(seq: Int64)
+
+        public var description: String {
+            switch self {
+            case .readOnly: return "the audit log was opened without the coordinator key"
+            case let .edited(s): return "audit entry \(s) was edited (its content does not match its hash)"
+            case let .badSignature(s): return "audit entry \(s) is not signed by the coordinator"
+            case let .deleted(a, s): return "audit entries between \(a) and \(s) were deleted"
+            case let .reordered(s): return "audit entry \(s) does not chain to the entry before it (reordered or replaced)"
+            }
+        }
+    }
+
+    /// Checks the whole chain; throws the first problem, naming the entry. Returns the entry count.
+    @discardableResult
+    public func verify(coordinatorKey: VerifyingKey) throws -> Int {
+        let all = try entries()
+        var previous: Entry?
+        for e in all {
+            if let p = previous, e.seq != p.seq + 1 { throw AuditError.deleted(after: p.seq, seq: e.seq) }
+            if previous == nil, e.seq != 1 { throw AuditError.deleted(after: 0, seq: e.seq) }
+            guard SHA256.hash(e.canonical).hex == e.hash else { throw AuditError.edited(seq: e.seq) }
+            let sig = stride(from: 0, to: e.signature.count, by: 2).compactMap { i -> UInt8? in
+                let start = e.signature.index(e.signature.startIndex, offsetBy: i)
+                let end = e.signature.index(start, offsetBy: 2, limitedBy: e.signature.endIndex) ?? e.signature.endIndex
+                return UInt8(e.signature[start..<end], radix: 16)
+            }
+            guard coordinatorKey.isValidSignature(sig, for: Array(e.hash.utf8)) else { throw AuditError.badSignature(seq: e.seq) }
+            guard e.prevHash == (previous?.hash ?? AuditLog.genesis) else { throw AuditError.reordered(seq: e.seq) }
+            previous = e
+        }
+        return all.count
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import GRDB
+@testable import PalmCoordinator
+import PalmTestSupport
+import PalmTLS
+import Testing
+
+@Suite("Audit log")
+struct AuditLogTests {
+    let pki = TestPKI.shared
+
+    /// A log with five signed entries in a fresh database.
+    func fiveEntries() throws -> (AuditLog, CoordinatorStore, String) {
+        let path = NSTemporaryDirectory() + "palm-audit-\(UUID().uuidString).sqlite"
+        let store = try CoordinatorStore(path: path)
+        let log = AuditLog(store: store, key: try SigningKey(pemFile: pki.key("coord")))
+        for i in 1...5 {
+            try log.append(actor: "alice", role: "operator", action: "migrate", target: "vm-\(i)", allowed: i != 3,
+                           detail: i == 3 ? "host outside group" : "")
+        }
+        return (log, store, path)
+    }
+
+    var coordinatorKey: VerifyingKey { try! VerifyingKey(certificateFile: pki.cert("coord")) }
+
+    @Test("an intact log verifies; allowed and denied decisions are both recorded")
+    func intact() throws {
+        let (log, _, _) = try fiveEntries()
+        #expect(try log.verify(coordinatorKey: coordinatorKey) == 5)
+        #expect(try log.entries().map(\.allowed) == [true, true, false, true, true])
+    }
+
+    @Test("an entry edited on disk is named")
+    func edited() throws {
+        let (log, store, _) = try fiveEntries()
+        try store.queue.write { try $0.execute(sql: "UPDATE audit SET target = 'vm-other' WHERE seq = 2") }
+        #expect(throws: AuditLog.AuditError.edited(seq: 2)) { try log.verify(coordinatorKey: coordinatorKey) }
+    }
+
+    @Test("an entry edited and re-chained (without the coordinator key) fails its signature")
+    func rehashed() throws {
+        let (log, store, _) = try fiveEntries()
+        // The attacker flips the denied decision and rebuilds a consistent hash chain from there,
+        // signing with the only key it has.
+        let mallory = try SigningKey(pemFile: pki.key("mallory"))
+        var entries = try log.entries()
+        entries[2].allowed = true
+        for i in 2..<entries.count {
+            if i > 2 { entries[i].prevHash = entries[i - 1].hash }
+            entries[i].hash = SHA256.hash(entries[i].canonical).hex
+            entries[i].signature = try mallory.sign(Array(entries[i].hash.utf8)).map { String(format: "%02x", $0) }.joined()
+        }
+        try store.queue.write { db in
+            for e in entries[2...] {
+                try db.execute(sql: "UPDATE audit SET allowed = ?, prev_hash = ?, hash = ?, signature = ? WHERE seq = ?",
+                               arguments: [e.allowed, e.prevHash, e.hash, e.signature, e.seq])
+            }
+        }
+        #expect(throws: AuditLog.AuditError.badSignature(seq: 3)) { try log.verify(coordinatorKey: coordinatorKey) }
+    }
+
+    @Test("palm-coordinator audit verify: exit 0 on an intact log, 1 naming the entry on a tampered one")
+    func cli() throws {
+        let (_, store, path) = try fiveEntries()
+        let args = ["audit", "verify", "--db", path, "--coordinator-cert", pki.cert("coord")]
+        let ok = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args)
+        #expect(ok.status == 0)
+        #expect(ok.stdout.contains("5 entries"))
+        try store.queue.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 2") }
+        let bad = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args)
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("audit entries between 1 and 3 were deleted"), "stderr: \(bad.stderr)")
+    }
+
+    @Test("a deleted entry is named")
+    func deleted() throws {
+        let (log, store, _) = try fiveEntries()
+        try store.queue.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 3") }
+        #expect(throws: AuditLog.AuditError.deleted(after: 2, seq: 4)) { try log.verify(coordinatorKey: coordinatorKey) }
+    }
+
+    @Test("reordered entries are named")
+    func reordered() throws {
+        let (log, store, _) = try fiveEntries()
+        // Swap the sequence numbers of entries 2 and 4 (each row keeps its own valid hash and signature).
+        try store.queue.write { db in
+            try db.execute(sql: "UPDATE audit SET seq = 100 WHERE seq = 2")
+            try db.execute(sql: "UPDATE audit SET seq = 2 WHERE seq = 4")
+            try db.execute(sql: "UPDATE audit SET seq = 4 WHERE seq = 100")
+        }
+        #expect {
+            try log.verify(coordinatorKey: coordinatorKey)
+        } throws: { error in
+            switch error as? AuditLog.AuditError {
+            case .edited(seq: 2)?, .reordered(seq: 2)?: return true
+            default: return false
+            }
+        }
+    }
+
+    @Test("a log verified against another key fails at the first entry")
+    func otherKey() throws {
+        let (log, _, _) = try fiveEntries()
+        #expect(throws: AuditLog.AuditError.badSignature(seq: 1)) {
+            try log.verify(coordinatorKey: try VerifyingKey(certificateFile: pki.cert("server")))
+        }
+    }
+
+    @Test("the schema is versioned: a database records the migrations applied to it")
+    func schema() throws {
+        let (_, store, path) = try fiveEntries()
+        #expect(try store.appliedMigrations() == ["v1: hosts, vms, migrations, nonces, audit"])
+        // Reopening applies nothing twice and keeps the data.
+        let again = try CoordinatorStore(path: path)
+        #expect(try AuditLog(store: again, key: nil).entries().count == 5)
+    }
+}
