@@ -20,7 +20,101 @@ struct PalmCoordinator: ParsableCommand {
           /var/lib/palm/coordinator/     state: SQLite database, audit log
         """,
         version: "palm-coordinator \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Ticket.self, Audit.self])
+        subcommands: [Serve.self, Hosts.self, Maintenance.self, Ticket.self, Audit.self])
+}
+
+/// TLS material for talking to (or being) the coordinator.
+struct TLSOptions: ParsableArguments {
+    @Option(help: "Certificate chain (PEM): an operator's, or the coordinator's for serve.") var cert: String
+    @Option(help: "Its private key (PEM).") var key: String
+    @Option(help: "The cluster CA certificate.") var ca: String
+    @Option(help: "The CA's CRL (optional).") var crl: String?
+
+    func context() throws -> TLSContext {
+        try TLSContext(configuration: TLSConfiguration(certificateChain: cert, privateKey: key, trustRoots: ca, crl: crl))
+    }
+}
+
+struct ClientOptions: ParsableArguments {
+    @Option(help: "The coordinator, HOST:PORT.") var server: String
+    @OptionGroup var tls: TLSOptions
+    @Flag(help: "Print JSON.") var json = false
+
+    func call(_ request: APIRequest) throws {
+        let parts = server.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else { throw ValidationError("--server must be HOST:PORT") }
+        let response: APIResponse
+        do {
+            response = try CoordinatorClient(host: String(parts[0]), port: port, context: try tls.context()).call(request)
+        } catch {
+            FileHandle.standardError.write(Data("palm-coordinator: error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        guard response.ok else {
+            FileHandle.standardError.write(Data("palm-coordinator: \(response.error ?? "failed")\n".utf8))
+            throw ExitCode(1)
+        }
+        if json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try e.encode(response.rows), as: UTF8.self))
+        } else {
+            for row in response.rows { print(row.keys.sorted().map { "\($0)=\(row[$0]!)" }.joined(separator: "  ")) }
+        }
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the coordinator daemon.")
+    @OptionGroup var tls: TLSOptions
+    @Option(help: "Listen address.") var address = "0.0.0.0"
+    @Option(help: "Listen port (0: any, printed).") var port: UInt16 = 7400
+    @Option(help: "The database.") var db = "/var/lib/palm/coordinator/palm.sqlite"
+    @Option(help: "The access policy (TOML).") var policy = "/etc/palm/policy.toml"
+
+    func run() throws {
+        do {
+            let context = try tls.context()
+            guard context.localIdentity.role == .coordinator else {
+                throw ValidationError("--cert must carry the coordinator role (certs/palm-ca host NAME --role coordinator)")
+            }
+            let store = try CoordinatorStore(path: db)
+            let service = CoordinatorService(store: store, audit: AuditLog(store: store, key: try SigningKey(pemFile: tls.key)),
+                                             policy: try AccessPolicy.load(path: policy))
+            let server = try CoordinatorServer(host: address, port: port, context: context, service: service) { event in
+                FileHandle.standardError.write(Data("palm-coordinator: \(event)\n".utf8))
+            }
+            print("listening on \(address):\(server.listener.port)")
+            fflush(stdout)
+            server.run()
+        } catch let e as ValidationError {
+            throw e
+        } catch {
+            FileHandle.standardError.write(Data("palm-coordinator: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Hosts: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the hosts the coordinator knows.")
+    @OptionGroup var client: ClientOptions
+    func run() throws { try client.call(APIRequest(action: CoordinatorAction.hosts.rawValue)) }
+}
+
+struct Maintenance: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Put a host into or out of maintenance.")
+    @Argument(help: "The host.") var host: String
+    @Argument(help: "on or off.") var mode: String
+    @OptionGroup var client: ClientOptions
+
+    func validate() throws {
+        guard mode == "on" || mode == "off" else { throw ValidationError("MODE must be on or off") }
+    }
+
+    func run() throws {
+        try client.call(APIRequest(action: CoordinatorAction.maintenance.rawValue, arguments: ["host": host, "mode": mode]))
+    }
 }
 
 struct Audit: ParsableCommand {
