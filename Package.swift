@@ -78,7 +78,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-simguest", dependencies: [
-            "PalmHypervisor", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "PalmHypervisor", "PalmWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
             "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor",

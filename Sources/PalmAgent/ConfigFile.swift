@@ -1,4 +1,5 @@
 import Foundation
+import PalmWire
 import TOMLKit
 
 /// A configuration problem, always naming the file and, where there is one, the key.
@@ -94,7 +95,7 @@ public final class ConfigFile {
     public func bytes(_ key: String, default def: UInt64) throws -> UInt64 {
         guard let v = value(key) else { return def }
         if let i = v.int, i > 0 { return UInt64(i) }
-        guard let s = v.string, let b = ConfigFile.parseBytes(s) else {
+        guard let s = v.string, let b = ByteSize.parse(s) else {
             throw ConfigError.invalidValue(file: path, key: key, reason: "expected a size like \"512M\" or \"16G\"")
         }
         return b
@@ -121,12 +122,5 @@ public final class ConfigFile {
             }
         }
         try walk(root, "")
-    }
-
-    public static func parseBytes(_ text: String) -> UInt64? {
-        let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-        let t = text.trimmingCharacters(in: .whitespaces).uppercased().replacingOccurrences(of: "IB", with: "")
-        if let last = t.last, let mult = units[last] { return UInt64(t.dropLast()).map { $0 * mult } }
-        return UInt64(t)
     }
 }

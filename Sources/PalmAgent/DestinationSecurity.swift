@@ -71,7 +71,7 @@ final class DestinationSecurity {
             _ = try? e.save(in: evidenceDirectory)
         }
         s.resolve = { [self] id, peer in
-            let hex = id.map { String(format: "%02x", $0) }.joined()
+            let hex = Hex.encode(id)
             if let recorded = ledger.record(hex)?["source"], recorded != peer.fingerprint.hex {
                 throw MigrationError.ticketRejected("only the migration's source may ask how it ended")
             }

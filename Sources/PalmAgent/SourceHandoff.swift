@@ -44,25 +44,17 @@ public struct SourceHandoff {
         return r
     }
 
-    static func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }
-
     func target(id: String, _ r: [String: String]) -> Target? {
         guard let vm = r["vm"], let host = r["host"], let port = r["port"].flatMap(UInt16.init),
-              let dest = r["destination"].flatMap(Digest32.init(hex:)), id.count == 32 else { return nil }
-        var bytes: [UInt8] = []
-        var i = id.startIndex
-        while i < id.endIndex {
-            let j = id.index(i, offsetBy: 2)
-            guard let b = UInt8(id[i..<j], radix: 16) else { return nil }
-            bytes.append(b)
-            i = j
+              let dest = r["destination"].flatMap(Digest32.init(hex:)), let bytes = Hex.decode(id), bytes.count == 16 else {
+            return nil
         }
         return Target(id: bytes, vm: vm, host: host, port: port, serverName: r["server_name"], destination: dest)
     }
 
     /// Hooks for the sender.
     public func hooks(for t: Target, into security: inout MigrationSender.Security, resolveTimeout: Double) {
-        let id = SourceHandoff.hex(t.id)
+        let id = Hex.encode(t.id)
         security.recordStart = { try journal.write(id, record(t, phase: "started")) }
         security.recordCommitIntent = { try journal.write(id, record(t, phase: "commit-intent")) }
         security.recordFinished = { journal.remove(id) }
@@ -85,11 +77,11 @@ public struct SourceHandoff {
                       id == t.id else {
                     throw MigrationError.protocolViolation(.unexpectedMessage(.resolution, state: "resolve"))
                 }
-                logger.notice("destination says migration \(SourceHandoff.hex(t.id)) of \(t.vm) is \(verdict)")
+                logger.notice("destination says migration \(Hex.encode(t.id)) of \(t.vm) is \(verdict)")
                 return verdict
             } catch {
                 lastError = error
-                logger.warning("cannot resolve migration \(SourceHandoff.hex(t.id)) yet: \(error)")
+                logger.warning("cannot resolve migration \(Hex.encode(t.id)) yet: \(error)")
                 usleep(500_000)  // retry back-off while the destination restarts
             }
         } while MonotonicClock.now() < deadline

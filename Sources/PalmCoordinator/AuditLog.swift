@@ -58,7 +58,7 @@ public final class AuditLog: @unchecked Sendable {
                           action: action, target: target, allowed: allowed, detail: detail,
                           prevHash: last?["hash"] ?? AuditLog.genesis, hash: "", signature: "")
             e.hash = SHA256.hash(e.canonical).hex
-            e.signature = try key.sign(Array(e.hash.utf8)).map { String(format: "%02x", $0) }.joined()
+            e.signature = Hex.encode(try key.sign(Array(e.hash.utf8)))
             try db.execute(sql: """
                 INSERT INTO audit (seq, time, actor, role, action, target, allowed, detail, prev_hash, hash, signature)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -107,12 +107,9 @@ public final class AuditLog: @unchecked Sendable {
             if let p = previous, e.seq != p.seq + 1 { throw AuditError.deleted(after: p.seq, seq: e.seq) }
             if previous == nil, e.seq != 1 { throw AuditError.deleted(after: 0, seq: e.seq) }
             guard SHA256.hash(e.canonical).hex == e.hash else { throw AuditError.edited(seq: e.seq) }
-            let sig = stride(from: 0, to: e.signature.count, by: 2).compactMap { i -> UInt8? in
-                let start = e.signature.index(e.signature.startIndex, offsetBy: i)
-                let end = e.signature.index(start, offsetBy: 2, limitedBy: e.signature.endIndex) ?? e.signature.endIndex
-                return UInt8(e.signature[start..<end], radix: 16)
+            guard let sig = Hex.decode(e.signature), coordinatorKey.isValidSignature(sig, for: Array(e.hash.utf8)) else {
+                throw AuditError.badSignature(seq: e.seq)
             }
-            guard coordinatorKey.isValidSignature(sig, for: Array(e.hash.utf8)) else { throw AuditError.badSignature(seq: e.seq) }
             guard e.prevHash == (previous?.hash ?? AuditLog.genesis) else { throw AuditError.reordered(seq: e.seq) }
             previous = e
         }

@@ -106,7 +106,7 @@ public final class MigrationReceiver {
         let first = try next(reader)
         if case let .resolve(id) = first {
             let verdict = try security.resolve(id, peer)
-            logger.notice("RESOLVE from \(peer.commonName ?? peer.subject): migration \(Self.hex(id)) \(verdict)")
+            logger.notice("RESOLVE from \(peer.commonName ?? peer.subject): migration \(Hex.encode(id)) \(verdict)")
             try channel.send(.resolution(migrationID: id, verdict))
             return Outcome(vm: "", rounds: 0, pagesReceived: 0, imageDigest: .zero)
         }
@@ -180,7 +180,6 @@ public final class MigrationReceiver {
 
     private var pendingManifest: Manifest?
 
-    static func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }
 
     private func verify(_ manifest: Manifest, digest: ImageDigest, cpuState: [UInt8], peer: CertificateIdentity) throws {
         try security.verifyManifestSignature(manifest, peer)

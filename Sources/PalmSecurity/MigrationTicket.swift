@@ -36,7 +36,7 @@ public struct MigrationTicket: Equatable, Sendable {
     }
 
     /// Migration id as 32 hex digits.
-    public var id: String { migrationID.map { String(format: "%02x", $0) }.joined() }
+    public var id: String { Hex.encode(migrationID) }
 
     public var signedBytes: [UInt8] {
         var w = ByteWriter()

@@ -160,10 +160,7 @@ struct Ticket: ParsableCommand {
         @Option(help: "Where to write the ticket.") var out: String
 
         func run() throws {
-            let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-            let m = memory.uppercased()
-            let bytes = m.last.flatMap { units[$0] }.flatMap { mult in UInt64(m.dropLast()).map { $0 * mult } } ?? UInt64(m)
-            guard let bytes, bytes > 0 else { throw ValidationError("--memory: '\(memory)' is not a size") }
+            guard let bytes = ByteSize.parse(memory), bytes > 0 else { throw ValidationError("--memory: '\(memory)' is not a size") }
             guard validity > 0, validity <= 86_400 else { throw ValidationError("--validity must be 1…86400 seconds") }
             do {
                 let issuer = TicketIssuer(key: try SigningKey(pemFile: key))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmHypervisor
+import PalmWire
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,15 +15,6 @@ struct SimGuest: ParsableCommand {
         subcommands: [Create.self, List.self, Check.self, Destroy.self, Run.self])
 }
 
-/// Parses sizes like 256M, 1G, 4096.
-func parseBytes(_ text: String) -> UInt64? {
-    let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-    if let last = text.uppercased().last, let mult = units[last] {
-        return UInt64(text.dropLast()).map { $0 * mult }
-    }
-    return UInt64(text)
-}
-
 struct RootOption: ParsableArguments {
     @Option(help: "The sim hypervisor's image directory (one per simulated host).")
     var root: String = "/dev/shm/palm-sim"
@@ -30,7 +22,7 @@ struct RootOption: ParsableArguments {
     var memoryLimit: String = "16G"
 
     func hypervisor() throws -> SimHypervisor {
-        guard let limit = parseBytes(memoryLimit) else { throw ValidationError("--memory-limit: '\(memoryLimit)' is not a size") }
+        guard let limit = ByteSize.parse(memoryLimit) else { throw ValidationError("--memory-limit: '\(memoryLimit)' is not a size") }
         return try SimHypervisor(root: root, memoryLimitBytes: limit)
     }
 }
@@ -48,12 +40,12 @@ struct Create: ParsableCommand {
     @Option(help: "Initial memory: random (incompressible) or zero.") var fill: String = "random"
 
     func run() throws {
-        guard let bytes = parseBytes(memory), bytes >= 4096 else { throw ValidationError("--memory: '\(memory)' is not a size ≥ 4K") }
+        guard let bytes = ByteSize.parse(memory), bytes >= 4096 else { throw ValidationError("--memory: '\(memory)' is not a size ≥ 4K") }
         guard let pat = SimPattern(name: pattern) else { throw ValidationError("--pattern must be uniform, hot-set or sequential") }
         guard fill == "random" || fill == "zero" else { throw ValidationError("--fill must be random or zero") }
         var ws: UInt64 = 0
         if let workingSet {
-            guard let b = parseBytes(workingSet) else { throw ValidationError("--working-set: '\(workingSet)' is not a size") }
+            guard let b = ByteSize.parse(workingSet) else { throw ValidationError("--working-set: '\(workingSet)' is not a size") }
             ws = b / 4096
         }
         let info = try root.hypervisor().create(vm: name, memoryBytes: bytes, vcpus: vcpus,

@@ -3,6 +3,7 @@ import GRDB
 @testable import PalmCoordinator
 import PalmTestSupport
 import PalmTLS
+import PalmWire
 import Testing
 
 @Suite("Audit log")
@@ -48,7 +49,7 @@ struct AuditLogTests {
         for i in 2..<entries.count {
             if i > 2 { entries[i].prevHash = entries[i - 1].hash }
             entries[i].hash = SHA256.hash(entries[i].canonical).hex
-            entries[i].signature = try mallory.sign(Array(entries[i].hash.utf8)).map { String(format: "%02x", $0) }.joined()
+            entries[i].signature = Hex.encode(try mallory.sign(Array(entries[i].hash.utf8)))
         }
         try store.queue.write { db in
             for e in entries[2...] {
