@@ -175,11 +175,12 @@ public final class MigrationSender {
         try domain.enableDirtyLog()
         if options.mode == .preCopy {
             var round = 0
-            var pending: UInt64 = info.pageCount
-            var pfnsForRound: AnySequence<UInt64> = AnySequence(0..<info.pageCount)
             while true {
                 let t0 = MonotonicClock.now()
-                let sent = try sendRound(UInt32(round), pfnsForRound, count: pending, digest: digest, phase: .precopy)
+                // Round 0 sends all of RAM; round n the pages dirtied during round n−1 (still in `dirty`).
+                let sent = round == 0
+                    ? try sendRound(0, 0..<info.pageCount, count: info.pageCount, digest: digest, phase: .precopy)
+                    : try sendRound(UInt32(round), dirty.pfns, count: UInt64(previousDirty ?? 0), digest: digest, phase: .precopy)
                 if round == 0 { FaultPoint.precopy.reached(logger) }
                 let seconds = MonotonicClock.now() - t0
                 dirty.clear()
@@ -210,8 +211,6 @@ public final class MigrationSender {
                 }
                 try checkCancelled()
                 previousDirty = dirtyCount
-                pending = UInt64(dirtyCount)
-                pfnsForRound = AnySequence(dirty.pfns)
                 round += 1
             }
             // Stop-and-copy: pause, collect what was dirtied since, send it all.
@@ -223,27 +222,15 @@ public final class MigrationSender {
             FaultPoint.stopAndCopy.reached(logger)
             let more = try domain.collectDirty(into: &dirty)
             logger.info("stop-and-copy: paused \(info.name); \(dirty.count) pages left (\(more) dirtied since the last round)")
-            let t0 = MonotonicClock.now()
-            let finalRound = round + 1
-            let sent = try sendRound(UInt32(finalRound), AnySequence(dirty.pfns), count: UInt64(dirty.count), digest: digest, phase: .stopAndCopy)
-            let seconds = MonotonicClock.now() - t0
-            try send(.roundEnd(RoundEnd(round: UInt32(finalRound), pagesSent: sent.pages, zeroPages: sent.zeroPages, bytesSent: sent.bytes,
-                                        durationMicros: UInt64(seconds * 1e6), dirtyPages: 0)))
-            rounds.append(.init(round: finalRound, pages: sent.pages, zeroPages: sent.zeroPages, bytes: sent.bytes, seconds: seconds,
-                                dirtyRate: 0, dirtyAfter: 0, throttlePercent: 0, final: true))
+            rounds.append(try sendFinalRound(round + 1, dirty.pfns, count: UInt64(dirty.count), digest: digest))
         } else {
             pauseTime = MonotonicClock.now()
             try domain.pause()
             paused = true
             logger.info("stop-and-copy mode: paused \(info.name); sending all \(info.pageCount) pages")
-            let t0 = MonotonicClock.now()
-            let sent = try sendRound(0, AnySequence(0..<info.pageCount), count: info.pageCount, digest: digest, phase: .stopAndCopy)
-            let seconds = MonotonicClock.now() - t0
-            try send(.roundEnd(RoundEnd(round: 0, pagesSent: sent.pages, zeroPages: sent.zeroPages, bytesSent: sent.bytes,
-                                        durationMicros: UInt64(seconds * 1e6), dirtyPages: 0)))
-            rounds.append(.init(round: 0, pages: sent.pages, zeroPages: sent.zeroPages, bytes: sent.bytes, seconds: seconds,
-                                dirtyRate: 0, dirtyAfter: 0, throttlePercent: 0, final: true))
-            predicted = Double(sent.bytes) / max(1, Double(sent.bytes) / max(seconds, 1e-9)) + handoff
+            let final = try sendFinalRound(0, 0..<info.pageCount, count: info.pageCount, digest: digest)
+            rounds.append(final)
+            predicted = final.seconds + handoff
         }
 
         // Hand-off: STATE, MANIFEST → READY → COMMIT → DONE.
@@ -312,9 +299,22 @@ public final class MigrationSender {
         var bytes: UInt64 = 0
     }
 
-    /// Streams the given pages in MEMORY frames of `batchPages`.
-    private func sendRound(_ round: UInt32, _ pfns: AnySequence<UInt64>, count: UInt64, digest: ImageDigest,
-                           phase: MigrationProgress.Phase) throws -> Sent {
+    /// The stop-and-copy round: the VM is paused; sends the pages and closes the round.
+    private func sendFinalRound<S: Sequence>(_ round: Int, _ pfns: S, count: UInt64, digest: ImageDigest) throws
+        -> MigrationReport.Round where S.Element == UInt64 {
+        let t0 = MonotonicClock.now()
+        let sent = try sendRound(UInt32(round), pfns, count: count, digest: digest, phase: .stopAndCopy)
+        let seconds = MonotonicClock.now() - t0
+        try send(.roundEnd(RoundEnd(round: UInt32(round), pagesSent: sent.pages, zeroPages: sent.zeroPages, bytesSent: sent.bytes,
+                                    durationMicros: UInt64(seconds * 1e6), dirtyPages: 0)))
+        return .init(round: round, pages: sent.pages, zeroPages: sent.zeroPages, bytes: sent.bytes, seconds: seconds,
+                     dirtyRate: 0, dirtyAfter: 0, throttlePercent: 0, final: true)
+    }
+
+    /// Streams the given pages in MEMORY frames of `batchPages` (generic: the page path iterates
+    /// a range or a bitmap directly, without an existential box per page).
+    private func sendRound<S: Sequence>(_ round: UInt32, _ pfns: S, count: UInt64, digest: ImageDigest,
+                                        phase: MigrationProgress.Phase) throws -> Sent where S.Element == UInt64 {
         var encoder = MemoryBatchEncoder(pageSize: domain.info.pageSize, capacityPages: options.batchPages)
         encoder.begin(round: round)
         var sent = Sent()

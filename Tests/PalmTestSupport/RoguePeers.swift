@@ -47,14 +47,12 @@ public final class RogueSource {
         try send(.config(VMConfig(name: ticket.vm, mode: .preCopy, pageSize: 4096, pageCount: pages, vcpus: 1,
                                   hypervisor: "sim", platform: [])))
         guard case .prepared = try read() else { throw SimClusterError.command("no PREPARED") }
-        var batch: [MemoryBatch.Page] = []
         let digest = ImageDigest(pageCount: pages, pageSize: 4096)
         for pfn in 0..<pages {
             var page = [UInt8](repeating: UInt8(truncatingIfNeeded: pfn &+ 1), count: 4096)
             try send(.memory(MemoryBatch(round: 0, pages: [.init(pfn: pfn, data: page)])))
             if pfn == alterPageBeforeDigest { page[100] ^= 0xFF }  // the digest covers another page than was sent
             page.withUnsafeBytes { digest.record(pfn: pfn, page: $0) }
-            batch.removeAll()
         }
         try send(.roundEnd(RoundEnd(round: 0, pagesSent: pages, zeroPages: 0, bytesSent: 0, durationMicros: 1, dirtyPages: 0)))
         let state = RogueSource.simState(pages: pages)

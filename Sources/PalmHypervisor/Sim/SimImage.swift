@@ -198,6 +198,4 @@ public final class SimImage {
         unmapWindow()
     }
 
-    /// Flushes the mapping to the file (no-op on tmpfs, kept for disk-backed roots).
-    public func sync() { msync(meta, metaLength, MS_SYNC) }
 }
