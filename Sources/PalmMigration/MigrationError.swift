@@ -22,6 +22,8 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     /// destination's state is known (it may already run there).
     case commitInDoubt(String)
     case cancelled
+    /// A failure of this host (a journal that cannot be written, …), not of the peer or protocol.
+    case local(String)
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .hypervisor(e): return "hypervisor: \(e)"
         case let .commitInDoubt(m): return "commit in doubt: \(m)"
         case .cancelled: return "cancelled"
+        case let .local(m): return "local failure: \(m)"
         }
     }
 
@@ -45,7 +48,7 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         case let e as TLSError: return .channel(e)
         case let e as WireError: return .protocolViolation(e)
         case let e as HypervisorError: return .hypervisor(e)
-        default: return .protocolViolation(.invalidValue(field: "\(error)", value: 0))
+        default: return .local("\(error)")
         }
     }
 

@@ -171,7 +171,14 @@ public final class MigrationReceiver {
             }
             if type == .commit { break }
         }
-        try d.resume()
+        do {
+            try d.resume()
+        } catch {
+            // Committed: the VM must run here. Start it afresh from its image instead of leaving
+            // it nowhere until the agent restarts.
+            logger.error("resuming \(config.name) failed (\(error)); starting it from its committed image")
+            try hypervisor.completeIncoming(vm: config.name)
+        }
         resumed = true
         logger.notice("\(config.name) resumed here after \(rounds) rounds, \(pages) pages received")
         try channel.send(.done)

@@ -36,11 +36,17 @@ public struct ByteWriter: Sendable {
         bytes.append(contentsOf: data)
     }
 
-    /// A UTF-8 string with a 16-bit length prefix.
-    public mutating func write(string: String) {
-        let utf8 = Array(string.utf8)
-        write(UInt16(truncatingIfNeeded: utf8.count))
-        bytes.append(contentsOf: utf8.prefix(Int(UInt16.max)))
+    /// A UTF-8 string with a 16-bit length prefix, cut (on a character boundary) to at most
+    /// `limit` bytes so the prefix always matches the bytes that follow.
+    public mutating func write(string: String, limit: Int = Int(UInt16.max)) {
+        var utf8 = Array(string.utf8)
+        if utf8.count > limit {
+            var end = min(limit, Int(UInt16.max))
+            while end > 0 && utf8[end] & 0xC0 == 0x80 { end -= 1 }  // not inside a multi-byte character
+            utf8 = Array(utf8[..<end])
+        }
+        write(UInt16(utf8.count))
+        bytes.append(contentsOf: utf8)
     }
 
     /// Overwrites a 32-bit field written earlier (used to patch a frame's length).

@@ -104,7 +104,8 @@ public enum Message: Equatable, Sendable {
             w.write(r.rawValue)
         case let .abort(n), let .error(n):
             w.write(n.reason.rawValue)
-            w.write(string: n.message)
+            // An explanation longer than receivers accept would turn the ABORT itself into an error.
+            w.write(string: n.message, limit: WireLimits.default.maxString)
         }
     }
 

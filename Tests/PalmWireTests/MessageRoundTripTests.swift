@@ -85,3 +85,15 @@ struct MessageRoundTripTests {
         #expect(m.signedBytes != original)
     }
 }
+
+@Suite("Long strings")
+struct LongStringTests {
+    @Test("a long ABORT explanation is cut on a character boundary and still decodes")
+    func longAbort() throws {
+        let message = String(repeating: "é", count: 5000)  // 10,000 bytes of 2-byte characters
+        let frame = Message.abort(AbortNotice(reason: .internalError, message: message)).encodeFrame()
+        guard case let .abort(n) = try Message.decodeFrame(frame) else { Issue.record("not an ABORT"); return }
+        #expect(n.message.utf8.count <= WireLimits.default.maxString)
+        #expect(message.hasPrefix(n.message) && !n.message.isEmpty)
+    }
+}

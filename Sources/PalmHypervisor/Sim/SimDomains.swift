@@ -117,7 +117,9 @@ final class SimDestinationDomain: DestinationDomain {
         image.restoreHeader(state)
     }
 
-    /// Renames the image into place and releases the held guest.
+    /// Releases the held guest, then renames the image into place. In this order every crash
+    /// window leaves either a running guest or an `.incoming` image that start-up recovery
+    /// resumes (the migration is committed by then) — never a renamed image with no guest.
     func resume() throws {
         image.unmapWindow()
         let name = image.name
@@ -126,17 +128,13 @@ final class SimDestinationDomain: DestinationDomain {
         guard SimProcess.isGuest(pid, image: image.path) else { throw HypervisorError.guestFailed("the held guest of \(name) exited") }
         image[.verifyRequest] &+= 1
         image[.resumes] &+= 1
+        var go: UInt8 = UInt8(ascii: "g")
+        guard write(startFD, &go, 1) == 1 else { throw HypervisorError.systemCall(call: "start guest", errno: errno) }
+        close(startFD)
+        startFD = -1
         guard rename(image.path, finalPath) == 0 else {
             throw HypervisorError.systemCall(call: "rename(\(image.path))", errno: errno)
         }
-        var go: UInt8 = UInt8(ascii: "g")
-        guard write(startFD, &go, 1) == 1 else {
-            let e = errno
-            _ = rename(finalPath, image.path)
-            throw HypervisorError.systemCall(call: "start guest", errno: e)
-        }
-        close(startFD)
-        startFD = -1
         resumed = true
     }
 
