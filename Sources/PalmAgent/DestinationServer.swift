@@ -82,8 +82,7 @@ public final class DestinationServer: @unchecked Sendable {
                                            evidenceDirectory: configuration.stateDirectory + "/evidence")
         let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log)
         do {
-            let outcome = try receiver.run()
-            if outcome.vm.isEmpty { return }  // a RESOLVE exchange
+            guard let outcome = try receiver.run() else { return }  // a RESOLVE exchange
             log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages, image sha256:\(outcome.imageDigest.hex)")
         } catch {
             log.warning("incoming migration failed: \(error)")

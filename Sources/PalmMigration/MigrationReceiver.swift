@@ -64,7 +64,8 @@ public final class MigrationReceiver {
         self.limits = limits
     }
 
-    public func run() throws -> Outcome {
+    /// Serves one connection: a migration (returns its outcome) or a RESOLVE question (returns nil).
+    public func run() throws -> Outcome? {
         var domain: DestinationDomain?
         var resumed = false
         var committed = false
@@ -100,7 +101,7 @@ public final class MigrationReceiver {
         return m
     }
 
-    private func receive(domain: inout DestinationDomain?, resumed: inout Bool, committed: inout Bool) throws -> Outcome {
+    private func receive(domain: inout DestinationDomain?, resumed: inout Bool, committed: inout Bool) throws -> Outcome? {
         let reader = FrameReader(stream: channel, limits: limits)
         let peer = channel.peer
         let first = try next(reader)
@@ -108,7 +109,7 @@ public final class MigrationReceiver {
             let verdict = try security.resolve(id, peer)
             logger.notice("RESOLVE from \(peer.commonName ?? peer.subject): migration \(Hex.encode(id)) \(verdict)")
             try channel.send(.resolution(migrationID: id, verdict))
-            return Outcome(vm: "", rounds: 0, pagesReceived: 0, imageDigest: .zero)
+            return nil
         }
         guard case let .hello(hello) = first else { throw WireError.unexpectedMessage(.hello, state: "start") }
         try security.authorize(hello, peer)
