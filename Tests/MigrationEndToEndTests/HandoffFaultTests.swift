@@ -54,13 +54,13 @@ struct HandoffFaultTests {
             _ = m.finish()
         case .cutLink:
             let proxy = try LinkProxy(upstreamPort: cluster.destPort)
-            defer { proxy.close() }
             let m = try cluster.startMigration("vm", port: proxy.port, environment: stop)
             #expect(m.waitFor(marker))
             #expect(SimCluster.waitUntilStopped(m.process.processIdentifier))
             proxy.sever()
             kill(m.process.processIdentifier, SIGCONT)
             _ = m.finish()
+            withExtendedLifetime(proxy) {}
         }
 
         let copies = try cluster.runningCopies("vm")

@@ -121,7 +121,6 @@ struct ProtectionAttackTests {
         try c.startDest()
         try c.createVM("taped", memory: "16M")
         let tap = try LinkProxy(upstreamPort: c.destPort)
-        defer { tap.close() }
         let (status, _, err) = try c.startMigration("taped", port: tap.port).finish()
         #expect(status == 0, "the recorded migration itself succeeds: \(err)")
         let tape = tap.recordedClientBytes

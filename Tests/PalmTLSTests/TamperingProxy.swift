@@ -25,11 +25,6 @@ final class TamperingProxy: @unchecked Sendable {
 
     deinit { close(listenFD) }
 
-    /// Stops listening (the accept thread keeps the proxy alive, so tests close it).
-    func stop() {
-        shutdown(listenFD, Int32(SHUT_RDWR))
-    }
-
     // Record parser state (client → server direction only).
     private var pending: [UInt8] = []
     private var appRecords = 0

@@ -22,19 +22,11 @@ public final class LinkProxy: @unchecked Sendable {
         Thread { [self] in acceptLoop() }.start()
     }
 
-    /// Stops accepting and cuts every connection. The accept thread holds the proxy, so a proxy
-    /// is never released on its own: tests close it (a forgotten proxy kept listening for the
-    /// rest of the test run).
-    public func close() {
-        sever()
-        shutdown(listenFD, Int32(SHUT_RDWR))
-        Glibc.close(listenFD)
-    }
-
-    /// A listening socket on 127.0.0.1 (a port of the kernel's choice, without SO_REUSEADDR, so it
-    /// can never share a port with another socket) and its port.
+    /// A listening socket on 127.0.0.1 (any port) and its port.
     public static func listenLoopback() -> (fd: Int32, port: UInt16) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = loopback(0)
         _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
@@ -52,7 +44,7 @@ public final class LinkProxy: @unchecked Sendable {
         var addr = loopback(port)
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
             connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if rc != 0 { Glibc.close(fd); return -1 }
+        if rc != 0 { close(fd); return -1 }
         return fd
     }
 
@@ -67,9 +59,9 @@ public final class LinkProxy: @unchecked Sendable {
     private func acceptLoop() {
         while true {
             let client = accept(listenFD, nil, nil)
-            if client < 0 { return }  // closed
+            if client < 0 { return }
             let up = LinkProxy.connectLoopback(upstreamPort)
-            if up < 0 { Glibc.close(client); continue }
+            if up < 0 { close(client); continue }
             lock.lock(); live += [client, up]; lock.unlock()
             Thread { [self] in LinkProxy.pump(client, up) { chunk in lock.lock(); clientBytes += chunk; lock.unlock() } }.start()
             Thread { LinkProxy.pump(up, client) }.start()
@@ -96,7 +88,7 @@ public final class LinkProxy: @unchecked Sendable {
     public static func replay(_ bytes: [UInt8], to port: UInt16) -> [UInt8] {
         let fd = connectLoopback(port)
         guard fd >= 0 else { return [] }
-        defer { Glibc.close(fd) }
+        defer { close(fd) }
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         shutdown(fd, Int32(SHUT_WR))
         var out: [UInt8] = []
@@ -118,5 +110,9 @@ public final class LinkProxy: @unchecked Sendable {
         for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
-    deinit { close() }
+    deinit {
+        sever()
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        close(listenFD)
+    }
 }
