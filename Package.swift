@@ -44,11 +44,17 @@ let package = Package(
             "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
         ]),
 
+        // Checked TOML configuration files shared by the agents and the coordinator.
+        .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmTLS", "TOMLKit"]),
+        // The coordinator's API as agents and operators speak it: requests, reports, orders, client.
+        .target(name: "PalmControl", dependencies: ["PalmWire", "PalmTLS"]),
+
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
         .target(name: "PalmSecurity", dependencies: ["PalmWire", "PalmTLS"]),
         // The coordinator: SQLite state (GRDB), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
-            "PalmWire", "PalmTLS", "PalmSecurity", "TOMLKit", .product(name: "GRDB", package: "GRDB.swift"),
+            "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "TOMLKit",
+            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
         .target(name: "PalmMigration", dependencies: [
@@ -57,7 +63,7 @@ let package = Package(
 
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
-            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity", "TOMLKit",
+            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl", "TOMLKit",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -73,7 +79,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmCoordinator", "PalmSecurity", "PalmTLS", "PalmWire",
+            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -93,11 +99,12 @@ let package = Package(
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmCoordinatorTests", dependencies: [
-            "PalmCoordinator", "PalmTLS", "PalmTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .testTarget(name: "PalmMigrationTests", dependencies: ["PalmMigration", "PalmHypervisor", "PalmTestSupport"]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",
+            "PalmControl", "PalmCoordinator",
         ]),
     ],
     swiftLanguageModes: [.v5]

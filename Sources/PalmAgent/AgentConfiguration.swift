@@ -1,23 +1,10 @@
 import Foundation
+import PalmConfig
 import PalmHypervisor
 import PalmMigration
 import PalmSecurity
 import PalmTLS
 import PalmWire
-
-/// The `[tls]` table every palm configuration has.
-extension TLSConfiguration {
-    static func load(_ file: ConfigFile) throws -> TLSConfiguration {
-        TLSConfiguration(
-            certificateChain: try file.string("tls.certificate"),
-            privateKey: try file.string("tls.key"),
-            trustRoots: try file.string("tls.ca"),
-            crl: try file.optionalString("tls.crl"),
-            connectTimeout: try file.double("tls.connect_timeout_s", default: 5, range: 0.1...300),
-            handshakeTimeout: try file.double("tls.handshake_timeout_s", default: 10, range: 0.1...300),
-            ioTimeout: try file.double("tls.io_timeout_s", default: 60, range: 0.1...3600))
-    }
-}
 
 /// Which hypervisor driver an agent uses (`[hypervisor]`, `[sim]`).
 public struct HypervisorSettings: Sendable, Equatable {
@@ -51,6 +38,39 @@ public struct SourceConfiguration {
     public var attestation: AttestationPolicy
     /// Seconds to keep asking an unreachable destination how a committed migration ended.
     public var resolveTimeout: Double
+    /// `palm-source serve`: the coordinator it reports to and takes orders from.
+    public var coordinator: CoordinatorLink?
+
+    /// Where `palm-source serve` reports: `[coordinator]`.
+    public struct CoordinatorLink: Sendable, Equatable {
+        /// HOST:PORT of palm-coordinator serve.
+        public var address: String
+        /// The coordinator's certificate: the only server this agent takes orders from, and the key
+        /// every ticket must be signed with.
+        public var certificate: String
+        /// HOST:PORT at which other hosts reach this host's palm-dest.
+        public var advertise: String
+
+        /// All three keys, or none (then `serve` refuses to start).
+        static func load(_ f: ConfigFile) throws -> CoordinatorLink? {
+            let address = try f.optionalString("coordinator.address")
+            let certificate = try f.optionalString("coordinator.certificate")
+            let advertise = try f.optionalString("coordinator.advertise")
+            guard address != nil || certificate != nil || advertise != nil else { return nil }
+            for (key, value) in [("address", address), ("certificate", certificate), ("advertise", advertise)] where value == nil {
+                throw ConfigError.missingKey(file: f.path, key: "coordinator.\(key)")
+            }
+            for (key, value) in [("address", address!), ("advertise", advertise!)] where !CoordinatorLink.isEndpoint(value) {
+                throw ConfigError.invalidValue(file: f.path, key: "coordinator.\(key)", reason: "'\(value)' is not HOST:PORT")
+            }
+            return CoordinatorLink(address: address!, certificate: certificate!, advertise: advertise!)
+        }
+
+        static func isEndpoint(_ s: String) -> Bool {
+            guard let colon = s.lastIndex(of: ":"), let port = UInt16(s[s.index(after: colon)...]) else { return false }
+            return port > 0 && colon > s.startIndex
+        }
+    }
 
     public static let defaultPath = "/etc/palm/source.toml"
 
@@ -74,7 +94,8 @@ public struct SourceConfiguration {
                 allowedConfigs: Set(try f.stringArray("attestation.allowed_configs").map { $0.lowercased() }),
                 allowedHypervisors: Set(try f.stringArray("attestation.allowed_hypervisors")),
                 maxClockSkew: UInt64(try f.int("attestation.max_clock_skew_s", default: 60, range: 0...3600))),
-            resolveTimeout: try f.double("migration.resolve_timeout_s", default: 60, range: 0...86_400))
+            resolveTimeout: try f.double("migration.resolve_timeout_s", default: 60, range: 0...86_400),
+            coordinator: try CoordinatorLink.load(f))
         for (key, values) in [("attestation.allowed_agents", config.attestation.allowedAgents),
                               ("attestation.allowed_configs", config.attestation.allowedConfigs)] {
             for v in values where Digest32(hex: v) == nil {

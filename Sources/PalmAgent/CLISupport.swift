@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import PalmConfig
 import PalmMigration
 import PalmSecurity
 

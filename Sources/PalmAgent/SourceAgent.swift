@@ -27,6 +27,11 @@ public struct SourceAgent {
         public var downtimeTarget: Double?
         /// The coordinator's ticket for this migration.
         public var ticket: [UInt8]
+        /// The destination measurements accepted (default: the configuration's `[attestation]`;
+        /// `serve` uses the allowlist the coordinator distributes).
+        public var attestation: AttestationPolicy?
+        /// Set from another thread to stop the migration before its commit point.
+        public var cancel = CancelFlag()
         public init(vm: String, host: String, port: UInt16, serverName: String? = nil, mode: MigrationMode = .preCopy,
                     downtimeTarget: Double? = nil, ticket: [UInt8]) {
             self.ticket = ticket
@@ -60,7 +65,7 @@ public struct SourceAgent {
             throw MigrationError.ticketRejected("the peer at \(request.host) (\(channel.peer)) is not the ticket's destination")
         }
         let key = try SigningKey(pemFile: configuration.tls.privateKey)
-        let policy = configuration.attestation
+        let policy = request.attestation ?? configuration.attestation
         let peerKey = channel.peerKey
         var security = MigrationSender.Security()
         security.ticket = request.ticket
@@ -103,7 +108,7 @@ public struct SourceAgent {
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? request.host)"
         log[metadataKey: "MIGRATION_ID"] = "\(ticket.id)"
         let sender = MigrationSender(channel: channel, domain: domain, options: options, security: security,
-                                     logger: log, progress: progress)
+                                     logger: log, cancel: request.cancel, progress: progress)
         return try sender.run()
     }
 }

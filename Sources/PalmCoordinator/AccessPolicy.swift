@@ -1,14 +1,7 @@
 import Foundation
+import PalmControl
 import PalmTLS
 import TOMLKit
-
-/// What an authenticated caller may ask the coordinator to do.
-public enum CoordinatorAction: String, CaseIterable, Sendable {
-    case hosts, vms, status, history
-    case migrate, cancel, evacuate, maintenance, rebalance
-    case auditVerify = "audit.verify"
-    case agentRegister = "agent.register", agentHeartbeat = "agent.heartbeat", agentProgress = "agent.progress"
-}
 
 /// Role-based access control from a TOML policy; deny by default.
 ///
@@ -112,6 +105,6 @@ public struct AccessPolicy: Sendable, Equatable {
     actions = ["hosts", "vms", "status", "history", "audit.verify"]
 
     [roles.agent]
-    actions = ["agent.register", "agent.heartbeat", "agent.progress"]
+    actions = ["agent.heartbeat"]
     """
 }

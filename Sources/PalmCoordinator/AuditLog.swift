@@ -51,8 +51,17 @@ public final class AuditLog: @unchecked Sendable {
     @discardableResult
     public func append(actor: String, role: String, action: String, target: String, allowed: Bool,
                        detail: String = "", time: Date = Date()) throws -> Entry {
+        try store.queue.write { db in
+            try append(in: db, actor: actor, role: role, action: action, target: target, allowed: allowed, detail: detail, time: time)
+        }
+    }
+
+    /// Appends inside the caller's transaction, so a decision and its effect commit together.
+    @discardableResult
+    public func append(in db: Database, actor: String, role: String, action: String, target: String, allowed: Bool,
+                       detail: String = "", time: Date = Date()) throws -> Entry {
         guard let key else { throw AuditError.readOnly }
-        return try store.queue.write { db in
+        do {
             let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             var e = Entry(seq: (last?["seq"] as Int64? ?? 0) + 1, time: time.timeIntervalSince1970, actor: actor, role: role,
                           action: action, target: target, allowed: allowed, detail: detail,

@@ -1,21 +1,32 @@
 import Foundation
+import PalmControl
 import PalmTLS
 
 /// palm-coordinator serve: accepts PalmTLS connections (operators and agents, all with cluster
-/// certificates) and answers API requests through ``CoordinatorService``, one thread per connection.
+/// certificates) and answers API requests through ``CoordinatorService``, one thread per
+/// connection; a scheduling thread runs a cycle every `schedulerInterval` seconds and at once
+/// when a request made one worth running (a migration requested, an outcome reported).
 public final class CoordinatorServer: @unchecked Sendable {
     public let listener: TLSListener
     let service: CoordinatorService
-    let onEvent: (String) -> Void
+    let schedulerInterval: Double
+    let onEvent: @Sendable (String) -> Void
+    private let wake = NSCondition()
+    private var pending = false
+    private var stopped = false
 
-    public init(host: String, port: UInt16, context: TLSContext, service: CoordinatorService,
-                onEvent: @escaping (String) -> Void = { _ in }) throws {
+    public init(host: String, port: UInt16, context: TLSContext, service: CoordinatorService, schedulerInterval: Double = 10,
+                onEvent: @escaping @Sendable (String) -> Void = { _ in }) throws {
         listener = try TLSListener(host: host, port: port, context: context)
         self.service = service
+        self.schedulerInterval = schedulerInterval
         self.onEvent = onEvent
+        service.onWork = { [weak self] in self?.poke() }
     }
 
+    /// Serves until ``close()``: the scheduling thread and the accept loop.
     public func run() {
+        Thread { [self] in scheduleLoop() }.start()
         while true {
             let socket: Int32
             do {
@@ -26,6 +37,30 @@ public final class CoordinatorServer: @unchecked Sendable {
                 continue
             }
             Thread { [self] in serve(socket) }.start()
+        }
+    }
+
+    private func poke() {
+        wake.lock()
+        pending = true
+        wake.signal()
+        wake.unlock()
+    }
+
+    private func scheduleLoop() {
+        while true {
+            wake.lock()
+            if !pending && !stopped { _ = wake.wait(until: Date(timeIntervalSinceNow: schedulerInterval)) }
+            pending = false
+            let stop = stopped
+            wake.unlock()
+            if stop { return }
+            do {
+                let plan = try service.runCycle()
+                for move in plan.moves { onEvent("scheduled \(move.kind.rawValue) of \(move.vm) \(move.from) → \(move.to): \(move.reason)") }
+            } catch {
+                onEvent("scheduling cycle failed: \(error)")
+            }
         }
     }
 
@@ -41,30 +76,18 @@ public final class CoordinatorServer: @unchecked Sendable {
         while true {
             guard let request = try? CoordinatorAPI.receive(APIRequest.self, from: channel) else { return }
             let response = service.handle(request, from: channel.peer)
-            onEvent("\(CoordinatorService.actor(channel.peer)) \(request.action): \(response.ok ? "ok" : response.error ?? "error")")
+            if request.action != CoordinatorAction.agentHeartbeat.rawValue || !response.ok {
+                onEvent("\(CoordinatorService.actor(channel.peer)) \(request.action): \(response.ok ? "ok" : response.error ?? "error")")
+            }
             guard (try? CoordinatorAPI.send(response, on: channel)) != nil else { return }
         }
     }
 
-    public func close() { listener.close() }
-}
-
-/// An operator's or agent's connection to the coordinator.
-public final class CoordinatorClient {
-    let channel: TLSChannel
-
-    public init(host: String, port: UInt16, context: TLSContext, serverName: String? = nil) throws {
-        channel = try TLSChannel.connect(host: host, port: port, serverName: serverName, context: context)
-        guard channel.peer.role == .coordinator else {
-            channel.close()
-            throw TLSError.certificateRejected(code: 0, reason: "the server's certificate does not carry the coordinator role")
-        }
+    public func close() {
+        wake.lock()
+        stopped = true
+        wake.signal()
+        wake.unlock()
+        listener.close()
     }
-
-    public func call(_ request: APIRequest) throws -> APIResponse {
-        try CoordinatorAPI.send(request, on: channel)
-        return try CoordinatorAPI.receive(APIResponse.self, from: channel)
-    }
-
-    deinit { channel.close() }
 }

@@ -1,23 +1,82 @@
 import Foundation
 import GRDB
+import PalmControl
+import PalmSecurity
 import PalmTLS
+
+/// The coordinator's settings that are not about transport (from coordinator.toml).
+public struct CoordinatorSettings: Sendable {
+    public var ticketValidity: UInt64 = 300
+    public var heartbeatInterval: Double = 5
+    public var hostTimeout: Double = 30
+    public var autoBalance = true
+    public var scheduler = SchedulerPolicy()
+    public var allowlist = AttestationAllowlist()
+
+    public init() {}
+
+    public init(_ c: CoordinatorConfiguration) {
+        ticketValidity = c.ticketValidity
+        heartbeatInterval = c.heartbeatInterval
+        hostTimeout = c.hostTimeout
+        autoBalance = c.autoBalance
+        scheduler = c.scheduler
+        allowlist = c.allowlist
+    }
+}
 
 /// What the coordinator does for one authenticated caller: authorize against the policy, audit
 /// the decision, then act. Transport-free, so it is tested directly and served by
 /// ``CoordinatorServer``.
+///
+/// Every state change happens in one SQLite transaction together with its audit entry, so a
+/// coordinator killed at any instant restarts with a database where each migration is in exactly
+/// one recorded state and no decision is missing from the log.
 public final class CoordinatorService: @unchecked Sendable {
     public let store: CoordinatorStore
     public let audit: AuditLog
     public let policy: AccessPolicy
+    public let settings: CoordinatorSettings
+    let issuer: TicketIssuer?
+    /// Seconds since 1970; tests drive it.
+    public var clock: @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    /// Called when a request makes a scheduling cycle worth running now.
+    public var onWork: @Sendable () -> Void = {}
+    /// Agents seen since this coordinator started (their first heartbeat is audited).
+    private var seenAgents: Set<String> = []
+    private let seenLock = NSLock()
 
-    public init(store: CoordinatorStore, audit: AuditLog, policy: AccessPolicy) {
+    /// `ticketKey` signs migration tickets (the coordinator's certificate key); without it the
+    /// service answers queries but schedules nothing.
+    public init(store: CoordinatorStore, audit: AuditLog, policy: AccessPolicy, settings: CoordinatorSettings = .init(),
+                ticketKey: SigningKey? = nil) {
         self.store = store
         self.audit = audit
         self.policy = policy
+        self.settings = settings
+        issuer = ticketKey.map { TicketIssuer(key: $0) }
     }
 
     static func actor(_ id: CertificateIdentity) -> String {
         "\(id.commonName ?? id.subject) sha256:\(id.fingerprint.hex.prefix(16))"
+    }
+
+    /// A failure the caller can act on, named.
+    public enum ServiceError: Error, Equatable, CustomStringConvertible {
+        case missingArgument(String), badArgument(String)
+        case noSuchHost(String), noSuchVM(String), noSuchMigration(String), ambiguousMigration(String)
+        case refused(String)
+        public var description: String {
+            switch self {
+            case let .missingArgument(a): return "missing argument '\(a)'"
+            case let .badArgument(a): return "bad argument: \(a)"
+            case let .noSuchHost(h): return "no host named '\(h)'"
+            case let .noSuchVM(v): return "no VM named '\(v)'"
+            case let .noSuchMigration(m): return "no migration '\(m)'"
+            case let .ambiguousMigration(m): return "'\(m)' matches more than one migration; give more of the id"
+            case let .refused(r): return r
+            }
+        }
     }
 
     /// Authorizes, audits and performs one request.
@@ -26,15 +85,36 @@ public final class CoordinatorService: @unchecked Sendable {
             record(caller, request.action, target: "", allowed: false, reason: "unknown action")
             return APIResponse(ok: false, error: "unknown action '\(request.action)'")
         }
-        let host = request.arguments["host"]
-        let decision = policy.decide(role: caller.role, action: action, host: host)
-        record(caller, action.rawValue, target: host ?? request.arguments["vm"] ?? "", allowed: decision.allowed, reason: decision.reason)
+        let hosts: [String]
+        do { hosts = try hostsInvolved(action, request.arguments, caller) } catch {
+            record(caller, action.rawValue, target: target(of: request), allowed: false, reason: "\(error)")
+            return APIResponse(ok: false, error: "\(error)")
+        }
+        var decision = policy.decide(role: caller.role, action: action, host: nil)
+        for host in hosts where decision.allowed { decision = policy.decide(role: caller.role, action: action, host: host) }
+        if shouldAudit(action, caller: caller, allowed: decision.allowed) {
+            record(caller, action.rawValue, target: target(of: request), allowed: decision.allowed, reason: decision.reason)
+        }
         guard decision.allowed else { return APIResponse(ok: false, error: "access denied: \(decision.reason)") }
         do {
-            return try perform(action, request.arguments, caller)
+            return try perform(action, request, caller)
         } catch {
             return APIResponse(ok: false, error: "\(error)")
         }
+    }
+
+    private func target(of request: APIRequest) -> String {
+        request.arguments["vm"] ?? request.arguments["host"] ?? request.arguments["id"] ?? ""
+    }
+
+    /// Routine heartbeats are not audited one by one (a cluster sends thousands a minute): an agent's
+    /// first heartbeat to this coordinator is, every denied one is, and so is everything a
+    /// heartbeat changes (orders handed out, outcomes recorded) — inside the heartbeat's transaction.
+    private func shouldAudit(_ action: CoordinatorAction, caller: CertificateIdentity, allowed: Bool) -> Bool {
+        guard action == .agentHeartbeat, allowed else { return true }
+        seenLock.lock()
+        defer { seenLock.unlock() }
+        return seenAgents.insert(caller.fingerprint.hex).inserted
     }
 
     private func record(_ caller: CertificateIdentity, _ action: String, target: String, allowed: Bool, reason: String) {
@@ -42,52 +122,85 @@ public final class CoordinatorService: @unchecked Sendable {
                               target: target, allowed: allowed, detail: reason)
     }
 
-    public enum ServiceError: Error, CustomStringConvertible {
-        case missingArgument(String), noSuchHost(String), badArgument(String), notYetImplemented(String)
-        public var description: String {
-            switch self {
-            case let .missingArgument(a): return "missing argument '\(a)'"
-            case let .noSuchHost(h): return "no host named '\(h)'"
-            case let .badArgument(a): return "bad argument: \(a)"
-            case let .notYetImplemented(a): return "'\(a)' is not available yet"
-            }
+    /// The hosts an action touches: each must be inside the caller's host groups.
+    private func hostsInvolved(_ action: CoordinatorAction, _ args: [String: String], _ caller: CertificateIdentity) throws -> [String] {
+        switch action {
+        case .agentHeartbeat:
+            return [caller.commonName ?? ""]
+        case .maintenance, .evacuate:
+            return args["host"].map { [$0] } ?? []
+        case .migrate:
+            guard let vm = args["vm"] else { return [] }
+            let from = try store.queue.read { try String.fetchOne($0, sql: "SELECT host FROM vm WHERE name = ?", arguments: [vm]) }
+            return [from, args["to"]].compactMap { $0 }
+        case .cancel:
+            guard let id = args["id"] else { return [] }
+            let m = try migration(matching: id)
+            return [m.source, m.destination]
+        default:
+            return []
         }
     }
 
-    private func perform(_ action: CoordinatorAction, _ args: [String: String], _ caller: CertificateIdentity) throws -> APIResponse {
+    private func perform(_ action: CoordinatorAction, _ request: APIRequest, _ caller: CertificateIdentity) throws -> APIResponse {
+        let args = request.arguments
+        let actor = CoordinatorService.actor(caller)
         switch action {
-        case .agentRegister:
-            guard let name = caller.commonName else { throw ServiceError.badArgument("the agent certificate has no CN") }
-            let address = args["address"] ?? caller.ipAddresses.first ?? name
-            try store.queue.write { db in
-                try db.execute(sql: """
-                    INSERT INTO host (name, fingerprint, address, last_heartbeat) VALUES (?, ?, ?, ?)
-                    ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint, address = excluded.address,
-                    last_heartbeat = excluded.last_heartbeat
-                    """, arguments: [name, caller.fingerprint.hex, address, Date().timeIntervalSince1970])
-            }
-            return APIResponse(ok: true, rows: [["host": name, "registered": "yes"]])
+        case .agentHeartbeat:
+            guard let report = request.report else { throw ServiceError.missingArgument("report") }
+            return APIResponse(ok: true, orders: try heartbeat(report, from: caller))
         case .hosts:
-            let rows = try store.queue.read { db in
-                try Row.fetchAll(db, sql: "SELECT name, address, maintenance, fingerprint FROM host ORDER BY name").map { r -> [String: String] in
-                    ["host": r["name"], "address": r["address"], "maintenance": (r["maintenance"] as Bool) ? "on" : "off",
-                     "fingerprint": String((r["fingerprint"] as String).prefix(16))]
-                }
-            }
-            return APIResponse(ok: true, rows: rows)
+            return APIResponse(ok: true, rows: try hostRows())
+        case .vms:
+            return APIResponse(ok: true, rows: try vmRows())
         case .maintenance:
             guard let host = args["host"] else { throw ServiceError.missingArgument("host") }
             guard let mode = args["mode"], mode == "on" || mode == "off" else { throw ServiceError.badArgument("mode must be on or off") }
-            let changed = try store.queue.write { db -> Int in
-                try db.execute(sql: "UPDATE host SET maintenance = ? WHERE name = ?", arguments: [mode == "on", host])
-                return db.changesCount
-            }
-            guard changed == 1 else { throw ServiceError.noSuchHost(host) }
+            try setMaintenance(host: host, on: mode == "on", actor: actor)
             return APIResponse(ok: true, rows: [["host": host, "maintenance": mode]])
+        case .migrate:
+            guard let vm = args["vm"] else { throw ServiceError.missingArgument("vm") }
+            guard let to = args["to"] else { throw ServiceError.missingArgument("to") }
+            let mode = args["mode"] ?? "pre-copy"
+            guard mode == "pre-copy" || mode == "stop-and-copy" else { throw ServiceError.badArgument("mode must be pre-copy or stop-and-copy") }
+            var downtime: Double?
+            if let d = args["downtime_ms"] {
+                guard let v = Double(d), v > 0, v <= 60_000 else { throw ServiceError.badArgument("downtime_ms must be in (0, 60000]") }
+                downtime = v
+            }
+            let row = try requestMigration(vm: vm, to: to, mode: mode, downtimeMs: downtime, actor: actor)
+            onWork()
+            return APIResponse(ok: true, rows: [row])
+        case .cancel:
+            guard let id = args["id"] else { throw ServiceError.missingArgument("id") }
+            return APIResponse(ok: true, rows: [try cancel(id: id, actor: actor)])
+        case .status:
+            guard let id = args["id"] else { throw ServiceError.missingArgument("id") }
+            return APIResponse(ok: true, rows: [try migration(matching: id).row])
+        case .history:
+            let limit = Int(args["limit"] ?? "50") ?? 50
+            guard limit > 0 && limit <= 10_000 else { throw ServiceError.badArgument("limit must be 1…10000") }
+            return APIResponse(ok: true, rows: try history(limit: limit, vm: args["vm"]).map(\.row))
+        case .evacuate:
+            guard let host = args["host"] else { throw ServiceError.missingArgument("host") }
+            try startEvacuation(host: host, actor: actor)
+            let plan = try runCycle(balance: false)
+            return APIResponse(ok: true, rows: plan.rows)
+        case .rebalance:
+            let dryRun = args["dry_run"] == "yes"
+            let plan = dryRun ? try dryRunPlan() : try runCycle(balance: true, requestedBy: actor)
+            return APIResponse(ok: true, rows: plan.rows)
         case .auditVerify:
             return APIResponse(ok: true, rows: [["entries": "\(try audit.entries().count)"]])
-        default:
-            throw ServiceError.notYetImplemented(action.rawValue)
         }
+    }
+}
+
+extension Scheduler.Plan {
+    /// The plan as a table: one row per move, then one per note.
+    var rows: [[String: String]] {
+        moves.map { ["kind": $0.kind.rawValue, "vm": $0.vm, "from": $0.from, "to": $0.to,
+                     "cost_s": String(format: "%.1f", $0.cost), "reason": $0.reason] }
+            + notes.map { ["kind": "note", "reason": $0] }
     }
 }

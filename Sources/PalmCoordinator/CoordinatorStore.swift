@@ -11,7 +11,10 @@ public final class CoordinatorStore: @unchecked Sendable {
     public init(path: String) throws {
         var config = Configuration()
         config.foreignKeysEnabled = true
+        config.busyMode = .timeout(5)
         queue = try DatabaseQueue(path: path, configuration: config)
+        // WAL: heartbeats write while operators read, and a crash never leaves a torn page.
+        try queue.writeWithoutTransaction { try $0.execute(sql: "PRAGMA journal_mode = WAL") }
         try CoordinatorStore.migrator.migrate(queue)
     }
 
@@ -68,6 +71,36 @@ public final class CoordinatorStore: @unchecked Sendable {
                 t.column("hash", .text).notNull()
                 t.column("signature", .text).notNull()
             }
+        }
+        m.registerMigration("v2: heartbeats, orders, progress, outcomes") { db in
+            try db.alter(table: "host") { t in
+                t.add(column: "destination_address", .text).notNull().defaults(to: "")
+                t.add(column: "cpus", .integer).notNull().defaults(to: 1)
+                t.add(column: "memory_used", .integer).notNull().defaults(to: 0)
+                t.add(column: "evacuating", .boolean).notNull().defaults(to: false)
+            }
+            try db.alter(table: "vm") { t in
+                t.add(column: "cpu", .double).notNull().defaults(to: 0)
+                t.add(column: "last_moved", .double)
+            }
+            try db.alter(table: "migration") { t in
+                t.add(column: "kind", .text).notNull().defaults(to: "manual")
+                t.add(column: "mode", .text).notNull().defaults(to: "pre-copy")
+                t.add(column: "downtime_target_ms", .double)
+                t.add(column: "ticket", .text)
+                t.add(column: "ticket_expires", .double)
+                t.add(column: "cancel_requested", .boolean).notNull().defaults(to: false)
+                t.add(column: "phase", .text)
+                t.add(column: "round", .integer)
+                t.add(column: "pages_left", .integer)
+                t.add(column: "rate", .double)
+                t.add(column: "downtime_ms", .double)
+                t.add(column: "total_seconds", .double)
+                t.add(column: "rounds", .integer)
+                t.add(column: "detail", .text)
+            }
+            try db.create(index: "migration_by_state", on: "migration", columns: ["state"])
+            try db.create(index: "vm_by_host", on: "vm", columns: ["host"])
         }
         return m
     }

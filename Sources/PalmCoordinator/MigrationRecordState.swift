@@ -8,6 +8,7 @@
 ///   requested | ticketed | running --refused, aborted, failed--> aborted
 ///   running --agent lost, outcome unknown--> inDoubt --RESOLVE answered--> committed | aborted
 ///   requested | ticketed --operator cancel--> cancelled
+///   running --operator cancel, agent stopped before COMMIT--> cancelled
 /// ```
 public enum MigrationRecordState: String, Sendable, CaseIterable, Codable {
     case requested, ticketed, running, committed, aborted, inDoubt = "in-doubt", cancelled
@@ -17,7 +18,7 @@ public enum MigrationRecordState: String, Sendable, CaseIterable, Codable {
     static let transitions: [MigrationRecordState: Set<MigrationRecordState>] = [
         .requested: [.ticketed, .aborted, .cancelled],
         .ticketed: [.running, .aborted, .cancelled],
-        .running: [.committed, .aborted, .inDoubt],
+        .running: [.committed, .aborted, .inDoubt, .cancelled],
         .inDoubt: [.committed, .aborted],
     ]
 

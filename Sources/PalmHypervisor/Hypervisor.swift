@@ -23,6 +23,13 @@ public protocol Hypervisor: AnyObject, Sendable {
     func completeIncoming(vm: String) throws
     /// Throws away a left-over incoming VM whose migration did not commit (crash recovery).
     func discardIncoming(vm: String)
+    /// Pages per second the VM is expected to dirty, if the driver can tell without log-dirty
+    /// (the agents otherwise report what the VM's last migration measured).
+    func dirtyRateEstimate(vm: String) -> Double?
+}
+
+extension Hypervisor {
+    public func dirtyRateEstimate(vm: String) -> Double? { nil }
 }
 
 /// One VM as the hypervisor reports it.

@@ -63,10 +63,11 @@ public final class MigrationSender {
     private var paused = false
     private var throttle = 0
     private var committed = false
-    private let cancelFlag = CancelFlag()
+    private let cancelFlag: CancelFlag
 
     public init(channel: SecureChannel, domain: SourceDomain, options: Options = Options(), security: Security = Security(),
-                logger: Logger, progress: @escaping (MigrationProgress) -> Void = { _ in }) {
+                logger: Logger, cancel: CancelFlag = CancelFlag(), progress: @escaping (MigrationProgress) -> Void = { _ in }) {
+        cancelFlag = cancel
         self.channel = channel
         self.domain = domain
         self.options = options
@@ -354,10 +355,12 @@ public final class MigrationSender {
     }
 }
 
-/// A flag set from another thread (signal handling, operator cancel).
-final class CancelFlag: @unchecked Sendable {
+/// A flag set from another thread (signal handling, operator cancel); a sender checks it between
+/// batches and stops before its commit point.
+public final class CancelFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
-    func set() { lock.lock(); value = true; lock.unlock() }
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    public init() {}
+    public func set() { lock.lock(); value = true; lock.unlock() }
+    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
 }

@@ -126,10 +126,10 @@ public struct TicketIssuer {
     public init(key: SigningKey) { self.key = key }
 
     public func issue(vm: String, memoryBytes: UInt64, source: Digest32, destination: Digest32,
-                      now: UInt64, validity: UInt64) throws -> MigrationTicket {
+                      now: UInt64, validity: UInt64, migrationID: [UInt8]? = nil) throws -> MigrationTicket {
         var rng = SystemRandomNumberGenerator()
         var t = MigrationTicket(
-            migrationID: (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }, vm: vm, memoryBytes: memoryBytes,
+            migrationID: migrationID ?? (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }, vm: vm, memoryBytes: memoryBytes,
             source: source, destination: destination, notBefore: now, notAfter: now + validity,
             nonce: Digest32((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })!)
         t.signature = try key.sign(t.signedBytes)

@@ -20,11 +20,29 @@ struct PalmSource: ParsableCommand {
           /var/lib/palm/source/          state
         """,
         version: "palm-source \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Migrate.self, VMs.self, Recover.self, EvidenceCommand.self])
+        subcommands: [Serve.self, Migrate.self, VMs.self, Recover.self, EvidenceCommand.self])
 }
 
 struct ConfigOption: ParsableArguments {
     @Option(help: "Configuration file.") var config: String = SourceConfiguration.defaultPath
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the host agent: report to the coordinator and run the migrations it orders.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let logger = CLI.bootstrapLogging(label: "palm-source")
+        do {
+            let daemon = try SourceDaemon(configuration: try SourceConfiguration.load(path: options.config), logger: logger)
+            logger.info("reporting to the coordinator")
+            daemon.run()
+        } catch {
+            CLI.fail("palm-source", error)
+            throw ExitCode(1)
+        }
+    }
 }
 
 struct Migrate: ParsableCommand {

@@ -1,3 +1,4 @@
+import PalmControl
 import PalmCoordinator
 import PalmTLS
 import Testing
@@ -11,7 +12,7 @@ struct AccessPolicyTests {
         .admin: Set(CoordinatorAction.allCases),
         .operator: [.hosts, .vms, .status, .history, .migrate, .cancel, .evacuate, .maintenance, .rebalance],
         .auditor: [.hosts, .vms, .status, .history, .auditVerify],
-        .agent: [.agentRegister, .agentHeartbeat, .agentProgress],
+        .agent: [.agentHeartbeat],
         .coordinator: [],
     ]
 

@@ -110,7 +110,7 @@ struct AuditLogTests {
     @Test("the schema is versioned: a database records the migrations applied to it")
     func schema() throws {
         let (_, store, path) = try fiveEntries()
-        #expect(try store.appliedMigrations() == ["v1: hosts, vms, migrations, nonces, audit"])
+        #expect(try store.appliedMigrations() == ["v1: hosts, vms, migrations, nonces, audit", "v2: heartbeats, orders, progress, outcomes"])
         // Reopening applies nothing twice and keeps the data.
         let again = try CoordinatorStore(path: path)
         #expect(try AuditLog(store: again, key: nil).entries().count == 5)

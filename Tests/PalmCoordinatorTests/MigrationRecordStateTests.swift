@@ -18,11 +18,12 @@ struct MigrationRecordStateTests {
         }
     }
 
-    @Test("a running migration cannot be cancelled, only resolved")
-    func noCancelWhileRunning() throws {
-        #expect(throws: MigrationRecordState.IllegalTransition(from: .running, to: .cancelled)) {
-            try MigrationRecordState.running.moving(to: .cancelled)
+    @Test("a migration past its commit point (in doubt) cannot be cancelled, only resolved")
+    func noCancelWhenInDoubt() throws {
+        #expect(throws: MigrationRecordState.IllegalTransition(from: .inDoubt, to: .cancelled)) {
+            try MigrationRecordState.inDoubt.moving(to: .cancelled)
         }
         #expect(try MigrationRecordState.running.moving(to: .inDoubt).moving(to: .aborted) == .aborted)
+        #expect(try MigrationRecordState.running.moving(to: .cancelled) == .cancelled)
     }
 }

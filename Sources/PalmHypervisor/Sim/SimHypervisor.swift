@@ -230,5 +230,11 @@ public final class SimHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     /// Opens a VM's image for inspection (tests, digests).
+    /// The workload's configured rate (palm-simguest create --rate).
+    public func dirtyRateEstimate(vm: String) -> Double? {
+        guard SimHypervisor.validName(vm), let image = try? openImage(vm: vm) else { return nil }
+        return Double(image[.rate])
+    }
+
     public func openImage(vm: String) throws -> SimImage { try SimImage.open(path: imagePath(vm)) }
 }

@@ -101,6 +101,12 @@ public final class ConfigFile {
         return b
     }
 
+    public func bool(_ key: String, default def: Bool) throws -> Bool {
+        guard let v = value(key) else { return def }
+        guard let b = v.bool else { throw ConfigError.wrongType(file: path, key: key, expected: "true or false") }
+        return b
+    }
+
     public func oneOf(_ key: String, _ choices: [String], default def: String) throws -> String {
         let s = try string(key, default: def)
         guard choices.contains(s) else {

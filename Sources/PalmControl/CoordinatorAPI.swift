@@ -30,24 +30,37 @@ public enum CoordinatorAPI {
     }
 }
 
-/// One request: an action and its string arguments.
+/// What an authenticated caller may ask the coordinator to do (the names the policy file uses).
+public enum CoordinatorAction: String, CaseIterable, Sendable, Codable {
+    case hosts, vms, status, history
+    case migrate, cancel, evacuate, maintenance, rebalance
+    case auditVerify = "audit.verify"
+    case agentHeartbeat = "agent.heartbeat"
+}
+
+/// One request: an action, its string arguments and, for `agent.heartbeat`, the host's report.
 public struct APIRequest: Codable, Sendable, Equatable {
     public var action: String
     public var arguments: [String: String]
-    public init(action: String, arguments: [String: String] = [:]) {
+    public var report: HostReport?
+    public init(action: String, arguments: [String: String] = [:], report: HostReport? = nil) {
         self.action = action
         self.arguments = arguments
+        self.report = report
     }
 }
 
-/// One response: either a result table (rows of string columns) or a named error.
+/// One response: a result table (rows of string columns) or a named error; for a heartbeat, the
+/// coordinator's orders.
 public struct APIResponse: Codable, Sendable, Equatable {
     public var ok: Bool
     public var error: String?
     public var rows: [[String: String]]
-    public init(ok: Bool, error: String? = nil, rows: [[String: String]] = []) {
+    public var orders: AgentOrders?
+    public init(ok: Bool, error: String? = nil, rows: [[String: String]] = [], orders: AgentOrders? = nil) {
         self.ok = ok
         self.error = error
         self.rows = rows
+        self.orders = orders
     }
 }

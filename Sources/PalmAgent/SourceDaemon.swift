@@ -1,0 +1,246 @@
+import Foundation
+import Logging
+import PalmControl
+import PalmHypervisor
+import PalmMigration
+import PalmSecurity
+import PalmTLS
+import PalmWire
+
+/// `palm-source serve`: reports this host to the coordinator and runs the migrations it orders.
+///
+/// Guarantees:
+/// - orders come only from the configured coordinator: the server must present exactly the
+///   certificate in `coordinator.certificate`, and every ticket must verify with its key, name this
+///   host as source and be inside its validity window — otherwise the order is refused and reported;
+/// - an order id runs at most once, even across restarts (`STATE/orders/ID` is written first);
+/// - how each migration ended is written to `STATE/outbox/ID.json` before it is reported, and
+///   repeated in every heartbeat until the coordinator acknowledges it, so a coordinator that was
+///   down when a migration ended still learns the outcome;
+/// - at start-up, migrations a previous run left behind are settled first (``SourceHandoff``).
+public final class SourceDaemon: @unchecked Sendable {
+    let configuration: SourceConfiguration
+    let link: SourceConfiguration.CoordinatorLink
+    let logger: Logger
+    let hypervisor: Hypervisor
+    let context: TLSContext
+    let coordinatorPin: CertificateIdentity
+    let coordinatorKey: VerifyingKey
+    let outbox: String
+    let orders: String
+
+    private let lock = NSCondition()
+    private var running: [String: (cancel: CancelFlag, progress: MigrationProgressReport)] = [:]
+    private var measuredDirtyRate: [String: Double] = [:]
+    private var allowlist = AttestationAllowlist()
+    private var interval = 5.0
+    private var stopped = false
+
+    public enum DaemonError: Error, CustomStringConvertible {
+        case notConfigured(String)
+        public var description: String {
+            switch self { case let .notConfigured(file): return "\(file): [coordinator] address, certificate and advertise are required for serve" }
+        }
+    }
+
+    public init(configuration: SourceConfiguration, logger: Logger) throws {
+        guard let link = configuration.coordinator else { throw DaemonError.notConfigured(configuration.file) }
+        self.configuration = configuration
+        self.link = link
+        self.logger = logger
+        hypervisor = try configuration.hypervisor.make()
+        context = try TLSContext(configuration: configuration.tls)
+        coordinatorPin = try CertificateIdentity.load(pemFile: link.certificate)
+        coordinatorKey = try VerifyingKey(certificateFile: link.certificate)
+        outbox = configuration.stateDirectory + "/outbox"
+        orders = configuration.stateDirectory + "/orders"
+        for dir in [outbox, orders] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+    }
+
+    /// Settles what a previous run left behind, then heartbeats until ``stop()``.
+    public func run() {
+        let handoff = try? SourceHandoff(stateDirectory: configuration.stateDirectory, context: context, logger: logger)
+        let unresolved = handoff?.recoverAll(hypervisor: hypervisor, resolveTimeout: configuration.resolveTimeout) ?? []
+        if !unresolved.isEmpty { logger.warning("migrations still in doubt after recovery: \(unresolved.joined(separator: ", "))") }
+        var client: CoordinatorClient?
+        while !isStopped {
+            do {
+                if client == nil { client = try connect() }
+                let response = try client!.call(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: try report()))
+                guard response.ok, let orders = response.orders else {
+                    logger.error("the coordinator refused the heartbeat: \(response.error ?? "no orders")")
+                    client = nil
+                    pause(seconds: interval)
+                    continue
+                }
+                apply(orders)
+            } catch {
+                logger.warning("cannot report to the coordinator at \(link.address): \(error)")
+                client = nil
+            }
+            pause(seconds: busy ? min(interval, 0.5) : interval)
+        }
+    }
+
+    public func stop() {
+        lock.lock()
+        stopped = true
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+    private var busy: Bool { lock.lock(); defer { lock.unlock() }; return !running.isEmpty }
+
+    /// Waits for the next heartbeat, or less when a migration ends (its outcome goes out at once).
+    private func pause(seconds: Double) {
+        lock.lock()
+        if !stopped { _ = lock.wait(until: Date(timeIntervalSinceNow: seconds)) }
+        lock.unlock()
+    }
+
+    private func connect() throws -> CoordinatorClient {
+        guard let (host, port) = CLI.hostPort(link.address, defaultPort: 7400) else {
+            throw DaemonError.notConfigured(configuration.file)
+        }
+        return try CoordinatorClient(host: host, port: port, context: context, pinned: coordinatorPin.fingerprint)
+    }
+
+    /// This host as the coordinator should see it.
+    func report() throws -> HostReport {
+        let vms = try hypervisor.listVMs()
+        let used = vms.reduce(UInt64(0)) { $0 + $1.memoryBytes }
+        let free = try hypervisor.freeMemoryBytes()
+        lock.lock()
+        let measured = measuredDirtyRate
+        let active = running.values.map(\.progress)
+        lock.unlock()
+        let reports = vms.filter { $0.state == .running || $0.state == .paused }.map { vm in
+            VMReport(name: vm.name, memoryBytes: vm.memoryBytes,
+                     dirtyRate: measured[vm.name] ?? hypervisor.dirtyRateEstimate(vm: vm.name) ?? 0, paused: vm.state == .paused)
+        }
+        return HostReport(destinationAddress: link.advertise, cpus: ProcessInfo.processInfo.activeProcessorCount,
+                          cpuLoad: hypervisor.name == "sim" ? 0 : SourceDaemon.cpuLoad(),
+                          memoryTotal: used + free, memoryUsed: used, vms: reports, active: active, outcomes: pendingOutcomes())
+    }
+
+    /// The 1-minute load average over the CPUs, 0…1.
+    static func cpuLoad() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
+              let first = text.split(separator: " ").first, let load = Double(first) else { return 0 }
+        return min(1, load / Double(max(ProcessInfo.processInfo.activeProcessorCount, 1)))
+    }
+
+    private func apply(_ orders: AgentOrders) {
+        lock.lock()
+        allowlist = orders.allowlist
+        interval = orders.heartbeatInterval
+        for id in orders.cancel { running[id]?.cancel.set() }
+        lock.unlock()
+        for id in orders.acknowledged { try? FileManager.default.removeItem(atPath: "\(outbox)/\(id).json") }
+        for order in orders.start { start(order) }
+    }
+
+    private func start(_ order: MigrationOrder) {
+        guard order.id.count == 32, order.id.allSatisfy(\.isHexDigit) else {
+            logger.error("refused an order with a malformed id")
+            return
+        }
+        // At most once: the marker exists before anything runs.
+        let marker = "\(orders)/\(order.id)"
+        let fd = open(marker, O_CREAT | O_EXCL | O_WRONLY, 0o600)
+        guard fd >= 0 else {
+            logger.warning("order \(order.id) was received before; not run again")
+            return
+        }
+        close(fd)
+        let request: SourceAgent.Request
+        do {
+            request = try validate(order)
+        } catch {
+            logger.error("refused order \(order.id) for \(order.vm): \(error)")
+            finish(MigrationOutcome(id: order.id, result: .aborted, detail: "order refused: \(error)"))
+            return
+        }
+        let cancel = request.cancel
+        lock.lock()
+        running[order.id] = (cancel, MigrationProgressReport(id: order.id, phase: "handshake", round: 0, pagesLeft: 0, bytesPerSecond: 0))
+        lock.unlock()
+        logger.info("coordinator ordered migration \(order.id) of \(order.vm) to \(order.destinationHost) at \(order.destinationAddress)")
+        Thread { [self] in execute(order, request) }.start()
+    }
+
+    /// Checks an order before acting on it: a ticket signed by the coordinator, for this VM, this
+    /// host and this migration, currently valid.
+    private func validate(_ order: MigrationOrder) throws -> SourceAgent.Request {
+        guard let bytes = Hex.decode(order.ticket) else { throw MigrationError.ticketRejected("the ticket is not hex") }
+        let ticket = try MigrationTicket.decode(bytes)
+        _ = try TicketValidator(coordinatorKey: coordinatorKey, clockSkew: 60)
+            .validate(bytes, destination: ticket.destination, peer: context.localIdentity.fingerprint, now: UInt64(Date().timeIntervalSince1970))
+        guard ticket.id == order.id, ticket.vm == order.vm else {
+            throw MigrationError.ticketRejected("the ticket is for another migration or VM")
+        }
+        guard let (host, port) = CLI.hostPort(order.destinationAddress, defaultPort: configuration.destinationPort) else {
+            throw MigrationError.ticketRejected("bad destination address '\(order.destinationAddress)'")
+        }
+        lock.lock()
+        let list = allowlist
+        lock.unlock()
+        var request = SourceAgent.Request(vm: order.vm, host: host, port: port, serverName: order.destinationHost,
+                                          mode: order.mode == "stop-and-copy" ? .stopAndCopy : .preCopy,
+                                          downtimeTarget: order.downtimeMs.map { $0 / 1000 }, ticket: bytes)
+        request.attestation = AttestationPolicy(allowedAgents: Set(list.agents), allowedConfigs: Set(list.configs),
+                                                allowedHypervisors: Set(list.hypervisors),
+                                                maxClockSkew: configuration.attestation.maxClockSkew)
+        return request
+    }
+
+    private func execute(_ order: MigrationOrder, _ request: SourceAgent.Request) {
+        let outcome: MigrationOutcome
+        do {
+            let report = try SourceAgent(configuration: configuration, logger: logger).migrate(request) { [self] p in
+                lock.lock()
+                running[order.id]?.progress = MigrationProgressReport(id: order.id, phase: p.phase.rawValue, round: p.round,
+                                                                      pagesLeft: p.pagesLeftInRound, bytesPerSecond: p.bytesPerSecond)
+                lock.unlock()
+            }
+            let precopy = report.rounds.filter { !$0.final }
+            lock.lock()
+            if let rate = precopy.dropFirst().map(\.dirtyRate).max() ?? precopy.first?.dirtyRate { measuredDirtyRate[order.vm] = rate }
+            lock.unlock()
+            outcome = MigrationOutcome(id: order.id, result: .committed,
+                                       detail: String(format: "committed in %d rounds, downtime %.1f ms", report.rounds.count, report.downtimeSeconds * 1000),
+                                       downtimeMs: report.downtimeSeconds * 1000, totalSeconds: report.totalSeconds, rounds: report.rounds.count)
+            logger.info("migration \(order.id) of \(order.vm) committed")
+        } catch MigrationError.cancelled {
+            outcome = MigrationOutcome(id: order.id, result: .cancelled, detail: "cancelled by the coordinator; \(order.vm) runs on the source")
+        } catch let MigrationError.commitInDoubt(why) {
+            outcome = MigrationOutcome(id: order.id, result: .inDoubt, detail: "commit in doubt: \(why)")
+        } catch {
+            logger.error("migration \(order.id) of \(order.vm) failed: \(error)")
+            outcome = MigrationOutcome(id: order.id, result: .aborted, detail: "\(error)")
+        }
+        finish(outcome)
+    }
+
+    /// Writes the outcome durably, then forgets the running migration and wakes the heartbeat.
+    private func finish(_ outcome: MigrationOutcome) {
+        let path = "\(outbox)/\(outcome.id).json"
+        do {
+            try JSONEncoder().encode(outcome).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            logger.error("cannot record the outcome of \(outcome.id): \(error)")
+        }
+        lock.lock()
+        running[outcome.id] = nil
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    private func pendingOutcomes() -> [MigrationOutcome] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: outbox)) ?? []
+        return files.filter { $0.hasSuffix(".json") }.sorted().compactMap { name in
+            FileManager.default.contents(atPath: "\(outbox)/\(name)").flatMap { try? JSONDecoder().decode(MigrationOutcome.self, from: $0) }
+        }
+    }
+}

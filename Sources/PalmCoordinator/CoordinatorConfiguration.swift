@@ -1,0 +1,61 @@
+import Foundation
+import PalmConfig
+import PalmControl
+import PalmTLS
+import PalmWire
+
+/// /etc/palm/coordinator.toml: everything `palm-coordinator serve` needs. Unknown keys are errors.
+public struct CoordinatorConfiguration: Sendable {
+    public var file: String
+    public var tls: TLSConfiguration
+    public var listenAddress: String
+    public var listenPort: UInt16
+    public var database: String
+    public var policyFile: String
+    /// Seconds a ticket stays valid after the coordinator signs it.
+    public var ticketValidity: UInt64
+    public var heartbeatInterval: Double
+    /// A host that has not reported for this long is down: it receives nothing.
+    public var hostTimeout: Double
+    /// Seconds between scheduling cycles.
+    public var schedulerInterval: Double
+    /// Balance load automatically (evacuations and requested migrations run regardless).
+    public var autoBalance: Bool
+    public var scheduler: SchedulerPolicy
+    public var allowlist: AttestationAllowlist
+
+    public static let defaultPath = "/etc/palm/coordinator.toml"
+
+    public static func load(path: String) throws -> CoordinatorConfiguration {
+        let f = try ConfigFile(path: path)
+        var policy = SchedulerPolicy()
+        policy.imbalanceThreshold = try f.double("scheduler.imbalance_threshold", default: 0.15, range: 0...1)
+        policy.minImprovement = try f.double("scheduler.min_improvement", default: 0.05, range: 0.001...1)
+        policy.holdTime = try f.double("scheduler.hold_time_s", default: 300, range: 0...86_400)
+        policy.maxLoad = try f.double("scheduler.max_load", default: 0.85, range: 0.05...1)
+        policy.maxPerHost = try f.int("scheduler.max_per_host", default: 1, range: 1...64)
+        policy.maxConcurrent = try f.int("scheduler.max_concurrent", default: 4, range: 1...4096)
+        policy.linkRate = Double(try f.bytes("scheduler.link_rate", default: 1_000_000_000))
+        let config = CoordinatorConfiguration(
+            file: path, tls: try .load(f),
+            listenAddress: try f.string("listen.address", default: "0.0.0.0"),
+            listenPort: UInt16(try f.int("listen.port", default: 7400, range: 0...65535)),
+            database: try f.string("state.database", default: "/var/lib/palm/coordinator/palm.sqlite"),
+            policyFile: try f.string("access.policy", default: "/etc/palm/policy.toml"),
+            ticketValidity: UInt64(try f.int("tickets.validity_s", default: 300, range: 5...86_400)),
+            heartbeatInterval: try f.double("agents.heartbeat_interval_s", default: 5, range: 0.05...3600),
+            hostTimeout: try f.double("agents.host_timeout_s", default: 30, range: 0.2...86_400),
+            schedulerInterval: try f.double("scheduler.interval_s", default: 10, range: 0.05...3600),
+            autoBalance: try f.bool("scheduler.auto_balance", default: true),
+            scheduler: policy,
+            allowlist: AttestationAllowlist(
+                agents: try f.stringArray("attestation.allowed_agents").map { $0.lowercased() },
+                configs: try f.stringArray("attestation.allowed_configs").map { $0.lowercased() },
+                hypervisors: try f.stringArray("attestation.allowed_hypervisors")))
+        for v in config.allowlist.agents + config.allowlist.configs where Digest32(hex: v) == nil {
+            throw ConfigError.invalidValue(file: path, key: "attestation", reason: "'\(v)' is not a SHA-256 in hex")
+        }
+        try f.finish()
+        return config
+    }
+}

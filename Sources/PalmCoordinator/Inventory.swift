@@ -1,0 +1,195 @@
+import Foundation
+import GRDB
+import PalmControl
+import PalmTLS
+
+/// Hosts and VMs as the agents report them, and what a heartbeat changes.
+///
+/// Reconciliation rules (applied in the heartbeat's transaction, so a restarted coordinator or a
+/// restarted agent converges on the truth the agents report):
+/// - an outcome the agent reports finalises its migration once; repeats are acknowledged and ignored;
+/// - a `running` migration its source agent neither runs nor reports ended when the agent was
+///   restarted: the VM's location decides — still on the source and running: aborted; on the
+///   destination: committed; otherwise in-doubt until one of the two reports it;
+/// - an in-doubt migration whose VM the destination reports is committed; one whose VM runs (not
+///   paused) on the source again was aborted by `palm-source recover`.
+extension CoordinatorService {
+    func heartbeat(_ report: HostReport, from caller: CertificateIdentity) throws -> AgentOrders {
+        guard let name = caller.commonName, !name.isEmpty else { throw ServiceError.badArgument("the agent certificate has no CN") }
+        let now = clock()
+        let actor = CoordinatorService.actor(caller)
+        var orders = AgentOrders(allowlist: settings.allowlist, heartbeatInterval: settings.heartbeatInterval)
+        try store.queue.write { db in
+            try db.execute(sql: """
+                INSERT INTO host (name, fingerprint, address, destination_address, cpus, cpu_load, memory_total, memory_used, last_heartbeat)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint, address = excluded.address,
+                  destination_address = excluded.destination_address, cpus = excluded.cpus, cpu_load = excluded.cpu_load,
+                  memory_total = excluded.memory_total, memory_used = excluded.memory_used, last_heartbeat = excluded.last_heartbeat
+                """, arguments: [name, caller.fingerprint.hex, hostPart(report.destinationAddress), report.destinationAddress,
+                                 report.cpus, report.cpuLoad, report.memoryTotal, report.memoryUsed, now])
+            try updateVMs(db, host: name, report.vms)
+
+            for outcome in report.outcomes {
+                try apply(outcome, db, source: name, actor: actor, now: now)
+                orders.acknowledged.append(outcome.id)
+            }
+            let active = Set(report.active.map(\.id))
+            for p in report.active {
+                try db.execute(sql: """
+                    UPDATE migration SET phase = ?, round = ?, pages_left = ?, rate = ?, updated = ? WHERE id = ? AND source = ?
+                    """, arguments: [p.phase, p.round, Int64(clamping: p.pagesLeft), p.bytesPerSecond, now, p.id, name])
+            }
+            try reconcile(db, host: name, active: active, reported: Set(report.outcomes.map(\.id)), vms: report.vms, actor: actor, now: now)
+
+            // Orders: every ticketed migration of this source, unless its ticket expired meanwhile.
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE source = ? AND state = 'ticketed' ORDER BY created", arguments: [name]) {
+                let m = try MigrationRecord(row: row)
+                if let expires = row["ticket_expires"] as Double?, expires <= now {
+                    try transition(db, m.id, from: .ticketed, to: .aborted, detail: "the ticket expired before \(name) asked for its orders", now: now)
+                    continue
+                }
+                guard let ticket = row["ticket"] as String?,
+                      let address = try String.fetchOne(db, sql: "SELECT destination_address FROM host WHERE name = ?", arguments: [m.destination]) else { continue }
+                orders.start.append(MigrationOrder(id: m.id, vm: m.vm, destinationHost: m.destination, destinationAddress: address,
+                                                   ticket: ticket, mode: m.mode, downtimeMs: row["downtime_target_ms"]))
+                try transition(db, m.id, from: .ticketed, to: .running, detail: "handed to the source agent", now: now)
+                try audit.append(in: db, actor: actor, role: "agent", action: "migration.start", target: m.vm, allowed: true,
+                                 detail: "\(m.id): order handed to \(name) → \(m.destination) at \(address)")
+            }
+            orders.cancel = try String.fetchAll(db, sql: "SELECT id FROM migration WHERE source = ? AND state = 'running' AND cancel_requested = 1",
+                                                arguments: [name])
+        }
+        if !orders.start.isEmpty || !report.outcomes.isEmpty { onWork() }
+        return orders
+    }
+
+    private func hostPart(_ address: String) -> String {
+        if address.hasPrefix("["), let end = address.firstIndex(of: "]") { return String(address[address.index(after: address.startIndex)..<end]) }
+        return address.split(separator: ":").first.map(String.init) ?? address
+    }
+
+    private func updateVMs(_ db: Database, host: String, _ vms: [VMReport]) throws {
+        let names = Set(vms.map(\.name))
+        for existing in try String.fetchAll(db, sql: "SELECT name FROM vm WHERE host = ?", arguments: [host]) where !names.contains(existing) {
+            try db.execute(sql: "DELETE FROM vm WHERE name = ? AND host = ?", arguments: [existing, host])
+        }
+        for vm in vms {
+            try db.execute(sql: """
+                INSERT INTO vm (name, host, memory_bytes, dirty_rate, cpu) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET host = excluded.host, memory_bytes = excluded.memory_bytes,
+                  dirty_rate = excluded.dirty_rate, cpu = excluded.cpu
+                """, arguments: [vm.name, host, vm.memoryBytes, vm.dirtyRate, vm.cpu])
+        }
+    }
+
+    private func apply(_ outcome: MigrationOutcome, _ db: Database, source: String, actor: String, now: Double) throws {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM migration WHERE id = ? AND source = ?", arguments: [outcome.id, source]) else { return }
+        let m = try MigrationRecord(row: row)
+        let next: MigrationRecordState
+        switch outcome.result {
+        case .committed: next = .committed
+        case .aborted: next = .aborted
+        case .cancelled: next = .cancelled
+        case .inDoubt: next = .inDoubt
+        }
+        guard m.state != next, (try? m.state.moving(to: next)) != nil else { return }
+        try transition(db, m.id, from: m.state, to: next, detail: outcome.detail, now: now)
+        try db.execute(sql: "UPDATE migration SET downtime_ms = ?, total_seconds = ?, rounds = ?, phase = NULL WHERE id = ?",
+                       arguments: [outcome.downtimeMs, outcome.totalSeconds, outcome.rounds, m.id])
+        if next == .committed { try movedVM(db, m, now: now) }
+        try audit.append(in: db, actor: actor, role: "agent", action: "migration.\(next.rawValue)", target: m.vm, allowed: true,
+                         detail: "\(m.id): \(m.source) → \(m.destination): \(outcome.detail)")
+    }
+
+    private func movedVM(_ db: Database, _ m: MigrationRecord, now: Double) throws {
+        try db.execute(sql: "UPDATE vm SET host = ?, last_moved = ? WHERE name = ?", arguments: [m.destination, now, m.vm])
+        try finishEvacuationIfDrained(db, host: m.source, now: now)
+    }
+
+    private func reconcile(_ db: Database, host: String, active: Set<String>, reported: Set<String>, vms: [VMReport],
+                           actor: String, now: Double) throws {
+        let here = Set(vms.map(\.name))
+        // This host's own running migrations that its agent no longer knows.
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE source = ? AND state = 'running'", arguments: [host]) {
+            let m = try MigrationRecord(row: row)
+            guard !active.contains(m.id), !reported.contains(m.id) else { continue }
+            let onDest = try Bool.fetchOne(db, sql: "SELECT 1 FROM vm WHERE name = ? AND host = ?", arguments: [m.vm, m.destination]) ?? false
+            let (next, why): (MigrationRecordState, String) =
+                here.contains(m.vm) ? (.aborted, "the source agent restarted; the VM runs on the source")
+                : onDest ? (.committed, "the source agent restarted; the destination runs the VM")
+                : (.inDoubt, "the source agent no longer knows it and no host reports the VM yet")
+            try transition(db, m.id, from: .running, to: next, detail: why, now: now)
+            if next == .committed { try movedVM(db, m, now: now) }
+            try audit.append(in: db, actor: "coordinator", role: "coordinator", action: "migration.\(next.rawValue)", target: m.vm,
+                             allowed: true, detail: "\(m.id): reconciled: \(why)")
+        }
+        // In-doubt migrations this host's inventory settles.
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE state = 'in-doubt' AND (source = ? OR destination = ?)", arguments: [host, host]) {
+            let m = try MigrationRecord(row: row)
+            guard let vm = vms.first(where: { $0.name == m.vm }) else { continue }
+            let next: MigrationRecordState = host == m.destination ? .committed : .aborted
+            if next == .aborted && vm.paused { continue }
+            let why = next == .committed ? "\(host) reports the VM" : "the VM runs on the source again"
+            try transition(db, m.id, from: .inDoubt, to: next, detail: why, now: now)
+            if next == .committed { try movedVM(db, m, now: now) }
+            try audit.append(in: db, actor: actor, role: "agent", action: "migration.\(next.rawValue)", target: m.vm,
+                             allowed: true, detail: "\(m.id): reconciled: \(why)")
+        }
+    }
+
+    func setMaintenance(host: String, on: Bool, actor: String) throws {
+        try store.queue.write { db in
+            try db.execute(sql: "UPDATE host SET maintenance = ?, evacuating = CASE WHEN ? THEN evacuating ELSE 0 END WHERE name = ?",
+                           arguments: [on, on, host])
+            guard db.changesCount == 1 else { throw ServiceError.noSuchHost(host) }
+        }
+    }
+
+    /// Puts `host` into maintenance and drains it: every scheduling cycle moves what the limits allow.
+    func startEvacuation(host: String, actor: String) throws {
+        try store.queue.write { db in
+            try db.execute(sql: "UPDATE host SET maintenance = 1, evacuating = 1 WHERE name = ?", arguments: [host])
+            guard db.changesCount == 1 else { throw ServiceError.noSuchHost(host) }
+            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vm WHERE host = ?", arguments: [host]) ?? 0
+            try audit.append(in: db, actor: actor, role: "operator", action: "evacuation.started", target: host, allowed: true,
+                             detail: "\(count) VMs to move; \(host) is in maintenance")
+        }
+    }
+
+    func finishEvacuationIfDrained(_ db: Database, host: String, now: Double) throws {
+        guard try Bool.fetchOne(db, sql: "SELECT evacuating FROM host WHERE name = ?", arguments: [host]) == true,
+              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vm WHERE host = ?", arguments: [host]) == 0 else { return }
+        try db.execute(sql: "UPDATE host SET evacuating = 0 WHERE name = ?", arguments: [host])
+        try audit.append(in: db, actor: "coordinator", role: "coordinator", action: "evacuation.done", target: host, allowed: true,
+                         detail: "\(host) holds no VMs; it stays in maintenance")
+    }
+
+    func hostRows() throws -> [[String: String]] {
+        let now = clock()
+        return try store.queue.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT h.*, (SELECT COUNT(*) FROM vm WHERE vm.host = h.name) AS vms FROM host h ORDER BY name
+                """).map { r -> [String: String] in
+                let last = r["last_heartbeat"] as Double?
+                let up = last.map { now - $0 <= settings.hostTimeout } ?? false
+                let state = (r["evacuating"] as Bool) ? "evacuating" : (r["maintenance"] as Bool) ? "maintenance" : up ? "up" : "down"
+                let total = r["memory_total"] as Int64, used = r["memory_used"] as Int64
+                return ["host": r["name"], "address": r["destination_address"], "state": state,
+                        "maintenance": (r["maintenance"] as Bool) ? "on" : "off",
+                        "cpu": String(format: "%.0f%%", (r["cpu_load"] as Double) * 100),
+                        "memory": "\(used >> 20)/\(total >> 20) MiB", "vms": "\(r["vms"] as Int64)",
+                        "fingerprint": String((r["fingerprint"] as String).prefix(16))]
+            }
+        }
+    }
+
+    func vmRows() throws -> [[String: String]] {
+        try store.queue.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM vm ORDER BY name").map { r in
+                ["vm": r["name"], "host": r["host"], "memory": "\((r["memory_bytes"] as Int64) >> 20) MiB",
+                 "dirty_pages_s": String(format: "%.0f", r["dirty_rate"] as Double), "cpu": String(format: "%.2f", r["cpu"] as Double)]
+            }
+        }
+    }
+}

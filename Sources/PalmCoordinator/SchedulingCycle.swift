@@ -1,0 +1,108 @@
+import Foundation
+import GRDB
+import PalmSecurity
+import PalmWire
+
+/// One scheduling cycle, in one transaction: expire stale tickets, ticket the operators' requests
+/// that have free slots, then let the ``Scheduler`` plan evacuations and balance moves and ticket
+/// those. Agents pick their tickets up with their next heartbeat.
+extension CoordinatorService {
+    /// Loads the cluster as the scheduler sees it.
+    func snapshot(_ db: Database, now: Double) throws -> ClusterSnapshot {
+        let hosts = try Row.fetchAll(db, sql: "SELECT * FROM host ORDER BY name").map { r in
+            ClusterSnapshot.Host(name: r["name"], cpus: Double(r["cpus"] as Int64), cpuLoad: r["cpu_load"],
+                                 memoryTotal: UInt64(r["memory_total"] as Int64), memoryUsed: UInt64(r["memory_used"] as Int64),
+                                 up: (r["last_heartbeat"] as Double?).map { now - $0 <= settings.hostTimeout } ?? false,
+                                 maintenance: r["maintenance"], evacuating: r["evacuating"])
+        }
+        let vms = try Row.fetchAll(db, sql: "SELECT * FROM vm").map { r in
+            ClusterSnapshot.VM(name: r["name"], host: r["host"], memoryBytes: UInt64(r["memory_bytes"] as Int64),
+                               dirtyRate: r["dirty_rate"], cpu: r["cpu"], lastMoved: r["last_moved"])
+        }
+        let inFlight = try Row.fetchAll(db, sql: "SELECT vm, source, destination FROM migration WHERE state IN \(CoordinatorService.activeStates)")
+            .map { ClusterSnapshot.InFlight(vm: $0["vm"], source: $0["source"], destination: $0["destination"]) }
+        return ClusterSnapshot(hosts: hosts, vms: vms, inFlight: inFlight)
+    }
+
+    /// What a cycle would do now, changing nothing (`rebalance --dry-run`).
+    func dryRunPlan() throws -> Scheduler.Plan {
+        let now = clock()
+        let snap = try store.queue.read { try snapshot($0, now: now) }
+        return Scheduler(policy: settings.scheduler).plan(snap, now: now, balance: true)
+    }
+
+    /// Runs one cycle and returns its plan (the moves it ticketed and its notes).
+    @discardableResult
+    public func runCycle(balance: Bool? = nil, requestedBy: String = "scheduler") throws -> Scheduler.Plan {
+        let now = clock()
+        return try store.queue.write { db in
+            for id in try String.fetchAll(db, sql: "SELECT id FROM migration WHERE state = 'ticketed' AND ticket_expires <= ?", arguments: [now]) {
+                try transition(db, id, from: .ticketed, to: .aborted, detail: "the ticket expired before the source agent asked for it", now: now)
+            }
+            var snap = try snapshot(db, now: now)
+            var notes: [String] = []
+            try ticketRequested(db, &snap, notes: &notes, now: now)
+            let waiting = Set(try String.fetchAll(db, sql: "SELECT vm FROM migration WHERE state = 'requested'"))
+            snap.vms.removeAll { waiting.contains($0.name) }
+            var plan = Scheduler(policy: settings.scheduler).plan(snap, now: now, balance: balance ?? settings.autoBalance)
+            for move in plan.moves {
+                let id = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255) })
+                try db.execute(sql: """
+                    INSERT INTO migration (id, vm, source, destination, state, reason, requested_by, created, updated, kind, mode)
+                    VALUES (?, ?, ?, ?, 'requested', ?, ?, ?, ?, ?, 'pre-copy')
+                    """, arguments: [id, move.vm, move.from, move.to, move.reason, requestedBy, now, now, move.kind.rawValue])
+                try audit.append(in: db, actor: requestedBy, role: "coordinator", action: "migration.planned", target: move.vm,
+                                 allowed: true, detail: "\(id): \(move.kind.rawValue) \(move.from) → \(move.to): \(move.reason)")
+                try ticket(db, id: id, now: now)
+            }
+            plan.notes = notes + plan.notes
+            return plan
+        }
+    }
+
+    /// Tickets operators' requests, oldest first, while both hosts and the cluster have slots.
+    private func ticketRequested(_ db: Database, _ snap: inout ClusterSnapshot, notes: inout [String], now: Double) throws {
+        let policy = settings.scheduler
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE state = 'requested' ORDER BY created") {
+            let m = try MigrationRecord(row: row)
+            guard let dest = snap.hosts.first(where: { $0.name == m.destination }),
+                  snap.vms.contains(where: { $0.name == m.vm && $0.host == m.source }) else {
+                try transition(db, m.id, from: .requested, to: .aborted, detail: "\(m.vm) is no longer on \(m.source) or \(m.destination) is gone", now: now)
+                continue
+            }
+            guard dest.up && !dest.maintenance else {
+                try transition(db, m.id, from: .requested, to: .aborted,
+                               detail: "\(m.destination) \(dest.maintenance ? "is in maintenance" : "is down")", now: now)
+                continue
+            }
+            let flying = snap.inFlight
+            func busy(_ h: String) -> Int { flying.filter { $0.source == h || $0.destination == h }.count }
+            guard flying.count < policy.maxConcurrent, busy(m.source) < policy.maxPerHost, busy(m.destination) < policy.maxPerHost else {
+                notes.append("\(m.id.prefix(8)) (\(m.vm)) waits for a free migration slot")
+                continue
+            }
+            try ticket(db, id: m.id, now: now)
+            snap.inFlight.append(.init(vm: m.vm, source: m.source, destination: m.destination))
+        }
+    }
+
+    /// Signs the ticket of a requested migration and records its nonce: from here its source agent
+    /// receives it with its next heartbeat.
+    private func ticket(_ db: Database, id: String, now: Double) throws {
+        guard let issuer else { throw ServiceError.refused("this coordinator has no ticket key") }
+        guard let row = try Row.fetchOne(db, sql: """
+            SELECT m.vm, v.memory_bytes, s.fingerprint AS sfp, d.fingerprint AS dfp FROM migration m
+            JOIN vm v ON v.name = m.vm JOIN host s ON s.name = m.source JOIN host d ON d.name = m.destination WHERE m.id = ?
+            """, arguments: [id]),
+              let source = Digest32(hex: row["sfp"]), let dest = Digest32(hex: row["dfp"]), let mid = Hex.decode(id) else {
+            throw ServiceError.refused("migration \(id) refers to an unknown VM or host")
+        }
+        let t = try issuer.issue(vm: row["vm"], memoryBytes: UInt64(row["memory_bytes"] as Int64), source: source, destination: dest,
+                                 now: UInt64(now), validity: settings.ticketValidity, migrationID: mid)
+        try db.execute(sql: "INSERT INTO ticket_nonce (nonce, migration, expires) VALUES (?, ?, ?)",
+                       arguments: [t.nonce.hex, id, Double(t.notAfter)])
+        try db.execute(sql: "UPDATE migration SET ticket = ?, ticket_expires = ? WHERE id = ?",
+                       arguments: [Hex.encode(t.encoded()), Double(t.notAfter), id])
+        try transition(db, id, from: .requested, to: .ticketed, detail: "ticket signed, valid \(settings.ticketValidity) s", now: now)
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import PalmCoordinator
+import PalmSecurity
+import PalmTLS
+import PalmWire
+
+struct Audit: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The audit log.", subcommands: [Verify.self])
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check the audit chain: names the first entry that was edited, reordered or deleted.")
+        @Option(help: "The coordinator database.") var db: String = "/var/lib/palm/coordinator/palm.sqlite"
+        @Option(help: "The coordinator's certificate (PEM).") var coordinatorCert: String = "/etc/palm/tls/coordinator.pem"
+
+        func run() throws {
+            do {
+                guard FileManager.default.fileExists(atPath: db) else { throw ValidationError("no database at \(db)") }
+                let log = AuditLog(store: try CoordinatorStore(path: db), key: nil)
+                let n = try log.verify(coordinatorKey: try VerifyingKey(certificateFile: coordinatorCert))
+                print("audit log intact: \(n) entries, every hash chained and signed by the coordinator")
+            } catch let e as ValidationError {
+                throw e
+            } catch let e as AuditLog.AuditError {
+                FileHandle.standardError.write(Data("palm-coordinator: AUDIT LOG TAMPERED: \(e)\n".utf8))
+                throw ExitCode(1)
+            } catch {
+                FileHandle.standardError.write(Data("palm-coordinator: error: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+    }
+}
+
+struct Ticket: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Migration tickets.", subcommands: [Issue.self])
+
+    struct Issue: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sign a migration ticket offline with the coordinator key (the daemon uses the same code).")
+        @Option(help: "The coordinator's private key (PEM, ECDSA).") var key: String
+        @Option(help: "The VM to migrate.") var vm: String
+        @Option(help: "The VM's memory in bytes (or with K/M/G).") var memory: String
+        @Option(help: "The source host's certificate (PEM).") var sourceCert: String
+        @Option(help: "The destination host's certificate (PEM).") var destCert: String
+        @Option(help: "Seconds the ticket stays valid.") var validity: UInt64 = 300
+        @Option(help: "Where to write the ticket.") var out: String
+
+        func run() throws {
+            guard let bytes = ByteSize.parse(memory), bytes > 0 else { throw ValidationError("--memory: '\(memory)' is not a size") }
+            guard validity > 0, validity <= 86_400 else { throw ValidationError("--validity must be 1…86400 seconds") }
+            do {
+                let issuer = TicketIssuer(key: try SigningKey(pemFile: key))
+                let ticket = try issuer.issue(vm: vm, memoryBytes: bytes,
+                                              source: try CertificateIdentity.load(pemFile: sourceCert).fingerprint,
+                                              destination: try CertificateIdentity.load(pemFile: destCert).fingerprint,
+                                              now: UInt64(Date().timeIntervalSince1970), validity: validity)
+                guard FileManager.default.createFile(atPath: out, contents: Data(ticket.encoded()),
+                                                     attributes: [.posixPermissions: 0o600]) else {
+                    throw ValidationError("cannot write '\(out)'")
+                }
+                print("ticket \(ticket.id) for \(vm): valid \(validity) s, written to \(out)")
+            } catch let e as ValidationError {
+                throw e
+            } catch {
+                FileHandle.standardError.write(Data("palm-coordinator: error: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
+    }
+}
