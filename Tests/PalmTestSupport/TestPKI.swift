@@ -66,6 +66,15 @@ public final class TestPKI: @unchecked Sendable {
                                                     handshakeTimeout: handshakeTimeout, ioTimeout: ioTimeout))
     }
 
+    /// Mints (once) a host certificate for `name` carrying `ip`, with `role`.
+    public func mintHost(_ name: String, ip: String, role: String = "agent") throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !FileManager.default.fileExists(atPath: cert(name)) else { return }
+        try ca("--dir", ca, "host", name, "--ip", ip, "--role", role)
+    }
+    private let lock = NSLock()
+
     private func ca(_ args: String...) throws { try run(TestPKI.palmCA, args) }
     private func run(_ tool: String, _ args: String...) throws { try run(tool, args) }
 

@@ -1,0 +1,195 @@
+import Foundation
+import PalmHypervisor
+
+/// Hosts in their own network namespaces, joined by a bridge in the root namespace where the
+/// coordinator listens: each host runs `palm-source serve` and `palm-dest serve` over its own
+/// address and its own sim root. Addresses are 10.213.N.0/24, assigned here; nothing leaves them.
+public final class NetnsCluster: @unchecked Sendable {
+    public struct Host {
+        public let name: String
+        public let namespace: String
+        public let address: String
+        public let root: String
+        public let dir: String
+        public var hypervisor: SimHypervisor {
+            get throws { try SimHypervisor(root: root, memoryLimitBytes: 1 << 40, guestBinary: SimCluster.bin("palm-simguest")) }
+        }
+    }
+
+    public let pki = TestPKI.shared
+    public let tag: String
+    public let bridge: String
+    public let bridgeAddress: String
+    public private(set) var hosts: [Host] = []
+    public private(set) var coordinator: CoordinatorProcess!
+    private var agents: [Process] = []
+    private let dir: String
+
+    /// Creates the namespaces, certificates, configurations and the coordinator (not started).
+    public init(hosts count: Int, memoryLimit: String, scheduler: String) throws {
+        let n = Int(getpid() % 200) + 20
+        tag = "p\(n)"
+        bridge = "palmbr\(n)"
+        bridgeAddress = "10.213.\(n).1"
+        dir = NSTemporaryDirectory() + "palm-netns-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        teardownNetwork(count)
+        try ip("link", "add", bridge, "type", "bridge")
+        try ip("addr", "add", "\(bridgeAddress)/24", "dev", bridge)
+        try ip("link", "set", bridge, "up")
+        try pki.mintHost("coord-\(tag)", ip: bridgeAddress, role: "coordinator")
+        var configs: [String] = []
+        for i in 1...count {
+            let name = "h\(i)-\(tag)", ns = "palm-\(tag)-h\(i)", address = "10.213.\(n).\(10 + i)"
+            try ip("netns", "add", ns)
+            try ip("link", "add", "\(tag)h\(i)", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            try ip("link", "set", "\(tag)h\(i)", "master", bridge)
+            try ip("link", "set", "\(tag)h\(i)", "up")
+            try ip("-n", ns, "addr", "add", "\(address)/24", "dev", "eth0")
+            try ip("-n", ns, "link", "set", "eth0", "up")
+            try ip("-n", ns, "link", "set", "lo", "up")
+            try pki.mintHost(name, ip: address)
+            let host = Host(name: name, namespace: ns, address: address, root: "/dev/shm/palm-\(tag)-h\(i)-\(UUID().uuidString.prefix(4))",
+                            dir: "\(dir)/h\(i)")
+            try FileManager.default.createDirectory(atPath: host.dir, withIntermediateDirectories: true)
+            let common = """
+            [tls]
+            certificate = "\(pki.cert(name))"
+            key = "\(pki.key(name))"
+            ca = "\(pki.caCert)"
+            [hypervisor]
+            driver = "sim"
+            [sim]
+            root = "\(host.root)"
+            memory_limit = "\(memoryLimit)"
+
+            """
+            try (common + """
+            [listen]
+            address = "\(address)"
+            port = 7410
+            [security]
+            coordinator_certificate = "\(pki.cert("coord-\(tag)"))"
+            [state]
+            directory = "\(host.dir)/dest-state"
+            """).write(toFile: host.dir + "/dest.toml", atomically: true, encoding: .utf8)
+            try (common + """
+            [state]
+            directory = "\(host.dir)/source-state"
+            [coordinator]
+            address = "\(bridgeAddress):PORT"
+            certificate = "\(pki.cert("coord-\(tag)"))"
+            advertise = "\(address):7410"
+            """).write(toFile: host.dir + "/source.toml", atomically: true, encoding: .utf8)
+            configs.append(host.dir + "/dest.toml")
+            hosts.append(host)
+        }
+        // The coordinator distributes exactly what the destinations measure.
+        var agentsAllowed = Set<String>(), configsAllowed = Set<String>(), hypervisors = Set<String>()
+        for c in configs {
+            let r = try ProcessRunner.run(SimCluster.bin("palm-dest"), ["measure", "--config", c])
+            guard r.status == 0 else { throw SimClusterError.command("palm-dest measure: \(r.stderr)") }
+            for line in r.stdout.split(separator: "\n") {
+                let value = line.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+                if line.hasPrefix("allowed_agents") { agentsAllowed.insert(value) }
+                if line.hasPrefix("allowed_configs") { configsAllowed.insert(value) }
+                if line.hasPrefix("allowed_hypervisors") { hypervisors.insert(value) }
+            }
+        }
+        func list(_ s: Set<String>) -> String { "[" + s.sorted().map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
+        coordinator = try CoordinatorProcess(pki: pki, address: bridgeAddress, cert: "coord-\(tag)", extra: """
+            [agents]
+            heartbeat_interval_s = 0.2
+            host_timeout_s = 10
+            [scheduler]
+            interval_s = 0.3
+            \(scheduler)
+            [attestation]
+            allowed_agents = \(list(agentsAllowed))
+            allowed_configs = \(list(configsAllowed))
+            allowed_hypervisors = \(list(hypervisors))
+            """)
+    }
+
+    deinit { shutdown() }
+
+    /// Starts the coordinator, then both agents on every host.
+    public func start() throws {
+        try coordinator.start()
+        for host in hosts {
+            let path = host.dir + "/source.toml"
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            try text.replacingOccurrences(of: ":PORT\"", with: ":\(coordinator.port)\"").write(toFile: path, atomically: true, encoding: .utf8)
+            agents.append(try spawn(host, ["palm-dest", "serve", "--config", host.dir + "/dest.toml"], log: host.dir + "/dest.log"))
+            agents.append(try spawn(host, ["palm-source", "serve", "--config", path], log: host.dir + "/source.log"))
+        }
+    }
+
+    private func spawn(_ host: Host, _ command: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        p.arguments = ["netns", "exec", host.namespace, SimCluster.bin(command[0])] + command.dropFirst()
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    /// What an agent logged so far (for failure messages).
+    public func agentLog(_ host: Host, _ which: String) -> String {
+        (try? String(contentsOfFile: "\(host.dir)/\(which).log", encoding: .utf8)) ?? ""
+    }
+
+    /// Runs an operator command as alice against the coordinator.
+    public func cli(_ args: [String], as who: String = "alice") throws -> ProcessRunner.Result {
+        try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args + [
+            "--server", "\(bridgeAddress):\(coordinator.port)", "--cert", pki.cert(who), "--key", pki.key(who), "--ca", pki.caCert])
+    }
+
+    /// `vms --json` as a VM → host map.
+    public func placement() throws -> [String: String] {
+        let r = try cli(["vms", "--json"])
+        guard r.status == 0 else { throw SimClusterError.command("vms: \(r.stderr)") }
+        let rows = try JSONDecoder().decode([[String: String]].self, from: Data(r.stdout.utf8))
+        return Dictionary(rows.compactMap { row in row["vm"].flatMap { v in row["host"].map { (v, $0) } } }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Polls `condition` every 100 ms until it holds or `timeout` passes.
+    public func await(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while Date() < deadline {
+            if try condition() { return true }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return try condition()
+    }
+
+    /// Where `vm`'s guest process runs now (every host checked).
+    public func runningOn(_ vm: String) throws -> [String] {
+        try hosts.filter { try $0.hypervisor.guestPID(vm: vm) != nil }.map(\.name)
+    }
+
+    public func shutdown() {
+        for p in agents where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        agents = []
+        coordinator?.kill()
+        for host in hosts {
+            if let h = try? host.hypervisor { for vm in (try? h.listVMs()) ?? [] { try? h.destroy(vm: vm.name) } }
+            try? FileManager.default.removeItem(atPath: host.root)
+        }
+        teardownNetwork(hosts.count)
+        hosts = []
+    }
+
+    private func teardownNetwork(_ count: Int) {
+        for i in 1...max(count, 1) { _ = try? ProcessRunner.run("/usr/sbin/ip", ["netns", "del", "palm-\(tag)-h\(i)"]) }
+        _ = try? ProcessRunner.run("/usr/sbin/ip", ["link", "del", bridge])
+    }
+
+    private func ip(_ args: String...) throws {
+        let r = try ProcessRunner.run("/usr/sbin/ip", args)
+        guard r.status == 0 else { throw SimClusterError.command("ip \(args.joined(separator: " ")): \(r.stderr)") }
+    }
+}
