@@ -87,8 +87,8 @@ let package = Package(
             "PalmHypervisor", "PalmWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
-            "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor",
-            .product(name: "Logging", package: "swift-log"),
+            "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl",
+            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

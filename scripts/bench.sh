@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: print measurements and ratios measured in this one run. Nothing here asserts speed.
-#   scripts/bench.sh [tls|migration|protection]      (default: all)
+#   scripts/bench.sh [tls|migration|protection|coordinator]      (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -179,10 +179,53 @@ bench_protection() {
   awk -v p="$p" -v q="$q" 'BEGIN { printf "  engine with TLS only %.2f s; protected (ticket, attestation, signed manifest/READY/COMMIT, journal, evidence) %.2f s; ratio %.3f\n", p, q, q/p }'
 }
 
+# The coordinator at cluster scale: one scheduling cycle over 1,000 hosts × 20,000 VMs, the
+# heartbeats per second a daemon sustains from 1,000 agents (each with its own certificate and
+# connection), and the daemon's memory at that size.
+bench_coordinator() {
+  local agents=${AGENTS:-1000}
+  echo "== Coordinator: one scheduling cycle, 1,000 hosts × 20,000 VMs (real SQLite database) =="
+  "$BENCH" scheduler-cycle --key "$COORD_KEY" --hosts 1000 --vms 20000 | sed 's/^/  /'
+
+  echo "== Coordinator: heartbeats from $agents agents =="
+  # Agent certificates are minted once and kept (minting 1,000 takes about a minute).
+  local pki=.build/bench-agents
+  if [ ! -f "$pki/issued/agent-$((agents - 1)).pem" ]; then
+    rm -rf "$pki"; certs/palm-ca --dir "$pki" init >/dev/null 2>&1
+    certs/palm-ca --dir "$pki" host bench-coordinator --role coordinator --ip 127.0.0.1 >/dev/null 2>&1
+    for i in $(seq 0 $((agents - 1))); do certs/palm-ca --dir "$pki" host "agent-$i" >/dev/null 2>&1; done
+  fi
+  cat > "$WORK/coordinator.toml" <<EOT
+[tls]
+certificate = "$pki/issued/bench-coordinator.pem"
+key = "$pki/issued/bench-coordinator.key"
+ca = "$pki/ca.pem"
+[listen]
+address = "127.0.0.1"
+port = 0
+[state]
+database = "$WORK/coordinator.sqlite"
+[access]
+policy = "deploy/policy.toml"
+[scheduler]
+auto_balance = false
+EOT
+  ulimit -n 8192
+  "$BIN/palm-coordinator" serve --config "$WORK/coordinator.toml" > "$WORK/coord.out" 2> "$WORK/coord.err" &
+  local cpid=$!
+  until grep -q listening "$WORK/coord.out" 2>/dev/null; do kill -0 $cpid || { cat "$WORK/coord.err"; return 1; }; sleep 0.1; done
+  local cport; cport=$(sed 's/.*://' "$WORK/coord.out")
+  "$BENCH" heartbeats --server "127.0.0.1:$cport" --certs "$pki/issued" --ca "$pki/ca.pem" --agents "$agents" --seconds 10 | sed 's/^/  /'
+  awk '/VmHWM|VmRSS/ {printf "  palm-coordinator %s %.0f MiB\n", $1, $2/1024}' /proc/$cpid/status
+  echo "  database: $(du -m "$WORK/coordinator.sqlite" | cut -f1) MiB (+WAL $(du -m "$WORK/coordinator.sqlite-wal" 2>/dev/null | cut -f1) MiB)"
+  kill $cpid; wait $cpid 2>/dev/null || true
+}
+
 case "$WHICH" in
   tls) bench_tls;;
   migration) bench_migration;;
   protection) bench_protection;;
-  all) bench_tls; bench_migration; bench_protection;;
-  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, protection, all)" >&2; exit 2;;
+  coordinator) bench_coordinator;;
+  all) bench_tls; bench_migration; bench_protection; bench_coordinator;;
+  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, protection, coordinator, all)" >&2; exit 2;;
 esac

@@ -25,7 +25,7 @@ extension CoordinatorService {
     }
 
     /// What a cycle would do now, changing nothing (`rebalance --dry-run`).
-    func dryRunPlan() throws -> Scheduler.Plan {
+    public func dryRunPlan() throws -> Scheduler.Plan {
         let now = clock()
         let snap = try store.queue.read { try snapshot($0, now: now) }
         return Scheduler(policy: settings.scheduler).plan(snap, now: now, balance: true)
