@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job: a local two-host palm cluster with the sim hypervisor. Host A runs a VM whose
-# workload keeps dirtying memory; palm-source live-migrates it to host B's palm-dest over mutual
-# TLS 1.3; the report shows every round. Everything it creates is removed at the end.
+# The main job: a local two-host palm cluster with the sim hypervisor, driven by the coordinator.
+# Host A runs a VM whose workload keeps dirtying memory; an operator asks palm-coordinator to move
+# it to host B; the coordinator signs a ticket, host A's palm-source takes the order with its next
+# heartbeat and live-migrates the VM to host B's palm-dest over mutual TLS 1.3 after B attested
+# itself. Everything it creates is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PALM_BIN:-.build/release}
@@ -11,9 +13,9 @@ done
 
 W=$(mktemp -d /tmp/palm-demo.XXXXXX)
 ROOT_A=/dev/shm/palm-demo-$$-a ROOT_B=/dev/shm/palm-demo-$$-b
-DEST_PID=""
+PIDS=()
 cleanup() {
-  if [ -n "$DEST_PID" ]; then kill "$DEST_PID" 2>/dev/null || true; wait "$DEST_PID" 2>/dev/null || true; fi
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   for r in "$ROOT_A" "$ROOT_B"; do
     for vm in $("$BIN/palm-simguest" list --root "$r" 2>/dev/null | cut -f1); do
       "$BIN/palm-simguest" destroy "$vm" --root "$r" || true
@@ -25,65 +27,84 @@ cleanup() {
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Starts a daemon, waits for its "listening on" line, prints the port.
+listening() {
+  local out=$1; shift
+  "$@" > "$out" 2> "$out.log" &
+  PIDS+=($!)
+  until grep -q listening "$out" 2>/dev/null; do
+    kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$out.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  awk -F: '/listening/ {print $NF}' "$out"
+}
 
-step "1. a cluster CA, two host certificates and the coordinator's (certs/palm-ca)"
+step "1. a cluster CA; certificates for two hosts, the coordinator and an operator (certs/palm-ca)"
 certs/palm-ca --dir "$W/ca" init
 certs/palm-ca --dir "$W/ca" host host-a --ip 127.0.0.1 >/dev/null
 certs/palm-ca --dir "$W/ca" host host-b --ip 127.0.0.1 >/dev/null
-certs/palm-ca --dir "$W/ca" host coordinator --role coordinator >/dev/null
+certs/palm-ca --dir "$W/ca" host coordinator --role coordinator --ip 127.0.0.1 >/dev/null
+certs/palm-ca --dir "$W/ca" operator ops --role operator >/dev/null
 certs/palm-ca --dir "$W/ca" list
+CA="$W/ca/ca.pem" I="$W/ca/issued"
 
+tls() { printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n' "$I/$1.pem" "$I/$1.key" "$CA"; }
 for h in a b; do
-  cat > "$W/host-$h.toml" <<CONF
-[tls]
-certificate = "$W/ca/issued/host-$h.pem"
-key = "$W/ca/issued/host-$h.key"
-ca = "$W/ca/ca.pem"
-
-[hypervisor]
-driver = "sim"
-
-[sim]
-root = "/dev/shm/palm-demo-$$-$h"
-memory_limit = "4G"
-
-[policy]
-downtime_target_ms = 100
-CONF
+  { tls host-$h
+    printf '[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-demo-%s-%s"\nmemory_limit = "2G"\n' $$ $h
+    printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[security]\ncoordinator_certificate = "%s"\n' "$I/coordinator.pem"
+    printf '[state]\ndirectory = "%s"\n' "$W/dest-$h"; } > "$W/dest-$h.toml"
 done
-sed -i '/^\[policy\]/,$d' "$W/host-b.toml"
-printf '\n[listen]\naddress = "127.0.0.1"\nport = 0\n' >> "$W/host-b.toml"
-printf '\n[security]\ncoordinator_certificate = "%s"\n' "$W/ca/issued/coordinator.pem" >> "$W/host-b.toml"
-printf '\n[state]\ndirectory = "%s"\n' "$W/state-b" >> "$W/host-b.toml"
-# Host A accepts host B only if B runs the palm-dest it measured (attestation allowlist).
-printf '\n[attestation]\n' >> "$W/host-a.toml"
-"$BIN/palm-dest" measure --config "$W/host-b.toml" >> "$W/host-a.toml"
 
-step "2. host B: palm-dest listening"
-"$BIN/palm-dest" serve --config "$W/host-b.toml" > "$W/dest.out" 2> "$W/dest.log" &
-DEST_PID=$!
-until grep -q listening "$W/dest.out" 2>/dev/null; do
-  kill -0 "$DEST_PID" 2>/dev/null || { cat "$W/dest.log"; exit 1; }
-  sleep 0.1
+step "2. the coordinator: allows exactly what the two palm-dest measure, and serves"
+{ tls coordinator
+  printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[state]\ndatabase = "%s"\n[access]\npolicy = "deploy/policy.toml"\n' "$W/coordinator.sqlite"
+  printf '[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\n'
+  for key in allowed_agents allowed_configs allowed_hypervisors; do
+    printf '%s = [%s]\n' $key "$(for h in a b; do "$BIN/palm-dest" measure --config "$W/dest-$h.toml"; done \
+      | awk -F'"' -v k=$key '$0 ~ "^" k {print "\"" $2 "\""}' | sort -u | paste -sd, -)"
+  done; } > "$W/coordinator.toml"
+sed -n '/\[attestation\]/,$p' "$W/coordinator.toml" | sed 's/^/  /'
+CPORT=$(listening "$W/coordinator.out" "$BIN/palm-coordinator" serve --config "$W/coordinator.toml")
+echo "  palm-coordinator listening on 127.0.0.1:$CPORT"
+export PALM_SERVER=127.0.0.1:$CPORT PALM_CERT=$I/ops.pem PALM_KEY=$I/ops.key PALM_CA=$CA
+
+step "3. each host: palm-dest listening, palm-source serve reporting to the coordinator"
+for h in a b; do
+  port=$(listening "$W/dest-$h.out" "$BIN/palm-dest" serve --config "$W/dest-$h.toml")
+  { tls host-$h
+    printf '[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-demo-%s-%s"\nmemory_limit = "2G"\n' $$ $h
+    printf '[state]\ndirectory = "%s"\n' "$W/source-$h"
+    printf '[coordinator]\naddress = "127.0.0.1:%s"\ncertificate = "%s"\nadvertise = "127.0.0.1:%s"\n' "$CPORT" "$I/coordinator.pem" "$port"
+  } > "$W/source-$h.toml"
+  "$BIN/palm-source" serve --config "$W/source-$h.toml" 2> "$W/source-$h.log" &
+  PIDS+=($!)
+  echo "  host-$h: palm-dest on 127.0.0.1:$port, palm-source serve"
 done
-PORT=$(awk -F: '/listening/ {print $NF}' "$W/dest.out")
-cat "$W/dest.out"
 
-step "3. host A: a 512 MiB VM dirtying 10,000 pages/s in a 64 MiB hot set"
+step "4. host A: a 512 MiB VM dirtying 10,000 pages/s in a 64 MiB hot set"
 "$BIN/palm-simguest" create demo-vm --root "$ROOT_A" --memory 512M --rate 10000 --pattern hot-set --working-set 64M
-echo "host A:"; "$BIN/palm-simguest" list --root "$ROOT_A" | sed 's/^/  /'
+until "$BIN/palm-coordinator" vms 2>/dev/null | grep -q demo-vm; do sleep 0.2; done
+"$BIN/palm-coordinator" hosts
+echo
+"$BIN/palm-coordinator" vms
 
-step "4. the coordinator's ticket, then live migration A → B (pre-copy, downtime target 100 ms)"
-"$BIN/palm-coordinator" ticket issue --key "$W/ca/issued/coordinator.key" --vm demo-vm --memory 512M \
-  --source-cert "$W/ca/issued/host-a.pem" --dest-cert "$W/ca/issued/host-b.pem" --out "$W/ticket"
-"$BIN/palm-source" migrate demo-vm --to "127.0.0.1:$PORT" --config "$W/host-a.toml" --ticket "$W/ticket" 2> "$W/source.log" \
-  || { cat "$W/source.log" "$W/dest.log"; exit 1; }
-grep -E "round [0-9]+:|stop-and-copy|committed|attested" "$W/source.log" | sed 's/^.*\] /  source: /'
+step "5. the operator: palm-coordinator migrate demo-vm --to host-b --wait"
+"$BIN/palm-coordinator" migrate demo-vm --to host-b --wait || { cat "$W"/source-a.log "$W"/dest-b.out.log; exit 1; }
+grep -E "ordered|round [0-9]+:|stop-and-copy|committed|attested" "$W/source-a.log" | sed 's/^.*\] /  host-a palm-source: /'
+grep -E "manifest verified|resumed here" "$W/dest-b.out.log" | sed 's/^.*\] /  host-b palm-dest: /'
 
-step "5. afterwards: the VM runs on host B only, and its own memory check passes"
+step "6. afterwards: the VM runs on host B only, and its own memory check passes"
 echo "host A:"; "$BIN/palm-simguest" list --root "$ROOT_A" | sed 's/^/  /'; echo "  (no VMs)"
 echo "host B:"; "$BIN/palm-simguest" list --root "$ROOT_B" | sed 's/^/  /'
 "$BIN/palm-simguest" check demo-vm --root "$ROOT_B" | sed 's/^/  /'
-grep -E "manifest verified|resumed here" "$W/dest.log" | sed 's/^.*\] /  dest: /'
+
+step "7. what the coordinator recorded"
+until "$BIN/palm-coordinator" vms 2>/dev/null | grep -q "demo-vm.*host-b"; do sleep 0.2; done
+"$BIN/palm-coordinator" history
+echo
+"$BIN/palm-coordinator" rebalance --dry-run
+echo
+"$BIN/palm-coordinator" audit verify --db "$W/coordinator.sqlite" --coordinator-cert "$I/coordinator.pem"
 echo
 echo "demo complete."

@@ -18,6 +18,24 @@ public final class CoordinatorStore: @unchecked Sendable {
         try CoordinatorStore.migrator.migrate(queue)
     }
 
+    /// Runs `body` in one transaction. Every write is durable (synchronous = FULL) except those
+    /// marked `durable: false`: routine load reports, which the next heartbeat repeats anyway. They
+    /// commit with synchronous = NORMAL — in WAL mode still atomic and consistent after a crash,
+    /// only possibly rolled back by a power loss — and the next durable commit makes them durable too.
+    public func write<T>(durable: Bool, _ body: (Database) throws -> T) throws -> T {
+        guard !durable else { return try queue.write(body) }
+        return try queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+            var result: T?
+            try db.inTransaction {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
     /// Schema versions applied so far.
     public func appliedMigrations() throws -> [String] {
         try queue.read { try CoordinatorStore.migrator.appliedMigrations($0) }
@@ -100,6 +118,8 @@ public final class CoordinatorStore: @unchecked Sendable {
                 t.add(column: "detail", .text)
             }
             try db.create(index: "migration_by_state", on: "migration", columns: ["state"])
+            try db.create(index: "migration_by_source", on: "migration", columns: ["source", "state"])
+            try db.create(index: "migration_by_destination", on: "migration", columns: ["destination", "state"])
             try db.create(index: "vm_by_host", on: "vm", columns: ["host"])
         }
         return m

@@ -14,12 +14,35 @@ import PalmTLS
 /// - an in-doubt migration whose VM the destination reports is committed; one whose VM runs (not
 ///   paused) on the source again was aborted by `palm-source recover`.
 extension CoordinatorService {
+    /// A heartbeat that carries no outcome and touches no migration only refreshes load and
+    /// inventory, and is written without waiting for the disk; the moment a migration of this host
+    /// is involved, the whole heartbeat is written durably before its orders go out.
     func heartbeat(_ report: HostReport, from caller: CertificateIdentity) throws -> AgentOrders {
         guard let name = caller.commonName, !name.isEmpty else { throw ServiceError.badArgument("the agent certificate has no CN") }
+        let busy = try store.queue.read { try involved($0, host: name) }
+        let routine = report.outcomes.isEmpty && report.active.isEmpty && !busy
+        do {
+            return try heartbeat(report, host: name, caller: caller, durable: !routine)
+        } catch HeartbeatNotRoutine.instance {
+            return try heartbeat(report, host: name, caller: caller, durable: true)
+        }
+    }
+
+    private enum HeartbeatNotRoutine: Error { case instance }
+
+    /// Whether a migration of this host is in a state a heartbeat may change.
+    private func involved(_ db: Database, host: String) throws -> Bool {
+        try Bool.fetchOne(db, sql: """
+            SELECT EXISTS(SELECT 1 FROM migration WHERE source = ? AND state IN ('ticketed', 'running', 'in-doubt'))
+                OR EXISTS(SELECT 1 FROM migration WHERE destination = ? AND state = 'in-doubt')
+            """, arguments: [host, host]) ?? true
+    }
+
+    private func heartbeat(_ report: HostReport, host name: String, caller: CertificateIdentity, durable: Bool) throws -> AgentOrders {
         let now = clock()
         let actor = CoordinatorService.actor(caller)
         var orders = AgentOrders(allowlist: settings.allowlist, heartbeatInterval: settings.heartbeatInterval)
-        try store.queue.write { db in
+        try store.write(durable: durable) { db in
             try db.execute(sql: """
                 INSERT INTO host (name, fingerprint, address, destination_address, cpus, cpu_load, memory_total, memory_used, last_heartbeat)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -29,6 +52,8 @@ extension CoordinatorService {
                 """, arguments: [name, caller.fingerprint.hex, hostPart(report.destinationAddress), report.destinationAddress,
                                  report.cpus, report.cpuLoad, report.memoryTotal, report.memoryUsed, now])
             try updateVMs(db, host: name, report.vms)
+            // A migration became ticketed since the check: roll back, write it durably.
+            if !durable, try involved(db, host: name) { throw HeartbeatNotRoutine.instance }
 
             for outcome in report.outcomes {
                 try apply(outcome, db, source: name, actor: actor, now: now)
