@@ -32,10 +32,10 @@ extension CoordinatorService {
 
     /// Whether a migration of this host is in a state a heartbeat may change.
     private func involved(_ db: Database, host: String) throws -> Bool {
-        try Bool.fetchOne(db, sql: """
+        try Bool.fetchOne(db.cachedStatement(sql: """
             SELECT EXISTS(SELECT 1 FROM migration WHERE source = ? AND state IN ('ticketed', 'running', 'in-doubt'))
                 OR EXISTS(SELECT 1 FROM migration WHERE destination = ? AND state = 'in-doubt')
-            """, arguments: [host, host]) ?? true
+            """), arguments: [host, host]) ?? true
     }
 
     private func heartbeat(_ report: HostReport, host name: String, caller: CertificateIdentity, durable: Bool) throws -> AgentOrders {
@@ -43,17 +43,20 @@ extension CoordinatorService {
         let actor = CoordinatorService.actor(caller)
         var orders = AgentOrders(allowlist: settings.allowlist, heartbeatInterval: settings.heartbeatInterval)
         try store.write(durable: durable) { db in
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO host (name, fingerprint, address, destination_address, cpus, cpu_load, memory_total, memory_used, last_heartbeat)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint, address = excluded.address,
                   destination_address = excluded.destination_address, cpus = excluded.cpus, cpu_load = excluded.cpu_load,
                   memory_total = excluded.memory_total, memory_used = excluded.memory_used, last_heartbeat = excluded.last_heartbeat
-                """, arguments: [name, caller.fingerprint.hex, hostPart(report.destinationAddress), report.destinationAddress,
-                                 report.cpus, report.cpuLoad, report.memoryTotal, report.memoryUsed, now])
+                """).execute(arguments: [name, caller.fingerprint.hex, hostPart(report.destinationAddress), report.destinationAddress,
+                                         report.cpus, report.cpuLoad, report.memoryTotal, report.memoryUsed, now])
             try updateVMs(db, host: name, report.vms)
             // A migration became ticketed since the check: roll back, write it durably.
-            if !durable, try involved(db, host: name) { throw HeartbeatNotRoutine.instance }
+            if !durable {
+                if try involved(db, host: name) { throw HeartbeatNotRoutine.instance }
+                return  // nothing else for a routine heartbeat to change
+            }
 
             for outcome in report.outcomes {
                 try apply(outcome, db, source: name, actor: actor, now: now)
@@ -94,17 +97,23 @@ extension CoordinatorService {
         return address.split(separator: ":").first.map(String.init) ?? address
     }
 
+    /// Brings the host's VM rows in line with its report, writing only what changed (most
+    /// heartbeats change nothing). Statements are cached: this runs for every heartbeat.
     private func updateVMs(_ db: Database, host: String, _ vms: [VMReport]) throws {
+        var known: [String: (UInt64, Double, Double)] = [:]
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT name, memory_bytes, dirty_rate, cpu FROM vm WHERE host = ?"), arguments: [host])
+        while let r = try rows.next() { known[r[0]] = (UInt64(r[1] as Int64), r[2], r[3]) }
         let names = Set(vms.map(\.name))
-        for existing in try String.fetchAll(db, sql: "SELECT name FROM vm WHERE host = ?", arguments: [host]) where !names.contains(existing) {
-            try db.execute(sql: "DELETE FROM vm WHERE name = ? AND host = ?", arguments: [existing, host])
-        }
+        let delete = try db.cachedStatement(sql: "DELETE FROM vm WHERE name = ? AND host = ?")
+        for existing in known.keys where !names.contains(existing) { try delete.execute(arguments: [existing, host]) }
+        let upsert = try db.cachedStatement(sql: """
+            INSERT INTO vm (name, host, memory_bytes, dirty_rate, cpu) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT(name) DO UPDATE SET host = excluded.host, memory_bytes = excluded.memory_bytes,
+              dirty_rate = excluded.dirty_rate, cpu = excluded.cpu
+            """)
         for vm in vms {
-            try db.execute(sql: """
-                INSERT INTO vm (name, host, memory_bytes, dirty_rate, cpu) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT(name) DO UPDATE SET host = excluded.host, memory_bytes = excluded.memory_bytes,
-                  dirty_rate = excluded.dirty_rate, cpu = excluded.cpu
-                """, arguments: [vm.name, host, vm.memoryBytes, vm.dirtyRate, vm.cpu])
+            if let k = known[vm.name], k.0 == vm.memoryBytes, k.1 == vm.dirtyRate, k.2 == vm.cpu { continue }
+            try upsert.execute(arguments: [vm.name, host, vm.memoryBytes, vm.dirtyRate, vm.cpu])
         }
     }
 
