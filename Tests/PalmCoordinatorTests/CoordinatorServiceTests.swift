@@ -304,7 +304,7 @@ struct CoordinatorServiceTests {
     @Test("over TLS with the real CLI: tables, --json, denial, foreign certificate, audit intact")
     func overTLS() throws {
         let pki = TestPKI.shared
-        let coordinator = try CoordinatorProcess(pki: pki)
+        let coordinator = try CoordinatorProcess(pki: pki, withCRL: true)
         try coordinator.start()
         defer { coordinator.kill() }
         let agent = try CoordinatorClient(host: "127.0.0.1", port: coordinator.port, context: pki.context("server"))
@@ -331,11 +331,27 @@ struct CoordinatorServiceTests {
         let foreign = try cli("intruder", ["hosts"], other: true)
         #expect(foreign.status == 2)
         #expect(foreign.stderr.contains("refused the connection"), "\(foreign.stderr)")
+        let revoked = try cli("revoked", ["hosts"])
+        #expect(revoked.status == 2 && revoked.stderr.contains("refused the connection"), "\(revoked.stderr)")
+        // Every bad argument: a named error and a non-zero exit.
+        for (args, status, text) in [
+            (["migrate", "ghost"], Int32(64), "Missing expected argument '--to <to>'"),
+            (["migrate", "v", "--to", "server", "--mode", "teleport"], 64, "--mode must be pre-copy or stop-and-copy"),
+            (["history", "--limit", "0"], 64, "--limit must be 1…10000"),
+            (["status", "abcdef"], 1, "no migration 'abcdef'"),
+            (["cancel", "xyz"], 1, "a migration id is hexadecimal"),
+            (["evacuate", "nowhere"], 1, "no host named 'nowhere'"),
+        ] {
+            let r = try cli("alice", args)
+            #expect(r.status == status && r.stderr.contains(text), "\(args): \(r.status) \(r.stderr)")
+        }
+        let badServer = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), ["hosts", "--server", "nocolon", "--cert", "x", "--key", "y", "--ca", "z"])
+        #expect(badServer.status == 64 && badServer.stderr.contains("--server must be HOST:PORT"), "\(badServer.stderr)")
 
         let verify = try ProcessRunner.run(SimCluster.bin("palm-coordinator"),
                                            ["audit", "verify", "--db", coordinator.database, "--coordinator-cert", pki.cert("coord")])
         #expect(verify.status == 0, "\(verify.stderr)")
-        #expect(verify.stdout.contains("5 entries"), "\(verify.stdout)")
+        #expect(verify.stdout.contains("8 entries"), "\(verify.stdout)")
     }
 
     @Test("an agent pins the configured coordinator: a server with the coordinator role but another certificate is refused")

@@ -104,7 +104,7 @@ struct SchedulerTests {
         #expect(after.moves.isEmpty)
         #expect(after.imbalance <= before + 1e-9, "seed \(seed): imbalance \(before) → \(after.imbalance)")
         // Converged means: balanced within the threshold, or no move left that would improve things.
-        #expect(after.imbalance <= p.imbalanceThreshold || after.notes.contains { $0.contains("no move improves") },
+        #expect(after.imbalance <= p.imbalanceThreshold || after.notes.contains { $0.contains("no single move lowers") },
                 "seed \(seed): \(after.notes)")
     }
 

@@ -11,7 +11,8 @@ public final class CoordinatorProcess: @unchecked Sendable {
     private var logText = ""
 
     /// `extra` is appended to the generated coordinator.toml (e.g. a `[scheduler]` table).
-    public init(pki: TestPKI, address: String = "127.0.0.1", port: UInt16 = 0, cert: String = "coord", extra: String = "") throws {
+    public init(pki: TestPKI, address: String = "127.0.0.1", port: UInt16 = 0, cert: String = "coord", withCRL: Bool = false,
+                extra: String = "") throws {
         dir = NSTemporaryDirectory() + "palm-coordinator-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         database = dir + "/palm.sqlite"
@@ -22,6 +23,7 @@ public final class CoordinatorProcess: @unchecked Sendable {
         certificate = "\(pki.cert(cert))"
         key = "\(pki.key(cert))"
         ca = "\(pki.caCert)"
+        \(withCRL ? "crl = \"\(pki.crl)\"" : "")
         [listen]
         address = "\(address)"
         port = \(port)

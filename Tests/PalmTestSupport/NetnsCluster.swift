@@ -158,6 +158,12 @@ public final class NetnsCluster: @unchecked Sendable {
 
     /// Polls `condition` every 100 ms until it holds or `timeout` passes.
     public func await(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        try NetnsCluster.poll(timeout, condition)
+    }
+
+    /// Polls `condition` (state owned by other processes: files, a database) every 100 ms until
+    /// it holds or `timeout` passes.
+    public static func poll(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while Date() < deadline {
             if try condition() { return true }

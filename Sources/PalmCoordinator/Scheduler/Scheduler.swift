@@ -125,7 +125,7 @@ public struct Scheduler: Sendable {
                 if best != nil { break }
             }
             guard let chosen = best else {
-                plan.notes.append(String(format: "load spread %.2f but no move improves the busier host by %.2f without overloading a destination%@",
+                plan.notes.append(String(format: "load spread %.2f, but no single move lowers the busier host of its pair by %.2f or more without overloading the other%@",
                                          imbalance, policy.minImprovement, held > 0 ? " (\(held) VMs held after a recent move)" : ""))
                 return
             }
