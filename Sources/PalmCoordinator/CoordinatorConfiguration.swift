@@ -33,6 +33,7 @@ public struct CoordinatorConfiguration: Sendable {
         policy.minImprovement = try f.double("scheduler.min_improvement", default: 0.05, range: 0.001...1)
         policy.holdTime = try f.double("scheduler.hold_time_s", default: 300, range: 0...86_400)
         policy.maxLoad = try f.double("scheduler.max_load", default: 0.85, range: 0.05...1)
+        policy.retryDelay = try f.double("scheduler.retry_delay_s", default: 60, range: 0...86_400)
         policy.maxPerHost = try f.int("scheduler.max_per_host", default: 1, range: 1...64)
         policy.maxConcurrent = try f.int("scheduler.max_concurrent", default: 4, range: 1...4096)
         policy.linkRate = Double(try f.bytes("scheduler.link_rate", default: 1_000_000_000))

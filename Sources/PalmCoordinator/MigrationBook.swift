@@ -102,6 +102,11 @@ extension CoordinatorService {
             }
             guard source != to else { throw ServiceError.refused("\(vm) already runs on \(to)") }
             if dest["maintenance"] as Bool { throw ServiceError.refused("\(to) is in maintenance: it receives no VMs") }
+            let memory = try Int64.fetchOne(db, sql: "SELECT memory_bytes FROM vm WHERE name = ?", arguments: [vm]) ?? 0
+            let free = (dest["memory_total"] as Int64) - (dest["memory_used"] as Int64)
+            if memory > free {
+                throw ServiceError.refused("\(to) has \(max(free, 0) >> 20) MiB free; \(vm) needs \(memory >> 20) MiB")
+            }
             if let busy = try String.fetchOne(db, sql: "SELECT id FROM migration WHERE vm = ? AND state IN ('requested', 'ticketed', 'running', 'in-doubt')",
                                               arguments: [vm]) {
                 throw ServiceError.refused("\(vm) is already migrating (\(busy.prefix(8)))")

@@ -15,9 +15,14 @@ extension CoordinatorService {
                                  up: (r["last_heartbeat"] as Double?).map { now - $0 <= settings.hostTimeout } ?? false,
                                  maintenance: r["maintenance"], evacuating: r["evacuating"])
         }
+        var failed: [String: Double] = [:]
+        for r in try Row.fetchAll(db, sql: "SELECT vm, MAX(updated) AS t FROM migration WHERE state = 'aborted' AND updated > ? GROUP BY vm",
+                                  arguments: [now - settings.scheduler.retryDelay]) {
+            failed[r["vm"]] = r["t"]
+        }
         let vms = try Row.fetchAll(db, sql: "SELECT * FROM vm").map { r in
             ClusterSnapshot.VM(name: r["name"], host: r["host"], memoryBytes: UInt64(r["memory_bytes"] as Int64),
-                               dirtyRate: r["dirty_rate"], cpu: r["cpu"], lastMoved: r["last_moved"])
+                               dirtyRate: r["dirty_rate"], cpu: r["cpu"], lastMoved: r["last_moved"], lastFailed: failed[r["name"]])
         }
         let inFlight = try Row.fetchAll(db, sql: "SELECT vm, source, destination FROM migration WHERE state IN \(CoordinatorService.activeStates)")
             .map { ClusterSnapshot.InFlight(vm: $0["vm"], source: $0["source"], destination: $0["destination"]) }

@@ -160,6 +160,14 @@ struct CoordinatorServiceTests {
         #expect(try h.call("alice", "migrate", args).error == error)
     }
 
+    @Test("a migration to a host without room for the VM is refused at once, naming both sizes")
+    func noRoom() throws {
+        let h = try ServiceHarness()
+        try h.heartbeat("server", vms: [ServiceHarness.vm("big", 1024)])
+        try h.heartbeat("client", vms: [ServiceHarness.vm("other", 200)], memory: 512 << 20)
+        #expect(try h.call("alice", "migrate", ["vm": "big", "to": "client"]).error == "client has 312 MiB free; big needs 1024 MiB")
+    }
+
     @Test("a VM already migrating cannot be asked to migrate again")
     func noDoubleMigration() throws {
         let h = try ServiceHarness()

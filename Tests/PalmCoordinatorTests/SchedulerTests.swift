@@ -177,4 +177,27 @@ struct SchedulerTests {
         #expect(plan.moves.isEmpty)
         #expect(plan.notes.contains { $0.hasPrefix("big (6144 MiB) cannot leave a now") }, "\(plan.notes)")
     }
+
+    @Test("a VM whose migration just failed is not retried before retry_delay, for balance or evacuation")
+    func failedNotRetried() {
+        let hosts = [ClusterSnapshot.Host(name: "busy", cpus: 8, cpuLoad: 0, memoryTotal: 10 << 30, memoryUsed: 6 << 30, maintenance: true, evacuating: true),
+                     ClusterSnapshot.Host(name: "idle", cpus: 8, cpuLoad: 0, memoryTotal: 10 << 30, memoryUsed: 0)]
+        let snap = ClusterSnapshot(hosts: hosts, vms: [.init(name: "v", host: "busy", memoryBytes: 2 << 30, lastFailed: 1000)])
+        let soon = Scheduler(policy: policy()).plan(snap, now: 1030)
+        #expect(soon.moves.isEmpty && soon.notes.contains { $0.contains("v: its last migration failed") }, "\(soon.notes)")
+        #expect(Scheduler(policy: policy()).plan(snap, now: 1061).moves.map(\.vm) == ["v"])
+    }
+
+    @Test("memory of a VM in flight is reserved on its destination: no second VM overfills it meanwhile")
+    func inFlightReserved() {
+        let hosts = [ClusterSnapshot.Host(name: "full", cpus: 8, cpuLoad: 0, memoryTotal: 10 << 30, memoryUsed: 9 << 30),
+                     ClusterSnapshot.Host(name: "target", cpus: 8, cpuLoad: 0, memoryTotal: 10 << 30, memoryUsed: 0)]
+        let vms: [ClusterSnapshot.VM] = [.init(name: "going", host: "full", memoryBytes: 6 << 30),
+                                         .init(name: "next", host: "full", memoryBytes: 3 << 30)]
+        var p = policy(maxPerHost: 4, maxConcurrent: 4)
+        p.maxLoad = 0.85
+        let plan = Scheduler(policy: p).plan(ClusterSnapshot(hosts: hosts, vms: vms, inFlight: [.init(vm: "going", source: "full", destination: "target")]), now: 0)
+        // 6 GiB already on its way to target: 3 more would bring it to 0.9 > max load.
+        #expect(plan.moves.isEmpty, "\(plan.moves)")
+    }
 }

@@ -48,9 +48,12 @@ public struct ClusterSnapshot: Sendable, Equatable {
         public var cpu: Double
         /// When it last finished a migration (seconds since 1970), if ever.
         public var lastMoved: Double?
+        /// When its last migration attempt failed, if it did.
+        public var lastFailed: Double?
 
         public init(name: String, host: String, memoryBytes: UInt64, dirtyRate: Double = 0, cpu: Double = 0,
-                    lastMoved: Double? = nil) {
+                    lastMoved: Double? = nil, lastFailed: Double? = nil) {
+            self.lastFailed = lastFailed
             self.name = name
             self.host = host
             self.memoryBytes = memoryBytes

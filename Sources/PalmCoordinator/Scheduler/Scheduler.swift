@@ -42,12 +42,16 @@ public struct Scheduler: Sendable {
         var state = PlanningState(snapshot, policy: policy)
         var plan = Plan()
         plan.imbalance = state.imbalance()
-        evacuate(&state, &plan)
+        evacuate(&state, &plan, now: now)
         if balance { rebalance(&state, &plan, now: now) }
         return plan
     }
 
-    private func evacuate(_ state: inout PlanningState, _ plan: inout Plan) {
+    private func recentlyFailed(_ vm: ClusterSnapshot.VM, now: Double) -> Bool {
+        vm.lastFailed.map { now - $0 < policy.retryDelay } ?? false
+    }
+
+    private func evacuate(_ state: inout PlanningState, _ plan: inout Plan, now: Double) {
         let cost = MigrationCostModel(policy: policy)
         for source in state.hosts.indices where state.hosts[source].evacuating {
             let name = state.hosts[source].name
@@ -63,6 +67,10 @@ public struct Scheduler: Sendable {
                     break
                 }
                 let vm = state.vms[v]
+                if recentlyFailed(vm, now: now) {
+                    plan.notes.append("\(vm.name): its last migration failed; retrying after \(Int(policy.retryDelay)) s")
+                    continue
+                }
                 // The least loaded host that can take it without going over the limits.
                 let target = state.hosts.indices
                     .filter { $0 != source && state.hosts[$0].acceptsVMs && state.slots($0) > 0 && state.fits(vm, on: $0) }
@@ -106,6 +114,7 @@ public struct Scheduler: Sendable {
                 for v in state.vmsOn[source.name] ?? [] where !state.moving.contains(state.vms[v].name) {
                     let vm = state.vms[v]
                     if let moved = vm.lastMoved, now - moved < policy.holdTime { held += 1; continue }
+                    if recentlyFailed(vm, now: now) { held += 1; continue }
                     let after = state.pressure(without: vm, on: s)
                     guard let d = receivers.first(where: { $0 != s && state.fits(vm, on: $0) }) else { continue }
                     let peak = max(after, state.pressure(after: vm, on: d))
@@ -126,7 +135,7 @@ public struct Scheduler: Sendable {
             }
             guard let chosen = best else {
                 plan.notes.append(String(format: "load spread %.2f, but no single move lowers the busier host of its pair by %.2f or more without overloading the other%@",
-                                         imbalance, policy.minImprovement, held > 0 ? " (\(held) VMs held after a recent move)" : ""))
+                                         imbalance, policy.minImprovement, held > 0 ? " (\(held) VMs held after a recent move or failed attempt)" : ""))
                 return
             }
             state.apply(chosen.move)
@@ -157,7 +166,14 @@ struct PlanningState {
         moving = Set(snapshot.inFlight.map(\.vm))
         for f in snapshot.inFlight {
             if let s = index[f.source] { busy[s] += 1 }
-            if let d = index[f.destination] { busy[d] += 1 }
+            if let d = index[f.destination] {
+                busy[d] += 1
+                // Reserve the incoming VM on its destination until the move completes.
+                if let vm = snapshot.vms.first(where: { $0.name == f.vm && $0.host == f.source }) {
+                    hosts[d].memoryUsed += vm.memoryBytes
+                    hosts[d].cpuLoad += vm.cpu / max(hosts[d].cpus, 1)
+                }
+            }
         }
         clusterSlots = policy.maxConcurrent - snapshot.inFlight.count
     }

@@ -9,6 +9,9 @@ public struct SchedulerPolicy: Sendable, Equatable {
     public var minImprovement = 0.05
     /// Seconds a VM stays where a migration put it before it may be moved for balance again.
     public var holdTime = 300.0
+    /// Seconds before a VM whose migration failed is tried again (balance or evacuation), so a
+    /// move that cannot succeed is not retried every cycle.
+    public var retryDelay = 60.0
     /// Never let a destination's load go above this (0…1).
     public var maxLoad = 0.85
     /// Concurrent migrations touching one host (as source or destination).
