@@ -49,6 +49,11 @@ let package = Package(
         // The coordinator's API as agents and operators speak it: requests, reports, orders, client.
         .target(name: "PalmControl", dependencies: ["PalmWire", "PalmTLS"]),
 
+        // sd_notify, the watchdog, signals and the journald LogHandler for the three daemons.
+        .target(name: "PalmSystemd", dependencies: [
+            "CSystemdShims", "PalmWire", .product(name: "Logging", package: "swift-log"),
+        ]),
+
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
         .target(name: "PalmSecurity", dependencies: ["PalmWire", "PalmTLS"]),
         // The coordinator: SQLite state (GRDB), signed audit chain, access policy.
@@ -69,17 +74,17 @@ let package = Package(
         ]),
 
         .executableTarget(name: "palm-source", dependencies: [
-            "PalmAgent", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmSystemd", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-dest", dependencies: [
-            "PalmAgent", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmSystemd", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmTLS", "PalmWire",
+            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmSystemd", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -101,6 +106,7 @@ let package = Package(
         .testTarget(name: "PalmCoordinatorTests", dependencies: [
             "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmMigrationTests", dependencies: ["PalmMigration", "PalmHypervisor", "PalmTestSupport"]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PalmConfig
 import PalmHypervisor
 import PalmMigration
 import PalmSecurity
@@ -9,47 +10,107 @@ import PalmWire
 /// palm-dest's service: accepts PalmTLS connections and runs one ``MigrationReceiver`` per
 /// connection on its own thread, at most `maxConcurrent` at a time. A connection that fails its
 /// handshake is logged with the named reason and costs nothing else.
+///
+/// Shutdown (``close()``) stops accepting and lets receptions in flight finish for up to
+/// ``stopGrace`` seconds; one cut short before its commit is discarded at the next start (the
+/// source resumes its VM), one cut short after it is resumed at the next start (the ledger).
 public final class DestinationServer: @unchecked Sendable {
-    public let configuration: DestinationConfiguration
+    public private(set) var configuration: DestinationConfiguration
     public let hypervisor: Hypervisor
-    let context: TLSContext
     let listener: TLSListener
-    let signingKey: SigningKey
-    let measurement: Measurement
-    let validator: TicketValidator
     let replayCache: ReplayCache
     let ledger: DestinationLedger
     let logger: Logger
     private let slots: DispatchSemaphore
     private let group = DispatchGroup()
+    private let lock = NSLock()
+    private var credentials: Credentials
+    private var receiving: [Int: String] = [:]
+    private var nextSession = 0
+
+    /// The accept loop wakes (and calls ``onBeat``) at least this often.
+    public var beatInterval = 5.0
+    /// Called every time round the accept loop: the watchdog's proof of life.
+    public var onBeat: @Sendable () -> Void = {}
+    /// Called with a one-line status whenever receptions start or end.
+    public var onStatus: @Sendable (String) -> Void = { _ in }
+    /// Seconds a shutdown waits for receptions in flight.
+    public var stopGrace = 60.0
+
+    /// What a reload replaces: the TLS identity and trust, the ticket key, the measurement.
+    struct Credentials {
+        var context: TLSContext
+        var signingKey: SigningKey
+        var validator: TicketValidator
+        var measurement: Measurement
+
+        init(_ c: DestinationConfiguration, hypervisor: Hypervisor) throws {
+            context = try TLSContext(configuration: c.tls)
+            signingKey = try SigningKey(pemFile: c.tls.privateKey)
+            validator = TicketValidator(coordinatorKey: try VerifyingKey(certificateFile: c.coordinatorCertificate), clockSkew: c.clockSkew)
+            measurement = try Measurement.measure(configPath: c.file, hypervisor: hypervisor)
+        }
+    }
 
     public var port: UInt16 { listener.port }
 
     public init(configuration: DestinationConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        context = try TLSContext(configuration: configuration.tls)
-        signingKey = try SigningKey(pemFile: configuration.tls.privateKey)
         hypervisor = try configuration.hypervisor.make()
         ledger = try DestinationLedger(directory: configuration.stateDirectory + "/migrations")
         DestinationServer.recover(hypervisor: hypervisor, ledger: ledger, logger: logger)
-        measurement = try Measurement.measure(configPath: configuration.file, hypervisor: hypervisor)
-        validator = TicketValidator(coordinatorKey: try VerifyingKey(certificateFile: configuration.coordinatorCertificate),
-                                    clockSkew: configuration.clockSkew)
+        credentials = try Credentials(configuration, hypervisor: hypervisor)
         replayCache = try ReplayCache(path: configuration.stateDirectory + "/replay-cache",
                                       now: UInt64(Date().timeIntervalSince1970))
-        listener = try TLSListener(host: configuration.listenAddress, port: configuration.listenPort, context: context)
+        listener = try TLSListener(host: configuration.listenAddress, port: configuration.listenPort, context: credentials.context)
         slots = DispatchSemaphore(value: configuration.maxConcurrent)
     }
 
-    /// Accepts connections until `close()`.
+    /// Re-reads the configuration file: certificates, CRL, the coordinator's certificate and the
+    /// measurement take effect for the next connection. The listen address, hypervisor and state
+    /// directory need a restart; a change to them is refused.
+    public func reload() throws {
+        let next = try DestinationConfiguration.load(path: configuration.file)
+        guard next.listenAddress == configuration.listenAddress, next.listenPort == configuration.listenPort,
+              next.hypervisor == configuration.hypervisor, next.stateDirectory == configuration.stateDirectory else {
+            throw ConfigError.invalidValue(file: next.file, key: "listen/hypervisor/state",
+                                           reason: "changed; these take effect only after a restart")
+        }
+        let fresh = try Credentials(next, hypervisor: hypervisor)
+        lock.lock()
+        credentials = fresh
+        configuration = next
+        lock.unlock()
+    }
+
+    private var current: Credentials { lock.lock(); defer { lock.unlock() }; return credentials }
+
+    /// The status line: what is being received now.
+    public var status: String {
+        lock.lock()
+        defer { lock.unlock() }
+        let address = "\(configuration.listenAddress):\(port)"
+        guard !receiving.isEmpty else { return "listening on \(address), idle" }
+        return "listening on \(address); receiving \(receiving.count): " + receiving.values.sorted().joined(separator: ", ")
+    }
+
+    private func track(_ session: Int, _ what: String?) {
+        lock.lock()
+        receiving[session] = what
+        lock.unlock()
+        onStatus(status)
+    }
+
+    /// Accepts connections until `close()`, then waits up to ``stopGrace`` for receptions in flight.
     public func run() {
-        logger.info("palm-dest listening on \(configuration.listenAddress):\(port) as \(context.localIdentity)")
+        logger.info("palm-dest listening on \(configuration.listenAddress):\(port) as \(current.context.localIdentity)")
         while true {
-            slots.wait()
+            onBeat()
+            guard slots.wait(timeout: .now() + beatInterval) == .success else { continue }
             let socket: Int32
             do {
-                guard let s = try listener.acceptSocket() else { slots.signal(); continue }
+                guard let s = try listener.acceptSocket(timeout: beatInterval) else { slots.signal(); continue }
                 socket = s
             } catch {
                 slots.signal()
@@ -58,32 +119,43 @@ public final class DestinationServer: @unchecked Sendable {
                 continue
             }
             group.enter()
+            lock.lock()
+            nextSession += 1
+            let session = nextSession
+            lock.unlock()
             Thread { [self] in
-                defer { slots.signal(); group.leave() }
-                handle(socket)
+                defer { slots.signal(); track(session, nil); group.leave() }
+                handle(socket, session: session)
             }.start()
         }
-        group.wait()
+        if group.wait(timeout: .now() + stopGrace) == .timedOut {
+            logger.warning("stopping with receptions still in flight; the next start settles them")
+        }
     }
 
-    private func handle(_ socket: Int32) {
+    private func handle(_ socket: Int32, session: Int) {
+        let credentials = current
+        let context = credentials.context
         let channel: TLSChannel
         do {
             channel = try TLSChannel.accept(socket: socket, context: context)
         } catch {
-            logger.warning("refused a connection: \(error)")
+            logger.warning("refused a connection: \(error)", metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
             return
         }
+        let peer = channel.peer.commonName ?? channel.peer.subject
+        track(session, "from \(peer)")
         var log = logger
-        log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? channel.peer.subject)"
-        let security = DestinationSecurity(validator: validator, replayCache: replayCache, measurement: measurement,
-                                           key: signingKey, local: context.localIdentity, peerKey: channel.peerKey,
+        log[metadataKey: "PEER"] = "\(peer)"
+        let security = DestinationSecurity(validator: credentials.validator, replayCache: replayCache, measurement: credentials.measurement,
+                                           key: credentials.signingKey, local: context.localIdentity, peerKey: channel.peerKey,
                                            peerPEM: channel.peer.pem, ledger: ledger,
-                                           evidenceDirectory: configuration.stateDirectory + "/evidence")
+                                           evidenceDirectory: self.configuration.stateDirectory + "/evidence")
         let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log)
         do {
             guard let outcome = try receiver.run() else { return }  // a RESOLVE exchange
-            log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages, image sha256:\(outcome.imageDigest.hex)")
+            log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages, image sha256:\(outcome.imageDigest.hex)",
+                       metadata: ["VM": "\(outcome.vm)"])
         } catch {
             log.warning("incoming migration failed: \(error)")
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PalmConfig
 import PalmControl
 import PalmHypervisor
 import PalmMigration
@@ -19,8 +20,12 @@ import PalmWire
 ///   down when a migration ended still learns the outcome;
 /// - at start-up, migrations a previous run left behind are settled first (``SourceHandoff``).
 public final class SourceDaemon: @unchecked Sendable {
-    let configuration: SourceConfiguration
-    let link: SourceConfiguration.CoordinatorLink
+    /// The configuration in force (a reload replaces it for new heartbeats and orders).
+    public var configuration: SourceConfiguration {
+        lock.lock(); defer { lock.unlock() }; return currentConfiguration
+    }
+    private var currentConfiguration: SourceConfiguration
+    public let link: SourceConfiguration.CoordinatorLink
     let logger: Logger
     let hypervisor: Hypervisor
     let context: TLSContext
@@ -29,8 +34,23 @@ public final class SourceDaemon: @unchecked Sendable {
     let outbox: String
     let orders: String
 
+    /// The heartbeat loop wakes (and calls ``onBeat``) at least this often; coordinator calls time
+    /// out within it, so an unreachable coordinator never looks like a hung agent.
+    public var beatInterval = 5.0
+    public var onBeat: @Sendable () -> Void = {}
+    /// Called with a one-line status after every heartbeat and progress report.
+    public var onStatus: @Sendable (String) -> Void = { _ in }
+
+    private struct Running {
+        var cancel: CancelFlag
+        var progress: MigrationProgressReport
+        var vm: String
+        var destination: String
+    }
+
     private let lock = NSCondition()
-    private var running: [String: (cancel: CancelFlag, progress: MigrationProgressReport)] = [:]
+    private var running: [String: Running] = [:]
+    private var lastContact = "not yet reported to the coordinator"
     private var measuredDirtyRate: [String: Double] = [:]
     private var allowlist = AttestationAllowlist()
     private var interval = 5.0
@@ -45,7 +65,7 @@ public final class SourceDaemon: @unchecked Sendable {
 
     public init(configuration: SourceConfiguration, logger: Logger) throws {
         guard let link = configuration.coordinator else { throw DaemonError.notConfigured(configuration.file) }
-        self.configuration = configuration
+        currentConfiguration = configuration
         self.link = link
         self.logger = logger
         hypervisor = try configuration.hypervisor.make()
@@ -57,34 +77,94 @@ public final class SourceDaemon: @unchecked Sendable {
         for dir in [outbox, orders] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
     }
 
-    /// Settles what a previous run left behind, then heartbeats until ``stop()``.
-    public func run() {
+    /// Re-reads the configuration: TLS material, CRL, convergence policy and limits apply to the
+    /// next heartbeat and order. `[coordinator]`, `[hypervisor]`, `[sim]` and `[state]` need a
+    /// restart; a change to them is refused.
+    public func reload() throws {
+        let current = configuration
+        let next = try SourceConfiguration.load(path: current.file)
+        guard next.coordinator == current.coordinator, next.hypervisor == current.hypervisor,
+              next.stateDirectory == current.stateDirectory else {
+            throw ConfigError.invalidValue(file: next.file, key: "coordinator/hypervisor/state",
+                                           reason: "changed; these take effect only after a restart")
+        }
+        _ = try TLSContext(configuration: next.tls)  // refuse unusable certificates before switching
+        lock.lock()
+        currentConfiguration = next
+        lock.unlock()
+    }
+
+    /// Settles what a previous run left behind (before the daemon says it is ready).
+    public func recover() {
         let handoff = try? SourceHandoff(stateDirectory: configuration.stateDirectory, context: context, logger: logger)
         let unresolved = handoff?.recoverAll(hypervisor: hypervisor, resolveTimeout: configuration.resolveTimeout) ?? []
         if !unresolved.isEmpty { logger.warning("migrations still in doubt after recovery: \(unresolved.joined(separator: ", "))") }
+    }
+
+    /// Heartbeats until ``stop()``; then waits for the migrations in flight (``stop()`` cancelled
+    /// those before their commit point) and reports how they ended.
+    public func run() {
         var client: CoordinatorClient?
+        var failures = 0
         while !isStopped {
-            do {
-                if client == nil { client = try connect() }
-                let response = try client!.call(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: try report()))
-                guard response.ok, let orders = response.orders else {
-                    logger.error("the coordinator refused the heartbeat: \(response.error ?? "no orders")")
-                    client = nil
-                    pause(seconds: interval)
-                    continue
-                }
-                apply(orders)
-            } catch {
-                logger.warning("cannot report to the coordinator at \(link.address): \(error)")
+            onBeat()
+            if heartbeat(&client) { failures = 0 } else { failures += 1 }
+            onStatus(status)
+            // Back off while the coordinator is unreachable; report fast while migrating.
+            let wait = busy ? min(interval, 0.5) : interval * Double(min(1 << min(failures, 4), 16))
+            pause(seconds: min(wait, beatInterval))
+        }
+        lock.lock()
+        while !running.isEmpty { _ = lock.wait(until: Date(timeIntervalSinceNow: beatInterval)); lock.unlock(); onBeat(); lock.lock() }
+        lock.unlock()
+        _ = heartbeat(&client)  // the outcomes of what just ended, if the coordinator is reachable
+    }
+
+    /// One heartbeat; false when the coordinator could not be reached or refused it.
+    private func heartbeat(_ client: inout CoordinatorClient?) -> Bool {
+        do {
+            if client == nil { client = try connect() }
+            let response = try client!.call(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: try report()))
+            guard response.ok, let orders = response.orders else {
+                logger.error("the coordinator refused the heartbeat: \(response.error ?? "no orders")")
+                setContact("the coordinator refused the heartbeat: \(response.error ?? "no orders")")
                 client = nil
+                return false
             }
-            pause(seconds: busy ? min(interval, 0.5) : interval)
+            setContact("reporting to \(link.address)")
+            if !isStopped { apply(orders) } else { acknowledge(orders) }
+            return true
+        } catch {
+            logger.warning("cannot report to the coordinator at \(link.address): \(error)")
+            setContact("coordinator at \(link.address) unreachable")
+            client = nil
+            return false
         }
     }
 
+    private func setContact(_ text: String) {
+        lock.lock()
+        lastContact = text
+        lock.unlock()
+    }
+
+    /// "migrating vm-7 → host-b: round 3, 1204 pages left, 812 MiB/s", or how the host reports.
+    public var status: String {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !running.isEmpty else { return "\(lastContact); idle" }
+        return running.values.sorted { $0.vm < $1.vm }.map { r in
+            "migrating \(r.vm) → \(r.destination): \(r.progress.phase) round \(r.progress.round), \(r.progress.pagesLeft) pages left, "
+                + String(format: "%.0f MiB/s", r.progress.bytesPerSecond / 1_048_576)
+        }.joined(separator: "; ")
+    }
+
+    /// Stops taking orders and cancels the migrations in flight: those before their commit point
+    /// leave their VM running here; one past it completes. ``run()`` returns when they have ended.
     public func stop() {
         lock.lock()
         stopped = true
+        for r in running.values { r.cancel.set() }
         lock.broadcast()
         lock.unlock()
     }
@@ -103,7 +183,11 @@ public final class SourceDaemon: @unchecked Sendable {
         guard let (host, port) = CLI.hostPort(link.address, defaultPort: 7400) else {
             throw DaemonError.notConfigured(configuration.file)
         }
-        return try CoordinatorClient(host: host, port: port, context: context, pinned: coordinatorPin.fingerprint)
+        var tls = configuration.tls
+        tls.connectTimeout = min(tls.connectTimeout, beatInterval)
+        tls.handshakeTimeout = min(tls.handshakeTimeout, beatInterval)
+        tls.ioTimeout = min(tls.ioTimeout, beatInterval)
+        return try CoordinatorClient(host: host, port: port, context: try TLSContext(configuration: tls), pinned: coordinatorPin.fingerprint)
     }
 
     /// This host as the coordinator should see it.
@@ -137,8 +221,12 @@ public final class SourceDaemon: @unchecked Sendable {
         interval = orders.heartbeatInterval
         for id in orders.cancel { running[id]?.cancel.set() }
         lock.unlock()
-        for id in orders.acknowledged { try? FileManager.default.removeItem(atPath: "\(outbox)/\(id).json") }
+        acknowledge(orders)
         for order in orders.start { start(order) }
+    }
+
+    private func acknowledge(_ orders: AgentOrders) {
+        for id in orders.acknowledged { try? FileManager.default.removeItem(atPath: "\(outbox)/\(id).json") }
     }
 
     private func start(_ order: MigrationOrder) {
@@ -164,7 +252,8 @@ public final class SourceDaemon: @unchecked Sendable {
         }
         let cancel = request.cancel
         lock.lock()
-        running[order.id] = (cancel, MigrationProgressReport(id: order.id, phase: "handshake", round: 0, pagesLeft: 0, bytesPerSecond: 0))
+        running[order.id] = Running(cancel: cancel, progress: MigrationProgressReport(id: order.id, phase: "handshake", round: 0, pagesLeft: 0, bytesPerSecond: 0),
+                                    vm: order.vm, destination: order.destinationHost)
         lock.unlock()
         logger.info("coordinator ordered migration \(order.id) of \(order.vm) to \(order.destinationHost) at \(order.destinationAddress)")
         Thread { [self] in execute(order, request) }.start()
@@ -203,6 +292,7 @@ public final class SourceDaemon: @unchecked Sendable {
                 running[order.id]?.progress = MigrationProgressReport(id: order.id, phase: p.phase.rawValue, round: p.round,
                                                                       pagesLeft: p.pagesLeftInRound, bytesPerSecond: p.bytesPerSecond)
                 lock.unlock()
+                onStatus(status)
             }
             let precopy = report.rounds.filter { !$0.final }
             lock.lock()
@@ -213,7 +303,8 @@ public final class SourceDaemon: @unchecked Sendable {
                                        downtimeMs: report.downtimeSeconds * 1000, totalSeconds: report.totalSeconds, rounds: report.rounds.count)
             logger.info("migration \(order.id) of \(order.vm) committed")
         } catch MigrationError.cancelled {
-            outcome = MigrationOutcome(id: order.id, result: .cancelled, detail: "cancelled by the coordinator; \(order.vm) runs on the source")
+            outcome = MigrationOutcome(id: order.id, result: .cancelled,
+                                       detail: "\(isStopped ? "cancelled: palm-source was stopping" : "cancelled by the coordinator"); \(order.vm) runs on the source")
         } catch let MigrationError.commitInDoubt(why) {
             outcome = MigrationOutcome(id: order.id, result: .inDoubt, detail: "commit in doubt: \(why)")
         } catch {

@@ -111,11 +111,11 @@ public struct SourceHandoff {
                 switch verdict {
                 case .committed:
                     try domain?.destroy()
-                    logger.notice("recovery: \(t.vm) runs on the destination; local copy destroyed")
+                    logger.notice("recovery: \(t.vm) runs on the destination; local copy destroyed", metadata: ["event": "\(PalmEvent.recovery.rawValue)", "VM": "\(t.vm)", "MIGRATION_ID": "\(id)"])
                 case .aborted:
                     try domain?.setThrottle(percent: 0)
                     try domain?.resume()
-                    logger.notice("recovery: \(t.vm) resumed on this host (migration \(id) did not commit)")
+                    logger.notice("recovery: \(t.vm) resumed on this host (migration \(id) did not commit)", metadata: ["event": "\(PalmEvent.recovery.rawValue)", "VM": "\(t.vm)", "MIGRATION_ID": "\(id)"])
                 }
                 journal.remove(id)
             } catch {

@@ -35,7 +35,12 @@ public struct CoordinatorSettings: Sendable {
 public final class CoordinatorService: @unchecked Sendable {
     public let store: CoordinatorStore
     public let audit: AuditLog
-    public let policy: AccessPolicy
+    /// The access policy in force (replaced by a reload).
+    public var policy: AccessPolicy {
+        get { seenLock.lock(); defer { seenLock.unlock() }; return currentPolicy }
+        set { seenLock.lock(); currentPolicy = newValue; seenLock.unlock() }
+    }
+    private var currentPolicy: AccessPolicy
     public let settings: CoordinatorSettings
     let issuer: TicketIssuer?
     /// Seconds since 1970; tests drive it.
@@ -52,7 +57,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 ticketKey: SigningKey? = nil) {
         self.store = store
         self.audit = audit
-        self.policy = policy
+        currentPolicy = policy
         self.settings = settings
         issuer = ticketKey.map { TicketIssuer(key: $0) }
     }
@@ -90,6 +95,7 @@ public final class CoordinatorService: @unchecked Sendable {
             record(caller, action.rawValue, target: target(of: request), allowed: false, reason: "\(error)")
             return APIResponse(ok: false, error: "\(error)")
         }
+        let policy = self.policy
         var decision = policy.decide(role: caller.role, action: action, host: nil)
         for host in hosts where decision.allowed { decision = policy.decide(role: caller.role, action: action, host: host) }
         if shouldAudit(action, caller: caller, allowed: decision.allowed) {
@@ -115,6 +121,17 @@ public final class CoordinatorService: @unchecked Sendable {
         seenLock.lock()
         defer { seenLock.unlock() }
         return seenAgents.insert(caller.fingerprint.hex).inserted
+    }
+
+    /// One line for `STATUS=`: hosts up and migrations in flight.
+    public func statusLine() -> String {
+        let now = clock()
+        let (up, total, running) = (try? store.queue.read { db -> (Int, Int, Int) in
+            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM host WHERE last_heartbeat >= ?", arguments: [now - settings.hostTimeout]) ?? 0,
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM host") ?? 0,
+             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM migration WHERE state IN \(CoordinatorService.activeStates)") ?? 0)
+        }) ?? (0, 0, 0)
+        return "\(up)/\(total) hosts up, \(running) migration\(running == 1 ? "" : "s") in flight"
     }
 
     private func record(_ caller: CertificateIdentity, _ action: String, target: String, allowed: Bool, reason: String) {

@@ -81,9 +81,10 @@ public final class MigrationReceiver {
             } else if !resumed, let d = domain {
                 security.recordAbort()
                 try? d.discard()
-                logger.warning("migration of \(d.info.name) aborted: \(failure); partial VM discarded")
+                logger.warning("migration of \(d.info.name) aborted: \(failure); partial VM discarded",
+                               metadata: ["event": "\(PalmEvent.aborted.rawValue)", "VM": "\(d.info.name)"])
             } else {
-                logger.warning("migration refused: \(failure)")
+                logger.warning("migration refused: \(failure)", metadata: ["event": "\(PalmEvent.aborted.rawValue)"])
             }
             if case .abortedByPeer = failure {} else if !resumed {
                 try? channel.send(.abort(AbortNotice(reason: failure.abortReason, message: failure.description)))
@@ -181,7 +182,8 @@ public final class MigrationReceiver {
             try hypervisor.completeIncoming(vm: config.name)
         }
         resumed = true
-        logger.notice("\(config.name) resumed here after \(rounds) rounds, \(pages) pages received")
+        logger.notice("\(config.name) resumed here after \(rounds) rounds, \(pages) pages received",
+                      metadata: ["event": "\(PalmEvent.resumedHere.rawValue)", "VM": "\(config.name)"])
         try channel.send(.done)
         return Outcome(vm: config.name, rounds: rounds, pagesReceived: pages, imageDigest: digest.finalize())
     }

@@ -96,7 +96,13 @@ public final class MigrationSender {
 
     /// Leaves the VM running on the source after a failure before COMMIT.
     private func recover(after failure: MigrationError) {
-        logger.warning("migration aborted before commit: \(failure); VM stays on the source")
+        let event: PalmEvent
+        switch failure {
+        case .attestationRejected: event = .attestationFailed
+        case .ticketRejected: event = .ticketRejected
+        default: event = .aborted
+        }
+        logger.warning("migration aborted before commit: \(failure); VM stays on the source", metadata: ["event": "\(event.rawValue)"])
         if case .abortedByPeer = failure {} else {
             try? send(.abort(AbortNotice(reason: failure.abortReason, message: failure.description)))
         }
@@ -134,7 +140,8 @@ public final class MigrationSender {
         let start = MonotonicClock.now()
         let cpuStart = MonotonicClock.processCPUSeconds()
         let peerName = channel.peer.commonName ?? channel.peer.subject
-        logger.info("migration of \(info.name) (\(info.memoryBytes >> 20) MiB) to \(peerName) starting, mode \(options.mode)")
+        logger.info("migration of \(info.name) (\(info.memoryBytes >> 20) MiB) to \(peerName) starting, mode \(options.mode)",
+                    metadata: ["event": "\(PalmEvent.migrationStarted.rawValue)"])
 
         // Handshake: HELLO → ATTEST, checked before anything about the VM leaves.
         progress(MigrationProgress(phase: .handshake, round: 0, pagesLeftInRound: info.pageCount, pagesSentInRound: 0,
@@ -200,7 +207,7 @@ public final class MigrationSender {
                     totalBytesSent: totalBytes, ramBytes: info.memoryBytes, throttlePercent: throttle)
                 let decision = options.policy.decide(observation)
                 logger.info("round \(round): sent \(sent.pages) pages (\(sent.bytes >> 10) KiB) in \(String(format: "%.3f", seconds)) s; \(dirtyCount) dirty; rate \(String(format: "%.0f", observation.bytesPerSecond / 1048576)) MiB/s; predicted downtime \(String(format: "%.1f", observation.predictedDowntime * 1000)) ms; decision \(decision)",
-                            metadata: ["ROUND": "\(round)"])
+                            metadata: ["ROUND": "\(round)", "DIRTY_PAGES": "\(dirtyCount)", "event": "\(PalmEvent.roundDone.rawValue)"])
                 if case let .stopAndCopy(reason) = decision {
                     stopReason = reason
                     predicted = observation.predictedDowntime
@@ -222,13 +229,14 @@ public final class MigrationSender {
             paused = true
             FaultPoint.stopAndCopy.reached(logger)
             let more = try domain.collectDirty(into: &dirty)
-            logger.info("stop-and-copy: paused \(info.name); \(dirty.count) pages left (\(more) dirtied since the last round)")
+            logger.info("stop-and-copy: paused \(info.name); \(dirty.count) pages left (\(more) dirtied since the last round)",
+                        metadata: ["ROUND": "\(round + 1)", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
             rounds.append(try sendFinalRound(round + 1, dirty.pfns, count: UInt64(dirty.count), digest: digest))
         } else {
             pauseTime = MonotonicClock.now()
             try domain.pause()
             paused = true
-            logger.info("stop-and-copy mode: paused \(info.name); sending all \(info.pageCount) pages")
+            logger.info("stop-and-copy mode: paused \(info.name); sending all \(info.pageCount) pages", metadata: ["ROUND": "0", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
             let final = try sendFinalRound(0, 0..<info.pageCount, count: info.pageCount, digest: digest)
             rounds.append(final)
             predicted = final.seconds + handoff
@@ -278,7 +286,8 @@ public final class MigrationSender {
         paused = false
         security.recordFinished()
         let total = resumedAt - start
-        logger.notice("migration of \(info.name) committed: downtime \(String(format: "%.1f", (resumedAt - pauseTime) * 1000)) ms, total \(String(format: "%.2f", total)) s")
+        logger.notice("migration of \(info.name) committed: downtime \(String(format: "%.1f", (resumedAt - pauseTime) * 1000)) ms, total \(String(format: "%.2f", total)) s",
+                      metadata: ["event": "\(PalmEvent.committed.rawValue)", "DOWNTIME_MS": "\(String(format: "%.1f", (resumedAt - pauseTime) * 1000))"])
         progress(MigrationProgress(phase: .done, round: rounds.count - 1, pagesLeftInRound: 0, pagesSentInRound: 0,
                                    bytesPerSecond: 0, throttlePercent: 0))
         return MigrationReport(

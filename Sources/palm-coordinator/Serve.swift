@@ -1,13 +1,17 @@
 import ArgumentParser
 import Foundation
 import PalmCoordinator
+import PalmSystemd
 import PalmTLS
 
 struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the coordinator daemon.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the coordinator daemon.",
+        discussion: "SIGHUP re-reads the access policy and the TLS certificates/CRL; SIGTERM stops after the request in hand.")
     @Option(help: "Configuration file.") var config = CoordinatorConfiguration.defaultPath
 
     func run() throws {
+        let logger = DaemonLogging.bootstrap(identifier: "palm-coordinator")
         do {
             let c = try CoordinatorConfiguration.load(path: config)
             let context = try TLSContext(configuration: c.tls)
@@ -21,12 +25,23 @@ struct Serve: ParsableCommand {
                                              policy: try AccessPolicy.load(path: c.policyFile),
                                              settings: CoordinatorSettings(c), ticketKey: key)
             let server = try CoordinatorServer(host: c.listenAddress, port: c.listenPort, context: context, service: service,
-                                               schedulerInterval: c.schedulerInterval) { event in
-                FileHandle.standardError.write(Data("palm-coordinator: \(event)\n".utf8))
-            }
+                                               schedulerInterval: c.schedulerInterval, logger: logger)
+            let runtime = DaemonRuntime(logger: logger)
+            for loop in ["accept", "scheduler"] { runtime.liveness.register(loop) }
+            server.beatInterval = runtime.liveness.maxWait(fallback: 5)
+            server.onBeat = { runtime.liveness.beat($0) }
+            server.onStatus = { runtime.notifier.status($0) }
             print("listening on \(c.listenAddress):\(server.listener.port)")
             fflush(stdout)
-            server.run()
+            runtime.run(status: "listening on \(c.listenAddress):\(server.listener.port); " + service.statusLine(),
+                        serve: server.run, stop: server.close) {
+                // The policy and TLS material; everything else needs a restart.
+                let next = try CoordinatorConfiguration.load(path: config)
+                let policy = try AccessPolicy.load(path: next.policyFile)
+                server.context = try TLSContext(configuration: next.tls)
+                service.policy = policy
+                return "reloaded; " + service.statusLine()
+            }
         } catch let e as ExitCode {
             throw e
         } catch {

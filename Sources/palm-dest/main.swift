@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmAgent
+import PalmSystemd
 import PalmWire
 
 /// palm-dest: the inbound side of a migration on every host.
@@ -27,12 +28,20 @@ struct Serve: ParsableCommand {
     @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
 
     func run() throws {
-        let logger = CLI.bootstrapLogging(label: "palm-dest")
+        let logger = DaemonLogging.bootstrap(identifier: "palm-dest")
         do {
             let server = try DestinationServer(configuration: try DestinationConfiguration.load(path: config), logger: logger)
+            let runtime = DaemonRuntime(logger: logger)
+            runtime.liveness.register("accept")
+            server.beatInterval = runtime.liveness.maxWait(fallback: 5)
+            server.onBeat = { runtime.liveness.beat("accept") }
+            server.onStatus = { runtime.notifier.status($0) }
             print("listening on \(server.configuration.listenAddress):\(server.port)")
             fflush(stdout)
-            server.run()
+            runtime.run(status: server.status, serve: server.run, stop: server.close) {
+                try server.reload()
+                return server.status
+            }
         } catch {
             CLI.fail("palm-dest", error)
             throw ExitCode(1)

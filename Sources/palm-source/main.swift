@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmAgent
+import PalmSystemd
 import PalmMigration
 import PalmTLS
 import PalmWire
@@ -33,11 +34,19 @@ struct Serve: ParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() throws {
-        let logger = CLI.bootstrapLogging(label: "palm-source")
+        let logger = DaemonLogging.bootstrap(identifier: "palm-source")
         do {
             let daemon = try SourceDaemon(configuration: try SourceConfiguration.load(path: options.config), logger: logger)
-            logger.info("reporting to the coordinator")
-            daemon.run()
+            daemon.recover()
+            let runtime = DaemonRuntime(logger: logger)
+            runtime.liveness.register("heartbeat")
+            daemon.beatInterval = runtime.liveness.maxWait(fallback: 5)
+            daemon.onBeat = { runtime.liveness.beat("heartbeat") }
+            daemon.onStatus = { runtime.notifier.status($0) }
+            runtime.run(status: "reporting to \(daemon.link.address)", serve: daemon.run, stop: daemon.stop) {
+                try daemon.reload()
+                return "reloaded; " + daemon.status
+            }
         } catch {
             CLI.fail("palm-source", error)
             throw ExitCode(1)

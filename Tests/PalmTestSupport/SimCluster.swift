@@ -95,20 +95,27 @@ public final class SimCluster: @unchecked Sendable {
 
     /// Starts palm-dest and waits for its "listening on" line. With `samePort`, it listens on the
     /// port the previous instance used (a restarted daemon), and `environment` adds variables.
-    public func startDest(samePort: Bool = false, environment: [String: String] = [:]) throws {
+    /// `prefix` runs palm-dest under a wrapper (e.g. ``JournalCapture/command(_:)``); with
+    /// `journalStderr` its stderr is announced as the journal stream (`JOURNAL_STREAM`).
+    public func startDest(samePort: Bool = false, environment: [String: String] = [:],
+                          prefix: ((_ argv: [String]) -> [String])? = nil, journalStderr: Bool = false) throws {
         if samePort {
             let text = try String(contentsOfFile: destConfig, encoding: .utf8)
             try text.replacingOccurrences(of: "port = 0", with: "port = \(destPort)")
                 .write(toFile: destConfig, atomically: true, encoding: .utf8)
         }
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: SimCluster.bin("palm-dest"))
-        p.arguments = ["serve", "--config", destConfig]
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let argv = [SimCluster.bin("palm-dest"), "serve", "--config", destConfig]
+        let command = prefix?(argv) ?? argv
+        p.executableURL = URL(fileURLWithPath: command[0])
+        p.arguments = Array(command.dropFirst())
         let out = Pipe()
         p.standardOutput = out
         let err = Pipe()
         p.standardError = err
+        var env = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if journalStderr { env["JOURNAL_STREAM"] = journalStream(of: err) }
+        p.environment = env
         Thread { [self] in
             while true {
                 let chunk = err.fileHandleForReading.availableData

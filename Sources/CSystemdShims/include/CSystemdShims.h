@@ -2,6 +2,9 @@
 /// from Swift; palm uses sd_journal_sendv and sd_notify, which these helpers wrap.
 #ifndef PALM_CSYSTEMD_SHIMS_H
 #define PALM_CSYSTEMD_SHIMS_H
+// palm's LogHandler sets CODE_FILE/CODE_LINE/CODE_FUNC of the Swift call site itself; without this
+// sd_journal_sendv would add the shim's own location to every entry.
+#define SD_JOURNAL_SUPPRESS_LOCATION 1
 #include <sys/uio.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>

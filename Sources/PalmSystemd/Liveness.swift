@@ -1,0 +1,73 @@
+import Foundation
+
+/// The watchdog that proves the daemon works, not merely that a timer runs.
+///
+/// Each of the daemon's essential loops (accept loop, scheduler, heartbeat loop) registers and
+/// calls ``beat(_:)`` every time round. A helper thread sends `WATCHDOG=1` at half the configured
+/// `WatchdogSec=` only while *every* registered loop has beaten within the watchdog interval; if
+/// one hangs (a deadlock, a stuck database, a blocked accept loop) the pings stop and systemd
+/// restarts the service. Loops must therefore wake at least every ``maxWait`` seconds.
+public final class Liveness: @unchecked Sendable {
+    public let interval: Double?
+    private let notifier: ServiceNotifier
+    private let lock = NSLock()
+    private var beats: [String: Double] = [:]
+    private var started = false
+
+    public init(notifier: ServiceNotifier = .shared, interval: Double? = nil) {
+        self.notifier = notifier
+        self.interval = interval ?? notifier.watchdogInterval
+    }
+
+    /// The longest a registered loop may sleep between beats (a quarter of the interval, or
+    /// `fallback` when there is no watchdog).
+    public func maxWait(fallback: Double) -> Double {
+        guard let interval else { return fallback }
+        return min(fallback, interval / 4)
+    }
+
+    public func register(_ loop: String) { beat(loop) }
+
+    public func beat(_ loop: String, at now: Double = Liveness.now()) {
+        lock.lock()
+        beats[loop] = now
+        lock.unlock()
+    }
+
+    /// Loops that have not beaten within the interval.
+    public func stalled(now: Double = Liveness.now()) -> [String] {
+        guard let interval else { return [] }
+        lock.lock()
+        defer { lock.unlock() }
+        return beats.filter { now - $0.value > interval }.map(\.key).sorted()
+    }
+
+    /// Starts pinging (no-op without a watchdog). `onStall` is told once per stall.
+    public func start(onStall: @escaping @Sendable ([String]) -> Void = { _ in }) {
+        guard let interval else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        guard !started else { return }
+        started = true
+        Thread { [self] in
+            var reported = false
+            while true {
+                let stuck = stalled()
+                if stuck.isEmpty {
+                    notifier.watchdog()
+                    reported = false
+                } else if !reported {
+                    onStall(stuck)
+                    reported = true
+                }
+                Thread.sleep(forTimeInterval: interval / 2)
+            }
+        }.start()
+    }
+
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
