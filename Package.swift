@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "PalmMigrationTests", dependencies: ["PalmMigration", "PalmHypervisor", "PalmTestSupport"]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",
-            "PalmControl", "PalmCoordinator",
+            "PalmControl", "PalmCoordinator", "PalmConfig",
         ]),
     ],
     swiftLanguageModes: [.v5]

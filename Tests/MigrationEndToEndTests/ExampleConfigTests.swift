@@ -1,5 +1,7 @@
 import Foundation
 import PalmAgent
+import PalmConfig
+import PalmCoordinator
 import PalmTestSupport
 import Testing
 
@@ -22,5 +24,29 @@ struct ExampleConfigTests {
         let c = try DestinationConfiguration.load(path: deploy + "/dest.toml")
         #expect(c.listenPort == 7410)
         #expect(c.maxConcurrent == 4)
+    }
+
+    @Test("coordinator.toml loads with the documented defaults")
+    func coordinator() throws {
+        let c = try CoordinatorConfiguration.load(path: deploy + "/coordinator.toml")
+        #expect(c.listenPort == 7400 && c.ticketValidity == 300 && c.autoBalance)
+        #expect(c.scheduler.imbalanceThreshold == 0.15 && c.scheduler.maxPerHost == 1 && c.scheduler.maxConcurrent == 4)
+        #expect(c.scheduler.holdTime == 300 && c.scheduler.retryDelay == 60 && c.scheduler.linkRate == 1e9)
+        #expect(c.allowlist.agents.isEmpty, "deny by default")
+    }
+
+    @Test("source.toml's [coordinator] table: all three keys or none")
+    func coordinatorLink() throws {
+        let path = NSTemporaryDirectory() + "palm-source-\(UUID().uuidString.prefix(6)).toml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let example = try String(contentsOfFile: deploy + "/source.toml", encoding: .utf8)
+        let base = String(example[..<(example.range(of: "[coordinator]")?.lowerBound ?? example.endIndex)])
+        try (base + "\n[coordinator]\naddress = \"10.0.0.1:7400\"\n").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.missingKey(file: path, key: "coordinator.certificate")) { try SourceConfiguration.load(path: path) }
+        try (base + "\n[coordinator]\naddress = \"nowhere\"\ncertificate = \"c.pem\"\nadvertise = \"10.0.0.2:7410\"\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.invalidValue(file: path, key: "coordinator.address", reason: "'nowhere' is not HOST:PORT")) {
+            try SourceConfiguration.load(path: path)
+        }
     }
 }

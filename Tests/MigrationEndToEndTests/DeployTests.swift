@@ -1,0 +1,75 @@
+import Foundation
+import PalmTestSupport
+import Testing
+
+/// deploy/'s units and scripts/install.sh: what an operator installs is valid, hardened, and
+/// removable again.
+@Suite("deploy: units and install", .serialized)
+struct DeployTests {
+    let repo = TestPKI.repoRoot.path
+
+    func install(_ args: [String]) throws -> ProcessRunner.Result {
+        try ProcessRunner.run("/bin/bash", [repo + "/scripts/install.sh"] + args)
+    }
+
+    /// The installed units, their ExecStart pointing into `root` so systemd can check the binaries.
+    func units(in root: String) throws -> [String] {
+        try ["palm-coordinator", "palm-source", "palm-dest"].map { name in
+            let path = "\(root)/etc/systemd/system/\(name).service"
+            let text = try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "/usr/local/bin/", with: "\(root)/usr/local/bin/")
+            let copy = "\(root)/check-\(name).service"
+            try text.write(toFile: copy, atomically: true, encoding: .utf8)
+            return copy
+        }
+    }
+
+    @Test("install into a root: binaries, units, configs, user; systemd-analyze verify passes; security scores printed")
+    func installVerifyScore() throws {
+        let root = NSTemporaryDirectory() + "palm-root-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let r = try install(["--root", root, "--bin-dir", SimCluster.binDir])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        for p in ["palm-coordinator", "palm-source", "palm-dest", "palm-simguest"] {
+            #expect(FileManager.default.isExecutableFile(atPath: "\(root)/usr/local/bin/\(p)"))
+        }
+        for c in ["coordinator", "source", "dest", "policy"] {
+            let attrs = try FileManager.default.attributesOfItem(atPath: "\(root)/etc/palm/\(c).toml")
+            #expect((attrs[.posixPermissions] as? Int) == 0o640, "\(c).toml must not be world-readable")
+        }
+        #expect(try String(contentsOfFile: "\(root)/etc/passwd", encoding: .utf8).contains("palm:x:"))
+
+        let checked = try units(in: root)
+        let verify = try ProcessRunner.run("/usr/bin/systemd-analyze", ["verify"] + checked)
+        #expect(verify.status == 0 && verify.stderr.isEmpty, "\(verify.stderr)")
+
+        var scores: [String: Double] = [:]
+        for unit in checked {
+            let s = try ProcessRunner.run("/usr/bin/systemd-analyze", ["security", "--offline=true", unit])
+            let last = s.stdout.split(separator: "\n").last { $0.contains("Overall exposure level") } ?? ""
+            let value = last.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
+            scores[URL(fileURLWithPath: unit).lastPathComponent] = value
+            print("systemd-analyze security: \(last.trimmingCharacters(in: .whitespaces))")
+        }
+        #expect((scores["check-palm-coordinator.service"] ?? 99) <= 2.0, "\(scores)")
+        #expect((scores["check-palm-source.service"] ?? 99) <= 3.0 && (scores["check-palm-dest.service"] ?? 99) <= 3.0, "\(scores)")
+
+        // An operator's edited configuration survives a reinstall.
+        try "# mine\n".write(toFile: "\(root)/etc/palm/policy.toml", atomically: true, encoding: .utf8)
+        #expect(try install(["--root", root, "--bin-dir", SimCluster.binDir]).status == 0)
+        #expect(try String(contentsOfFile: "\(root)/etc/palm/policy.toml", encoding: .utf8) == "# mine\n")
+
+        // Uninstall keeps configuration and state; --purge removes them.
+        #expect(try install(["--uninstall", "--root", root]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/usr/local/bin/palm-dest"))
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/etc/systemd/system/palm-dest.service"))
+        #expect(FileManager.default.fileExists(atPath: "\(root)/etc/palm/policy.toml"))
+        #expect(try install(["--uninstall", "--purge", "--root", root]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: "\(root)/etc/palm"))
+    }
+
+    @Test("a bad install argument is named and exits 64")
+    func badArgument() throws {
+        let r = try install(["--frobnicate"])
+        #expect(r.status == 64 && r.stderr.contains("unknown argument '--frobnicate'"))
+    }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs palm on a host: binaries, systemd units, example configurations, the palm system user.
+#
+#   scripts/install.sh [--root DIR] [--prefix /usr/local] [--bin-dir DIR]
+#   scripts/install.sh --uninstall [--root DIR] [--prefix /usr/local] [--purge]
+#
+# --root DIR     install into DIR instead of / (images, tests); systemctl is only used for /
+# --bin-dir DIR  take already-built binaries from DIR instead of building them
+#                (default: swift build -c release --static-swift-stdlib, so hosts need no Swift)
+# --purge        with --uninstall: also remove /etc/palm and /var/lib/palm
+#
+# Configurations already in /etc/palm are never overwritten; the examples are installed only
+# where no file exists. Nothing is enabled or started: that is the operator's decision
+# (systemctl enable --now palm-dest palm-source, and palm-coordinator on the control host).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROOT="" PREFIX=/usr/local BIN_DIR="" UNINSTALL=0 PURGE=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) ROOT=${2:?--root needs a directory}; shift 2;;
+    --prefix) PREFIX=${2:?--prefix needs a directory}; shift 2;;
+    --bin-dir) BIN_DIR=${2:?--bin-dir needs a directory}; shift 2;;
+    --uninstall) UNINSTALL=1; shift;;
+    --purge) PURGE=1; shift;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    *) echo "install.sh: unknown argument '$1' (see --help)" >&2; exit 64;;
+  esac
+done
+[ -z "$ROOT" ] || ROOT=$(realpath -m "$ROOT")
+UNITS="palm-coordinator.service palm-source.service palm-dest.service"
+PROGRAMS="palm-coordinator palm-source palm-dest palm-simguest"
+LIVE_SYSTEMD=0
+[ -z "$ROOT" ] && [ -d /run/systemd/system ] && LIVE_SYSTEMD=1
+
+if [ "$UNINSTALL" = 1 ]; then
+  if [ "$LIVE_SYSTEMD" = 1 ]; then systemctl disable --now $UNITS 2>/dev/null || true; fi
+  for p in $PROGRAMS; do rm -f "$ROOT$PREFIX/bin/$p"; done
+  for u in $UNITS; do rm -f "$ROOT/etc/systemd/system/$u"; done
+  rm -f "$ROOT/usr/lib/sysusers.d/palm.conf"
+  rm -rf "$ROOT$PREFIX/share/doc/palm"
+  if [ "$PURGE" = 1 ]; then rm -rf "$ROOT/etc/palm" "$ROOT/var/lib/palm"; fi
+  if [ "$LIVE_SYSTEMD" = 1 ]; then systemctl daemon-reload; fi
+  echo "palm uninstalled from ${ROOT:-/}$([ "$PURGE" = 1 ] && echo ", configuration and state purged" || echo "; /etc/palm and /var/lib/palm kept (--purge removes them)")"
+  exit 0
+fi
+
+if [ -z "$BIN_DIR" ]; then
+  source scripts/lib.sh
+  ensure_toolchain
+  for p in $PROGRAMS; do swift build -c release --static-swift-stdlib --product "$p" >/dev/null; done
+  BIN_DIR=.build/release
+fi
+for p in $PROGRAMS; do [ -x "$BIN_DIR/$p" ] || { echo "install.sh: $BIN_DIR/$p is missing" >&2; exit 1; }; done
+
+install -d -m 0755 "$ROOT$PREFIX/bin" "$ROOT/etc/systemd/system" "$ROOT/usr/lib/sysusers.d" "$ROOT$PREFIX/share/doc/palm"
+for p in $PROGRAMS; do install -m 0755 "$BIN_DIR/$p" "$ROOT$PREFIX/bin/$p"; done
+for u in $UNITS; do
+  sed -e "s|/usr/local/bin/|$PREFIX/bin/|g" -e "s|/usr/local/share/doc/|$PREFIX/share/doc/|g" "deploy/$u" > "$ROOT/etc/systemd/system/$u"
+  chmod 0644 "$ROOT/etc/systemd/system/$u"
+done
+install -m 0644 README.md "$ROOT$PREFIX/share/doc/palm/README.md"
+
+# The coordinator runs as the system user palm (the agents need root for the hypervisor).
+echo 'u palm - "palm coordinator" /nonexistent /usr/sbin/nologin' > "$ROOT/usr/lib/sysusers.d/palm.conf"
+chmod 0644 "$ROOT/usr/lib/sysusers.d/palm.conf"
+if [ -n "$ROOT" ]; then
+  mkdir -p "$ROOT/etc"; touch "$ROOT/etc/passwd" "$ROOT/etc/group"
+  systemd-sysusers --root="$ROOT" "$ROOT/usr/lib/sysusers.d/palm.conf"
+else
+  systemd-sysusers /usr/lib/sysusers.d/palm.conf
+fi
+
+# Configurations: examples only where the operator has none; readable by root and palm.
+install -d -m 0750 "$ROOT/etc/palm" "$ROOT/etc/palm/tls"
+for c in coordinator source dest policy; do
+  if [ ! -e "$ROOT/etc/palm/$c.toml" ]; then install -m 0640 "deploy/$c.toml" "$ROOT/etc/palm/$c.toml"; fi
+done
+GID=$(awk -F: '$1 == "palm" {print $3}' "$ROOT/etc/group")
+[ -n "$GID" ] && chgrp -R "$GID" "$ROOT/etc/palm"
+
+if [ "$LIVE_SYSTEMD" = 1 ]; then systemctl daemon-reload; fi
+cat <<MSG
+palm installed into ${ROOT:-/}:
+  $PREFIX/bin/{${PROGRAMS// /,}}
+  /etc/systemd/system/{${UNITS// /,}}
+  /etc/palm/{coordinator,source,dest,policy}.toml (existing files kept), /etc/palm/tls/ for certificates
+Next: certificates into /etc/palm/tls (certs/palm-ca), edit /etc/palm/*.toml, then
+  systemctl enable --now palm-dest palm-source          # every host
+  systemctl enable --now palm-coordinator               # the control host
+MSG
