@@ -48,8 +48,8 @@ fi
 if [ -z "$BIN_DIR" ]; then
   source scripts/lib.sh
   ensure_toolchain
-  for p in $PROGRAMS; do swift build -c release --static-swift-stdlib --product "$p" >/dev/null; done
-  BIN_DIR=.build/release
+  for p in $PROGRAMS; do swift build -c release --static-swift-stdlib --build-path .build/static --product "$p" >/dev/null; done
+  BIN_DIR=.build/static/release
 fi
 for p in $PROGRAMS; do [ -x "$BIN_DIR/$p" ] || { echo "install.sh: $BIN_DIR/$p is missing" >&2; exit 1; }; done
 

@@ -1,0 +1,99 @@
+#!/bin/bash
+# Runs inside the test VM, under real systemd (PID 1) and journald, from the host's 9p share:
+# installs palm with scripts/install.sh, starts the three units for host A (+ host B's agents as
+# transient units), migrates a sim VM A → B through the coordinator CLI, and checks what systemd
+# and journald saw. Prints PASS/FAIL per check and "RESULT: …"; exits non-zero on any failure.
+set -u
+S=/mnt/host
+PASS=0 FAIL=0
+check() { local name=$1; shift; if "$@" >/dev/null 2>&1; then echo "PASS $name"; PASS=$((PASS + 1)); else echo "FAIL $name"; FAIL=$((FAIL + 1)); fi; }
+step() { echo; echo "== $*"; }
+W=/root/work; mkdir -p "$W"
+
+step "install with scripts/install.sh"
+"$S/repo/scripts/install.sh" --bin-dir "$S/bin" || { echo "FAIL install"; exit 1; }
+echo "systemd $(systemctl --version | head -1 | cut -d' ' -f2), PID 1: $(cat /proc/1/comm)"
+
+step "certificates and configuration"
+CA="$S/repo/certs/palm-ca --dir $W/ca"
+$CA init >/dev/null 2>&1
+for h in host-a host-b; do $CA host $h --ip 127.0.0.1 >/dev/null 2>&1; done
+$CA host coordinator --role coordinator --ip 127.0.0.1 >/dev/null 2>&1
+$CA operator ops --role operator >/dev/null 2>&1
+I=$W/ca/issued
+install -m 0644 "$W/ca/ca.pem" /etc/palm/tls/ca.pem
+for f in host-a coordinator; do install -m 0644 "$I/$f.pem" /etc/palm/tls/$f.pem; install -m 0640 "$I/$f.key" /etc/palm/tls/$f.key; done
+chgrp palm /etc/palm/tls/coordinator.key
+mkdir -p /etc/palm-b; install -m 0600 "$I/host-b.pem" "$I/host-b.key" /etc/palm-b/
+
+tls() { printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "/etc/palm/tls/ca.pem"\n' "$1" "$2"; }
+sim() { printf '[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-%s"\nmemory_limit = "1G"\n' "$1"; }
+{ tls /etc/palm/tls/host-a.pem /etc/palm/tls/host-a.key; sim a
+  printf '[listen]\naddress = "127.0.0.1"\nport = 7410\n[security]\ncoordinator_certificate = "/etc/palm/tls/coordinator.pem"\n'; } > /etc/palm/dest.toml
+{ tls /etc/palm-b/host-b.pem /etc/palm-b/host-b.key; sim b
+  printf '[listen]\naddress = "127.0.0.1"\nport = 7411\n[security]\ncoordinator_certificate = "/etc/palm/tls/coordinator.pem"\n'
+  printf '[state]\ndirectory = "/var/lib/palm-b/dest"\n'; } > /etc/palm-b/dest.toml
+link() { printf '[coordinator]\naddress = "127.0.0.1:7400"\ncertificate = "/etc/palm/tls/coordinator.pem"\nadvertise = "127.0.0.1:%s"\n' "$1"; }
+{ tls /etc/palm/tls/host-a.pem /etc/palm/tls/host-a.key; sim a; link 7410; } > /etc/palm/source.toml
+{ tls /etc/palm-b/host-b.pem /etc/palm-b/host-b.key; sim b; printf '[state]\ndirectory = "/var/lib/palm-b/source"\n'; link 7411; } > /etc/palm-b/source.toml
+{ tls /etc/palm/tls/coordinator.pem /etc/palm/tls/coordinator.key
+  printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\n'
+  for key in allowed_agents allowed_configs allowed_hypervisors; do
+    printf '%s = [%s]\n' $key "$(for c in /etc/palm/dest.toml /etc/palm-b/dest.toml; do palm-dest measure --config $c; done \
+      | awk -F'"' -v k=$key '$0 ~ "^" k {print "\"" $2 "\""}' | sort -u | paste -sd, -)"
+  done; } > /etc/palm/coordinator.toml
+chmod 0640 /etc/palm/*.toml; chgrp palm /etc/palm/coordinator.toml
+
+step "start: the three units (host A), host B's agents as transient units"
+systemctl enable --now palm-coordinator.service palm-dest.service palm-source.service
+for u in dest source; do
+  systemd-run --unit=palm-$u-b -p Type=notify -p NotifyAccess=main -p KillMode=process -p WatchdogSec=30s \
+    /usr/local/bin/palm-$u serve --config /etc/palm-b/$u.toml
+done
+for u in palm-coordinator palm-dest palm-source palm-dest-b palm-source-b; do
+  check "$u is active (READY=1 received)" systemctl is-active --quiet $u
+done
+systemctl --no-pager status palm-coordinator palm-source | grep -E "●|Active|Status" || true
+
+step "a VM on host A, migrated to host B through the coordinator"
+export PALM_SERVER=127.0.0.1:7400 PALM_CERT=$I/ops.pem PALM_KEY=$I/ops.key PALM_CA=$W/ca/ca.pem
+palm-simguest create demo --root /dev/shm/palm-a --memory 16M --rate 100
+for _ in $(seq 100); do palm-coordinator vms 2>/dev/null | grep -q demo && break; sleep 0.2; done
+palm-coordinator hosts
+check "migrate --wait exits 0" timeout 300 palm-coordinator migrate demo --to host-b --wait
+journalctl -u palm-source -o cat --no-pager | grep -E "round|stop-and-copy|committed" | tail -8
+palm-coordinator history
+check "the VM runs on host B" sh -c 'palm-simguest list --root /dev/shm/palm-b | grep -q "demo.*running"'
+check "and not on host A" sh -c '! palm-simguest list --root /dev/shm/palm-a | grep -q demo'
+check "its memory check passes" sh -c 'palm-simguest check demo --root /dev/shm/palm-b | grep -q "failures 0"'
+
+step "what systemd and journald saw"
+for u in palm-coordinator palm-source palm-dest-b; do echo "$u: $(systemctl show -p StatusText --value $u)"; done
+check "palm-source StatusText reports its coordinator" sh -c 'systemctl show -p StatusText --value palm-source | grep -q "reporting to 127.0.0.1:7400"'
+check "palm-dest-b StatusText names its port" sh -c 'systemctl show -p StatusText --value palm-dest-b | grep -q "listening on 127.0.0.1:7411"'
+check "palm-coordinator StatusText counts hosts" sh -c 'systemctl show -p StatusText --value palm-coordinator | grep -q "2/2 hosts up"'
+check "the coordinator's watchdog pings arrive" sh -c '[ "$(systemctl show -p WatchdogTimestampMonotonic --value palm-coordinator)" != 0 ]'
+journalctl -o json -u palm-source --no-pager > "$W/source.json"
+journalctl -o json -u palm-dest-b --no-pager > "$W/dest-b.json"
+grep '"PALM_EVENT":"migration.committed"' "$W/source.json" | head -1
+check "journal: palm-source's commit, with its MESSAGE_ID and fields" \
+  sh -c "grep '\"PALM_EVENT\":\"migration.committed\"' $W/source.json | grep '\"VM\":\"demo\"' | grep '\"SYSLOG_IDENTIFIER\":\"palm-source\"' | grep -q '\"MESSAGE_ID\":\"[0-9a-f]\{32\}\"'"
+ID=$(grep '"PALM_EVENT":"migration.committed"' "$W/source.json" | head -1 | sed 's/.*"MESSAGE_ID":"\([0-9a-f]*\)".*/\1/')
+check "journalctl MESSAGE_ID=… finds it" sh -c "journalctl MESSAGE_ID=$ID -o cat --no-pager | grep -q 'migration of demo committed'"
+check "journal: palm-dest-b resumed the VM (PEER, VM fields)" \
+  sh -c "grep '\"PALM_EVENT\":\"migration.resumed\"' $W/dest-b.json | grep '\"VM\":\"demo\"' | grep -q '\"PEER\":\"host-a\"'"
+check "journal: round records carry ROUND" sh -c "grep '\"PALM_EVENT\":\"migration.round\"' $W/source.json | grep -q '\"ROUND\":\"0\"'"
+
+step "reload and stop"
+timeout 60 systemctl reload palm-coordinator
+check "reload: still active" systemctl is-active --quiet palm-coordinator
+check "reload: journal says so" sh -c "journalctl -u palm-coordinator -o json --no-pager | grep -q '\"PALM_EVENT\":\"daemon.reloaded\"'"
+timeout 150 systemctl stop palm-source
+check "stop: palm-source ended cleanly" sh -c '[ "$(systemctl show -p Result --value palm-source)" = success ]'
+check "stop: journal has STOPPING's event" sh -c "journalctl -u palm-source -o json --no-pager | grep -q '\"PALM_EVENT\":\"daemon.stopping\"'"
+check "the VM still runs on host B after the agents stop" sh -c 'timeout 150 systemctl stop palm-dest-b palm-source-b; palm-simguest list --root /dev/shm/palm-b | grep -q "demo.*running"'
+check "audit log intact" palm-coordinator audit verify --db /var/lib/palm/coordinator/palm.sqlite --coordinator-cert /etc/palm/tls/coordinator.pem
+
+echo
+echo "RESULT: $PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]

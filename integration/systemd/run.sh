@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The systemd integration test: boots Debian 12 with systemd as PID 1 under QEMU (TCG), installs
+# palm in it with scripts/install.sh, runs the three units and a sim migration through the
+# coordinator CLI, and checks systemctl and journalctl from inside (job.sh). Exit 0 iff every
+# check passed. The image is cached in .build/integration-systemd (rebuilt when build-image.sh
+# changes); binaries are built with the static Swift standard library.
+#   integration/systemd/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+HERE=integration/systemd
+T0=$(date +%s)
+need=()
+for p in debootstrap:debootstrap qemu-system-x86_64:qemu-system-x86 zstd:zstd cpio:cpio depmod:kmod; do
+  command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+CACHE=.build/integration-systemd
+"$HERE/build-image.sh" "$CACHE/image"
+T1=$(date +%s)
+
+source scripts/lib.sh
+ensure_toolchain
+for p in palm-coordinator palm-source palm-dest palm-simguest; do
+  swift build -c release --static-swift-stdlib --build-path .build/static --product "$p" >/dev/null
+done
+T2=$(date +%s)
+
+SHARE=$(mktemp -d /tmp/palm-systemd-it.XXXXXX)
+trap 'rm -rf "$SHARE"' EXIT
+mkdir -p "$SHARE/bin" "$SHARE/repo/scripts" "$SHARE/repo/certs"
+for p in palm-coordinator palm-source palm-dest palm-simguest; do cp ".build/static/release/$p" "$SHARE/bin/"; done
+cp -r deploy README.md "$SHARE/repo/"; cp scripts/install.sh scripts/lib.sh "$SHARE/repo/scripts/"; cp certs/palm-ca "$SHARE/repo/certs/"
+cp "$HERE/job.sh" "$SHARE/job.sh"
+
+echo "booting Debian 12 + systemd under QEMU (TCG)…"
+status=0
+timeout 900 qemu-system-x86_64 -accel tcg,thread=multi -M pc -cpu max -m 2048 -smp 2 \
+  -kernel "$CACHE/image/vmlinuz" -initrd "$CACHE/image/rootfs.cpio.zst" \
+  -append "console=ttyS0 rdinit=/lib/systemd/systemd panic=-1 systemd.show_status=0 quiet" \
+  -virtfs "local,path=$SHARE,mount_tag=host0,security_model=none,id=host0" \
+  -display none -serial "file:$SHARE/console.log" -no-reboot || status=$?
+T3=$(date +%s)
+cat "$SHARE/out.log" 2>/dev/null || { echo "no job output; the VM's console:"; tail -40 "$SHARE/console.log"; }
+echo
+echo "timings: image $((T1 - T0)) s, static build $((T2 - T1)) s, boot + job + power-off $((T3 - T2)) s"
+[ "$status" = 0 ] || { echo "qemu exited $status"; tail -20 "$SHARE/console.log"; exit 1; }
+grep -qx "exit 0" "$SHARE/job.exit" 2>/dev/null || { echo "systemd integration: FAILED"; exit 1; }
+echo "systemd integration: passed"
