@@ -48,6 +48,7 @@ struct AgentOrderAttackTests {
         try rogue.start()
         defer { rogue.kill() }
         let cluster = try SimCluster()
+        defer { cluster.shutdown() }
         let (agent, log) = try serveSource(cluster, coordinatorPort: rogue.port)
         defer { stop(agent) }
         let refused = NetnsCluster.poll(30) {
@@ -62,6 +63,7 @@ struct AgentOrderAttackTests {
     @Test("orders whose ticket is forged, or names another source host, are refused and reported; the VM stays")
     func forgedOrders() throws {
         let cluster = try SimCluster()
+        defer { cluster.shutdown() }
         try cluster.createVM("victim", memory: "16M")
         // A coordinator endpoint with the real coordinator certificate that hands out bad orders.
         let listener = try TLSListener(host: "127.0.0.1", port: 0, context: pki.context("coord"))

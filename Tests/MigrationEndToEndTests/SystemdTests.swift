@@ -30,6 +30,7 @@ struct SystemdTests {
     @Test("palm-dest: READY=1 only once its port accepts; WATCHDOG=1 at half WatchdogSec; STOPPING=1 and exit 0 on SIGTERM")
     func destLifecycle() throws {
         let cluster = try SimCluster()
+        defer { cluster.shutdown() }
         let notify = try NotifyListener()
         try cluster.startDest(environment: notify.environment.merging(["WATCHDOG_USEC": "1000000"]) { $1 })
         #expect(notify.waitFor("READY=1"))
@@ -58,6 +59,7 @@ struct SystemdTests {
     @Test("SIGHUP: RELOADING=1 then READY=1; a broken configuration is refused and the daemon keeps serving")
     func reload() throws {
         let cluster = try SimCluster()
+        defer { cluster.shutdown() }
         let notify = try NotifyListener()
         try cluster.startDest(environment: notify.environment)
         #expect(notify.waitFor("READY=1"))
@@ -78,6 +80,7 @@ struct SystemdTests {
     @Test("journald: fields, MESSAGE_IDs and structured fields of a refused connection and a completed migration")
     func journal() throws {
         let cluster = try SimCluster()
+        defer { cluster.shutdown() }
         let journal = try JournalCapture()
         try cluster.startDest(prefix: journal.command, journalStderr: true)
         let ready = try #require(journal.waitFor(["PALM_EVENT": "daemon.ready"]))
@@ -106,6 +109,7 @@ struct SystemdTests {
     @Test("palm-source serve: STATUS shows the migration live; SIGTERM mid-migration stops it safely, the VM in one place")
     func sourceStatusAndStop() throws {
         let cluster = try SimCluster()
+        defer { cluster.shutdown() }
         try cluster.startDest()
         // The coordinator distributes exactly what the destination measures.
         let measured = try ProcessRunner.run(SimCluster.bin("palm-dest"), ["measure", "--config", cluster.destConfig]).stdout
