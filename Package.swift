@@ -74,17 +74,17 @@ let package = Package(
         ]),
 
         .executableTarget(name: "palm-source", dependencies: [
-            "PalmAgent", "PalmSystemd", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-dest", dependencies: [
-            "PalmAgent", "PalmSystemd", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmSystemd", "PalmTLS", "PalmWire",
+            "PalmCoordinator", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSystemd", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

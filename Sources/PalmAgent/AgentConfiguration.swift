@@ -60,15 +60,10 @@ public struct SourceConfiguration {
             for (key, value) in [("address", address), ("certificate", certificate), ("advertise", advertise)] where value == nil {
                 throw ConfigError.missingKey(file: f.path, key: "coordinator.\(key)")
             }
-            for (key, value) in [("address", address!), ("advertise", advertise!)] where !CoordinatorLink.isEndpoint(value) {
+            for (key, value) in [("address", address!), ("advertise", advertise!)] where Endpoint(value) == nil {
                 throw ConfigError.invalidValue(file: f.path, key: "coordinator.\(key)", reason: "'\(value)' is not HOST:PORT")
             }
             return CoordinatorLink(address: address!, certificate: certificate!, advertise: advertise!)
-        }
-
-        static func isEndpoint(_ s: String) -> Bool {
-            guard let colon = s.lastIndex(of: ":"), let port = UInt16(s[s.index(after: colon)...]) else { return false }
-            return port > 0 && colon > s.startIndex
         }
     }
 

@@ -64,20 +64,4 @@ public enum CLI {
         print(ok ? "all signatures verify" : "EVIDENCE DOES NOT VERIFY")
         return ok
     }
-
-    /// Splits HOST[:PORT] (IPv6 in brackets).
-    public static func hostPort(_ text: String, defaultPort: UInt16) -> (String, UInt16)? {
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return nil }
-            let host = String(text[text.index(after: text.startIndex)..<close])
-            let rest = text[text.index(after: close)...]
-            if rest.isEmpty { return (host, defaultPort) }
-            guard rest.hasPrefix(":"), let p = UInt16(rest.dropFirst()), p > 0 else { return nil }
-            return (host, p)
-        }
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        if parts.count == 1, !text.isEmpty { return (text, defaultPort) }
-        guard parts.count == 2, !parts[0].isEmpty, let p = UInt16(parts[1]), p > 0 else { return nil }
-        return (String(parts[0]), p)
-    }
 }

@@ -180,14 +180,12 @@ public final class SourceDaemon: @unchecked Sendable {
     }
 
     private func connect() throws -> CoordinatorClient {
-        guard let (host, port) = CLI.hostPort(link.address, defaultPort: 7400) else {
-            throw DaemonError.notConfigured(configuration.file)
-        }
+        guard let endpoint = Endpoint(link.address) else { throw DaemonError.notConfigured(configuration.file) }
         var tls = configuration.tls
         tls.connectTimeout = min(tls.connectTimeout, beatInterval)
         tls.handshakeTimeout = min(tls.handshakeTimeout, beatInterval)
         tls.ioTimeout = min(tls.ioTimeout, beatInterval)
-        return try CoordinatorClient(host: host, port: port, context: try TLSContext(configuration: tls), pinned: coordinatorPin.fingerprint)
+        return try CoordinatorClient(host: endpoint.host, port: endpoint.port, context: try TLSContext(configuration: tls), pinned: coordinatorPin.fingerprint)
     }
 
     /// This host as the coordinator should see it.
@@ -269,13 +267,13 @@ public final class SourceDaemon: @unchecked Sendable {
         guard ticket.id == order.id, ticket.vm == order.vm else {
             throw MigrationError.ticketRejected("the ticket is for another migration or VM")
         }
-        guard let (host, port) = CLI.hostPort(order.destinationAddress, defaultPort: configuration.destinationPort) else {
+        guard let destination = Endpoint(order.destinationAddress, defaultPort: configuration.destinationPort) else {
             throw MigrationError.ticketRejected("bad destination address '\(order.destinationAddress)'")
         }
         lock.lock()
         let list = allowlist
         lock.unlock()
-        var request = SourceAgent.Request(vm: order.vm, host: host, port: port, serverName: order.destinationHost,
+        var request = SourceAgent.Request(vm: order.vm, host: destination.host, port: destination.port, serverName: order.destinationHost,
                                           mode: order.mode == "stop-and-copy" ? .stopAndCopy : .preCopy,
                                           downtimeTarget: order.downtimeMs.map { $0 / 1000 }, ticket: bytes)
         request.attestation = AttestationPolicy(allowedAgents: Set(list.agents), allowedConfigs: Set(list.configs),

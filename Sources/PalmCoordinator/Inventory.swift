@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import PalmConfig
 import PalmControl
 import PalmTLS
 
@@ -92,10 +93,7 @@ extension CoordinatorService {
         return orders
     }
 
-    private func hostPart(_ address: String) -> String {
-        if address.hasPrefix("["), let end = address.firstIndex(of: "]") { return String(address[address.index(after: address.startIndex)..<end]) }
-        return address.split(separator: ":").first.map(String.init) ?? address
-    }
+    private func hostPart(_ address: String) -> String { Endpoint(address)?.host ?? address }
 
     /// Brings the host's VM rows in line with its report, writing only what changed (most
     /// heartbeats change nothing). Statements are cached: this runs for every heartbeat.

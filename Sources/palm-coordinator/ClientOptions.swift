@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PalmConfig
 import PalmControl
 import PalmTLS
 
@@ -26,7 +27,8 @@ struct ClientOptions: ParsableArguments {
     /// Connects; exits 2 naming the failure when the coordinator cannot be reached or authenticated.
     func connect() throws -> CoordinatorClient {
         do {
-            let endpoint = Endpoint(try setting(server, "PALM_SERVER", "server"))!
+            let address = try setting(server, "PALM_SERVER", "server")
+            guard let endpoint = Endpoint(address) else { throw ValidationError("--server must be HOST:PORT, not '\(address)'") }
             let tls = TLSConfiguration(certificateChain: try setting(cert, "PALM_CERT", "cert"), privateKey: try setting(key, "PALM_KEY", "key"),
                                        trustRoots: try setting(ca, "PALM_CA", "ca"))
             return try CoordinatorClient(host: endpoint.host, port: endpoint.port, context: try TLSContext(configuration: tls))
@@ -65,20 +67,6 @@ struct ClientOptions: ParsableArguments {
 
 func fail(_ message: String) {
     FileHandle.standardError.write(Data("palm-coordinator: \(message)\n".utf8))
-}
-
-/// HOST:PORT, with [v6]:PORT.
-struct Endpoint {
-    var host: String
-    var port: UInt16
-    init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port > 0 else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty else { return nil }
-        self.host = host
-        self.port = port
-    }
 }
 
 /// A plain-text table: upper-case headers, columns padded to their widest cell.

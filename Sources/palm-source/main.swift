@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmAgent
+import PalmConfig
 import PalmSystemd
 import PalmMigration
 import PalmTLS
@@ -74,13 +75,13 @@ struct Migrate: ParsableCommand {
         let logger = CLI.bootstrapLogging(label: "palm-source", level: json ? .warning : .info)
         do {
             let config = try SourceConfiguration.load(path: options.config)
-            guard let (host, port) = CLI.hostPort(to, defaultPort: config.destinationPort) else {
+            guard let destination = Endpoint(to, defaultPort: config.destinationPort) else {
                 throw ValidationError("--to must be HOST or HOST:PORT, not '\(to)'")
             }
             guard let ticketBytes = FileManager.default.contents(atPath: ticket) else {
                 throw ValidationError("--ticket: cannot read '\(ticket)'")
             }
-            let request = SourceAgent.Request(vm: vm, host: host, port: port, serverName: serverName,
+            let request = SourceAgent.Request(vm: vm, host: destination.host, port: destination.port, serverName: serverName,
                                               mode: mode == "pre-copy" ? .preCopy : .stopAndCopy,
                                               downtimeTarget: downtimeMs.map { $0 / 1000 }, ticket: Array(ticketBytes))
             let report = try SourceAgent(configuration: config, logger: logger)

@@ -163,13 +163,15 @@ struct PlanningState {
         busy = Array(repeating: 0, count: hosts.count)
         for (i, h) in hosts.enumerated() { index[h.name] = i }
         for (i, v) in vms.enumerated() { vmsOn[v.host, default: []].append(i) }
-        moving = Set(snapshot.inFlight.map(\.vm))
+        let inFlightNames = Set(snapshot.inFlight.map(\.vm))
+        moving = inFlightNames
+        let flying = Dictionary(snapshot.vms.filter { inFlightNames.contains($0.name) }.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for f in snapshot.inFlight {
             if let s = index[f.source] { busy[s] += 1 }
             if let d = index[f.destination] {
                 busy[d] += 1
                 // Reserve the incoming VM on its destination until the move completes.
-                if let vm = snapshot.vms.first(where: { $0.name == f.vm && $0.host == f.source }) {
+                if let vm = flying[f.vm], vm.host == f.source {
                     hosts[d].memoryUsed += vm.memoryBytes
                     hosts[d].cpuLoad += vm.cpu / max(hosts[d].cpus, 1)
                 }
