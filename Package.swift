@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmWire"]),
         // The hypervisor driver protocol and its drivers (sim now; xen with CXen).
         .target(name: "PalmHypervisor", dependencies: [
-            "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
+            "PalmWire", "CXenShims", .product(name: "Atomics", package: "swift-atomics"),
         ]),
 
         // Checked TOML configuration files shared by the agents and the coordinator.
@@ -107,6 +107,7 @@ let package = Package(
             "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "PalmHypervisorTests", dependencies: ["PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: ["PalmMigration", "PalmHypervisor", "PalmTestSupport"]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",

@@ -1,2 +1,4 @@
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
+#include <xenguest.h>
+#include <xenstore.h>

@@ -6,22 +6,28 @@ import PalmSecurity
 import PalmTLS
 import PalmWire
 
-/// Which hypervisor driver an agent uses (`[hypervisor]`, `[sim]`).
+/// Which hypervisor driver an agent uses (`[hypervisor]`, `[sim]`, `[xen]`).
 public struct HypervisorSettings: Sendable, Equatable {
     public var driver: String
     public var simRoot: String
     public var simMemoryLimit: UInt64
+    /// The `xl` executable the Xen driver uses for configuration, restore, rename and destroy.
+    public var xl: String
+    /// Seconds a Xen guest gets to acknowledge and complete a suspend request.
+    public var xenSuspendTimeout: Double
 
     static func load(_ file: ConfigFile) throws -> HypervisorSettings {
         HypervisorSettings(driver: try file.oneOf("hypervisor.driver", ["sim", "xen"], default: "xen"),
                            simRoot: try file.string("sim.root", default: "/dev/shm/palm-sim"),
-                           simMemoryLimit: try file.bytes("sim.memory_limit", default: 16 << 30))
+                           simMemoryLimit: try file.bytes("sim.memory_limit", default: 16 << 30),
+                           xl: try file.string("xen.xl", default: "xl"),
+                           xenSuspendTimeout: try file.double("xen.suspend_timeout_s", default: 30, range: 1...600))
     }
 
     public func make() throws -> Hypervisor {
         switch driver {
         case "sim": return try SimHypervisor(root: simRoot, memoryLimitBytes: simMemoryLimit)
-        default: throw HypervisorError.unsupported("the xen driver is not built yet; use driver = \"sim\"")
+        default: return try XenHypervisor(xl: xl, suspendTimeout: xenSuspendTimeout)
         }
     }
 }

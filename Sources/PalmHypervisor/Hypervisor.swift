@@ -32,6 +32,10 @@ extension Hypervisor {
     public func dirtyRateEstimate(vm: String) -> Double? { nil }
 }
 
+extension SourceDomain {
+    public var platform: [UInt8] { [] }
+}
+
 /// One VM as the hypervisor reports it.
 public struct VMInfo: Equatable, Sendable, Codable {
     public var name: String
@@ -61,6 +65,9 @@ public enum VMRunState: String, Sendable, Codable {
 /// windows so an agent never holds a copy of (or a mapping over) all of guest RAM.
 public protocol SourceDomain: AnyObject {
     var info: VMInfo { get }
+    /// Driver-specific description the destination's driver needs to build the VM (sent in
+    /// CONFIG; empty for the sim driver, the page layout and libxl configuration for Xen).
+    var platform: [UInt8] { get }
     func pause() throws
     func resume() throws
     /// Starts dirty tracking with an empty log.

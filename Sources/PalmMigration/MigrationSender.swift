@@ -164,7 +164,7 @@ public final class MigrationSender {
         // CONFIG → PREPARED: the destination has room and an empty paused VM.
         let configSent = MonotonicClock.now()
         try send(.config(VMConfig(name: info.name, mode: options.mode, pageSize: UInt32(info.pageSize), pageCount: info.pageCount,
-                                  vcpus: info.vcpus, hypervisor: options.hypervisorName, platform: [])))
+                                  vcpus: info.vcpus, hypervisor: options.hypervisorName, platform: domain.platform)))
         guard case .prepared = try receive() else { throw WireError.unexpectedMessage(.prepared, state: "config") }
         rtt = min(rtt, MonotonicClock.now() - configSent)
 

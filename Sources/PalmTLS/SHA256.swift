@@ -1,5 +1,8 @@
 import COpenSSLShims
 import PalmWire
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Incremental SHA-256 (OpenSSL EVP). One instance hashes one message; `finalize` ends it.
 public struct SHA256 {
@@ -38,16 +41,22 @@ public struct SHA256 {
         return h.finalize()
     }
 
-    /// Hashes a file in 1 MiB chunks.
+    /// Hashes a file in 1 MiB chunks. A read error throws: the digest of a file cut short by an
+    /// I/O error would be a wrong measurement, not a failed one.
     public static func hash(file path: String) throws -> Digest32 {
-        let bio = try PEM.openBIO(path)
-        defer { BIO_free(bio) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TLSError.unreadableFile(path: path, detail: String(cString: strerror(errno))) }
+        defer { close(fd) }
         var h = SHA256()
         var buf = [UInt8](repeating: 0, count: 1 << 20)
         while true {
-            let n = buf.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
-            if n <= 0 { break }
-            buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<Int(n)])) }
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw TLSError.unreadableFile(path: path, detail: String(cString: strerror(errno)))
+            }
+            if n == 0 { break }
+            buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
         return h.finalize()
     }

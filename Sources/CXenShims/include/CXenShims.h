@@ -1,11 +1,60 @@
-/// C shims for libxenctrl / libxenforeignmemory: constants defined as macros.
+/// C shims for libxenctrl / libxenforeignmemory / libxenguest / libxenstore: macros (hypercall
+/// buffers, constants) and structures Swift cannot use directly. Every function returns -1 (or
+/// NULL) with errno set on failure, like the Xen call it wraps.
 #ifndef PALM_CXEN_SHIMS_H
 #define PALM_CXEN_SHIMS_H
+#include <stdint.h>
 #include <xenctrl.h>
 #include <xenforeignmemory.h>
+#include <xenguest.h>
+#include <xenstore.h>
 
 /// Xen's page size in bytes (XC_PAGE_SIZE).
 unsigned long palm_xc_page_size(void);
-/// The shadow-control operation that reads and clears the log-dirty bitmap.
-unsigned int palm_xen_shadow_op_clean(void);
+
+/// One domain, flattened from xc_domaininfo_t.
+typedef struct palm_xen_domain {
+    uint32_t domid;
+    uint32_t flags;
+    uint64_t tot_pages;
+    uint64_t max_pages;
+    uint32_t online_vcpus;
+    int hvm, paused, shutdown, shutdown_reason, dying;
+    uint8_t handle[16];
+} palm_xen_domain;
+
+/// Domains from `first` on, at most `max`; returns how many (xc_domain_getinfolist).
+int palm_xen_domains(xc_interface *xch, uint32_t first, palm_xen_domain *out, unsigned int max);
+
+/// The page types of `num` guest frames, in place (XEN_DOMCTL_getpageframeinfo3).
+int palm_xen_pfn_types(xc_interface *xch, uint32_t domid, unsigned int num, xen_pfn_t *pfns);
+/// XEN_DOMCTL_PFINFO_XTAB / _BROKEN / _LTAB_MASK.
+uint32_t palm_xen_pfinfo_xtab(void);
+uint32_t palm_xen_pfinfo_broken(void);
+uint32_t palm_xen_pfinfo_mask(void);
+/// SHUTDOWN_suspend.
+int palm_xen_shutdown_suspend(void);
+
+/// Log-dirty tracking of one domain with its hypercall bitmap buffer.
+typedef struct palm_xen_logdirty palm_xen_logdirty;
+/// Enables log-dirty mode (turning a stale one off first) for a p2m of `pages` frames.
+palm_xen_logdirty *palm_xen_logdirty_enable(xc_interface *xch, uint32_t domid, unsigned long pages);
+/// Reads and clears the dirty bitmap (XEN_DOMCTL_SHADOW_OP_CLEAN) into `words` (pages/64 rounded up).
+int palm_xen_logdirty_clean(palm_xen_logdirty *ld, uint64_t *words, size_t nwords);
+/// Turns log-dirty off and frees the buffer.
+int palm_xen_logdirty_disable(palm_xen_logdirty *ld);
+
+/// The domain's CPUID and MSR policy in the migration stream's serialised form (malloc'd arrays
+/// of xen_cpuid_leaf_t and xen_msr_entry_t; the caller frees them).
+int palm_xen_cpu_policy(xc_interface *xch, uint32_t domid, void **leaves, uint32_t *leaves_bytes,
+                        void **msrs, uint32_t *msrs_bytes);
+
+/// Xen's version as "major.minor" + extraversion into buf.
+int palm_xen_version(xc_interface *xch, char *buf, size_t len);
+
+/// Host memory: free and total bytes (xc_physinfo).
+int palm_xen_physinfo(xc_interface *xch, uint64_t *free_bytes, uint64_t *total_bytes);
+
+/// Credit2 cap of a domain in percent of one CPU (0 = no cap).
+int palm_xen_set_cap(xc_interface *xch, uint32_t domid, unsigned int cap);
 #endif

@@ -1,0 +1,74 @@
+import PalmWire
+
+/// The `xen` driver: a dom0 agent's view of the host through libxenctrl, libxenforeignmemory and
+/// libxenstore, with `xl` for what belongs to the toolstack (configuration, restore, destroy).
+///
+/// Only PVH guests are migrated (HVM with a device model would need the emulator's state too;
+/// PV log-dirty needs shadow paging, which Debian's 4.17.7 hypervisor is built without). The
+/// guest must support Xen's PV suspend (Linux does) so it re-binds its event channels after the
+/// move. Incoming domains are named NAME--incoming until they run; the source's domain is renamed
+/// NAME--migratedaway during the hand-off, as `xl migrate` does, so source and destination may be
+/// the same host.
+public final class XenHypervisor: Hypervisor, @unchecked Sendable {
+    public let name = "xen"
+    public let version: String
+    private let xc: XenControl
+    private let toolstack: XenToolstack
+    private let suspendTimeout: Double
+
+    /// Opens the control interfaces; fails with a named error outside dom0.
+    public init(xl: String = "xl", suspendTimeout: Double = 30, toolstackTimeout: Double = 120) throws {
+        xc = try XenControl()
+        version = try xc.version()
+        toolstack = XenToolstack(xl: xl, timeout: toolstackTimeout)
+        self.suspendTimeout = suspendTimeout
+    }
+
+    private func named() throws -> [(XenDomainInfo, String)] {
+        try xc.domains().compactMap { d in
+            guard d.domid != 0, !d.dying, let n = xc.name(of: d.domid) else { return nil }
+            return (d, n)
+        }
+    }
+
+    public func listVMs() throws -> [VMInfo] {
+        try named().map { d, n in
+            let state: VMRunState = n.hasSuffix(XenIncomingDomain.suffix) ? .incoming
+                : d.shutdown ? .stopped : d.paused ? .paused : .running
+            return VMInfo(name: n, pageSize: xc.pageSize, pageCount: d.totalPages, vcpus: max(d.vcpus, 1), state: state)
+        }
+    }
+
+    public func freeMemoryBytes() throws -> UInt64 { try xc.physinfo().free }
+
+    public func openSource(vm: String) throws -> SourceDomain {
+        guard let (d, _) = try named().first(where: { $0.1 == vm }) else { throw HypervisorError.noSuchVM(vm) }
+        return try XenSourceDomain(xc: xc, toolstack: toolstack, domid: d.domid, name: vm, suspendTimeout: suspendTimeout)
+    }
+
+    public func createIncoming(config: VMConfig) throws -> DestinationDomain {
+        let existing = try named().map(\.1)
+        guard !existing.contains(config.name + XenIncomingDomain.suffix) else { throw HypervisorError.vmExists(config.name + XenIncomingDomain.suffix) }
+        let need = config.pageCount * UInt64(config.pageSize)
+        let free = try freeMemoryBytes()
+        guard need <= free else { throw HypervisorError.insufficientMemory(vm: config.name, neededBytes: need, availableBytes: free) }
+        return try XenIncomingDomain(xc: xc, toolstack: toolstack, config: config)
+    }
+
+    public func incomingVMs() -> [String] {
+        ((try? named()) ?? []).compactMap { _, n in
+            n.hasSuffix(XenIncomingDomain.suffix) ? String(n.dropLast(XenIncomingDomain.suffix.count)) : nil
+        }
+    }
+
+    public func completeIncoming(vm: String) throws {
+        guard let (d, _) = try named().first(where: { $0.1 == vm + XenIncomingDomain.suffix }) else { throw HypervisorError.noSuchVM(vm + XenIncomingDomain.suffix) }
+        if d.paused { try xc.unpause(d.domid) }
+        try toolstack.rename(domid: d.domid, to: vm)
+    }
+
+    public func discardIncoming(vm: String) {
+        guard let (d, _) = (try? named())?.first(where: { $0.1 == vm + XenIncomingDomain.suffix }) else { return }
+        try? toolstack.destroy(domid: d.domid)
+    }
+}

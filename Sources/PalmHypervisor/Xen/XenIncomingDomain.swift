@@ -1,0 +1,110 @@
+import PalmWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An incoming domain on a Xen destination. From CONFIG on, `xl restore -p` reads a migration
+/// stream palm writes as the pages arrive (`XenRestoreStream`), so libxenguest fills guest memory
+/// during the pre-copy rounds just as it does under `xl migrate`; STATE completes the stream and
+/// `xl restore` leaves the domain built and paused under the name `NAME--incoming`.
+///
+/// Guarantees: nothing runs before `resume` (after COMMIT): then the domain is unpaused and
+/// renamed to NAME. `discard` kills the restore and destroys whatever it built.
+final class XenIncomingDomain: DestinationDomain {
+    static let suffix = "--incoming"
+
+    let info: VMInfo
+    private let xc: XenControl
+    private let toolstack: XenToolstack
+    private let layout: XenPageLayout
+    private var restore: ToolProcess?
+    private var stream: XenRestoreStream?
+    private var domid: UInt32?
+
+    init(xc: XenControl, toolstack: XenToolstack, config: VMConfig) throws {
+        self.xc = xc
+        self.toolstack = toolstack
+        let platform = try XenPlatformConfig.decode(config.platform)
+        guard platform.layout.count == config.pageCount, Int(config.pageSize) == xc.pageSize else {
+            throw HypervisorError.corruptImage("CONFIG says \(config.pageCount) pages of \(config.pageSize) bytes, the Xen layout \(platform.layout.count) of \(xc.pageSize)")
+        }
+        layout = platform.layout
+        info = VMInfo(name: config.name, pageSize: xc.pageSize, pageCount: config.pageCount, vcpus: config.vcpus, state: .incoming)
+        let incomingName = config.name + Self.suffix
+        let json = try XenToolstack.renamed(platform.configJSON, to: incomingName)
+
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        let stream = XenRestoreStream(fd: fds[1], pageSize: xc.pageSize)
+        do {
+            restore = try toolstack.startRestore(readingFrom: fds[0])
+            close(fds[0])
+            self.stream = stream
+            try stream.writeHeaders(configJSON: json, xenMajor: platform.xenMajor, xenMinor: platform.xenMinor,
+                                    cpuid: platform.cpuid, msrs: platform.msrs)
+        } catch {
+            close(fds[0])
+            try? discard()
+            throw error
+        }
+    }
+
+    func writePage(pfn: UInt64, data: UnsafeRawBufferPointer?) throws {
+        guard let stream else { throw HypervisorError.invalidState("\(info.name) is no longer receiving pages") }
+        guard let gpfn = layout.gpfn(pfn) else { throw HypervisorError.corruptImage("page \(pfn) is outside the \(layout.count)-page layout") }
+        do {
+            try stream.page(gpfn: gpfn, data: data)
+        } catch {
+            throw restoreFailure(error)
+        }
+    }
+
+    func restoreState(_ state: [UInt8]) throws {
+        guard let stream, let restore else { throw HypervisorError.invalidState("\(info.name) is no longer receiving") }
+        let decoded = try XenDomainState.decode(state)
+        do {
+            try stream.writeTail(decoded)
+        } catch {
+            throw restoreFailure(error)
+        }
+        stream.close()
+        self.stream = nil
+        try restore.wait(timeout: toolstack.timeout)
+        self.restore = nil
+        guard let id = try domainID(info.name + Self.suffix) else {
+            throw HypervisorError.guestFailed("`xl restore` finished but no domain \(info.name + Self.suffix) exists")
+        }
+        domid = id
+    }
+
+    /// When the pipe breaks, what `xl restore` said is the useful error.
+    private func restoreFailure(_ error: Error) -> Error {
+        guard let restore else { return error }
+        if restore.isRunning { return error }
+        let tail = restore.output().split(separator: "\n").suffix(6).joined(separator: " | ")
+        return HypervisorError.guestFailed("`xl restore` stopped: \(tail)")
+    }
+
+    func resume() throws {
+        guard let domid else { throw HypervisorError.invalidState("\(info.name) was not restored") }
+        try xc.unpause(domid)
+        try toolstack.rename(domid: domid, to: info.name)
+    }
+
+    func discard() throws {
+        stream?.close()
+        stream = nil
+        restore?.kill()
+        restore = nil
+        if let id = try domainID(info.name + Self.suffix) {
+            try toolstack.destroy(domid: id)
+        }
+        domid = nil
+    }
+
+    private func domainID(_ name: String) throws -> UInt32? {
+        try xc.domains().first { $0.domid != 0 && !$0.dying && xc.name(of: $0.domid) == name }?.domid
+    }
+}

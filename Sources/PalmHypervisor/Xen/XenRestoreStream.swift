@@ -1,0 +1,176 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes the stream `xl restore` reads, so the destination builds the domain through Xen's own
+/// restore path (libxl creates it, libxenguest fills it, xenstore and the console are introduced
+/// as for any migrated domain) while the pages arrive through palm's engine.
+///
+/// Layout (docs/specs/libxl-migration-stream.pandoc and libxc-migration-stream.pandoc of Xen 4.17):
+///
+///     xl header     "Xen saved domain, xl format\n \0 \r", byte order 0x01020304, mandatory flags
+///                   STREAMv2|JSON, optional data = u32 length + the domain's JSON config (with NUL)
+///     libxl header  ident "LibxlFmt" (big-endian u64), version 2, options 0 (little-endian stream)
+///     libxl record  LIBXC_CONTEXT (empty body): what follows is libxenguest's stream
+///       image hdr   marker ~0, id "XENF", version 3, options 0 (big-endian fields)
+///       domain hdr  type X86_HVM (PVH is an HVM container), page shift 12, Xen major.minor
+///       X86_CPUID_POLICY, X86_MSR_POLICY, STATIC_DATA_END       ← at creation (static data)
+///       PAGE_DATA × n  (≤ 512 frames each; a frame may come again in a later round: last wins)
+///       X86_TSC_INFO, HVM_CONTEXT, HVM_PARAMS, END              ← at hand-off (STATE)
+///     libxl record  END
+///
+/// Every record is type (u32) + length (u32) + body padded to 8 bytes, little-endian.
+final class XenRestoreStream {
+    enum LibxcRecord: UInt32 {
+        case end = 0x00, pageData = 0x01, tscInfo = 0x08, hvmContext = 0x09, hvmParams = 0x0a
+        case staticDataEnd = 0x10, cpuidPolicy = 0x11, msrPolicy = 0x12
+    }
+
+    static let batchPages = 512
+    private let fd: Int32
+    private let pageSize: Int
+    private var pendingPFNs: [UInt64] = []
+    private var pendingData: [UInt8] = []
+    private(set) var bytesWritten: UInt64 = 0
+
+    /// Takes ownership of `fd` (the write end of the pipe `xl restore` reads).
+    init(fd: Int32, pageSize: Int) {
+        self.fd = fd
+        self.pageSize = pageSize
+        pendingData.reserveCapacity(Self.batchPages * pageSize)
+    }
+
+    deinit { close() }
+
+    private var closed = false
+    func close() {
+        guard !closed else { return }
+        closed = true
+        _ = Glibc.close(fd)
+    }
+
+    // MARK: stream parts
+
+    func writeHeaders(configJSON: [UInt8], xenMajor: UInt32, xenMinor: UInt32, cpuid: [UInt8], msrs: [UInt8]) throws {
+        var w = LEWriter()
+        // xl save-file header.
+        w.raw(Array("Xen saved domain, xl format\n \0 \r".utf8))
+        var json = configJSON
+        if json.last != 0 { json.append(0) }
+        w.u32(0x0102_0304)
+        w.u32(1 << 1 | 1 << 0)          // XL_MANDATORY_FLAG_STREAMv2 | XL_MANDATORY_FLAG_JSON
+        w.u32(0)
+        w.u32(UInt32(4 + json.count))
+        w.u32(UInt32(json.count))
+        w.raw(json)
+        // libxl stream header (big-endian fields).
+        w.be64(0x4c69_6278_6c46_6d74)   // "LibxlFmt"
+        w.be32(2)
+        w.be32(0)
+        w.record(type: 0x01, body: [])  // LIBXC_CONTEXT
+        // libxc image header (big-endian) and domain header.
+        w.be64(UInt64.max)
+        w.be32(0x5845_4E46)             // "XENF"
+        w.be32(3)
+        w.be16(0)
+        w.be16(0)
+        w.be32(0)
+        w.u32(0x0000_0002)              // DHDR_TYPE_X86_HVM
+        w.u16(12)
+        w.u16(0)
+        w.u32(xenMajor)
+        w.u32(xenMinor)
+        if !cpuid.isEmpty { w.record(type: LibxcRecord.cpuidPolicy.rawValue, body: cpuid) }
+        if !msrs.isEmpty { w.record(type: LibxcRecord.msrPolicy.rawValue, body: msrs) }
+        w.record(type: LibxcRecord.staticDataEnd.rawValue, body: [])
+        try put(w.bytes)
+    }
+
+    /// Queues one frame's content (nil: zeroes); full batches go out as PAGE_DATA records.
+    func page(gpfn: UInt64, data: UnsafeRawBufferPointer?) throws {
+        pendingPFNs.append(gpfn)
+        if let data {
+            guard data.count == pageSize else { throw HypervisorError.corruptImage("page of \(data.count) bytes, expected \(pageSize)") }
+            pendingData.append(contentsOf: data)
+        } else {
+            pendingData.append(contentsOf: repeatElement(0, count: pageSize))
+        }
+        if pendingPFNs.count == Self.batchPages { try flush() }
+    }
+
+    func flush() throws {
+        guard !pendingPFNs.isEmpty else { return }
+        var w = LEWriter()
+        let length = 8 + 8 * pendingPFNs.count + pendingData.count
+        w.u32(LibxcRecord.pageData.rawValue)
+        w.u32(UInt32(length))
+        w.u32(UInt32(pendingPFNs.count))
+        w.u32(0)
+        for pfn in pendingPFNs { w.u64(pfn) }   // type NOTAB (0) in bits 60–63
+        try put(w.bytes)
+        try put(pendingData)                     // length is a multiple of 8: no padding
+        pendingPFNs.removeAll(keepingCapacity: true)
+        pendingData.removeAll(keepingCapacity: true)
+    }
+
+    /// The hand-off records, libxenguest's END and libxl's END.
+    func writeTail(_ state: XenDomainState) throws {
+        try flush()
+        var w = LEWriter()
+        var tsc = LEWriter()
+        tsc.u32(state.tscMode)
+        tsc.u32(state.tscKHz)
+        tsc.u64(state.tscNanoseconds)
+        tsc.u32(state.tscIncarnation)
+        tsc.u32(0)
+        w.record(type: LibxcRecord.tscInfo.rawValue, body: tsc.bytes)
+        w.record(type: LibxcRecord.hvmContext.rawValue, body: state.hvmContext)
+        if !state.params.isEmpty {
+            var p = LEWriter()
+            p.u32(UInt32(state.params.count))
+            p.u32(0)
+            for (index, value) in state.params {
+                p.u64(UInt64(index))
+                p.u64(value)
+            }
+            w.record(type: LibxcRecord.hvmParams.rawValue, body: p.bytes)
+        }
+        w.record(type: LibxcRecord.end.rawValue, body: [])
+        w.record(type: 0x00, body: [])  // libxl END
+        try put(w.bytes)
+    }
+
+    private func put(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { buf in
+            var off = 0
+            while off < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw HypervisorError.systemCall(call: "write(xl restore stream)", errno: errno)
+                }
+                off += n
+            }
+        }
+        bytesWritten += UInt64(bytes.count)
+    }
+}
+
+/// Little-endian byte building for Xen's stream (palm's own wire format is big-endian).
+struct LEWriter {
+    var bytes: [UInt8] = []
+    mutating func raw(_ b: [UInt8]) { bytes += b }
+    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    mutating func be16(_ v: UInt16) { withUnsafeBytes(of: v.bigEndian) { bytes += $0 } }
+    mutating func be32(_ v: UInt32) { withUnsafeBytes(of: v.bigEndian) { bytes += $0 } }
+    mutating func be64(_ v: UInt64) { withUnsafeBytes(of: v.bigEndian) { bytes += $0 } }
+    /// type, length, body, zero padding to 8 bytes.
+    mutating func record(type: UInt32, body: [UInt8]) {
+        u32(type)
+        u32(UInt32(body.count))
+        bytes += body
+        bytes += repeatElement(0, count: (8 - body.count % 8) % 8)
+    }
+}

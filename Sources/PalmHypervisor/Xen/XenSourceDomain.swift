@@ -1,0 +1,227 @@
+import CXenShims
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A running PVH/HVM domain as the source of a migration, driven through libxenctrl and
+/// libxenforeignmemory: log-dirty tracking, read-only foreign mappings in windows of at most
+/// `XenSourceDomain.window` frames, a cooperative suspend through xenstore's control/shutdown
+/// (so the guest re-binds its event channels when it wakes up elsewhere), the HVM context.
+///
+/// Guarantees: until `destroy`, the domain exists here; `resume` after `pause` cancels the
+/// suspend and the guest carries on where it was (its suspend call returns "cancelled").
+final class XenSourceDomain: SourceDomain {
+    static let window = 1024
+
+    let info: VMInfo
+    let platform: [UInt8]
+    private let xc: XenControl
+    private let toolstack: XenToolstack
+    private let domid: UInt32
+    private let layout: XenPageLayout
+    private let p2mSize: UInt64
+    private let suspendTimeout: Double
+    private var dirtyLog: OpaquePointer?
+    private var suspended = false
+    private var renamedTo: String?
+
+    init(xc: XenControl, toolstack: XenToolstack, domid: UInt32, name: String, suspendTimeout: Double) throws {
+        self.xc = xc
+        self.toolstack = toolstack
+        self.domid = domid
+        self.suspendTimeout = suspendTimeout
+        guard let d = try xc.domain(domid), !d.dying else { throw HypervisorError.noSuchVM(name) }
+        guard d.hvm else {
+            throw HypervisorError.unsupported("'\(name)' is a PV guest; palm migrates PVH and HVM guests (PV log-dirty needs shadow paging)")
+        }
+        guard !d.shutdown else { throw HypervisorError.vmNotRunning(name) }
+        let config = try toolstack.configJSON(domid: domid)
+        guard XenToolstack.guestType(config) == "pvh" else {
+            throw HypervisorError.unsupported("'\(name)' is an HVM guest with a device model; palm's Xen driver migrates PVH guests")
+        }
+        p2mSize = try xc.p2mSize(domid)
+        layout = try Self.scanLayout(xc: xc, domid: domid, p2mSize: p2mSize)
+        let policy = try xc.cpuPolicy(domid)
+        let version = try xc.version()
+        let parts = version.split(whereSeparator: { !$0.isNumber }).compactMap { UInt32($0) }
+        platform = XenPlatformConfig(layout: layout, configJSON: config, cpuid: policy.cpuid, msrs: policy.msrs,
+                                     xenMajor: parts.first ?? 4, xenMinor: parts.dropFirst().first ?? 17).encode()
+        info = VMInfo(name: name, pageSize: xc.pageSize, pageCount: layout.count, vcpus: max(d.vcpus, 1),
+                      state: d.paused ? .paused : .running)
+    }
+
+    /// Populated frames: every gpfn whose type is neither XTAB (hole, or Xen's own pages such as
+    /// the grant table and shared info) nor BROKEN — what libxenguest's save sends as data.
+    static func scanLayout(xc: XenControl, domid: UInt32, p2mSize: UInt64) throws -> XenPageLayout {
+        var populated: [UInt64] = []
+        let mask = UInt64(palm_xen_pfinfo_mask()), xtab = UInt64(palm_xen_pfinfo_xtab()), broken = UInt64(palm_xen_pfinfo_broken())
+        var start: UInt64 = 0
+        var batch = [xen_pfn_t](repeating: 0, count: window)
+        while start < p2mSize {
+            let n = Int(min(UInt64(window), p2mSize - start))
+            batch = (0..<n).map { xen_pfn_t(start + UInt64($0)) }
+            try xc.pfnTypes(domid, &batch)
+            for i in 0..<n {
+                let type = UInt64(batch[i]) & mask
+                if type != xtab && type != broken { populated.append(start + UInt64(i)) }
+            }
+            start += UInt64(n)
+        }
+        return XenPageLayout(populated: populated)
+    }
+
+    func pause() throws {
+        guard !suspended else { return }
+        try suspendGuest()
+        suspended = true
+    }
+
+    /// Asks the guest to suspend (control/shutdown = "suspend"), waits for the acknowledgement and
+    /// for Xen to report the domain shut down with reason "suspend".
+    private func suspendGuest() throws {
+        let control = "/local/domain/\(domid)/control/shutdown"
+        try xc.write(control, "suspend")
+        let start = ToolProcess.now()
+        var acknowledged = false
+        while true {
+            guard let d = try xc.domain(domid) else { throw HypervisorError.guestFailed("\(info.name) vanished while suspending") }
+            if d.suspended { return }
+            if d.shutdown { throw HypervisorError.guestFailed("\(info.name) shut down (reason \(d.shutdownReason)) instead of suspending") }
+            if !acknowledged { acknowledged = (xc.read(control) ?? "") != "suspend" }
+            if ToolProcess.now() - start > suspendTimeout {
+                if !acknowledged { try? xc.write(control, "") }
+                throw HypervisorError.guestFailed("\(info.name) did not suspend within \(Int(suspendTimeout)) s"
+                                                  + (acknowledged ? " after acknowledging" : " (no acknowledgement: does the guest have Xen PV suspend support?)"))
+            }
+            usleep(acknowledged ? 500 : 2_000)
+        }
+    }
+
+    func resume() throws {
+        if let original = renamedTo {
+            try toolstack.rename(domid: domid, to: original)
+            renamedTo = nil
+        }
+        if suspended {
+            try xc.resumeCancelled(domid)
+            suspended = false
+        }
+    }
+
+    func enableDirtyLog() throws {
+        guard dirtyLog == nil else { return }
+        guard let ld = palm_xen_logdirty_enable(xc.xch, domid, UInt(p2mSize)) else {
+            throw HypervisorError.systemCall(call: "xc_shadow_control(ENABLE_LOGDIRTY)", errno: errno)
+        }
+        dirtyLog = ld
+    }
+
+    func collectDirty(into bitmap: inout DirtyBitmap) throws -> Int {
+        guard let ld = dirtyLog else { throw HypervisorError.invalidState("log-dirty is not enabled for \(info.name)") }
+        var words = [UInt64](repeating: 0, count: Int((p2mSize + 63) / 64))
+        let rc = words.withUnsafeMutableBufferPointer { palm_xen_logdirty_clean(ld, $0.baseAddress, $0.count) }
+        try XenControl.check(rc, "xc_logdirty_control(CLEAN)")
+        var outside: [xen_pfn_t] = []
+        var count = 0
+        for (w, word) in words.enumerated() where word != 0 {
+            var bits = word
+            while bits != 0 {
+                let gpfn = UInt64(w) << 6 | UInt64(bits.trailingZeroBitCount)
+                bits &= bits - 1
+                if let index = layout.index(gpfn) {
+                    if !bitmap.contains(index) { bitmap.set(index); count += 1 }
+                } else {
+                    outside.append(xen_pfn_t(gpfn))
+                }
+            }
+        }
+        try checkOutside(outside)
+        return count
+    }
+
+    /// Dirty frames outside the layout are Xen's own pages or holes; a frame that has become
+    /// populated means the guest's memory layout changed (ballooning), which this driver refuses.
+    private func checkOutside(_ gpfns: [xen_pfn_t]) throws {
+        guard !gpfns.isEmpty else { return }
+        let mask = UInt64(palm_xen_pfinfo_mask()), xtab = UInt64(palm_xen_pfinfo_xtab()), broken = UInt64(palm_xen_pfinfo_broken())
+        for chunk in stride(from: 0, to: gpfns.count, by: Self.window) {
+            var batch = Array(gpfns[chunk..<min(chunk + Self.window, gpfns.count)])
+            let original = batch
+            try xc.pfnTypes(domid, &batch)
+            for (i, t) in batch.enumerated() where UInt64(t) & mask != xtab && UInt64(t) & mask != broken {
+                throw HypervisorError.invalidState("\(info.name)'s memory layout changed during the migration: gpfn 0x\(String(UInt64(original[i]), radix: 16)) became populated (ballooning is not supported while migrating)")
+            }
+        }
+    }
+
+    func disableDirtyLog() throws {
+        guard let ld = dirtyLog else { return }
+        dirtyLog = nil
+        try XenControl.check(palm_xen_logdirty_disable(ld), "xc_shadow_control(OFF)")
+    }
+
+    func readPages<S: Sequence>(_ pfns: S, _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws where S.Element == UInt64 {
+        var indexes: [UInt64] = []
+        var gpfns: [xen_pfn_t] = []
+        indexes.reserveCapacity(Self.window)
+        gpfns.reserveCapacity(Self.window)
+        for index in pfns {
+            guard let g = layout.gpfn(index) else { throw HypervisorError.invalidState("page \(index) is outside \(info.name)'s \(layout.count) pages") }
+            indexes.append(index)
+            gpfns.append(xen_pfn_t(g))
+            if indexes.count == Self.window {
+                try readWindow(indexes, gpfns, body)
+                indexes.removeAll(keepingCapacity: true)
+                gpfns.removeAll(keepingCapacity: true)
+            }
+        }
+        if !indexes.isEmpty { try readWindow(indexes, gpfns, body) }
+    }
+
+    private func readWindow(_ indexes: [UInt64], _ gpfns: [xen_pfn_t], _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws {
+        var errors: [Int32] = []
+        let base = try xc.map(domid, gpfns, writable: false, errors: &errors)
+        defer { xc.unmap(base, count: gpfns.count) }
+        let size = xc.pageSize
+        for i in indexes.indices {
+            guard errors[i] == 0 else {
+                throw HypervisorError.systemCall(call: "xenforeignmemory_map(gpfn 0x\(String(UInt64(gpfns[i]), radix: 16)))", errno: -errors[i])
+            }
+            try body(indexes[i], UnsafeRawBufferPointer(start: base + i * size, count: size))
+        }
+    }
+
+    func captureState() throws -> [UInt8] {
+        guard suspended else { throw HypervisorError.invalidState("\(info.name) must be suspended to capture its state") }
+        let tsc = try xc.tscInfo(domid)
+        let context = try xc.hvmContext(domid)
+        var params: [(UInt32, UInt64)] = []
+        for index in XenDomainState.savedParams {
+            let v = try xc.hvmParam(domid, index)
+            if v != 0 { params.append((index, v)) }
+        }
+        // Free the name for the incoming domain (a destination on this same host), as `xl migrate` does.
+        if renamedTo == nil {
+            try toolstack.rename(domid: domid, to: "\(info.name)--migratedaway")
+            renamedTo = info.name
+        }
+        return XenDomainState(tscMode: tsc.mode, tscNanoseconds: tsc.nsec, tscKHz: tsc.khz, tscIncarnation: tsc.incarnation,
+                              hvmContext: context, params: params).encode()
+    }
+
+    func setThrottle(percent: Int) throws {
+        let cap = percent <= 0 ? 0 : UInt32(max(1, 100 - min(percent, 99))) * info.vcpus
+        try xc.setCap(domid, percent: cap)
+    }
+
+    func destroy() throws {
+        if let ld = dirtyLog { dirtyLog = nil; _ = palm_xen_logdirty_disable(ld) }
+        try toolstack.destroy(domid: domid)
+        renamedTo = nil
+        suspended = false
+    }
+
+    deinit {
+        if let ld = dirtyLog { _ = palm_xen_logdirty_disable(ld) }
+    }
+}

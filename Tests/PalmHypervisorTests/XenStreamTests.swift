@@ -1,0 +1,183 @@
+@testable import PalmHypervisor
+import PalmWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Reads back what XenRestoreStream wrote, field by field, as libxl and libxenguest parse it.
+private struct StreamReader {
+    let bytes: [UInt8]
+    var at = 0
+    mutating func take(_ n: Int) -> [UInt8] { defer { at += n }; return Array(bytes[at..<at + n]) }
+    mutating func le32() -> UInt32 { take(4).enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * $1.offset) } }
+    mutating func le64() -> UInt64 { take(8).enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * $1.offset) } }
+    mutating func le16() -> UInt16 { take(2).enumerated().reduce(0) { $0 | UInt16($1.element) << (8 * $1.offset) } }
+    mutating func be32() -> UInt32 { take(4).reduce(0) { $0 << 8 | UInt32($1) } }
+    mutating func be64() -> UInt64 { take(8).reduce(0) { $0 << 8 | UInt64($1) } }
+    mutating func be16() -> UInt16 { take(2).reduce(0) { $0 << 8 | UInt16($1) } }
+    /// type, body; checks the 8-byte padding is zero.
+    mutating func record() -> (UInt32, [UInt8]) {
+        let type = le32(), length = Int(le32())
+        let body = take(length)
+        let pad = take((8 - length % 8) % 8)
+        #expect(pad.allSatisfy { $0 == 0 })
+        return (type, body)
+    }
+}
+
+private func written(_ body: (XenRestoreStream) throws -> Void) throws -> [UInt8] {
+    var template = Array("/tmp/palm-xenstream.XXXXXX".utf8CString)
+    let fd = mkstemp(&template)
+    let path = String(cString: template)
+    defer { unlink(path) }
+    let stream = XenRestoreStream(fd: dup(fd), pageSize: 4096)
+    try body(stream)
+    stream.close()
+    let size = Int(lseek(fd, 0, SEEK_END))
+    lseek(fd, 0, SEEK_SET)
+    var bytes = [UInt8](repeating: 0, count: size)
+    #expect(read(fd, &bytes, size) == size)
+    close(fd)
+    return bytes
+}
+
+@Suite("Xen restore stream (what `xl restore` reads)")
+struct XenStreamTests {
+    let state = XenDomainState(tscMode: 1, tscNanoseconds: 123_456_789, tscKHz: 2_400_000, tscIncarnation: 3,
+                               hvmContext: Array(repeating: 0xAB, count: 1030), params: [(1, 0xfeffc), (17, 0xfeffd)])
+
+    @Test("xl header, libxl header, libxc headers, static data, pages, hand-off records and both ENDs, in order and aligned")
+    func layoutOfTheStream() throws {
+        let json = Array(#"{"c_info":{"name":"vm--incoming","type":"pvh"}}"#.utf8)
+        var page = [UInt8](repeating: 0, count: 4096)
+        for i in page.indices { page[i] = UInt8(i % 251) }
+        let bytes = try written { s in
+            try s.writeHeaders(configJSON: json, xenMajor: 4, xenMinor: 17, cpuid: Array(repeating: 1, count: 48), msrs: Array(repeating: 2, count: 16))
+            try page.withUnsafeBytes { try s.page(gpfn: 0x10, data: $0) }
+            try s.page(gpfn: 0xfeffc, data: nil)
+            try s.writeTail(state)
+        }
+        var r = StreamReader(bytes: bytes)
+        #expect(r.take(32) == Array("Xen saved domain, xl format\n \0 \r".utf8))
+        #expect(r.le32() == 0x0102_0304)
+        #expect(r.le32() == 3)                       // STREAMv2 | JSON
+        #expect(r.le32() == 0)
+        #expect(r.le32() == UInt32(4 + json.count + 1))
+        #expect(r.le32() == UInt32(json.count + 1))
+        #expect(r.take(json.count + 1) == json + [0])
+        #expect(r.be64() == 0x4c69_6278_6c46_6d74)   // "LibxlFmt"
+        #expect(r.be32() == 2 && r.be32() == 0)
+        #expect(r.record() == (1, []))               // LIBXC_CONTEXT
+        #expect(r.be64() == UInt64.max && r.be32() == 0x5845_4E46 && r.be32() == 3)
+        #expect(r.be16() == 0 && r.be16() == 0 && r.be32() == 0)
+        #expect(r.le32() == 2 && r.le16() == 12 && r.le16() == 0 && r.le32() == 4 && r.le32() == 17)
+
+        var types: [UInt32] = []
+        var pageData: [UInt8] = []
+        while true {
+            let (type, body) = r.record()
+            types.append(type)
+            if type == 0x01 { pageData = body }
+            if type == 0x08 {
+                var b = StreamReader(bytes: body)
+                #expect(b.le32() == 1 && b.le32() == 2_400_000 && b.le64() == 123_456_789 && b.le32() == 3 && b.le32() == 0)
+            }
+            if type == 0x09 { #expect(body == state.hvmContext) }
+            if type == 0x0a {
+                var b = StreamReader(bytes: body)
+                #expect(b.le32() == 2 && b.le32() == 0)
+                #expect(b.le64() == 1 && b.le64() == 0xfeffc && b.le64() == 17 && b.le64() == 0xfeffd)
+            }
+            if type == 0 { break }
+        }
+        #expect(types == [0x11, 0x12, 0x10, 0x01, 0x08, 0x09, 0x0a, 0x00])
+        var p = StreamReader(bytes: pageData)
+        #expect(p.le32() == 2 && p.le32() == 0)
+        #expect(p.le64() == 0x10 && p.le64() == 0xfeffc)   // type NOTAB: no bits above the pfn
+        #expect(p.take(4096) == page)
+        #expect(p.take(4096).allSatisfy { $0 == 0 })
+        #expect(r.record() == (0, []))                      // libxl END
+        #expect(r.at == bytes.count)
+    }
+
+    @Test("pages go out in PAGE_DATA records of at most 512 frames")
+    func batching() throws {
+        let zero = [UInt8](repeating: 0, count: 4096)
+        let bytes = try written { s in
+            try s.writeHeaders(configJSON: Array("{}".utf8), xenMajor: 4, xenMinor: 17, cpuid: [], msrs: [])
+            for g in 0..<UInt64(1100) { try zero.withUnsafeBytes { try s.page(gpfn: g, data: $0) } }
+            try s.flush()
+        }
+        // Skip to the first record after the libxc domain header.
+        var r = StreamReader(bytes: bytes)
+        r.at = 32 + 16 + 4 + 3 + 16 + 8 + 24 + 16
+        #expect(r.record().0 == 0x10)   // no CPU policy records when there is none
+        var counts: [UInt32] = []
+        while r.at < bytes.count {
+            let (type, body) = r.record()
+            #expect(type == 0x01)
+            var b = StreamReader(bytes: body)
+            counts.append(b.le32())
+        }
+        #expect(counts == [512, 512, 76])
+    }
+
+    @Test("a page of the wrong size is refused")
+    func wrongPageSize() throws {
+        _ = try written { s in
+            let short = [UInt8](repeating: 1, count: 100)
+            #expect(throws: HypervisorError.self) { try short.withUnsafeBytes { try s.page(gpfn: 1, data: $0) } }
+        }
+    }
+}
+
+@Suite("Xen platform description, state and page layout (wire input)")
+struct XenWireInputTests {
+    let layout = XenPageLayout(populated: Array(0..<UInt64(0xa0)) + Array(0x100..<UInt64(0x8000)) + [0xfeff8, 0xfeff9, 0xfeffc])
+
+    @Test("the layout numbers populated frames densely and maps both ways")
+    func layoutMapping() {
+        #expect(layout.ranges.count == 4)
+        #expect(layout.count == 0xa0 + 0x7f00 + 3)
+        #expect(layout.gpfn(0) == 0 && layout.gpfn(0x9f) == 0x9f && layout.gpfn(0xa0) == 0x100)
+        #expect(layout.gpfn(layout.count - 1) == 0xfeffc && layout.gpfn(layout.count) == nil)
+        #expect(layout.index(0xa0) == nil && layout.index(0xfeffa) == nil && layout.index(0xfffff) == nil)
+        for i in stride(from: UInt64(0), to: layout.count, by: 97) { #expect(layout.index(layout.gpfn(i)!) == i) }
+    }
+
+    @Test("platform description and state survive the wire")
+    func roundTrip() throws {
+        let p = XenPlatformConfig(layout: layout, configJSON: Array("{\"c_info\":{}}".utf8), cpuid: Array(repeating: 7, count: 48),
+                                  msrs: Array(repeating: 9, count: 32), xenMajor: 4, xenMinor: 17)
+        #expect(try XenPlatformConfig.decode(p.encode()) == p)
+        let s = XenDomainState(tscMode: 0, tscNanoseconds: 5, tscKHz: 6, tscIncarnation: 7, hvmContext: [1, 2, 3], params: [(1, 2), (38, 4)])
+        #expect(try XenDomainState.decode(s.encode()) == s)
+    }
+
+    @Test("malformed platform descriptions and states are refused with a named error")
+    func malformed() throws {
+        let good = XenPlatformConfig(layout: layout, configJSON: [], cpuid: [], msrs: [], xenMajor: 4, xenMinor: 17).encode()
+        var unsorted = ByteWriter()
+        unsorted.write(UInt8(1)); unsorted.write(UInt32(4)); unsorted.write(UInt32(17))
+        unsorted.write(UInt32(2)); unsorted.write(UInt64(100)); unsorted.write(UInt64(10)); unsorted.write(UInt64(50)); unsorted.write(UInt64(1))
+        unsorted.write(UInt32(0)); unsorted.write(UInt32(0)); unsorted.write(UInt32(0))
+        var empty = ByteWriter()
+        empty.write(UInt8(1)); empty.write(UInt32(4)); empty.write(UInt32(17))
+        empty.write(UInt32(1)); empty.write(UInt64(100)); empty.write(UInt64(0))
+        empty.write(UInt32(0)); empty.write(UInt32(0)); empty.write(UInt32(0))
+        var badPolicy = ByteWriter()
+        badPolicy.write(UInt8(1)); badPolicy.write(UInt32(4)); badPolicy.write(UInt32(17)); badPolicy.write(UInt32(0))
+        badPolicy.write(UInt32(0)); badPolicy.write(lengthPrefixed: [UInt8](repeating: 0, count: 25)); badPolicy.write(UInt32(0))
+        for bytes in [[], [2] + good.dropFirst(), good + [0], Array(good.dropLast()), unsorted.bytes, empty.bytes, badPolicy.bytes] {
+            #expect(throws: (any Error).self) { try XenPlatformConfig.decode(bytes) }
+        }
+        let s = XenDomainState(tscMode: 0, tscNanoseconds: 0, tscKHz: 0, tscIncarnation: 0, hvmContext: [1], params: [(1, 2)]).encode()
+        var foreignParam = s
+        foreignParam[foreignParam.count - 12] = 0xFF   // index 0xFF000001: not one a migration carries
+        let noContext = XenDomainState(tscMode: 0, tscNanoseconds: 0, tscKHz: 0, tscIncarnation: 0, hvmContext: [], params: []).encode()
+        for bytes in [[], [9] + s.dropFirst(), s + [1], foreignParam, noContext] {
+            #expect(throws: (any Error).self) { try XenDomainState.decode(bytes) }
+        }
+    }
+}

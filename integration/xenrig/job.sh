@@ -1,0 +1,149 @@
+#!/bin/bash
+# Runs inside the rig's dom0 (integration/xenrig/run.sh puts it on the 9p share as run.sh):
+# a 128 MiB PVH guest running memcheck is (1) sent by palm-source to a palm-dest that is killed
+# mid-transfer — it must keep running on the source; (2) live-migrated by palm-source → palm-dest
+# over mTLS with a ticket and attestation — ≥ 2 pre-copy rounds, the guest keeps running, its
+# memory check passes, the source domain is gone; (3) migrated by `xl migrate` in the same boot.
+# Downtime of (2) and (3) is measured the same way, from dom0 (tools/xenwatch.c).
+set -u
+H=/mnt/host B=/usr/local/bin W=/tmp/palm
+mkdir -p $W
+# Executables run from dom0's own memory, not from the 9p share (mmap over 9p without a cache
+# is not reliable enough to execute from, and attestation hashes the executable).
+cp $H/bin/* $B/
+PASSED=0 FAILED=0
+t() { echo "XENRIG-T $(cut -d' ' -f1 /proc/uptime) $*"; }
+pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+# Polls a condition every 0.5 s for at most $1 seconds (by the clock: under TCG, starting a
+# process takes long enough that counting iterations would not bound the wait).
+within() { local end=$(( $(date +%s) + $1 )); shift; until "$@"; do [ "$(date +%s)" -ge $end ] && return 1; sleep 0.5; done; }
+consoles() { cat /var/log/xen/console/guest-pvh*.log 2>/dev/null; }
+count() { consoles | grep -c "$1"; }
+sweeps() { consoles | sed -n 's/.*memcheck: ok, [0-9]* pages checked, \([0-9]*\) full sweeps.*/\1/p' | sort -n | tail -1; }
+domid() { xl domid "$1" 2>/dev/null; }
+running_state() { xl list "$1" 2>/dev/null | awk 'NR == 2 {print $5}'; }
+finish() {
+  echo; echo "== palm.log (source) =="; cat $W/source*.log 2>/dev/null | tail -40
+  echo "== palm-dest =="; cat $W/dest*.log 2>/dev/null | tail -40
+  echo "== xl list =="; xl list
+  echo "== guest console (last lines) =="; consoles | tail -12
+  echo "== xl dmesg (last lines) =="; xl dmesg | tail -15
+  echo; echo "checks: $PASSED passed, $FAILED failed"
+  [ -f $W/results ] && cat $W/results > $H/results.txt
+  [ $FAILED -eq 0 ] && [ $PASSED -gt 0 ]
+  exit $?
+}
+
+t start
+xl info | grep -E "^(xen_version|total_memory|free_memory)"
+sed "s/^extra = .*/extra = \"console=hvc0 rdinit=\/init memcheck=${MEMCHECK:-48,64,100}\"/" /root/domu/pvh.cfg > $W/pvh.cfg
+timeout 300 xl -vv create $W/pvh.cfg > $W/create.log 2>&1 || { fail "xl create"; tail -30 $W/create.log; xl dmesg | tail -20; finish; }
+within 180 sh -c 'cat /var/log/xen/console/guest-pvh.log 2>/dev/null | grep -q "memcheck: .* written"' || { fail "guest booted with memcheck"; finish; }
+pass "PVH guest booted, memcheck running ($(grep -m1 'memcheck:' /var/log/xen/console/guest-pvh.log))"
+t guest-up
+
+# Configuration: one dom0 is both hosts (the rig's certificates are for 127.0.0.1).
+CA=$H/ca/ca.pem C=$H/ca/issued/xenrig.pem K=$H/ca/issued/xenrig.key
+tls() { printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "xen"\n[xen]\nsuspend_timeout_s = 60\n' "$C" "$K" "$CA"; }
+{ tls; printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[security]\ncoordinator_certificate = "%s"\n[state]\ndirectory = "%s"\n' \
+    "$H/ca/issued/xenrig-coordinator.pem" "$W/dest-state"; } > $W/dest.toml
+{ tls; printf '[state]\ndirectory = "%s"\n[attestation]\n' "$W/source-state"; $B/palm-dest measure --config $W/dest.toml; } > $W/source.toml \
+  || { fail "palm-dest measure (xen driver in dom0)"; finish; }
+grep -A3 '^\[attestation\]' $W/source.toml
+$B/palm-source vms --config $W/source.toml
+MEM=$($B/palm-source vms --config $W/source.toml | awk '$1 == "pvh" {print $2}')
+[ -n "$MEM" ] || { fail "palm-source vms lists pvh"; finish; }
+pass "palm-source vms lists pvh ($MEM MiB)"
+
+# The watcher has seen the hand-off within milliseconds of a migration's end, or never will.
+settle_watch() { within 15 sh -c "! kill -0 $WATCH 2>/dev/null"; kill $WATCH 2>/dev/null; wait $WATCH 2>/dev/null; }
+start_dest() {  # $1 log name, env passed through
+  $B/palm-dest serve --config $W/dest.toml > $W/$1.out 2> $W/$1.log &
+  DEST=$!
+  within 60 grep -q listening $W/$1.out || { fail "palm-dest listening"; cat $W/$1.log; finish; }
+  PORT=$(awk -F: '/listening/ {print $NF}' $W/$1.out)
+}
+ticket() {
+  $B/palm-coordinator ticket issue --key $H/ca/issued/xenrig-coordinator.key --vm pvh --memory "${MEM}M" \
+    --source-cert "$C" --dest-cert "$C" --validity 3600 --out $W/ticket >/dev/null
+}
+
+# (1) The destination dies mid-transfer: the guest must keep running on the source.
+t fault-start
+SRC1=$(domid pvh)
+PALM_TEST_STOP_AT=precopy start_dest dest-fault
+ticket
+$B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/fault.json 2> $W/source-fault.log &
+MIG=$!
+if within 300 grep -q "stopping at fault point precopy" $W/dest-fault.log; then
+  kill -9 $DEST; wait $DEST 2>/dev/null
+  wait $MIG; rc=$?
+  check "palm-source reports the failed migration (exit $rc)" [ $rc -ne 0 ]
+else
+  fail "palm-dest reached the pre-copy fault point"; kill $MIG 2>/dev/null; wait $MIG 2>/dev/null
+fi
+cat $W/source-fault.log | grep -E "error|aborted|resumed" | tail -3
+check "guest still runs on the source under its own domid" [ "$(domid pvh)" = "$SRC1" ]
+check "the source domain is not paused" sh -c "xl list pvh | awk 'NR == 2 {exit (\$5 ~ /p/) ? 1 : 0}'"
+A0=$(count "domU alive")
+check "guest console keeps printing on the source" within 60 sh -c "[ \$(cat /var/log/xen/console/guest-pvh*.log | grep -c 'domU alive') -ge $((A0 + 2)) ]"
+check "no half-built incoming domain is left once xl restore sees the stream end" within 60 sh -c '! xl list | grep -q -- "--incoming"'
+t fault-end
+
+# (2) palm: live migration over mTLS with ticket and attestation.
+start_dest dest
+ticket
+S0=$(sweeps); F0=$(count "memcheck: FAIL"); A0=$(count "domU alive")
+$B/xenwatch pvh 900 > $W/palm.watch &
+WATCH=$!
+t palm-start
+T0=$(date +%s.%N)
+$B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log
+rc=$?
+T1=$(date +%s.%N)
+t palm-end
+settle_watch
+check "palm-source migrate exits 0" [ $rc -eq 0 ]
+cat $W/palm.json
+PRE=$(grep -o '"final" *: *false' $W/palm.json | wc -l)
+check "at least two pre-copy rounds ($PRE)" [ "$PRE" -ge 2 ]
+NEW=$(domid pvh)
+check "pvh runs under a new domid ($SRC1 → ${NEW:-none})" [ -n "$NEW" ] && [ "$NEW" != "$SRC1" ]
+check "the source domain is gone" sh -c "! xl list | grep -q -- '--migratedaway' && ! xl list $SRC1 >/dev/null 2>&1"
+check "exactly one domain named pvh*" [ "$(xl list | awk 'NR > 1 && $1 ~ /^pvh/' | wc -l)" = 1 ]
+check "guest console continues after the move" within 90 sh -c "[ \$(cat /var/log/xen/console/guest-pvh*.log | grep -c 'domU alive') -ge $((A0 + 2)) ]"
+check "memcheck completes a full sweep after the move (every page checked)" within 240 sh -c "[ \"\$(cat /var/log/xen/console/guest-pvh*.log | sed -n 's/.*, \([0-9]*\) full sweeps.*/\1/p' | sort -n | tail -1)\" -gt ${S0:-0} ]"
+check "memcheck reports no corrupted page" [ "$(count 'memcheck: FAIL')" = "$F0" ]
+PALM_TOTAL=$(awk -v a=$T0 -v b=$T1 'BEGIN {printf "%.2f", b - a}')
+PALM_DOWN=$(sed -n 's/downtime_ms=\([0-9.]*\).*/\1/p' $W/palm.watch)
+kill $DEST 2>/dev/null; wait $DEST 2>/dev/null
+
+# (3) The same guest, same boot: xl migrate to localhost.
+S0=$(sweeps); A0=$(count "domU alive")
+$B/xenwatch pvh 900 > $W/xl.watch &
+WATCH=$!
+t xl-start
+T0=$(date +%s.%N)
+xl migrate -s "" pvh "xl migrate-receive" > $W/xl.log 2>&1
+rc=$?
+T1=$(date +%s.%N)
+t xl-end
+settle_watch
+check "xl migrate exits 0" [ $rc -eq 0 ]
+tail -3 $W/xl.log
+check "guest console continues after xl migrate" within 90 sh -c "[ \$(cat /var/log/xen/console/guest-pvh*.log | grep -c 'domU alive') -ge $((A0 + 2)) ]"
+XL_TOTAL=$(awk -v a=$T0 -v b=$T1 'BEGIN {printf "%.2f", b - a}')
+XL_DOWN=$(sed -n 's/downtime_ms=\([0-9.]*\).*/\1/p' $W/xl.watch)
+
+{
+  echo "== 128 MiB PVH guest (memcheck ${MEMCHECK:-48,64,100}), localhost in one dom0, Xen under QEMU TCG =="
+  printf '%-28s %12s %14s\n' "" "total s" "downtime ms"
+  printf '%-28s %12s %14s\n' "palm (mTLS, ticket, attest.)" "$PALM_TOTAL" "${PALM_DOWN:-?}"
+  printf '%-28s %12s %14s\n' "xl migrate (plain)" "$XL_TOTAL" "${XL_DOWN:-?}"
+  awk -v pt="$PALM_TOTAL" -v xt="$XL_TOTAL" -v pd="${PALM_DOWN:-0}" -v xd="${XL_DOWN:-0}" 'BEGIN {
+    printf "ratio palm / xl: total %.2f, downtime %s\n", pt / xt, (xd > 0 && pd > 0) ? sprintf("%.2f", pd / xd) : "?" }'
+  grep -o '"rounds" *: *\[[^]]*\]' $W/palm.json | head -c 0
+} | tee $W/results
+finish
