@@ -152,9 +152,28 @@ int palm_xen_physinfo(xc_interface *xch, uint64_t *free_bytes, uint64_t *total_b
 
 int palm_xen_set_cap(xc_interface *xch, uint32_t domid, unsigned int cap)
 {
-    struct xen_domctl_sched_credit2 sdom;
+    struct xen_domctl_sched_credit2 sdom2;
+    memset(&sdom2, 0, sizeof(sdom2));
+    if (xc_sched_credit2_domain_get(xch, domid, &sdom2) == 0) {
+        sdom2.cap = cap;
+        return xc_sched_credit2_domain_set(xch, domid, &sdom2);
+    }
+    /* Not credit2: the credit scheduler has the same cap. */
+    struct xen_domctl_sched_credit sdom;
     memset(&sdom, 0, sizeof(sdom));
-    if (xc_sched_credit2_domain_get(xch, domid, &sdom) < 0) return -1;
+    if (xc_sched_credit_domain_get(xch, domid, &sdom) < 0) return -1;
     sdom.cap = cap;
-    return xc_sched_credit2_domain_set(xch, domid, &sdom);
+    return xc_sched_credit_domain_set(xch, domid, &sdom);
+}
+
+int palm_xen_get_cap(xc_interface *xch, uint32_t domid, unsigned int *cap)
+{
+    struct xen_domctl_sched_credit2 sdom2;
+    memset(&sdom2, 0, sizeof(sdom2));
+    if (xc_sched_credit2_domain_get(xch, domid, &sdom2) == 0) { *cap = sdom2.cap; return 0; }
+    struct xen_domctl_sched_credit sdom;
+    memset(&sdom, 0, sizeof(sdom));
+    if (xc_sched_credit_domain_get(xch, domid, &sdom) < 0) return -1;
+    *cap = sdom.cap;
+    return 0;
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import PalmHypervisor
 import Foundation
 import PalmAgent
 import PalmConfig
@@ -99,10 +100,18 @@ struct Migrate: ParsableCommand {
 struct VMs: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "vms", abstract: "List the VMs on this host.")
     @OptionGroup var options: ConfigOption
+    @Flag(help: "Print JSON (exact sizes: memoryBytes is what a ticket for the VM must cover).") var json = false
     func run() throws {
         do {
             let config = try SourceConfiguration.load(path: options.config)
-            for vm in try config.hypervisor.make().listVMs() {
+            let vms = try config.hypervisor.make().listVMs()
+            if json {
+                let e = JSONEncoder()
+                e.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try e.encode(vms.map(VMListing.init)), as: UTF8.self))
+                return
+            }
+            for vm in vms {
                 print("\(vm.name)\t\(vm.memoryBytes >> 20) MiB\t\(vm.vcpus) vCPU\t\(vm.state.rawValue)")
             }
         } catch {
@@ -153,3 +162,17 @@ struct EvidenceCommand: ParsableCommand {
 }
 
 PalmSource.main()
+
+/// One line of `palm-source vms --json`.
+struct VMListing: Encodable {
+    var name: String
+    var memoryBytes: UInt64
+    var vcpus: UInt32
+    var state: String
+    init(_ vm: VMInfo) {
+        name = vm.name
+        memoryBytes = vm.memoryBytes
+        vcpus = vm.vcpus
+        state = vm.state.rawValue
+    }
+}

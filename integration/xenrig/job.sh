@@ -6,11 +6,9 @@
 # memory check passes, the source domain is gone; (3) migrated by `xl migrate` in the same boot.
 # Downtime of (2) and (3) is measured the same way, from dom0 (tools/xenwatch.c).
 set -u
-H=/mnt/host B=/usr/local/bin W=/tmp/palm
+# palm's binaries, xenwatch and the certificates came in the dom0 initramfs (run.sh).
+H=/mnt/host B=/usr/local/bin W=/tmp/palm CADIR=/root/palm/ca
 mkdir -p $W
-# Executables run from dom0's own memory, not from the 9p share (mmap over 9p without a cache
-# is not reliable enough to execute from, and attestation hashes the executable).
-cp $H/bin/* $B/
 PASSED=0 FAILED=0
 t() { echo "XENRIG-T $(cut -d' ' -f1 /proc/uptime) $*"; }
 pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
@@ -32,6 +30,7 @@ finish() {
   echo "== xl dmesg (last lines) =="; xl dmesg | tail -15
   echo; echo "checks: $PASSED passed, $FAILED failed"
   [ -f $W/results ] && cat $W/results > $H/results.txt
+  for f in $W/*.log; do tail -n 300 "$f" > "$H/$(basename "$f").tail"; done
   [ $FAILED -eq 0 ] && [ $PASSED -gt 0 ]
   exit $?
 }
@@ -45,18 +44,21 @@ pass "PVH guest booted, memcheck running ($(grep -m1 'memcheck:' /var/log/xen/co
 t guest-up
 
 # Configuration: one dom0 is both hosts (the rig's certificates are for 127.0.0.1).
-CA=$H/ca/ca.pem C=$H/ca/issued/xenrig.pem K=$H/ca/issued/xenrig.key
+CA=$CADIR/ca.pem C=$CADIR/issued/xenrig.pem K=$CADIR/issued/xenrig.key
 tls() { printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "xen"\n[xen]\nsuspend_timeout_s = 60\n' "$C" "$K" "$CA"; }
 { tls; printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[security]\ncoordinator_certificate = "%s"\n[state]\ndirectory = "%s"\n' \
-    "$H/ca/issued/xenrig-coordinator.pem" "$W/dest-state"; } > $W/dest.toml
+    "$CADIR/issued/xenrig-coordinator.pem" "$W/dest-state"; } > $W/dest.toml
 { tls; printf '[state]\ndirectory = "%s"\n[attestation]\n' "$W/source-state"; $B/palm-dest measure --config $W/dest.toml; } > $W/source.toml \
   || { fail "palm-dest measure (xen driver in dom0)"; finish; }
 grep -A3 '^\[attestation\]' $W/source.toml
 $B/palm-source vms --config $W/source.toml
-MEM=$($B/palm-source vms --config $W/source.toml | awk '$1 == "pvh" {print $2}')
+MEM=$($B/palm-source vms --json --config $W/source.toml | tr -d ' \n' | sed -n 's/.*"memoryBytes":\([0-9]*\),"name":"pvh".*/\1/p')
 [ -n "$MEM" ] || { fail "palm-source vms lists pvh"; finish; }
-pass "palm-source vms lists pvh ($MEM MiB)"
+pass "palm-source vms lists pvh ($MEM bytes)"
 
+# Shows an agent's decisions on the console while it runs.
+follow() { tail -n +1 -f "$1" 2>/dev/null | grep --line-buffered -E "round [0-9]+:|stop-and-copy|committed|aborted|error|incoming|resumed|manifest" | cut -c1-220 & FOLLOW=$!; }
+unfollow() { kill $FOLLOW 2>/dev/null; wait $FOLLOW 2>/dev/null; }
 # The watcher has seen the hand-off within milliseconds of a migration's end, or never will.
 settle_watch() { within 15 sh -c "! kill -0 $WATCH 2>/dev/null"; kill $WATCH 2>/dev/null; wait $WATCH 2>/dev/null; }
 start_dest() {  # $1 log name, env passed through
@@ -66,7 +68,7 @@ start_dest() {  # $1 log name, env passed through
   PORT=$(awk -F: '/listening/ {print $NF}' $W/$1.out)
 }
 ticket() {
-  $B/palm-coordinator ticket issue --key $H/ca/issued/xenrig-coordinator.key --vm pvh --memory "${MEM}M" \
+  $B/palm-coordinator ticket issue --key $CADIR/issued/xenrig-coordinator.key --vm pvh --memory "$MEM" \
     --source-cert "$C" --dest-cert "$C" --validity 3600 --out $W/ticket >/dev/null
 }
 
@@ -100,8 +102,10 @@ $B/xenwatch pvh 900 > $W/palm.watch &
 WATCH=$!
 t palm-start
 T0=$(date +%s.%N)
+touch $W/source.log; follow $W/source.log
 $B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log
 rc=$?
+unfollow
 T1=$(date +%s.%N)
 t palm-end
 settle_watch
@@ -110,7 +114,7 @@ cat $W/palm.json
 PRE=$(grep -o '"final" *: *false' $W/palm.json | wc -l)
 check "at least two pre-copy rounds ($PRE)" [ "$PRE" -ge 2 ]
 NEW=$(domid pvh)
-check "pvh runs under a new domid ($SRC1 → ${NEW:-none})" [ -n "$NEW" ] && [ "$NEW" != "$SRC1" ]
+check "pvh runs under a new domid ($SRC1 → ${NEW:-none})" [ -n "$NEW" -a "$NEW" != "$SRC1" ]
 check "the source domain is gone" sh -c "! xl list | grep -q -- '--migratedaway' && ! xl list $SRC1 >/dev/null 2>&1"
 check "exactly one domain named pvh*" [ "$(xl list | awk 'NR > 1 && $1 ~ /^pvh/' | wc -l)" = 1 ]
 check "guest console continues after the move" within 90 sh -c "[ \$(cat /var/log/xen/console/guest-pvh*.log | grep -c 'domU alive') -ge $((A0 + 2)) ]"

@@ -34,25 +34,32 @@ T2=$(date +%s)
 
 SHARE=$(mktemp -d /tmp/palm-xenrig.XXXXXX)
 trap 'rm -rf "$SHARE"' EXIT
-mkdir -p "$SHARE/bin"
-for p in palm-coordinator palm-source palm-dest; do cp ".build/static/release/$p" "$SHARE/bin/"; done
-gcc -O2 -Wall -o "$SHARE/bin/xenwatch" "$HERE/tools/xenwatch.c" -lxenctrl -lxenstore
-certs/palm-ca --dir "$SHARE/ca" init >/dev/null 2>&1
-certs/palm-ca --dir "$SHARE/ca" host xenrig --ip 127.0.0.1 >/dev/null 2>&1
-certs/palm-ca --dir "$SHARE/ca" host xenrig-coordinator --role coordinator >/dev/null 2>&1
+# palm's binaries, the dom0 tools and the certificates reach dom0 as a second initramfs archive
+# appended to the cached one (the kernel unpacks concatenated archives): executing or hashing
+# large files over the 9p share is not reliable in a Xen dom0. The share carries only the job
+# script in and the logs out.
+STAGE="$SHARE/stage"
+mkdir -p "$STAGE/usr/local/bin" "$STAGE/root/palm"
+for p in palm-coordinator palm-source palm-dest; do strip -o "$STAGE/usr/local/bin/$p" ".build/static/release/$p"; done
+gcc -O2 -Wall -o "$STAGE/usr/local/bin/xenwatch" "$HERE/tools/xenwatch.c" -lxenctrl -lxenstore
+certs/palm-ca --dir "$STAGE/root/palm/ca" init >/dev/null 2>&1
+certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig --ip 127.0.0.1 >/dev/null 2>&1
+certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-coordinator --role coordinator >/dev/null 2>&1
+{ cat "$CACHE/dom0.cpio.zst"; (cd "$STAGE" && find . | cpio -o -H newc 2>/dev/null | zstd -q -T0); } > "$SHARE/dom0.cpio.zst"
+rm -rf "$STAGE"
 { [ -n "${MEMCHECK:-}" ] && echo "export MEMCHECK=$MEMCHECK"; cat "$HERE/job.sh"; } > "$SHARE/run.sh"
 
 echo "booting Xen 4.17 + dom0 under QEMU (TCG)…"
 status=0
-timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max,-rdtscp -M pc -m 3072 -smp 2 \
+timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max,-rdtscp,-avx,-avx2 -M pc -m 3072 -smp 2 \
   -no-reboot -display none -monitor none -serial "file:$SHARE/serial.log" \
   -kernel "$CACHE/xen" \
-  -append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=2 smap=0 loglvl=all guest_loglvl=all" \
-  -initrd "$CACHE/vmlinuz console=hvc0 rdinit=/init,$CACHE/dom0.cpio.zst" \
+  -append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 smap=0 loglvl=all guest_loglvl=all" \
+  -initrd "$CACHE/vmlinuz console=hvc0 rdinit=/init,$SHARE/dom0.cpio.zst" \
   -virtfs "local,path=$SHARE,mount_tag=host0,security_model=none,id=host0" || status=$?
 T3=$(date +%s)
 if [ -f "$SHARE/out.log" ]; then cat "$SHARE/out.log"; else echo "no job output; serial console:"; tail -60 "$SHARE/serial.log"; fi
-mkdir -p .build/xenrig/last && cp "$SHARE"/serial.log "$SHARE"/out.log "$SHARE"/results.txt .build/xenrig/last/ 2>/dev/null || true
+mkdir -p .build/xenrig/last && cp "$SHARE"/serial.log "$SHARE"/out.log "$SHARE"/results.txt "$SHARE"/*.log.tail .build/xenrig/last/ 2>/dev/null || true
 echo
 echo "timings: rig $((T1 - T0)) s, static build $((T2 - T1)) s, boot + job + power-off $((T3 - T2)) s"
 [ "$status" = 0 ] || { echo "qemu exited $status"; tail -20 "$SHARE/serial.log"; exit 1; }

@@ -55,6 +55,7 @@ int palm_xen_version(xc_interface *xch, char *buf, size_t len);
 /// Host memory: free and total bytes (xc_physinfo).
 int palm_xen_physinfo(xc_interface *xch, uint64_t *free_bytes, uint64_t *total_bytes);
 
-/// Credit2 cap of a domain in percent of one CPU (0 = no cap).
+/// A domain's CPU cap in percent of one CPU (0 = no cap), under credit2 or credit.
 int palm_xen_set_cap(xc_interface *xch, uint32_t domid, unsigned int cap);
+int palm_xen_get_cap(xc_interface *xch, uint32_t domid, unsigned int *cap);
 #endif

@@ -171,6 +171,12 @@ final class XenControl: @unchecked Sendable {
         return (l, m)
     }
 
+    func cap(_ domid: UInt32) throws -> UInt32 {
+        var cap: UInt32 = 0
+        try Self.check(palm_xen_get_cap(xch, domid, &cap), "xc_sched_credit2_domain_get(cap)")
+        return cap
+    }
+
     func setCap(_ domid: UInt32, percent: UInt32) throws {
         try Self.check(palm_xen_set_cap(xch, domid, percent), "xc_sched_credit2_domain_set(cap)")
     }

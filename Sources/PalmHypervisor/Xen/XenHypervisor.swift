@@ -1,3 +1,4 @@
+import Foundation
 import PalmWire
 
 /// The `xen` driver: a dom0 agent's view of the host through libxenctrl, libxenforeignmemory and
@@ -31,11 +32,42 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
         }
     }
 
+    /// VM sizes are what a migration sends (the populated frames of the page layout), so the
+    /// coordinator's tickets cover exactly what CONFIG will announce. The layout scan is cached per
+    /// domain until its page total changes.
     public func listVMs() throws -> [VMInfo] {
         try named().map { d, n in
             let state: VMRunState = n.hasSuffix(XenIncomingDomain.suffix) ? .incoming
                 : d.shutdown ? .stopped : d.paused ? .paused : .running
-            return VMInfo(name: n, pageSize: xc.pageSize, pageCount: d.totalPages, vcpus: max(d.vcpus, 1), state: state)
+            var pages = d.totalPages
+            if d.hvm, state == .running || state == .paused {
+                pages = (try? layoutPages(d)) ?? d.totalPages
+            }
+            return VMInfo(name: n, pageSize: xc.pageSize, pageCount: pages, vcpus: max(d.vcpus, 1), state: state)
+        }
+    }
+
+    private let sizes = SizeCache()
+
+    private func layoutPages(_ d: XenDomainInfo) throws -> UInt64 {
+        if let cached = sizes.get(d.domid, d.totalPages) { return cached }
+        let count = try XenSourceDomain.scanLayout(xc: xc, domid: d.domid, p2mSize: try xc.p2mSize(d.domid)).count
+        sizes.set(d.domid, d.totalPages, count)
+        return count
+    }
+
+    /// Layout sizes by domid, valid while the domain's page total is unchanged.
+    private final class SizeCache: @unchecked Sendable {
+        private var entries: [UInt32: (total: UInt64, pages: UInt64)] = [:]
+        private let lock = NSLock()
+        func get(_ domid: UInt32, _ total: UInt64) -> UInt64? {
+            lock.lock(); defer { lock.unlock() }
+            guard let e = entries[domid], e.total == total else { return nil }
+            return e.pages
+        }
+        func set(_ domid: UInt32, _ total: UInt64, _ pages: UInt64) {
+            lock.lock(); defer { lock.unlock() }
+            entries[domid] = (total, pages)
         }
     }
 

@@ -24,6 +24,8 @@ final class XenSourceDomain: SourceDomain {
     private var dirtyLog: OpaquePointer?
     private var suspended = false
     private var renamedTo: String?
+    /// The domain's scheduler cap before palm throttled it (nil: not throttled).
+    private var originalCap: UInt32?
 
     init(xc: XenControl, toolstack: XenToolstack, domid: UInt32, name: String, suspendTimeout: Double) throws {
         self.xc = xc
@@ -209,8 +211,19 @@ final class XenSourceDomain: SourceDomain {
                               hvmContext: context, params: params).encode()
     }
 
+    /// Auto-converge as a scheduler cap: (100 − percent) % of a CPU per vCPU, never looser than
+    /// the cap the domain had; 0 puts the domain's own cap back.
     func setThrottle(percent: Int) throws {
-        let cap = percent <= 0 ? 0 : UInt32(max(1, 100 - min(percent, 99))) * info.vcpus
+        if percent <= 0 {
+            guard let original = originalCap else { return }
+            try xc.setCap(domid, percent: original)
+            originalCap = nil
+            return
+        }
+        let own = try originalCap ?? xc.cap(domid)
+        originalCap = own
+        var cap = UInt32(max(1, 100 - min(percent, 99))) * info.vcpus
+        if own > 0 { cap = min(cap, own) }
         try xc.setCap(domid, percent: cap)
     }
 
