@@ -8,6 +8,33 @@
 int xc_get_pfn_type_batch(xc_interface *xch, uint32_t dom, unsigned int num, xen_pfn_t *arr);
 
 unsigned long palm_xc_page_size(void) { return XC_PAGE_SIZE; }
+
+int palm_xen_open(palm_xen_handles *h, const char **failed)
+{
+    memset(h, 0, sizeof(*h));
+    h->xch = xc_interface_open(NULL, NULL, 0);
+    if (!h->xch) { *failed = "xc_interface_open (is this dom0 with xen-privcmd loaded?)"; return -1; }
+    h->fmem = xenforeignmemory_open(NULL, 0);
+    if (!h->fmem) { int e = errno; xc_interface_close(h->xch); errno = e; *failed = "xenforeignmemory_open"; return -1; }
+    h->xsh = xs_open(0);
+    if (!h->xsh) {
+        int e = errno;
+        xenforeignmemory_close(h->fmem);
+        xc_interface_close(h->xch);
+        errno = e;
+        *failed = "xs_open (is xenstored running?)";
+        return -1;
+    }
+    return 0;
+}
+
+void palm_xen_close(palm_xen_handles *h)
+{
+    if (h->xsh) xs_close(h->xsh);
+    if (h->fmem) xenforeignmemory_close(h->fmem);
+    if (h->xch) xc_interface_close(h->xch);
+    memset(h, 0, sizeof(*h));
+}
 uint32_t palm_xen_pfinfo_xtab(void) { return XEN_DOMCTL_PFINFO_XTAB; }
 uint32_t palm_xen_pfinfo_broken(void) { return XEN_DOMCTL_PFINFO_BROKEN; }
 uint32_t palm_xen_pfinfo_mask(void) { return XEN_DOMCTL_PFINFO_LTAB_MASK; }

@@ -41,20 +41,21 @@ trap 'rm -rf "$SHARE"' EXIT
 STAGE="$SHARE/stage"
 mkdir -p "$STAGE/usr/local/bin" "$STAGE/root/palm"
 for p in palm-coordinator palm-source palm-dest; do strip -o "$STAGE/usr/local/bin/$p" ".build/static/release/$p"; done
+[ -n "${XENRIG_EXTRA:-}" ] && cp $XENRIG_EXTRA "$STAGE/usr/local/bin/"
 gcc -O2 -Wall -o "$STAGE/usr/local/bin/xenwatch" "$HERE/tools/xenwatch.c" -lxenctrl -lxenstore
 certs/palm-ca --dir "$STAGE/root/palm/ca" init >/dev/null 2>&1
 certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig --ip 127.0.0.1 >/dev/null 2>&1
 certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-coordinator --role coordinator >/dev/null 2>&1
 { cat "$CACHE/dom0.cpio.zst"; (cd "$STAGE" && find . | cpio -o -H newc 2>/dev/null | zstd -q -T0); } > "$SHARE/dom0.cpio.zst"
 rm -rf "$STAGE"
-{ [ -n "${MEMCHECK:-}" ] && echo "export MEMCHECK=$MEMCHECK"; cat "$HERE/job.sh"; } > "$SHARE/run.sh"
+{ [ -n "${MEMCHECK:-}" ] && echo "export MEMCHECK=$MEMCHECK"; cat "${XENRIG_JOB:-$HERE/job.sh}"; } > "$SHARE/run.sh"
 
 echo "booting Xen 4.17 + dom0 under QEMU (TCG)…"
 status=0
-timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max,-rdtscp,-avx,-avx2 -M pc -m 3072 -smp 2 \
+timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max,-rdtscp,-avx,-avx2,-pcid,-invpcid -M pc -m 3072 -smp 2 \
   -no-reboot -display none -monitor none -serial "file:$SHARE/serial.log" \
   -kernel "$CACHE/xen" \
-  -append "console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M dom0_max_vcpus=1 smap=0 loglvl=all guest_loglvl=all" \
+  -append "console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=1 smap=0 pcid=0 loglvl=all guest_loglvl=all" \
   -initrd "$CACHE/vmlinuz console=hvc0 rdinit=/init,$SHARE/dom0.cpio.zst" \
   -virtfs "local,path=$SHARE,mount_tag=host0,security_model=none,id=host0" || status=$?
 T3=$(date +%s)

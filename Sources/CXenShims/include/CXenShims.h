@@ -9,6 +9,17 @@
 #include <xenguest.h>
 #include <xenstore.h>
 
+/// The three control handles of one agent.
+typedef struct palm_xen_handles {
+    xc_interface *xch;
+    xenforeignmemory_handle *fmem;
+    struct xs_handle *xsh;
+} palm_xen_handles;
+/// Opens libxenctrl, libxenforeignmemory and libxenstore; on failure closes what was opened and
+/// returns -1 with errno and the failing call's name in *failed.
+int palm_xen_open(palm_xen_handles *h, const char **failed);
+void palm_xen_close(palm_xen_handles *h);
+
 /// Xen's page size in bytes (XC_PAGE_SIZE).
 unsigned long palm_xc_page_size(void);
 

@@ -30,20 +30,12 @@ final class XenControl: @unchecked Sendable {
     let xsh: OpaquePointer
     let pageSize: Int
 
+    private var handles = palm_xen_handles()
+
     init() throws {
-        guard let xch = xc_interface_open(nil, nil, 0) else {
-            throw HypervisorError.systemCall(call: "xc_interface_open (is this dom0 with xen-privcmd loaded?)", errno: errno)
-        }
-        guard let fmem = xenforeignmemory_open(nil, 0) else {
-            let e = errno
-            xc_interface_close(xch)
-            throw HypervisorError.systemCall(call: "xenforeignmemory_open", errno: e)
-        }
-        guard let xsh = xs_open(0) else {
-            let e = errno
-            xenforeignmemory_close(fmem)
-            xc_interface_close(xch)
-            throw HypervisorError.systemCall(call: "xs_open (is xenstored running?)", errno: e)
+        var failed: UnsafePointer<CChar>?
+        guard palm_xen_open(&handles, &failed) == 0, let xch = handles.xch, let fmem = handles.fmem, let xsh = handles.xsh else {
+            throw HypervisorError.systemCall(call: failed.map { String(cString: $0) } ?? "xc_interface_open", errno: errno)
         }
         self.xch = xch
         self.fmem = fmem
@@ -52,9 +44,7 @@ final class XenControl: @unchecked Sendable {
     }
 
     deinit {
-        xs_close(xsh)
-        xenforeignmemory_close(fmem)
-        xc_interface_close(xch)
+        palm_xen_close(&handles)
     }
 
     /// Throws the named call's errno when `rc` is negative.
