@@ -37,7 +37,7 @@ finish() {
 
 t start
 xl info | grep -E "^(xen_version|total_memory|free_memory)"
-sed "s/^extra = .*/extra = \"console=hvc0 rdinit=\/init memcheck=${MEMCHECK:-48,64,100}\"/" /root/domu/pvh.cfg > $W/pvh.cfg
+sed "s/^extra = .*/extra = \"console=hvc0 rdinit=\/init memcheck=${MEMCHECK:-8,32,100}\"/" /root/domu/pvh.cfg > $W/pvh.cfg
 timeout 300 xl -vv create $W/pvh.cfg > $W/create.log 2>&1 || { fail "xl create"; tail -30 $W/create.log; xl dmesg | tail -20; finish; }
 within 180 sh -c 'cat /var/log/xen/console/guest-pvh.log 2>/dev/null | grep -q "memcheck: .* written"' || { fail "guest booted with memcheck"; finish; }
 pass "PVH guest booted, memcheck running ($(grep -m1 'memcheck:' /var/log/xen/console/guest-pvh.log))"
@@ -57,7 +57,7 @@ MEM=$($B/palm-source vms --json --config $W/source.toml | tr -d ' \n' | sed -n '
 pass "palm-source vms lists pvh ($MEM bytes)"
 
 # Shows an agent's decisions on the console while it runs.
-follow() { tail -n +1 -f "$1" 2>/dev/null | grep --line-buffered -E "round [0-9]+:|stop-and-copy|committed|aborted|error|incoming|resumed|manifest" | cut -c1-220 & FOLLOW=$!; }
+follow() { tail -n +1 -f "$1" 2>/dev/null | grep --line-buffered -E "round [0-9]+:|stop-and-copy|committed|aborted|error|incoming|resumed|manifest" | awk '{print substr($0, 1, 220); fflush()}' & FOLLOW=$!; }
 unfollow() { kill $FOLLOW 2>/dev/null; wait $FOLLOW 2>/dev/null; }
 # The watcher has seen the hand-off within milliseconds of a migration's end, or never will.
 settle_watch() { within 15 sh -c "! kill -0 $WATCH 2>/dev/null"; kill $WATCH 2>/dev/null; wait $WATCH 2>/dev/null; }
@@ -142,7 +142,7 @@ XL_TOTAL=$(awk -v a=$T0 -v b=$T1 'BEGIN {printf "%.2f", b - a}')
 XL_DOWN=$(sed -n 's/downtime_ms=\([0-9.]*\).*/\1/p' $W/xl.watch)
 
 {
-  echo "== 128 MiB PVH guest (memcheck ${MEMCHECK:-48,64,100}), localhost in one dom0, Xen under QEMU TCG =="
+  echo "== 128 MiB PVH guest (memcheck ${MEMCHECK:-8,32,100}), localhost in one dom0, Xen under QEMU TCG =="
   printf '%-28s %12s %14s\n' "" "total s" "downtime ms"
   printf '%-28s %12s %14s\n' "palm (mTLS, ticket, attest.)" "$PALM_TOTAL" "${PALM_DOWN:-?}"
   printf '%-28s %12s %14s\n' "xl migrate (plain)" "$XL_TOTAL" "${XL_DOWN:-?}"
