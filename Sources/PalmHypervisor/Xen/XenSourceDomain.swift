@@ -99,14 +99,16 @@ final class XenSourceDomain: SourceDomain {
         }
     }
 
+    /// The guest runs again first; getting its name back comes second, so a failing `xl rename`
+    /// can leave a running guest under NAME--migratedaway but never a suspended one.
     func resume() throws {
-        if let original = renamedTo {
-            try toolstack.rename(domid: domid, to: original)
-            renamedTo = nil
-        }
         if suspended {
             try xc.resumeCancelled(domid)
             suspended = false
+        }
+        if let original = renamedTo {
+            try toolstack.rename(domid: domid, to: original)
+            renamedTo = nil
         }
     }
 
