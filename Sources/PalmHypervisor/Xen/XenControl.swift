@@ -29,10 +29,11 @@ final class XenControl: @unchecked Sendable {
     let fmem: OpaquePointer
     let xsh: OpaquePointer
     let pageSize: Int
-
-    private var handles = palm_xen_handles()
+    /// The same three handles as palm_xen_close wants them back.
+    private var handles: palm_xen_handles
 
     init() throws {
+        var handles = palm_xen_handles()
         var failed: UnsafePointer<CChar>?
         guard palm_xen_open(&handles, &failed) == 0, let xch = handles.xch, let fmem = handles.fmem, let xsh = handles.xsh else {
             throw HypervisorError.systemCall(call: failed.map { String(cString: $0) } ?? "xc_interface_open", errno: errno)
@@ -40,6 +41,7 @@ final class XenControl: @unchecked Sendable {
         self.xch = xch
         self.fmem = fmem
         self.xsh = xsh
+        self.handles = handles
         pageSize = Int(palm_xc_page_size())
     }
 
@@ -93,7 +95,6 @@ final class XenControl: @unchecked Sendable {
                              shutdownReason: d.shutdown_reason, dying: d.dying != 0, uuid: uuid)
     }
 
-    func pause(_ domid: UInt32) throws { try Self.check(xc_domain_pause(xch, domid), "xc_domain_pause") }
     func unpause(_ domid: UInt32) throws { try Self.check(xc_domain_unpause(xch, domid), "xc_domain_unpause") }
 
     /// Resumes a domain whose suspend was cancelled: the guest sees its suspend call fail and carries on.
@@ -107,6 +108,13 @@ final class XenControl: @unchecked Sendable {
         var n: xen_pfn_t = 0
         try Self.check(xc_domain_nr_gpfns(xch, domid, &n), "xc_domain_nr_gpfns")
         return UInt64(n)
+    }
+
+    /// Frames whose type is neither XTAB (hole, or Xen's own pages such as the grant table and
+    /// shared info) nor BROKEN: what libxenguest's save sends as data.
+    static func isPopulated(_ type: xen_pfn_t) -> Bool {
+        let t = UInt64(type) & UInt64(palm_xen_pfinfo_mask())
+        return t != UInt64(palm_xen_pfinfo_xtab()) && t != UInt64(palm_xen_pfinfo_broken())
     }
 
     /// Types of `pfns` (in place), XEN_DOMCTL_PFINFO_* in bits 28–31.

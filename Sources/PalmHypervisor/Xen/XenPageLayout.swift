@@ -64,9 +64,6 @@ struct XenPageLayout: Equatable, Sendable {
         return starts[lo] + (gpfn - r.first)
     }
 
-    /// The highest populated gpfn (0 for an empty layout).
-    var highestGPFN: UInt64 { ranges.last.map { $0.first + $0.count - 1 } ?? 0 }
-
     func encode(into w: inout ByteWriter) {
         w.write(UInt32(ranges.count))
         for r in ranges {

@@ -31,7 +31,6 @@ final class XenRestoreStream {
     private let pageSize: Int
     private var pendingPFNs: [UInt64] = []
     private var pendingData: [UInt8] = []
-    private(set) var bytesWritten: UInt64 = 0
 
     /// Takes ownership of `fd` (the write end of the pipe `xl restore` reads).
     init(fd: Int32, pageSize: Int) {
@@ -152,7 +151,6 @@ final class XenRestoreStream {
                 off += n
             }
         }
-        bytesWritten += UInt64(bytes.count)
     }
 }
 

@@ -52,21 +52,15 @@ final class XenSourceDomain: SourceDomain {
                       state: d.paused ? .paused : .running)
     }
 
-    /// Populated frames: every gpfn whose type is neither XTAB (hole, or Xen's own pages such as
-    /// the grant table and shared info) nor BROKEN — what libxenguest's save sends as data.
+    /// Populated frames (`XenControl.isPopulated`), scanned in batches of `window` gpfns.
     static func scanLayout(xc: XenControl, domid: UInt32, p2mSize: UInt64) throws -> XenPageLayout {
         var populated: [UInt64] = []
-        let mask = UInt64(palm_xen_pfinfo_mask()), xtab = UInt64(palm_xen_pfinfo_xtab()), broken = UInt64(palm_xen_pfinfo_broken())
         var start: UInt64 = 0
-        var batch = [xen_pfn_t](repeating: 0, count: window)
         while start < p2mSize {
             let n = Int(min(UInt64(window), p2mSize - start))
-            batch = (0..<n).map { xen_pfn_t(start + UInt64($0)) }
+            var batch = (0..<n).map { xen_pfn_t(start + UInt64($0)) }
             try xc.pfnTypes(domid, &batch)
-            for i in 0..<n {
-                let type = UInt64(batch[i]) & mask
-                if type != xtab && type != broken { populated.append(start + UInt64(i)) }
-            }
+            for (i, type) in batch.enumerated() where XenControl.isPopulated(type) { populated.append(start + UInt64(i)) }
             start += UInt64(n)
         }
         return XenPageLayout(populated: populated)
@@ -147,12 +141,11 @@ final class XenSourceDomain: SourceDomain {
     /// populated means the guest's memory layout changed (ballooning), which this driver refuses.
     private func checkOutside(_ gpfns: [xen_pfn_t]) throws {
         guard !gpfns.isEmpty else { return }
-        let mask = UInt64(palm_xen_pfinfo_mask()), xtab = UInt64(palm_xen_pfinfo_xtab()), broken = UInt64(palm_xen_pfinfo_broken())
         for chunk in stride(from: 0, to: gpfns.count, by: Self.window) {
             var batch = Array(gpfns[chunk..<min(chunk + Self.window, gpfns.count)])
             let original = batch
             try xc.pfnTypes(domid, &batch)
-            for (i, t) in batch.enumerated() where UInt64(t) & mask != xtab && UInt64(t) & mask != broken {
+            for (i, t) in batch.enumerated() where XenControl.isPopulated(t) {
                 throw HypervisorError.invalidState("\(info.name)'s memory layout changed during the migration: gpfn 0x\(String(UInt64(original[i]), radix: 16)) became populated (ballooning is not supported while migrating)")
             }
         }

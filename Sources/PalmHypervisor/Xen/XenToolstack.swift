@@ -50,10 +50,6 @@ struct XenToolstack: Sendable {
         try ToolProcess.run([xl, "destroy", "\(domid)"], timeout: timeout)
     }
 
-    func unpause(domid: UInt32) throws {
-        try ToolProcess.run([xl, "unpause", "\(domid)"], timeout: timeout)
-    }
-
     /// Starts `xl restore -p` reading the stream from `fd` (as /dev/fd/3); the domain it creates
     /// stays paused until palm unpauses it after COMMIT.
     func startRestore(readingFrom fd: Int32) throws -> ToolProcess {
