@@ -110,6 +110,8 @@ public enum HypervisorError: Error, Equatable, Sendable, CustomStringConvertible
     case corruptImage(String)
     case systemCall(call: String, errno: Int32)
     case guestFailed(String)
+    /// A helper tool (e.g. `xl restore`) took no input for `seconds`.
+    case toolStalled(tool: String, seconds: Double)
     case unsupported(String)
 
     public var description: String {
@@ -123,6 +125,7 @@ public enum HypervisorError: Error, Equatable, Sendable, CustomStringConvertible
         case let .corruptImage(s): return "corrupt VM image: \(s)"
         case let .systemCall(call, e): return "\(call) failed: errno \(e) (\(String(cString: strerror(e))))"
         case let .guestFailed(s): return "guest failed: \(s)"
+        case let .toolStalled(tool, seconds): return "`\(tool)` read nothing for \(Int(seconds)) s; gave up"
         case let .unsupported(s): return "unsupported: \(s)"
         }
     }

@@ -1,4 +1,5 @@
 @testable import PalmHypervisor
+import Dispatch
 import PalmWire
 import Testing
 #if canImport(Glibc)
@@ -129,6 +130,72 @@ struct XenStreamTests {
             let short = [UInt8](repeating: 1, count: 100)
             #expect(throws: HypervisorError.self) { try short.withUnsafeBytes { try s.page(gpfn: 1, data: $0) } }
         }
+    }
+}
+
+/// A pipe whose read end is held (or drained) while a stream writes into the other end.
+private final class RestorePipe: @unchecked Sendable {
+    var drained = 0
+    let readEnd: Int32
+    let writeEnd: Int32
+    init() {
+        var fds: [Int32] = [0, 0]
+        precondition(pipe(&fds) == 0)
+        readEnd = fds[0]
+        writeEnd = fds[1]
+    }
+    deinit { close(readEnd) }
+}
+
+@Suite("Xen restore stream: writes into `xl restore` are bounded")
+struct XenStreamBoundTests {
+    let page = [UInt8](repeating: 7, count: 4096)
+
+    @Test("a reader that stops reading fails the write after the stall timeout, naming the tool")
+    func stalledReader() throws {
+        let p = RestorePipe()
+        let stream = XenRestoreStream(fd: p.writeEnd, pageSize: 4096, stallTimeout: 0.3)
+        defer { stream.close() }
+        try stream.writeHeaders(configJSON: Array("{}".utf8), xenMajor: 4, xenMinor: 17, cpuid: [], msrs: [])
+        // 512 pages (2 MiB) cannot fit a pipe's buffer: the batch write has to wait for a reader.
+        #expect(throws: HypervisorError.toolStalled(tool: "xl restore", seconds: 0.3)) {
+            for g in 0..<UInt64(512) { try page.withUnsafeBytes { try stream.page(gpfn: g, data: $0) } }
+        }
+    }
+
+    @Test("a reader that has exited fails a waiting write without waiting out the stall timeout")
+    func deadReader() throws {
+        let p = RestorePipe()
+        let stream = XenRestoreStream(fd: p.writeEnd, pageSize: 4096, stallTimeout: 3600, readerAlive: { false })
+        defer { stream.close() }
+        do {
+            for g in 0..<UInt64(512) { try page.withUnsafeBytes { try stream.page(gpfn: g, data: $0) } }
+            Issue.record("the write into a full pipe with no live reader returned")
+        } catch let HypervisorError.guestFailed(message) {
+            #expect(message.contains("xl restore"))
+        }
+    }
+
+    @Test("a reader that keeps reading gets every byte although the pipe fills many times over")
+    func liveReader() throws {
+        let p = RestorePipe()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            var buf = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = read(p.readEnd, &buf, buf.count)
+                if n <= 0 { break }
+                p.drained += n
+            }
+            done.signal()
+        }
+        let stream = XenRestoreStream(fd: p.writeEnd, pageSize: 4096, stallTimeout: 30)
+        for g in 0..<UInt64(2048) { try page.withUnsafeBytes { try stream.page(gpfn: g, data: $0) } }
+        try stream.flush()
+        stream.close()
+        done.wait()
+        // 4 records of 512 frames: header (8 + 8) + 512 pfns + 512 pages each.
+        #expect(p.drained == 4 * (16 + 512 * 8 + 512 * 4096))
     }
 }
 

@@ -68,7 +68,14 @@ pass "palm-source vms lists pvh ($MEM bytes)"
 
 # Shows an agent's decisions on the console while it runs.
 follow() { tail -n +1 -f "$1" 2>/dev/null | grep --line-buffered -E "round [0-9]+:|stop-and-copy|committed|aborted|error|incoming|resumed|manifest" | awk '{print substr($0, 1, 220); fflush()}' & FOLLOW=$!; }
-unfollow() { kill $FOLLOW 2>/dev/null; wait $FOLLOW 2>/dev/null; }
+unfollow() { kill $FOLLOW $MONITOR 2>/dev/null; wait $FOLLOW $MONITOR 2>/dev/null; }
+# Every 20 s while a migration runs: the guest's domains (a fault shows as a state change or a
+# vanished domid) and how far the agents are.
+monitor() {
+  while sleep 20; do
+    t "monitor: $(xl list | awk 'NR > 1 && $1 ~ /^pvh/ {printf "%s d%s %s; ", $1, $2, $5}')alive=$(count 'domU alive') src: $(tail -c 160 $W/source.log | tail -1 | cut -c1-120)"
+  done & MONITOR=$!
+}
 # The watcher has seen the hand-off within milliseconds of a migration's end, or never will.
 settle_watch() { within 15 sh -c "! kill -0 $WATCH 2>/dev/null"; kill $WATCH 2>/dev/null; wait $WATCH 2>/dev/null; }
 start_dest() {  # $1 log name, env passed through
@@ -112,7 +119,7 @@ $B/xenwatch pvh 900 > $W/palm.watch &
 WATCH=$!
 t palm-start
 T0=$(date +%s.%N)
-touch $W/source.log; follow $W/source.log
+touch $W/source.log; follow $W/source.log; monitor
 $B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log
 rc=$?
 unfollow

@@ -37,15 +37,18 @@ final class XenIncomingDomain: DestinationDomain {
         guard pipe(&fds) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        let stream = XenRestoreStream(fd: fds[1], pageSize: xc.pageSize)
         do {
-            restore = try toolstack.startRestore(readingFrom: fds[0])
+            let restore = try toolstack.startRestore(readingFrom: fds[0])
+            self.restore = restore
             close(fds[0])
+            let stream = XenRestoreStream(fd: fds[1], pageSize: xc.pageSize, stallTimeout: toolstack.timeout,
+                                          readerAlive: { restore.isRunning })
             self.stream = stream
             try stream.writeHeaders(configJSON: json, xenMajor: platform.xenMajor, xenMinor: platform.xenMinor,
                                     cpuid: platform.cpuid, msrs: platform.msrs)
         } catch {
-            close(fds[0])
+            if restore == nil { close(fds[0]) }
+            if stream == nil { close(fds[1]) }
             try? discard()
             throw error
         }

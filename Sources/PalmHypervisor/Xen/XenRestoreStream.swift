@@ -29,13 +29,21 @@ final class XenRestoreStream {
     static let batchPages = 512
     private let fd: Int32
     private let pageSize: Int
+    private let stallTimeout: Double
+    private let readerAlive: () -> Bool
     private var pendingPFNs: [UInt64] = []
     private var pendingData: [UInt8] = []
 
-    /// Takes ownership of `fd` (the write end of the pipe `xl restore` reads).
-    init(fd: Int32, pageSize: Int) {
+    /// Takes ownership of `fd` (the write end of the pipe `xl restore` reads). Writes never block
+    /// without bound: a reader that takes no bytes for `stallTimeout` seconds, or for which
+    /// `readerAlive` turns false while a write waits, fails the write with
+    /// ``HypervisorError/toolStalled(tool:seconds:)`` or ``HypervisorError/guestFailed(_:)``.
+    init(fd: Int32, pageSize: Int, stallTimeout: Double = 120, readerAlive: @escaping () -> Bool = { true }) {
         self.fd = fd
         self.pageSize = pageSize
+        self.stallTimeout = stallTimeout
+        self.readerAlive = readerAlive
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         pendingData.reserveCapacity(Self.batchPages * pageSize)
     }
 
@@ -139,16 +147,32 @@ final class XenRestoreStream {
         try put(w.bytes)
     }
 
+    /// Writes all of `bytes`. The pipe is non-blocking: while it is full, poll in slices of at
+    /// most 250 ms, checking between slices that `xl restore` still runs, and give up once no byte
+    /// has gone out for `stallTimeout` seconds — a toolstack that stops reading must not hold the
+    /// destination (and, through TLS back-pressure, the source) forever.
     private func put(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { buf in
+            guard let base = buf.baseAddress else { return }
             var off = 0
+            var lastProgress = ToolProcess.now()
             while off < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw HypervisorError.systemCall(call: "write(xl restore stream)", errno: errno)
+                let n = Glibc.write(fd, base + off, buf.count - off)
+                if n > 0 {
+                    off += n
+                    lastProgress = ToolProcess.now()
+                    continue
                 }
-                off += n
+                guard n < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else {
+                    throw HypervisorError.systemCall(call: "write(xl restore stream)", errno: n < 0 ? errno : EIO)
+                }
+                let waited = ToolProcess.now() - lastProgress
+                if waited >= stallTimeout { throw HypervisorError.toolStalled(tool: "xl restore", seconds: stallTimeout) }
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let slice = Int32(max(1, min(250, (stallTimeout - waited) * 1000)))
+                if poll(&p, 1, slice) == 0, !readerAlive() {
+                    throw HypervisorError.guestFailed("`xl restore` exited while its stream was being written")
+                }
             }
         }
     }
