@@ -9,6 +9,8 @@ set -u
 # palm's binaries, xenwatch and the certificates came in the dom0 initramfs (run.sh).
 H=/mnt/host B=/usr/local/bin W=/tmp/palm CADIR=/root/palm/ca
 mkdir -p $W
+# A shell on dom0's console, for integration/xenrig/xen-keys.sh --dom0 while a job hangs.
+setsid sh -c 'exec sh </dev/hvc0 >/dev/hvc0 2>&1' &
 PASSED=0 FAILED=0
 t() { echo "XENRIG-T $(cut -d' ' -f1 /proc/uptime) $*"; }
 pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
@@ -66,14 +68,15 @@ MEM=$($B/palm-source vms --json --config $W/source.toml | tr -d ' \n' | sed -n '
 [ -n "$MEM" ] || { fail "palm-source vms lists pvh"; finish; }
 pass "palm-source vms lists pvh ($MEM bytes)"
 
-# Shows an agent's decisions on the console while it runs.
-follow() { tail -n +1 -f "$1" 2>/dev/null | grep --line-buffered -E "round [0-9]+:|stop-and-copy|committed|aborted|error|incoming|resumed|manifest" | awk '{print substr($0, 1, 220); fflush()}' & FOLLOW=$!; }
-unfollow() { kill $FOLLOW $MONITOR 2>/dev/null; wait $FOLLOW $MONITOR 2>/dev/null; }
+# Shows an agent's decisions on the console while process $2 runs (the pipeline ends with it: a
+# killed `tail -f` would leave the rest of its pipeline for `wait` to hang on).
+follow() { tail -n +1 --pid="$2" -f "$1" 2>/dev/null | grep --line-buffered -E "round [0-9]+:|stop-and-copy|committed|aborted|error|incoming|resumed|manifest" | awk '{print substr($0, 1, 220); fflush()}' & FOLLOW=$!; }
+unfollow() { kill $MONITOR 2>/dev/null; wait $FOLLOW $MONITOR 2>/dev/null; }
 # Every 20 s while a migration runs: the guest's domains (a fault shows as a state change or a
 # vanished domid) and how far the agents are.
 monitor() {
   while sleep 20; do
-    t "monitor: $(xl list | awk 'NR > 1 && $1 ~ /^pvh/ {printf "%s d%s %s; ", $1, $2, $5}')alive=$(count 'domU alive') src: $(tail -c 160 $W/source.log | tail -1 | cut -c1-120)"
+    t "monitor: load $(cut -d' ' -f1-4 /proc/loadavg) $(timeout 10 xl list | awk 'NR > 1 && $1 ~ /^pvh/ {printf "%s d%s %s; ", $1, $2, $5}')alive=$(count 'domU alive') src: $(tail -c 160 $W/source.log | tail -1 | cut -c1-120)"
   done & MONITOR=$!
 }
 # The watcher has seen the hand-off within milliseconds of a migration's end, or never will.
@@ -119,9 +122,10 @@ $B/xenwatch pvh 900 > $W/palm.watch &
 WATCH=$!
 t palm-start
 T0=$(date +%s.%N)
-touch $W/source.log; follow $W/source.log; monitor
-$B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log
-rc=$?
+$B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log &
+MIG=$!
+follow $W/source.log $MIG; monitor
+wait $MIG; rc=$?
 unfollow
 T1=$(date +%s.%N)
 t palm-end

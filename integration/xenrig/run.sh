@@ -55,10 +55,15 @@ rm -rf "$STAGE"
 # binary's layout and never reproduced outside Xen): AVX and PCID/INVPCID are taken away to keep
 # the emulation on well-trodden paths. dom0 keeps 2 vCPUs: with one, source, destination and
 # libxenguest share it and a 128 MiB migration takes over ten minutes.
+# The serial console is also a socket: integration/xenrig/xen-keys.sh sends Xen debug keys to a
+# running rig (state of every CPU and domain when something hangs).
+SERIAL_SOCKET=.build/xenrig/serial.sock
+rm -f "$SERIAL_SOCKET"
 echo "booting Xen 4.17 + dom0 under QEMU (TCG)…"
 status=0
 timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max,-rdtscp,-avx,-avx2,-pcid,-invpcid -M pc -m 3072 -smp 2 \
-  -no-reboot -display none -monitor none -serial "file:$SHARE/serial.log" \
+  -no-reboot -display none -monitor none \
+  -chardev "socket,id=com1,path=$SERIAL_SOCKET,server=on,wait=off,logfile=$SHARE/serial.log" -serial chardev:com1 \
   -kernel "$CACHE/xen" \
   -append "console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 smap=0 pcid=0 loglvl=all guest_loglvl=all" \
   -initrd "$CACHE/vmlinuz console=hvc0 rdinit=/init,$SHARE/dom0.cpio.zst" \

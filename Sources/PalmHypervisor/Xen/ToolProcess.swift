@@ -4,7 +4,7 @@ import Glibc
 
 /// A child process of the Xen toolstack (`xl`), started with posix_spawn: its stdout and stderr go
 /// to one captured file so a failure can be reported with what the tool said, and extra file
-/// descriptors can be handed to it (`xl restore /dev/fd/3`).
+/// descriptors can be handed to it (`xl restore /proc/self/fd/3`).
 final class ToolProcess {
     let command: [String]
     let pid: pid_t

@@ -50,9 +50,10 @@ struct XenToolstack: Sendable {
         try ToolProcess.run([xl, "destroy", "\(domid)"], timeout: timeout)
     }
 
-    /// Starts `xl restore -p` reading the stream from `fd` (as /dev/fd/3); the domain it creates
-    /// stays paused until palm unpauses it after COMMIT.
+    /// Starts `xl restore -p` reading the stream from `fd` (its fd 3, named /proc/self/fd/3: a
+    /// minimal dom0 need not have the /dev/fd symlink); the domain it creates stays paused until
+    /// palm unpauses it after COMMIT.
     func startRestore(readingFrom fd: Int32) throws -> ToolProcess {
-        try ToolProcess([xl, "restore", "-p", "/dev/fd/3"], passing: [3: fd])
+        try ToolProcess([xl, "restore", "-p", "/proc/self/fd/3"], passing: [3: fd])
     }
 }
