@@ -61,7 +61,7 @@ SERIAL_SOCKET=.build/xenrig/serial.sock
 rm -f "$SERIAL_SOCKET"
 echo "booting Xen 4.17 + dom0 under QEMU (TCG)…"
 status=0
-timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max,-rdtscp,-avx,-avx2,-pcid,-invpcid -M pc -m 3072 -smp 2 \
+timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max,-rdtscp,-avx,-avx2,-pcid,-invpcid,-xsave -M pc -m 3072 -smp 2 \
   -no-reboot -display none -monitor none \
   -chardev "socket,id=com1,path=$SERIAL_SOCKET,server=on,wait=off,logfile=$SHARE/serial.log" -serial chardev:com1 \
   -kernel "$CACHE/xen" \
