@@ -19,6 +19,40 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         public var final: Bool
     }
 
+    /// Where the downtime went, phase by phase, measured on the source. The phases follow one
+    /// another without gaps, so they add up to `downtimeSeconds`.
+    public struct DowntimePhases: Codable, Sendable, Equatable {
+        /// From asking the hypervisor to stop the VM until it reported it stopped (on Xen: the
+        /// guest's own suspend).
+        public var pause: Double
+        /// The stop-and-copy round: the pages dirtied since the last pre-copy round.
+        public var finalRound: Double
+        /// Capturing the vCPU and device state (on Xen also freeing the VM's name).
+        public var captureState: Double
+        /// STATE and MANIFEST sent until READY verified: the destination completing the VM from
+        /// the state and checking the image digest.
+        public var destinationReady: Double
+        /// The commit record written, COMMIT sent, until DONE: the destination starting the VM.
+        public var commit: Double
+
+        public init(pause: Double, finalRound: Double, captureState: Double, destinationReady: Double, commit: Double) {
+            self.pause = pause
+            self.finalRound = finalRound
+            self.captureState = captureState
+            self.destinationReady = destinationReady
+            self.commit = commit
+        }
+
+        public var total: Double { pause + finalRound + captureState + destinationReady + commit }
+
+        /// "pause 12.0 ms · final round …", for logs and the rendered report.
+        public var summary: String {
+            [("pause", pause), ("final round", finalRound), ("state", captureState),
+             ("destination ready", destinationReady), ("commit", commit)]
+                .map { String(format: "%@ %.1f ms", $0.0, $0.1 * 1000) }.joined(separator: " · ")
+        }
+    }
+
     public var vm: String
     public var destination: String
     public var mode: String
@@ -27,6 +61,7 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     /// Source pause → destination resumed (DONE received), measured.
     public var downtimeSeconds: Double
     /// What the policy predicted when it stopped pre-copy.
+    public var downtimePhases: DowntimePhases
     public var predictedDowntimeSeconds: Double
     public var downtimeTargetSeconds: Double
     public var stopReason: String
@@ -47,6 +82,7 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         line(String(format: "  total time      %8.3f s", totalSeconds))
         line(String(format: "  downtime        %8.1f ms   (predicted %.1f ms, target %.0f ms)",
                     downtimeSeconds * 1000, predictedDowntimeSeconds * 1000, downtimeTargetSeconds * 1000))
+        line("    of which      \(downtimePhases.summary)")
         line("  pre-copy ended  \(stopReason)")
         line(String(format: "  sent            %8.1f MiB in %d rounds, %.1f MiB/s, %.2f× RAM",
                     Double(bytesOnWire) / 1048576, rounds.count, throughputMiBps,

@@ -178,6 +178,7 @@ public final class MigrationSender {
         var predicted = 0.0
         let handoff = 3 * rtt + options.resumeAllowance
         var pauseTime = 0.0
+        var pausedAt = 0.0
 
         try security.recordStart()
         try domain.enableDirtyLog()
@@ -227,6 +228,7 @@ public final class MigrationSender {
             pauseTime = MonotonicClock.now()
             try domain.pause()
             paused = true
+            pausedAt = MonotonicClock.now()
             FaultPoint.stopAndCopy.reached(logger)
             let more = try domain.collectDirty(into: &dirty)
             logger.info("stop-and-copy: paused \(info.name); \(dirty.count) pages left (\(more) dirtied since the last round)",
@@ -236,6 +238,7 @@ public final class MigrationSender {
             pauseTime = MonotonicClock.now()
             try domain.pause()
             paused = true
+            pausedAt = MonotonicClock.now()
             logger.info("stop-and-copy mode: paused \(info.name); sending all \(info.pageCount) pages", metadata: ["ROUND": "0", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
             let final = try sendFinalRound(0, 0..<info.pageCount, count: info.pageCount, digest: digest)
             rounds.append(final)
@@ -245,7 +248,9 @@ public final class MigrationSender {
         // Hand-off: STATE, MANIFEST → READY → COMMIT → DONE.
         progress(MigrationProgress(phase: .handoff, round: rounds.count - 1, pagesLeftInRound: 0, pagesSentInRound: 0,
                                    bytesPerSecond: 0, throttlePercent: 0))
+        let finalRoundDone = MonotonicClock.now()
         let cpuState = try domain.captureState()
+        let stateCaptured = MonotonicClock.now()
         try send(.state(cpuState))
         var manifest = Manifest(imageDigest: digest.finalize(), stateDigest: SHA256.hash(cpuState), ticketNonce: security.ticketNonce,
                                 rounds: UInt32(rounds.count), pagesSent: rounds.reduce(0) { $0 + $1.pages }, bytesSent: bytesOnWire,
@@ -255,6 +260,7 @@ public final class MigrationSender {
         FaultPoint.afterManifest.reached(logger)
         guard case let .ready(readySignature) = try receive() else { throw WireError.unexpectedMessage(.ready, state: "handoff") }
         try security.verifyReady(readySignature, manifest, channel.peer)
+        let readyAt = MonotonicClock.now()
         FaultPoint.afterReady.reached(logger)
         try checkCancelled()
 
@@ -286,14 +292,17 @@ public final class MigrationSender {
         paused = false
         security.recordFinished()
         let total = resumedAt - start
-        logger.notice("migration of \(info.name) committed: downtime \(String(format: "%.1f", (resumedAt - pauseTime) * 1000)) ms, total \(String(format: "%.2f", total)) s",
+        let phases = MigrationReport.DowntimePhases(pause: pausedAt - pauseTime, finalRound: finalRoundDone - pausedAt,
+                                                    captureState: stateCaptured - finalRoundDone,
+                                                    destinationReady: readyAt - stateCaptured, commit: resumedAt - readyAt)
+        logger.notice("migration of \(info.name) committed: downtime \(String(format: "%.1f", (resumedAt - pauseTime) * 1000)) ms (\(phases.summary)), total \(String(format: "%.2f", total)) s",
                       metadata: ["event": "\(PalmEvent.committed.rawValue)", "DOWNTIME_MS": "\(String(format: "%.1f", (resumedAt - pauseTime) * 1000))"])
         progress(MigrationProgress(phase: .done, round: rounds.count - 1, pagesLeftInRound: 0, pagesSentInRound: 0,
                                    bytesPerSecond: 0, throttlePercent: 0))
         return MigrationReport(
             vm: info.name, destination: peerName, mode: options.mode == .preCopy ? "pre-copy" : "stop-and-copy",
             memoryBytes: info.memoryBytes, totalSeconds: total, downtimeSeconds: resumedAt - pauseTime,
-            predictedDowntimeSeconds: predicted, downtimeTargetSeconds: options.policy.downtimeTarget,
+            downtimePhases: phases, predictedDowntimeSeconds: predicted, downtimeTargetSeconds: options.policy.downtimeTarget,
             stopReason: stopReason.rawValue, rounds: rounds, bytesOnWire: bytesOnWire,
             throughputMiBps: Double(bytesOnWire) / 1048576 / max(total, 1e-9), imageDigest: manifest.imageDigest.hex,
             sourceCPUSeconds: MonotonicClock.processCPUSeconds() - cpuStart)

@@ -87,6 +87,11 @@ struct MigrationEndToEndTests {
         #expect(report.rounds[0].final && report.rounds[0].pages == 32768)
         #expect(report.stopReason == "stop-and-copy mode")
         #expect(report.downtimeSeconds >= report.rounds[0].seconds)
+        // The phases are measured back to back: they account for the whole downtime.
+        let phases = report.downtimePhases
+        #expect([phases.pause, phases.finalRound, phases.captureState, phases.destinationReady, phases.commit].allSatisfy { $0 >= 0 })
+        #expect(abs(phases.total - report.downtimeSeconds) < 1e-6, "\(phases.summary) vs \(report.downtimeSeconds) s")
+        #expect(phases.finalRound >= report.rounds[0].seconds * 0.99, "the stop-and-copy round is inside the final-round phase")
     }
 
     @Test("destination killed mid-transfer: the VM keeps running on the source and passes its self-check")
