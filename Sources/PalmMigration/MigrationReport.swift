@@ -35,21 +35,13 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         /// The commit record written, COMMIT sent, until DONE: the destination starting the VM.
         public var commit: Double
 
-        public init(pause: Double, finalRound: Double, captureState: Double, destinationReady: Double, commit: Double) {
-            self.pause = pause
-            self.finalRound = finalRound
-            self.captureState = captureState
-            self.destinationReady = destinationReady
-            self.commit = commit
-        }
-
         public var total: Double { pause + finalRound + captureState + destinationReady + commit }
 
         /// "pause 12.0 ms · final round …", for logs and the rendered report.
         public var summary: String {
             [("pause", pause), ("final round", finalRound), ("state", captureState),
              ("destination ready", destinationReady), ("commit", commit)]
-                .map { String(format: "%@ %.1f ms", $0.0, $0.1 * 1000) }.joined(separator: " · ")
+                .map { "\($0.0) " + String(format: "%.1f ms", $0.1 * 1000) }.joined(separator: " · ")
         }
     }
 

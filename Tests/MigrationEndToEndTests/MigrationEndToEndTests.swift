@@ -92,6 +92,7 @@ struct MigrationEndToEndTests {
         #expect([phases.pause, phases.finalRound, phases.captureState, phases.destinationReady, phases.commit].allSatisfy { $0 >= 0 })
         #expect(abs(phases.total - report.downtimeSeconds) < 1e-6, "\(phases.summary) vs \(report.downtimeSeconds) s")
         #expect(phases.finalRound >= report.rounds[0].seconds * 0.99, "the stop-and-copy round is inside the final-round phase")
+        #expect(report.rendered().contains("of which      pause "), "the rendered report shows the phases")
     }
 
     @Test("destination killed mid-transfer: the VM keeps running on the source and passes its self-check")

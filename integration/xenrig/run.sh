@@ -51,17 +51,20 @@ rm -rf "$STAGE"
 { [ -n "${MEMCHECK:-}" ] && echo "export MEMCHECK=$MEMCHECK"; cat "${XENRIG_JOB:-$HERE/job.sh}"; } > "$SHARE/run.sh"
 
 # Under TCG: smap=0 (dom0 dies at its first hypercall otherwise), no RDTSCP (PVH guests crash on
-# it). Swift binaries in this PV dom0 crashed at random (heap corruption that moved with the
-# binary's layout and never reproduced outside Xen): AVX and PCID/INVPCID are taken away to keep
+# it). No XSAVE: with it, TCG (QEMU 7.2) under Xen's FPU switching corrupted SIMD state now and
+# then — Swift binaries in dom0 died of heap corruption, palm's SHA-256 of its own executable came
+# out wrong once per boot or so, the PVH guest triple-faulted in one boot of three (and in every
+# boot with spec-ctrl=eager-fpu, which switches FPU state more often). Without XSAVE, Xen and both
+# kernels use FXSAVE and all of that stopped. AVX needs XSAVE; PCID/INVPCID are off as well to keep
 # the emulation on well-trodden paths. dom0 keeps 2 vCPUs: with one, source, destination and
-# libxenguest share it and a 128 MiB migration takes over ten minutes.
+# libxenguest share it and a migration takes minutes.
 # The serial console is also a socket: integration/xenrig/xen-keys.sh sends Xen debug keys to a
 # running rig (state of every CPU and domain when something hangs).
-SERIAL_SOCKET=.build/xenrig/serial.sock
+SERIAL_SOCKET=${XENRIG_SERIAL:-.build/xenrig/serial.sock}
 rm -f "$SERIAL_SOCKET"
 echo "booting Xen 4.17 + dom0 under QEMU (TCG)…"
 status=0
-timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max,-rdtscp,-avx,-avx2,-pcid,-invpcid,-xsave -M pc -m 3072 -smp 2 \
+timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=${XENRIG_TCG_THREAD:-multi} -cpu max,-rdtscp,-avx,-avx2,-pcid,-invpcid,-xsave${XENRIG_CPU_EXTRA:-} -M pc -m 3072 -smp 2 \
   -no-reboot -display none -monitor none \
   -chardev "socket,id=com1,path=$SERIAL_SOCKET,server=on,wait=off,logfile=$SHARE/serial.log" -serial chardev:com1 \
   -kernel "$CACHE/xen" \
