@@ -34,6 +34,7 @@ extension Hypervisor {
 
 extension SourceDomain {
     public var platform: [UInt8] { [] }
+    public func prepareForPause() throws {}
 }
 
 /// One VM as the hypervisor reports it.
@@ -68,7 +69,12 @@ public protocol SourceDomain: AnyObject {
     /// Driver-specific description the destination's driver needs to build the VM (sent in
     /// CONFIG; empty for the sim driver, the page layout and libxl configuration for Xen).
     var platform: [UInt8] { get }
+    /// Called once pre-copy has ended, just before `pause`, while the VM still runs: work the
+    /// hand-off needs that must not count as downtime (Xen: freeing the VM's name for a
+    /// destination on this same host). `resume` undoes it.
+    func prepareForPause() throws
     func pause() throws
+    /// Runs the VM again after `pause` or `prepareForPause`; harmless when it runs already.
     func resume() throws
     /// Starts dirty tracking with an empty log.
     func enableDirtyLog() throws

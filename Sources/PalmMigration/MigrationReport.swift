@@ -27,7 +27,7 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         public var pause: Double
         /// The stop-and-copy round: the pages dirtied since the last pre-copy round.
         public var finalRound: Double
-        /// Capturing the vCPU and device state (on Xen also freeing the VM's name).
+        /// Capturing the vCPU and device state.
         public var captureState: Double
         /// STATE and MANIFEST sent until READY verified: the destination completing the VM from
         /// the state and checking the image digest.

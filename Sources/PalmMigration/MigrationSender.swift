@@ -225,9 +225,10 @@ public final class MigrationSender {
             // Stop-and-copy: pause, collect what was dirtied since, send it all.
             try domain.setThrottle(percent: 0)
             throttle = 0
+            paused = true       // from here on a failure resumes: a half-done pause is undone too
+            try domain.prepareForPause()
             pauseTime = MonotonicClock.now()
             try domain.pause()
-            paused = true
             pausedAt = MonotonicClock.now()
             FaultPoint.stopAndCopy.reached(logger)
             let more = try domain.collectDirty(into: &dirty)
@@ -235,9 +236,10 @@ public final class MigrationSender {
                         metadata: ["ROUND": "\(round + 1)", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
             rounds.append(try sendFinalRound(round + 1, dirty.pfns, count: UInt64(dirty.count), digest: digest))
         } else {
+            paused = true       // from here on a failure resumes: a half-done pause is undone too
+            try domain.prepareForPause()
             pauseTime = MonotonicClock.now()
             try domain.pause()
-            paused = true
             pausedAt = MonotonicClock.now()
             logger.info("stop-and-copy mode: paused \(info.name); sending all \(info.pageCount) pages", metadata: ["ROUND": "0", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
             let final = try sendFinalRound(0, 0..<info.pageCount, count: info.pageCount, digest: digest)

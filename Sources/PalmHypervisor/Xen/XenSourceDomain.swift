@@ -72,6 +72,18 @@ final class XenSourceDomain: SourceDomain {
         suspended = true
     }
 
+    /// When the destination is this same host, its incoming domain must take the VM's name after
+    /// COMMIT, so the source goes by NAME--migratedaway from the stop-and-copy on (as under `xl
+    /// migrate`). Done before the suspend so the `xl rename` is not part of the downtime; a VM
+    /// moving to another host keeps its name until it is destroyed.
+    func prepareForPause() throws {
+        guard renamedTo == nil else { return }
+        let incoming = info.name + XenIncomingDomain.suffix
+        guard try xc.domains().contains(where: { !$0.dying && xc.name(of: $0.domid) == incoming }) else { return }
+        try toolstack.rename(domid: domid, to: "\(info.name)--migratedaway")
+        renamedTo = info.name
+    }
+
     /// Asks the guest to suspend (control/shutdown = "suspend"), waits for the acknowledgement and
     /// for Xen to report the domain shut down with reason "suspend".
     private func suspendGuest() throws {
@@ -96,6 +108,9 @@ final class XenSourceDomain: SourceDomain {
     /// The guest runs again first; getting its name back comes second, so a failing `xl rename`
     /// can leave a running guest under NAME--migratedaway but never a suspended one.
     func resume() throws {
+        // A pause that failed late (the guest acknowledged, then took longer than the timeout)
+        // can still have suspended the guest: what Xen reports decides, not only the flag.
+        if !suspended, let d = try? xc.domain(domid), d.suspended { suspended = true }
         if suspended {
             try xc.resumeCancelled(domid)
             suspended = false
@@ -196,11 +211,6 @@ final class XenSourceDomain: SourceDomain {
         for index in XenDomainState.savedParams {
             let v = try xc.hvmParam(domid, index)
             if v != 0 { params.append((index, v)) }
-        }
-        // Free the name for the incoming domain (a destination on this same host), as `xl migrate` does.
-        if renamedTo == nil {
-            try toolstack.rename(domid: domid, to: "\(info.name)--migratedaway")
-            renamedTo = info.name
         }
         return XenDomainState(tscMode: tsc.mode, tscNanoseconds: tsc.nsec, tscKHz: tsc.khz, tscIncarnation: tsc.incarnation,
                               hvmContext: context, params: params).encode()
