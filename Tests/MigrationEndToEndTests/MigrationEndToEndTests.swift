@@ -25,6 +25,9 @@ struct MigrationEndToEndTests {
         // it equals the source's final digest (for an idle guest the idle test also hashes the
         // memory itself; a busy guest changes it again as soon as it resumes).
         #expect(cluster.destLog.contains("image sha256:\(report.imageDigest)"))
+        // The destination accounts for its share of the downtime.
+        #expect(cluster.destLog.contains("\(vm) resumed here after") && cluster.destLog.contains("manifest verified in "),
+                "the destination's hand-off timings: \(cluster.destLog)")
     }
 
     @Test("an idle VM migrates; its memory arrives bit for bit")
