@@ -37,6 +37,10 @@ extension SourceDomain {
     public func prepareForPause() throws {}
 }
 
+extension DestinationDomain {
+    public func settle() throws {}
+}
+
 /// One VM as the hypervisor reports it.
 public struct VMInfo: Equatable, Sendable, Codable {
     public var name: String
@@ -104,6 +108,10 @@ public protocol DestinationDomain: AnyObject {
     func resume() throws
     /// Throws the partial VM away (before resume) or destroys it.
     func discard() throws
+    /// After `resume`, once the source has been told the VM runs here: bookkeeping that must not
+    /// hold the VM's start or the source (Xen: the incoming domain takes the VM's name). The VM
+    /// runs whatever happens here; a failure is reported, never undone.
+    func settle() throws
 }
 
 /// Errors every driver reports, named for the operator.

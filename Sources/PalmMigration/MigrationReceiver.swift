@@ -193,6 +193,14 @@ public final class MigrationReceiver {
         let ms = { (seconds: Double) in String(format: "%.1f ms", seconds * 1000) }
         logger.notice("\(config.name) resumed here after \(rounds) rounds, \(pages) pages received (state applied in \(ms(stateSeconds)), manifest verified in \(ms(verifySeconds)), started in \(ms(MonotonicClock.now() - resumeStart)))",
                       metadata: ["event": "\(PalmEvent.resumedHere.rawValue)", "VM": "\(config.name)"])
+        // The VM runs here: settle it even when DONE cannot be delivered.
+        defer {
+            do {
+                try d.settle()
+            } catch {
+                logger.error("\(config.name) runs here, but finishing its hand-off failed: \(error)")
+            }
+        }
         try channel.send(.done)
         return Outcome(vm: config.name, rounds: rounds, pagesReceived: pages, imageDigest: digest.finalize())
     }

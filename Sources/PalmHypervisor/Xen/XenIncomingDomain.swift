@@ -8,8 +8,8 @@ import Glibc
 /// during the pre-copy rounds just as it does under `xl migrate`; STATE completes the stream and
 /// `xl restore` leaves the domain built and paused under the name `NAME--incoming`.
 ///
-/// Guarantees: nothing runs before `resume` (after COMMIT): then the domain is unpaused and
-/// renamed to NAME. `discard` kills the restore and destroys whatever it built.
+/// Guarantees: nothing runs before `resume` (after COMMIT): then the domain is unpaused, and
+/// `settle` renames it to NAME. `discard` kills the restore and destroys whatever it built.
 final class XenIncomingDomain: DestinationDomain {
     static let suffix = "--incoming"
 
@@ -93,6 +93,12 @@ final class XenIncomingDomain: DestinationDomain {
     func resume() throws {
         guard let domid else { throw HypervisorError.invalidState("\(info.name) was not restored") }
         try xc.unpause(domid)
+    }
+
+    /// NAME--incoming becomes NAME once the guest runs (the source freed the name before it
+    /// suspended), so the `xl rename` is not part of the downtime.
+    func settle() throws {
+        guard let domid else { return }
         try toolstack.rename(domid: domid, to: info.name)
     }
 
