@@ -140,6 +140,8 @@ check "palm-source migrate exits 0" [ $rc -eq 0 ]
 cat $W/palm.json
 PRE=$(grep -o '"final" *: *false' $W/palm.json | wc -l)
 check "at least two pre-copy rounds ($PRE)" [ "$PRE" -ge 2 ]
+# The destination renames pvh--incoming to pvh just after it answered DONE.
+within 30 sh -c 'xl domid pvh >/dev/null 2>&1'
 NEW=$(domid pvh)
 check "pvh runs under a new domid ($SRC1 → ${NEW:-none})" [ -n "$NEW" -a "$NEW" != "$SRC1" ]
 check "the source domain is gone" sh -c "! xl list | grep -q -- '--migratedaway' && ! xl list $SRC1 >/dev/null 2>&1"
