@@ -52,8 +52,8 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     public var totalSeconds: Double
     /// Source pause → destination resumed (DONE received), measured.
     public var downtimeSeconds: Double
-    /// What the policy predicted when it stopped pre-copy.
     public var downtimePhases: DowntimePhases
+    /// What the policy predicted when it stopped pre-copy.
     public var predictedDowntimeSeconds: Double
     public var downtimeTargetSeconds: Double
     public var stopReason: String

@@ -60,7 +60,7 @@ public final class MigrationSender {
     private let reader: FrameReader
     private var state = SourceProtocolState()
     private var bytesOnWire: UInt64 = 0
-    private var paused = false
+    private var resumeOnFailure = false
     private var throttle = 0
     private var committed = false
     private let cancelFlag: CancelFlag
@@ -109,10 +109,10 @@ public final class MigrationSender {
         channel.close()
         try? domain.setThrottle(percent: 0)
         try? domain.disableDirtyLog()
-        if paused {
+        if resumeOnFailure {
             do {
                 try domain.resume()
-                paused = false
+                resumeOnFailure = false
                 logger.notice("resumed \(domain.info.name) on the source")
             } catch {
                 logger.critical("could not resume \(domain.info.name) on the source: \(error)")
@@ -179,6 +179,14 @@ public final class MigrationSender {
         let handoff = 3 * rtt + options.resumeAllowance
         var pauseTime = 0.0
         var pausedAt = 0.0
+        /// Ends pre-copy: the driver's preparation while the VM still runs, then the pause, timed.
+        func stopVM() throws {
+            resumeOnFailure = true       // from here on a failure resumes: a half-done pause is undone too
+            try domain.prepareForPause()
+            pauseTime = MonotonicClock.now()
+            try domain.pause()
+            pausedAt = MonotonicClock.now()
+        }
 
         try security.recordStart()
         try domain.enableDirtyLog()
@@ -225,22 +233,14 @@ public final class MigrationSender {
             // Stop-and-copy: pause, collect what was dirtied since, send it all.
             try domain.setThrottle(percent: 0)
             throttle = 0
-            paused = true       // from here on a failure resumes: a half-done pause is undone too
-            try domain.prepareForPause()
-            pauseTime = MonotonicClock.now()
-            try domain.pause()
-            pausedAt = MonotonicClock.now()
+            try stopVM()
             FaultPoint.stopAndCopy.reached(logger)
             let more = try domain.collectDirty(into: &dirty)
             logger.info("stop-and-copy: paused \(info.name); \(dirty.count) pages left (\(more) dirtied since the last round)",
                         metadata: ["ROUND": "\(round + 1)", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
             rounds.append(try sendFinalRound(round + 1, dirty.pfns, count: UInt64(dirty.count), digest: digest))
         } else {
-            paused = true       // from here on a failure resumes: a half-done pause is undone too
-            try domain.prepareForPause()
-            pauseTime = MonotonicClock.now()
-            try domain.pause()
-            pausedAt = MonotonicClock.now()
+            try stopVM()
             logger.info("stop-and-copy mode: paused \(info.name); sending all \(info.pageCount) pages", metadata: ["ROUND": "0", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
             let final = try sendFinalRound(0, 0..<info.pageCount, count: info.pageCount, digest: digest)
             rounds.append(final)
@@ -291,7 +291,7 @@ public final class MigrationSender {
         security.recordEvidence(attestation, manifest, readySignature, commitSignature)
         channel.close()
         try domain.destroy()
-        paused = false
+        resumeOnFailure = false
         security.recordFinished()
         let total = resumedAt - start
         let phases = MigrationReport.DowntimePhases(pause: pausedAt - pauseTime, finalRound: finalRoundDone - pausedAt,
