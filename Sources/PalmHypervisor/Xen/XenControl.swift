@@ -196,4 +196,17 @@ final class XenControl: @unchecked Sendable {
     }
 
     func name(of domid: UInt32) -> String? { read("/local/domain/\(domid)/name") }
+
+    /// Guest domains (not dom0, not dying) with the names xenstore gives them.
+    func namedDomains() throws -> [(info: XenDomainInfo, name: String)] {
+        try domains().compactMap { d in
+            guard d.domid != 0, !d.dying, let n = name(of: d.domid) else { return nil }
+            return (d, n)
+        }
+    }
+
+    /// The guest domain called `name`, if there is one.
+    func domain(named name: String) throws -> XenDomainInfo? {
+        try namedDomains().first { $0.name == name }?.info
+    }
 }

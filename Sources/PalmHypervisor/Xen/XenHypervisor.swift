@@ -25,18 +25,11 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
         self.suspendTimeout = suspendTimeout
     }
 
-    private func named() throws -> [(XenDomainInfo, String)] {
-        try xc.domains().compactMap { d in
-            guard d.domid != 0, !d.dying, let n = xc.name(of: d.domid) else { return nil }
-            return (d, n)
-        }
-    }
-
     /// VM sizes are what a migration sends (the populated frames of the page layout), so the
     /// coordinator's tickets cover exactly what CONFIG will announce. The layout scan is cached per
     /// domain until its page total changes.
     public func listVMs() throws -> [VMInfo] {
-        try named().map { d, n in
+        try xc.namedDomains().map { d, n in
             let state: VMRunState = n.hasSuffix(XenIncomingDomain.suffix) ? .incoming
                 : d.shutdown ? .stopped : d.paused ? .paused : .running
             var pages = d.totalPages
@@ -74,13 +67,12 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
     public func freeMemoryBytes() throws -> UInt64 { try xc.physinfo().free }
 
     public func openSource(vm: String) throws -> SourceDomain {
-        guard let (d, _) = try named().first(where: { $0.1 == vm }) else { throw HypervisorError.noSuchVM(vm) }
+        guard let d = try xc.domain(named: vm) else { throw HypervisorError.noSuchVM(vm) }
         return try XenSourceDomain(xc: xc, toolstack: toolstack, domid: d.domid, name: vm, suspendTimeout: suspendTimeout)
     }
 
     public func createIncoming(config: VMConfig) throws -> DestinationDomain {
-        let existing = try named().map(\.1)
-        guard !existing.contains(config.name + XenIncomingDomain.suffix) else { throw HypervisorError.vmExists(config.name + XenIncomingDomain.suffix) }
+        guard try xc.domain(named: config.name + XenIncomingDomain.suffix) == nil else { throw HypervisorError.vmExists(config.name + XenIncomingDomain.suffix) }
         let need = config.pageCount * UInt64(config.pageSize)
         let free = try freeMemoryBytes()
         guard need <= free else { throw HypervisorError.insufficientMemory(vm: config.name, neededBytes: need, availableBytes: free) }
@@ -88,19 +80,19 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     public func incomingVMs() -> [String] {
-        ((try? named()) ?? []).compactMap { _, n in
+        ((try? xc.namedDomains()) ?? []).compactMap { _, n in
             n.hasSuffix(XenIncomingDomain.suffix) ? String(n.dropLast(XenIncomingDomain.suffix.count)) : nil
         }
     }
 
     public func completeIncoming(vm: String) throws {
-        guard let (d, _) = try named().first(where: { $0.1 == vm + XenIncomingDomain.suffix }) else { throw HypervisorError.noSuchVM(vm + XenIncomingDomain.suffix) }
+        guard let d = try xc.domain(named: vm + XenIncomingDomain.suffix) else { throw HypervisorError.noSuchVM(vm + XenIncomingDomain.suffix) }
         if d.paused { try xc.unpause(d.domid) }
         try toolstack.rename(domid: d.domid, to: vm)
     }
 
     public func discardIncoming(vm: String) {
-        guard let (d, _) = (try? named())?.first(where: { $0.1 == vm + XenIncomingDomain.suffix }) else { return }
+        guard let d = try? xc.domain(named: vm + XenIncomingDomain.suffix) else { return }
         try? toolstack.destroy(domid: d.domid)
     }
 }

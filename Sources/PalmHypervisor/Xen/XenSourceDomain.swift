@@ -78,8 +78,7 @@ final class XenSourceDomain: SourceDomain {
     /// moving to another host keeps its name until it is destroyed.
     func prepareForPause() throws {
         guard renamedTo == nil else { return }
-        let incoming = info.name + XenIncomingDomain.suffix
-        guard try xc.domains().contains(where: { !$0.dying && xc.name(of: $0.domid) == incoming }) else { return }
+        guard try xc.domain(named: info.name + XenIncomingDomain.suffix) != nil else { return }
         try toolstack.rename(domid: domid, to: "\(info.name)--migratedaway")
         renamedTo = info.name
     }
