@@ -50,9 +50,13 @@ final class ToolProcess {
     func wait(timeout: Double) throws -> String {
         let deadline = Self.now() + timeout
         var status: Int32 = 0
+        // `isRunning` may have reaped the child already: then there is nothing left to wait for
+        // (waitpid would fail with ECHILD) and its recorded status is the answer.
+        var code: Int32
         while true {
+            if let reaped = exitStatus { code = reaped; break }
             let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { break }
+            if r == pid { code = Self.exitCode(status); exitStatus = code; break }
             if r < 0 && errno != EINTR { throw HypervisorError.systemCall(call: "waitpid", errno: errno) }
             if Self.now() > deadline {
                 kill()
@@ -60,8 +64,6 @@ final class ToolProcess {
             }
             usleep(2_000)
         }
-        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        exitStatus = code
         let text = output()
         guard code == 0 else {
             let tail = text.split(separator: "\n").suffix(6).joined(separator: " | ")
@@ -75,7 +77,7 @@ final class ToolProcess {
         guard exitStatus == nil else { return false }
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
-            exitStatus = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitStatus = Self.exitCode(status)
             return false
         }
         return true
@@ -107,6 +109,11 @@ final class ToolProcess {
     @discardableResult
     static func run(_ argv: [String], timeout: Double = 60) throws -> String {
         try ToolProcess(argv).wait(timeout: timeout)
+    }
+
+    /// The exit code of a waitpid status; 128 + signal for a child killed by a signal.
+    static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     static func now() -> Double {

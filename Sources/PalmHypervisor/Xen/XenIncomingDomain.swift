@@ -76,7 +76,7 @@ final class XenIncomingDomain: DestinationDomain {
         self.stream = nil
         try restore.wait(timeout: toolstack.timeout)
         self.restore = nil
-        guard let id = try domainID(info.name + Self.suffix) else {
+        guard let id = try xc.domain(named: info.name + Self.suffix)?.domid else {
             throw HypervisorError.guestFailed("`xl restore` finished but no domain \(info.name + Self.suffix) exists")
         }
         domid = id
@@ -98,7 +98,8 @@ final class XenIncomingDomain: DestinationDomain {
     /// NAME--incoming becomes NAME once the guest runs (the source freed the name before it
     /// suspended), so the `xl rename` is not part of the downtime.
     func settle() throws {
-        guard let domid else { return }
+        // Already NAME when resume failed and the receiver started the VM through completeIncoming.
+        guard let domid, xc.name(of: domid) != info.name else { return }
         try toolstack.rename(domid: domid, to: info.name)
     }
 
@@ -107,13 +108,9 @@ final class XenIncomingDomain: DestinationDomain {
         stream = nil
         restore?.kill()
         restore = nil
-        if let id = try domainID(info.name + Self.suffix) {
+        if let id = try xc.domain(named: info.name + Self.suffix)?.domid {
             try toolstack.destroy(domid: id)
         }
         domid = nil
-    }
-
-    private func domainID(_ name: String) throws -> UInt32? {
-        try xc.domains().first { $0.domid != 0 && !$0.dying && xc.name(of: $0.domid) == name }?.domid
     }
 }
