@@ -7,6 +7,9 @@
 # Exit 0 iff every check passed. The rig is cached in .build/xenrig (rebuilt when a file of
 # integration/xenrig changes); binaries use the static Swift standard library.
 #   integration/xenrig/run.sh            MEMCHECK=MIB,PAGES,MS overrides the guest's workload
+# For experiments with the emulation: XENRIG_TCG_THREAD=single|multi, XENRIG_CPU_EXTRA=,-flag,…
+# (appended to -cpu), XENRIG_JOB=FILE (another job), XENRIG_EXTRA="FILES" (copied into dom0's
+# /usr/local/bin), XENRIG_SERIAL=PATH (console socket, for two rigs at once), XENRIG_TIMEOUT=S.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 HERE=integration/xenrig
