@@ -29,6 +29,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CXen", pkgConfig: "xencontrol", providers: [.apt(["libxen-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // One C shim per library: macros, variadics and constants Swift cannot import.
         .target(name: "COpenSSLShims", dependencies: ["COpenSSL"]),
@@ -43,6 +45,9 @@ let package = Package(
         .target(name: "PalmHypervisor", dependencies: [
             "PalmWire", "CXenShims", .product(name: "Atomics", package: "swift-atomics"),
         ]),
+
+        // MEMORY batch compression (lz4, zstd) for links that are the bottleneck.
+        .target(name: "PalmCompression", dependencies: ["CLZ4", "CZstd", "PalmWire"]),
 
         // Checked TOML configuration files shared by the agents and the coordinator.
         .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmTLS", "TOMLKit"]),
@@ -63,7 +68,8 @@ let package = Package(
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
         .target(name: "PalmMigration", dependencies: [
-            "PalmWire", "PalmTLS", "PalmHypervisor", .product(name: "Logging", package: "swift-log"),
+            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmCompression", .product(name: "Logging", package: "swift-log"),
+            .product(name: "Atomics", package: "swift-atomics"),
         ]),
 
         // What the agents share: configuration files, drivers by name, the destination's server loop.

@@ -9,6 +9,7 @@ PACKAGES=(
   libsystemd-dev systemd        # sd_notify, journald; systemd-analyze for unit checks
   libxen-dev                    # libxenctrl, libxenforeignmemory (the Xen driver)
   libsqlite3-dev sqlite3        # the coordinator's state
+  liblz4-dev libzstd-dev        # MEMORY batch compression (lz4, zstd)
   iproute2                      # network namespaces for multi-host tests
   util-linux                    # unshare, for private mount namespaces in tests
 )

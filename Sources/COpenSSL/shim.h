@@ -7,3 +7,5 @@
 #include <openssl/bio.h>
 #include <openssl/ec.h>
 #include <openssl/rand.h>
+#include <openssl/hmac.h>
+#include <openssl/crypto.h>

@@ -13,6 +13,8 @@ void palm_ssl_ctx_harden(SSL_CTX *ctx) {
 
 void palm_ssl_ctx_set_io_modes(SSL_CTX *ctx) {
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, 256 * 1024);
 }
 
 int palm_ssl_ctx_set1_groups_list(SSL_CTX *ctx, const char *list) {

@@ -121,6 +121,15 @@ int palm_xen_logdirty_clean(palm_xen_logdirty *ld, uint64_t *words, size_t nword
     return 0;
 }
 
+int palm_xen_logdirty_peek(palm_xen_logdirty *ld, uint32_t *dirty_count)
+{
+    xc_shadow_op_stats_t stats = { 0 };
+    long long rc = xc_logdirty_control(ld->xch, ld->domid, XEN_DOMCTL_SHADOW_OP_PEEK, NULL, 0, 0, &stats);
+    if (rc < 0) return -1;
+    *dirty_count = stats.dirty_count;
+    return 0;
+}
+
 int palm_xen_logdirty_disable(palm_xen_logdirty *ld)
 {
     if (!ld) return 0;

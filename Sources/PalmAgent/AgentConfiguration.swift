@@ -39,6 +39,10 @@ public struct SourceConfiguration {
     public var hypervisor: HypervisorSettings
     public var policy: ConvergencePolicy
     public var batchPages: Int
+    /// Page streams per migration (the session channel included).
+    public var streams: Int
+    /// The codec MEMORY batches may use.
+    public var compression: PageCompression
     public var destinationPort: UInt16
     public var stateDirectory: String
     public var attestation: AttestationPolicy
@@ -75,6 +79,9 @@ public struct SourceConfiguration {
 
     public static let defaultPath = "/etc/palm/source.toml"
 
+    /// One page stream per CPU of this host, at most ``WireProtocol/maxStreams``.
+    public static var defaultStreams: Int { min(WireProtocol.maxStreams, max(1, ProcessInfo.processInfo.activeProcessorCount)) }
+
     public static func load(path: String) throws -> SourceConfiguration {
         let f = try ConfigFile(path: path)
         var policy = ConvergencePolicy()
@@ -85,9 +92,13 @@ public struct SourceConfiguration {
         policy.throttleInitial = try f.int("policy.throttle_initial_percent", default: 20, range: 0...99)
         policy.throttleStep = try f.int("policy.throttle_step_percent", default: 10, range: 1...99)
         policy.throttleMax = try f.int("policy.throttle_max_percent", default: 99, range: 0...99)
+        policy.linkRatio = try f.double("policy.link_ratio", default: 1.0, range: 0.1...10)
+        policy.minimumGain = try f.double("policy.minimum_gain", default: 0.1, range: 0...1)
         let config = SourceConfiguration(
             file: path, tls: try .load(f), hypervisor: try .load(f), policy: policy,
-            batchPages: try f.int("migration.batch_pages", default: 256, range: 1...1000),
+            batchPages: try f.int("migration.batch_pages", default: 256, range: 1...WireLimits.default.maxBatchPages),
+            streams: try f.int("migration.streams", default: SourceConfiguration.defaultStreams, range: 1...WireProtocol.maxStreams),
+            compression: try PageCompression(name: f.oneOf("migration.compression", ["none", "lz4", "zstd"], default: "none")) ?? .none,
             destinationPort: UInt16(try f.int("migration.destination_port", default: 7410, range: 1...65535)),
             stateDirectory: try f.string("state.directory", default: "/var/lib/palm/source"),
             attestation: AttestationPolicy(
@@ -116,6 +127,10 @@ public struct DestinationConfiguration {
     public var listenAddress: String
     public var listenPort: UInt16
     public var maxConcurrent: Int
+    /// Page streams one incoming migration may use.
+    public var maxStreams: Int
+    /// Seconds a page stream may wait for the others at a round barrier.
+    public var streamTimeout: Double
     public var stateDirectory: String
     /// The coordinator's certificate: tickets must be signed by its key.
     public var coordinatorCertificate: String
@@ -130,6 +145,8 @@ public struct DestinationConfiguration {
             listenAddress: try f.string("listen.address", default: "0.0.0.0"),
             listenPort: UInt16(try f.int("listen.port", default: 7410, range: 0...65535)),
             maxConcurrent: try f.int("listen.max_concurrent", default: 4, range: 1...64),
+            maxStreams: try f.int("listen.max_streams", default: WireProtocol.maxStreams, range: 1...WireProtocol.maxStreams),
+            streamTimeout: try f.double("listen.stream_timeout_s", default: 60, range: 1...3600),
             stateDirectory: try f.string("state.directory", default: "/var/lib/palm/dest"),
             coordinatorCertificate: try f.string("security.coordinator_certificate"),
             clockSkew: UInt64(try f.int("security.clock_skew_s", default: 30, range: 0...3600)))

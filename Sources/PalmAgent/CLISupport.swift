@@ -7,11 +7,11 @@ import PalmSecurity
 
 /// Small helpers the thin executables share.
 public enum CLI {
-    /// Logs to stderr at `level` (journald arrives with the systemd work).
+    /// Logs to stderr at `level`, or at `PALM_LOG_LEVEL` (trace … critical) when that is set.
     public static func bootstrapLogging(label: String, level: Logger.Level = .info) -> Logger {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: label)
-        logger.logLevel = level
+        logger.logLevel = ProcessInfo.processInfo.environment["PALM_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? level
         return logger
     }
 

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PalmConfig
 import PalmHypervisor
@@ -7,9 +10,15 @@ import PalmSecurity
 import PalmTLS
 import PalmWire
 
-/// palm-dest's service: accepts PalmTLS connections and runs one ``MigrationReceiver`` per
-/// connection on its own thread, at most `maxConcurrent` at a time. A connection that fails its
-/// handshake is logged with the named reason and costs nothing else.
+/// palm-dest's service: accepts PalmTLS connections, each on its own thread, and serves it by its
+/// first message: HELLO starts a migration (a ``MigrationReceiver``, at most `maxConcurrent` at a
+/// time — a further one is refused as busy, never queued), JOIN attaches an extra page stream to
+/// a migration in progress (``IncomingSessions``; it takes no reception slot), RESOLVE answers how
+/// a migration ended.
+///
+/// Before its first message a connection holds only a handshake slot (at most
+/// ``maxHandshakes``), for at most the TLS handshake timeout plus ``firstMessageTimeout``; a
+/// connection that fails its handshake is logged with the named reason and costs nothing else.
 ///
 /// Shutdown (``close()``) stops accepting and lets receptions in flight finish for up to
 /// ``stopGrace`` seconds; one cut short before its commit is discarded at the next start (the
@@ -22,6 +31,13 @@ public final class DestinationServer: @unchecked Sendable {
     let ledger: DestinationLedger
     let logger: Logger
     private let slots: DispatchSemaphore
+    private let handshakes = LockedValueBox(0)
+    /// Migrations being received; extra page streams find theirs here.
+    public let sessions = IncomingSessions()
+    /// Connections that may be between accept and their first message at once.
+    public var maxHandshakes = 64
+    /// Seconds an authenticated connection has to send its first message.
+    public var firstMessageTimeout = 10.0
     private let group = DispatchGroup()
     private let lock = NSLock()
     private var credentials: Credentials
@@ -107,15 +123,25 @@ public final class DestinationServer: @unchecked Sendable {
         logger.info("palm-dest listening on \(configuration.listenAddress):\(port) as \(current.context.localIdentity)")
         while true {
             onBeat()
-            guard slots.wait(timeout: .now() + beatInterval) == .success else { continue }
             let socket: Int32
             do {
-                guard let s = try listener.acceptSocket(timeout: beatInterval) else { slots.signal(); continue }
+                guard let s = try listener.acceptSocket(timeout: beatInterval) else { continue }
                 socket = s
             } catch {
-                slots.signal()
                 if case TLSError.closed = error { break }
                 logger.error("accept failed: \(error)")
+                usleep(100_000)  // out of descriptors or the like: do not spin
+                continue
+            }
+            let admitted = handshakes.withLockedValue { n -> Bool in
+                guard n < maxHandshakes else { return false }
+                n += 1
+                return true
+            }
+            guard admitted else {
+                Glibc.close(socket)
+                logger.warning("refused a connection: \(maxHandshakes) handshakes already in progress",
+                               metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
                 continue
             }
             group.enter()
@@ -124,7 +150,7 @@ public final class DestinationServer: @unchecked Sendable {
             let session = nextSession
             lock.unlock()
             Thread { [self] in
-                defer { slots.signal(); track(session, nil); group.leave() }
+                defer { track(session, nil); group.leave() }
                 handle(socket, session: session)
             }.start()
         }
@@ -133,7 +159,14 @@ public final class DestinationServer: @unchecked Sendable {
         }
     }
 
+    /// Handshake and first message under the handshake budget, then the connection's service.
     private func handle(_ socket: Int32, session: Int) {
+        var handshaking = true
+        func admitted() {
+            if handshaking { handshakes.withLockedValue { $0 -= 1 } }
+            handshaking = false
+        }
+        defer { admitted() }
         let credentials = current
         let context = credentials.context
         let channel: TLSChannel
@@ -144,17 +177,62 @@ public final class DestinationServer: @unchecked Sendable {
             return
         }
         let peer = channel.peer.commonName ?? channel.peer.subject
-        track(session, "from \(peer)")
         var log = logger
         log[metadataKey: "PEER"] = "\(peer)"
+        let first: Message
+        do {
+            channel.setIOTimeout(min(firstMessageTimeout, context.configuration.ioTimeout))
+            first = try FrameReader(stream: channel, limits: WireLimits(maxPayload: 16 << 10)).readMessage()
+            channel.setIOTimeout(context.configuration.ioTimeout)
+        } catch {
+            log.warning("refused a connection from \(peer): no valid first message (\(error))",
+                        metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+            try? channel.send(.error(AbortNotice(reason: .protocolViolation, message: "\(error)")))
+            channel.close()
+            return
+        }
+        admitted()
+        switch first {
+        case let .join(join):
+            do {
+                try sessions.serveStream(join, channel: channel, logger: log)
+            } catch {
+                log.warning("page stream \(join.stream) from \(peer) ended: \(error)",
+                            metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+                if case MigrationError.streamRefused = error {
+                    try? channel.send(.error(AbortNotice(reason: .protocolViolation, message: "\(error)")))
+                }
+            }
+            channel.close()
+        case .hello:
+            guard slots.wait(timeout: .now()) == .success else {
+                log.warning("refused a migration from \(peer): \(configuration.maxConcurrent) receptions in progress",
+                            metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+                try? channel.send(.abort(AbortNotice(reason: .busy, message: "destination busy: \(configuration.maxConcurrent) migrations in progress")))
+                channel.close()
+                return
+            }
+            defer { slots.signal() }
+            track(session, "from \(peer)")
+            receive(first, channel: channel, credentials: credentials, log: log)
+        default:
+            receive(first, channel: channel, credentials: credentials, log: log)
+        }
+    }
+
+    private func receive(_ first: Message, channel: TLSChannel, credentials: Credentials, log: Logger) {
         let security = DestinationSecurity(validator: credentials.validator, replayCache: replayCache, measurement: credentials.measurement,
-                                           key: credentials.signingKey, local: context.localIdentity, peerKey: channel.peerKey,
+                                           key: credentials.signingKey, local: credentials.context.localIdentity, peerKey: channel.peerKey,
                                            peerPEM: channel.peer.pem, ledger: ledger,
                                            evidenceDirectory: self.configuration.stateDirectory + "/evidence")
-        let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log)
+        var limits = MigrationReceiver.Limits()
+        limits.maxStreams = configuration.maxStreams
+        limits.streamTimeout = configuration.streamTimeout
+        let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log,
+                                         limits: limits, sessions: sessions)
         do {
-            guard let outcome = try receiver.run() else { return }  // a RESOLVE exchange
-            log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages, image sha256:\(outcome.imageDigest.hex)",
+            guard let outcome = try receiver.run(first: first) else { return }  // a RESOLVE exchange
+            log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages on \(outcome.streams) stream(s), image sha256:\(outcome.imageDigest.hex)",
                        metadata: ["VM": "\(outcome.vm)"])
         } catch {
             log.warning("incoming migration failed: \(error)")

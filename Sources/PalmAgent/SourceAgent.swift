@@ -25,6 +25,10 @@ public struct SourceAgent {
         public var serverName: String?
         public var mode: MigrationMode
         public var downtimeTarget: Double?
+        /// Page streams (default: the configuration's `migration.streams`).
+        public var streams: Int?
+        /// MEMORY batch codec (default: the configuration's `migration.compression`).
+        public var compression: PageCompression?
         /// The coordinator's ticket for this migration.
         public var ticket: [UInt8]
         /// The destination measurements accepted (default: the configuration's `[attestation]`;
@@ -58,12 +62,17 @@ public struct SourceAgent {
         guard ticket.source == context.localIdentity.fingerprint else {
             throw MigrationError.ticketRejected("the ticket names another source host")
         }
-        let channel = try TLSChannel.connect(host: request.host, port: request.port, serverName: request.serverName, context: context)
-        // Before anything else: the authenticated peer must be the ticket's destination.
-        guard channel.peer.fingerprint == ticket.destination else {
-            channel.close()
-            throw MigrationError.ticketRejected("the peer at \(request.host) (\(channel.peer)) is not the ticket's destination")
+        /// Every connection — the session channel and each extra page stream — must reach the
+        /// ticket's destination, checked before anything is sent on it.
+        let connect = { () throws -> TLSChannel in
+            let ch = try TLSChannel.connect(host: request.host, port: request.port, serverName: request.serverName, context: context)
+            guard ch.peer.fingerprint == ticket.destination else {
+                ch.close()
+                throw MigrationError.ticketRejected("the peer at \(request.host) (\(ch.peer)) is not the ticket's destination")
+            }
+            return ch
         }
+        let channel = try connect()
         let key = try SigningKey(pemFile: configuration.tls.privateKey)
         let policy = request.attestation ?? configuration.attestation
         let peerKey = channel.peerKey
@@ -102,13 +111,15 @@ public struct SourceAgent {
         options.policy = configuration.policy
         if let t = request.downtimeTarget { options.policy.downtimeTarget = t }
         options.batchPages = configuration.batchPages
+        options.streams = request.streams ?? configuration.streams
+        options.compression = request.compression ?? configuration.compression
         options.hypervisorName = hypervisor.name
         var log = logger
         log[metadataKey: "VM"] = "\(request.vm)"
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? request.host)"
         log[metadataKey: "MIGRATION_ID"] = "\(ticket.id)"
         let sender = MigrationSender(channel: channel, domain: domain, options: options, security: security,
-                                     logger: log, cancel: request.cancel, progress: progress)
+                                     logger: log, cancel: request.cancel, connectStream: { _ in try connect() }, progress: progress)
         return try sender.run()
     }
 }

@@ -9,6 +9,19 @@ public struct DirtyBitmap: Sendable {
         words = [UInt64](repeating: 0, count: Int((pageCount + 63) / 64))
     }
 
+    /// Every page of a VM (round 0, stop-and-copy mode).
+    public static func all(pageCount: UInt64) -> DirtyBitmap {
+        var b = DirtyBitmap(pageCount: pageCount)
+        for i in b.words.indices { b.words[i] = ~0 }
+        if pageCount % 64 != 0, !b.words.isEmpty { b.words[b.words.count - 1] = (1 << (pageCount % 64)) - 1 }
+        return b
+    }
+
+    /// ORs `other`'s words from `start` on into this bitmap (both of the same VM).
+    public mutating func formUnion(_ other: [UInt64], from start: Int) {
+        for i in start..<min(other.count, words.count) { words[i] |= other[i] }
+    }
+
     public mutating func clear() {
         for i in words.indices { words[i] = 0 }
     }
@@ -27,6 +40,9 @@ public struct DirtyBitmap: Sendable {
     }
 
     public var count: Int { words.reduce(0) { $0 + $1.nonzeroBitCount } }
+
+    /// Words with at least one page set: the 64-page groups the set touches.
+    public var nonzeroWords: Int { words.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
 
     /// All set pfns, ascending.
     public var pfns: PFNSequence { PFNSequence(words: words) }

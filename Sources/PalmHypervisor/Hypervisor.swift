@@ -41,6 +41,37 @@ extension DestinationDomain {
     public func settle() throws {}
 }
 
+/// A batch of received pages as the engine hands it to a destination driver: `pfns[i]` is
+/// all zeroes when `zero[i]`, otherwise its content is the next page-sized slice of `data`
+/// (data pages are packed in table order).
+public struct IncomingPages {
+    public let pfns: UnsafeBufferPointer<UInt64>
+    public let zero: UnsafeBufferPointer<Bool>
+    public let data: UnsafeRawBufferPointer
+    public let pageSize: Int
+
+    public init(pfns: UnsafeBufferPointer<UInt64>, zero: UnsafeBufferPointer<Bool>, data: UnsafeRawBufferPointer, pageSize: Int) {
+        precondition(pfns.count == zero.count, "one kind per page")
+        self.pfns = pfns
+        self.zero = zero
+        self.data = data
+        self.pageSize = pageSize
+    }
+
+    /// Calls `body(pfn, content)` for every page in order; `content` is nil for a zero page.
+    public func forEach(_ body: (UInt64, UnsafeRawBufferPointer?) throws -> Void) rethrows {
+        var next = 0
+        for i in 0..<pfns.count {
+            if zero[i] {
+                try body(pfns[i], nil)
+            } else {
+                try body(pfns[i], UnsafeRawBufferPointer(rebasing: data[(next * pageSize)..<((next + 1) * pageSize)]))
+                next += 1
+            }
+        }
+    }
+}
+
 /// One VM as the hypervisor reports it.
 public struct VMInfo: Equatable, Sendable, Codable {
     public var name: String
@@ -66,13 +97,17 @@ public enum VMRunState: String, Sendable, Codable {
 
 /// The outbound side of one VM during a migration.
 ///
-/// Pages are read in increasing pfn order within a call; drivers map guest memory in bounded
-/// windows so an agent never holds a copy of (or a mapping over) all of guest RAM.
+/// Pages are copied out in batches into buffers the engine owns; drivers map guest memory only
+/// for the duration of a copy (or not at all), so an agent never holds a copy of (or a mapping
+/// over) all of guest RAM.
 public protocol SourceDomain: AnyObject {
     var info: VMInfo { get }
     /// Driver-specific description the destination's driver needs to build the VM (sent in
     /// CONFIG; empty for the sim driver, the page layout and libxl configuration for Xen).
     var platform: [UInt8] { get }
+    /// Seconds the driver expects ``pause()`` to take — part of the downtime the engine predicts
+    /// (sim: a signal; Xen: the guest's own suspend).
+    var pauseEstimate: Double { get }
     /// Called once pre-copy has ended, just before `pause`, while the VM still runs: work the
     /// hand-off needs that must not count as downtime (Xen: freeing the VM's name for a
     /// destination on this same host). `resume` undoes it.
@@ -85,10 +120,14 @@ public protocol SourceDomain: AnyObject {
     /// Moves the pages dirtied since the last call into `bitmap` (read-and-reset) and returns
     /// how many there are.
     func collectDirty(into bitmap: inout DirtyBitmap) throws -> Int
+    /// How many pages were dirtied since the last ``collectDirty(into:)``, without resetting the
+    /// log — the engine watches it while a round runs. `nil` when the driver cannot tell.
+    func peekDirtyCount() throws -> Int?
     func disableDirtyLog() throws
-    /// Calls `body` with each page's content, in the order given (ascending pfns).
-    func readPages<S: Sequence>(_ pfns: S, _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws
-        where S.Element == UInt64
+    /// Copies page `pfns[i]` into the i-th page-sized slot of `buffer`. Called from several
+    /// threads at once (one per page stream), each with its own buffer; never blocks on another
+    /// copy. A page the guest writes meanwhile may be copied torn: its dirty bit sends it again.
+    func copyPages(_ pfns: UnsafeBufferPointer<UInt64>, into buffer: UnsafeMutableRawPointer) throws
     /// The vCPU/platform state, captured while paused.
     func captureState() throws -> [UInt8]
     /// Slows the running guest to (100 − percent) % of its CPU time (auto-converge); 0 stops throttling.
@@ -100,8 +139,11 @@ public protocol SourceDomain: AnyObject {
 /// The inbound side: an incoming VM that exists paused until `resume`.
 public protocol DestinationDomain: AnyObject {
     var info: VMInfo { get }
-    /// Writes a page; `nil` means all zeroes. Idempotent: writing the same page twice is harmless.
-    func writePage(pfn: UInt64, data: UnsafeRawBufferPointer?) throws
+    /// Seconds the driver expects ``resume()`` to take (reported to the source for its prediction).
+    var resumeEstimate: Double { get }
+    /// Applies a batch of pages; a zero page means all zeroes. Called from several threads at once
+    /// (one per page stream), never for the same pfn at the same time; idempotent per page.
+    func writePages(_ pages: IncomingPages) throws
     /// Installs vCPU/platform state captured by the source.
     func restoreState(_ state: [UInt8]) throws
     /// Starts the VM.

@@ -1,28 +1,48 @@
 /// Decides, after each pre-copy round, whether to run another round, throttle the guest, or stop
-/// and copy (DESIGN.md §5). Pure: the same observation always gives the same decision, so every
-/// decision can be logged with the numbers that drove it and unit-tested.
+/// and copy (DESIGN.md §5) — and, while a round runs, whether to give up on it at once. Pure: the
+/// same observation always gives the same decision, so every decision can be logged with the
+/// numbers that drove it and unit-tested.
 ///
-/// Stop-and-copy when any holds, checked in this order:
+/// After a round, stop-and-copy when any holds, checked in this order:
 /// 1. the dirty set is at most ``dirtyPageFloor`` pages (Xen's `SPP_TARGET_DIRTY_COUNT`, 50);
-/// 2. the predicted downtime — dirty bytes ÷ measured rate + the fixed hand-off cost — is within
-///    ``downtimeTarget``;
+/// 2. the predicted downtime — dirty bytes ÷ measured rate + the measured fixed hand-off cost —
+///    is within ``downtimeTarget``;
 /// 3. ``maxRounds`` rounds are done;
 /// 4. sending the dirty set would exceed ``maxRAMMultiple`` × RAM in total (Xen's legacy 3× cap);
-/// 5. the dirty set stopped shrinking and the guest is already throttled at ``throttleMax``.
-/// When the dirty set stops shrinking (it is not below ``progressRatio`` of the previous round)
-/// the guest is throttled: ``throttleInitial`` %, then +``throttleStep`` % per round (QEMU's
-/// auto-converge defaults) — within the traffic budget the RAM cap sets.
+/// 5. the round made no progress — the dirty set did not shrink below ``progressRatio`` of the
+///    previous one, or the guest dirtied as many pages as the round sent (its dirty rate reached
+///    the link rate) — and the guest is already throttled at ``throttleMax``;
+/// 6. another round would gain little: the transfer part of the predicted downtime is at most
+///    ``minimumGain`` of it (the fixed hand-off cost dominates, e.g. a slow guest suspend).
+///
+/// A round without progress throttles the guest hard at once: ``throttleInitial`` %, then
+/// +``throttleStep`` % per round up to ``throttleMax`` (QEMU's auto-converge starts at 20 % and
+/// creeps by 10 %; a guest that outruns the link gains nothing from the creep but extra rounds).
+///
+/// While a round runs (``abandonRound(_:)``): once it has run ``sampleSeconds`` and sent at least
+/// ``minimumSample`` pages, if the guest has already dirtied as many pages as the round sent
+/// (× ``linkRatio``) and much of the round is still ahead, the round is stopped where it is and
+/// the VM with it — every further round would re-send at least as much as it sends, so pre-copy
+/// would only add time to what stop-and-copy costs.
 public struct ConvergencePolicy: Sendable, Equatable, Codable {
     public var dirtyPageFloor: Int = 50
     /// Seconds.
     public var downtimeTarget: Double = 0.100
     public var maxRounds: Int = 30
     public var maxRAMMultiple: Double = 3.0
-    public var throttleInitial: Int = 20
-    public var throttleStep: Int = 10
+    public var throttleInitial: Int = 50
+    public var throttleStep: Int = 25
     public var throttleMax: Int = 99
     /// A round makes progress when its dirty set is below this fraction of the previous one.
     public var progressRatio: Double = 0.9
+    /// Dirtied pages ÷ sent pages at which the guest is taken to outrun the link.
+    public var linkRatio: Double = 1.0
+    /// Seconds a round runs before the early stop may judge it.
+    public var sampleSeconds: Double = 0.1
+    /// Pages a round has sent before the early stop may judge it.
+    public var minimumSample: Int = 1024
+    /// Stop when another round could remove at most this fraction of the predicted downtime.
+    public var minimumGain: Double = 0.1
 
     public init() {}
 
@@ -30,25 +50,31 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
     public struct Observation: Sendable, Equatable {
         /// The round that just ended (0 = the full first pass).
         public var round: Int
-        /// Pages dirtied during that round: what the next round (or the final copy) must send.
+        /// Pages to send next: dirtied during the round (plus any it left unsent).
         public var dirtyPages: Int
         /// Dirty pages after the previous round, if any.
         public var previousDirtyPages: Int?
+        /// Pages the round sent.
+        public var pagesSent: Int
+        public var roundSeconds: Double
         public var pageSize: Int
         /// Measured transfer rate, bytes per second.
         public var bytesPerSecond: Double
-        /// Fixed cost of the hand-off after the last page (state, manifest, commit round trips, resume), seconds.
+        /// Fixed cost of the hand-off after the last page (pause, state, digests, signatures,
+        /// durable records, round trips, the destination's share), seconds.
         public var handoffSeconds: Double
         public var totalBytesSent: UInt64
         public var ramBytes: UInt64
         /// Throttle currently applied, percent.
         public var throttlePercent: Int
 
-        public init(round: Int, dirtyPages: Int, previousDirtyPages: Int?, pageSize: Int, bytesPerSecond: Double,
-                    handoffSeconds: Double, totalBytesSent: UInt64, ramBytes: UInt64, throttlePercent: Int) {
+        public init(round: Int, dirtyPages: Int, previousDirtyPages: Int?, pagesSent: Int, roundSeconds: Double, pageSize: Int,
+                    bytesPerSecond: Double, handoffSeconds: Double, totalBytesSent: UInt64, ramBytes: UInt64, throttlePercent: Int) {
             self.round = round
             self.dirtyPages = dirtyPages
             self.previousDirtyPages = previousDirtyPages
+            self.pagesSent = pagesSent
+            self.roundSeconds = roundSeconds
             self.pageSize = pageSize
             self.bytesPerSecond = bytesPerSecond
             self.handoffSeconds = handoffSeconds
@@ -57,10 +83,29 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
             self.throttlePercent = throttlePercent
         }
 
-        /// Downtime if the VM were paused now.
-        public var predictedDowntime: Double {
+        /// Seconds the dirty pages take to send.
+        public var transferSeconds: Double {
             guard bytesPerSecond > 0 else { return .infinity }
-            return Double(dirtyPages * pageSize) / bytesPerSecond + handoffSeconds
+            return Double(dirtyPages * pageSize) / bytesPerSecond
+        }
+
+        /// Downtime if the VM were paused now.
+        public var predictedDowntime: Double { transferSeconds + handoffSeconds }
+    }
+
+    /// What the engine sees while a round runs.
+    public struct RoundProgress: Sendable, Equatable {
+        public var elapsed: Double
+        public var pagesSent: Int
+        public var pagesInRound: Int
+        /// Pages dirtied since the round began (the driver's count, not reset).
+        public var dirtiedSoFar: Int
+
+        public init(elapsed: Double, pagesSent: Int, pagesInRound: Int, dirtiedSoFar: Int) {
+            self.elapsed = elapsed
+            self.pagesSent = pagesSent
+            self.pagesInRound = pagesInRound
+            self.dirtiedSoFar = dirtiedSoFar
         }
     }
 
@@ -70,6 +115,8 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
         case roundCap = "round cap"
         case ramCap = "RAM-sent cap"
         case noProgress = "no progress at maximum throttle"
+        case dirtyRateAtLinkRate = "dirty rate at the link rate"
+        case diminishingReturns = "another round would gain little"
         case stopAndCopyMode = "stop-and-copy mode"
     }
 
@@ -94,11 +141,24 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
         if Double(o.totalBytesSent) + Double(o.dirtyPages * o.pageSize) > maxRAMMultiple * Double(o.ramBytes) {
             return .stopAndCopy(.ramCap)
         }
-        if let previous = o.previousDirtyPages, Double(o.dirtyPages) >= progressRatio * Double(previous) {
-            if o.throttlePercent >= throttleMax { return .stopAndCopy(.noProgress) }
+        let notShrinking = o.previousDirtyPages.map { Double(o.dirtyPages) >= progressRatio * Double($0) } ?? false
+        let outrunning = o.pagesSent > 0 && Double(o.dirtyPages) >= linkRatio * Double(o.pagesSent)
+        if notShrinking || outrunning {
+            if o.throttlePercent >= throttleMax {
+                return .stopAndCopy(outrunning ? .dirtyRateAtLinkRate : .noProgress)
+            }
             let next = o.throttlePercent == 0 ? throttleInitial : o.throttlePercent + throttleStep
             return .throttle(percent: min(next, throttleMax))
         }
+        if o.transferSeconds <= minimumGain * o.predictedDowntime { return .stopAndCopy(.diminishingReturns) }
         return .nextRound
+    }
+
+    /// True when a running round should stop where it is (and the VM with it): the guest has
+    /// dirtied as many pages as the round has sent, and at least a quarter of the round is ahead.
+    public func abandonRound(_ p: RoundProgress) -> Bool {
+        guard p.elapsed >= sampleSeconds, p.pagesSent >= minimumSample else { return false }
+        guard p.pagesInRound - p.pagesSent >= p.pagesInRound / 4 else { return false }
+        return Double(p.dirtiedSoFar) >= linkRatio * Double(p.pagesSent)
     }
 }

@@ -1,58 +1,142 @@
+import Atomics
 import PalmTLS
 import PalmWire
 
-/// The digest of a VM's memory image as both ends compute it:
+/// The digest of a VM's memory image as both ends compute it: a three-level hash tree whose
+/// inner nodes are recomputed only where pages changed, so the hand-off costs O(dirty pages).
 ///
-///     image digest = SHA-256( SHA-256(page 0) ‖ SHA-256(page 1) ‖ … ‖ SHA-256(page n−1) )
+/// ```text
+///   leaf      L_i = SHA-256(page i)                          one per page (zero page: SHA-256 of 4 KiB of zeros)
+///   chunk     C_j = SHA-256(L_64j ‖ … ‖ L_64j+63)             one per 64 pages (the last may be shorter)
+///   group     G_k = SHA-256(C_64k ‖ … ‖ C_64k+63)             one per 4,096 pages (16 MiB of RAM)
+///   image digest  = SHA-256("palm-image-v2" ‖ pageCount u64 ‖ G_0 ‖ … ‖ G_last)
 ///
-/// Each side keeps the table of per-page digests (32 bytes per 4 KiB page, 0.8 % of RAM — not a
-/// copy of it) and updates an entry whenever it sends or receives that page, so the final digest
-/// costs one pass over the table instead of a pass over RAM while the VM is paused.
-public final class ImageDigest {
-    private var table: [UInt8]
+///   table sizes for a 4 GiB guest: leaves 32 MiB (0.8 % of RAM), chunks 512 KiB, groups 8 KiB
+/// ```
+/// Each side writes a page's leaf on the thread that has the page in cache (``record(pfn:page:hasher:)``)
+/// and marks its chunk; ``seal()`` — after every round, while the VM still runs — recomputes the
+/// marked chunks and their groups. At the hand-off only the final round's chunks are left, so
+/// ``finalize()`` costs (pages of the final round) × 2 KiB of hashing plus the 8 KiB root.
+///
+/// Threads: `record` and `recordZero` may run on many threads at once for *different* pages;
+/// `seal` and `finalize` run alone (the engine calls them between rounds).
+public final class ImageDigest: @unchecked Sendable {
     public let pageCount: UInt64
-    private let hasher = PageHasher()
-    private let zeroDigest: [UInt8]
+    public static let fanOut = 64
+    static let domain = Array("palm-image-v2".utf8)
+
+    private let leaves: UnsafeMutablePointer<UInt8>
+    private let chunks: UnsafeMutablePointer<UInt8>
+    private let groups: UnsafeMutablePointer<UInt8>
+    /// One byte per chunk: a leaf of it changed since the last seal (relaxed atomic stores).
+    private let changed: UnsafeMutablePointer<UnsafeAtomic<UInt8>.Storage>
+    private let chunkCount: Int
+    private let groupCount: Int
+    private let zeroLeaf: [UInt8]
+    private let sealHasher = PageHasher()
 
     public init(pageCount: UInt64, pageSize: Int) {
         self.pageCount = pageCount
-        let zero = [UInt8](repeating: 0, count: pageSize)
-        zeroDigest = zero.withUnsafeBytes { PageHasher().hash($0).bytes }
-        // Untouched pages of a fresh VM are zero pages.
-        table = [UInt8](repeating: 0, count: Int(pageCount) * 32)
-        table.withUnsafeMutableBufferPointer { t in
-            for i in 0..<Int(pageCount) {
-                for j in 0..<32 { t[i * 32 + j] = zeroDigest[j] }
-            }
+        let pages = Int(pageCount)
+        chunkCount = (pages + Self.fanOut - 1) / Self.fanOut
+        groupCount = (chunkCount + Self.fanOut - 1) / Self.fanOut
+        zeroLeaf = [UInt8](repeating: 0, count: pageSize).withUnsafeBytes { PageHasher().hash($0).bytes }
+        leaves = .allocate(capacity: pages * 32)
+        chunks = .allocate(capacity: chunkCount * 32)
+        groups = .allocate(capacity: groupCount * 32)
+        changed = .allocate(capacity: chunkCount)
+        zeroLeaf.withUnsafeBufferPointer { z in
+            for i in 0..<pages { (leaves + i * 32).update(from: z.baseAddress!, count: 32) }
         }
+        // A fresh VM is all zero pages: every chunk and group is computed once now.
+        changed.initialize(repeating: UnsafeAtomic<UInt8>.Storage(1), count: chunkCount)
+        seal()
     }
 
-    /// Records the content of a page (nil: all zeroes).
+    deinit {
+        leaves.deallocate()
+        chunks.deallocate()
+        groups.deallocate()
+        changed.deallocate()
+    }
+
+    /// Hashes `page` (exactly as sent or received) into page `pfn`'s leaf.
     @inline(__always)
-    public func record(pfn: UInt64, page: UnsafeRawBufferPointer?) {
-        table.withUnsafeMutableBufferPointer { t in
-            let slot = t.baseAddress! + Int(pfn) * 32
-            if let page {
-                hasher.hash(page, into: slot)
-            } else {
-                for j in 0..<32 { slot[j] = zeroDigest[j] }
-            }
-        }
+    public func record(pfn: UInt64, page: UnsafeRawBufferPointer, hasher: PageHasher) {
+        hasher.hash(page, into: leaves + Int(pfn) * 32)
+        mark(pfn)
     }
 
+    /// Page `pfn` is all zeroes.
+    @inline(__always)
+    public func recordZero(pfn: UInt64) {
+        zeroLeaf.withUnsafeBufferPointer { (leaves + Int(pfn) * 32).update(from: $0.baseAddress!, count: 32) }
+        mark(pfn)
+    }
+
+    @inline(__always)
+    private func mark(_ pfn: UInt64) {
+        UnsafeAtomic<UInt8>(at: changed + Int(pfn) / Self.fanOut).store(1, ordering: .relaxed)
+    }
+
+    /// Recomputes the chunks whose leaves changed and the groups above them. Returns how many
+    /// chunks it hashed.
+    @discardableResult
+    public func seal() -> Int {
+        var sealed = 0
+        var groupChanged = [Bool](repeating: false, count: groupCount)
+        for j in 0..<chunkCount where UnsafeAtomic<UInt8>(at: changed + j).exchange(0, ordering: .acquiring) != 0 {
+            let first = j * Self.fanOut
+            let count = min(Self.fanOut, Int(pageCount) - first)
+            sealHasher.hash(UnsafeRawBufferPointer(start: leaves + first * 32, count: count * 32), into: chunks + j * 32)
+            groupChanged[j / Self.fanOut] = true
+            sealed += 1
+        }
+        for k in 0..<groupCount where groupChanged[k] {
+            let first = k * Self.fanOut
+            let count = min(Self.fanOut, chunkCount - first)
+            sealHasher.hash(UnsafeRawBufferPointer(start: chunks + first * 32, count: count * 32), into: groups + k * 32)
+        }
+        return sealed
+    }
+
+    /// Seals what changed and returns the image digest.
     public func finalize() -> Digest32 {
+        seal()
         var h = SHA256()
-        h.update(table)
+        h.update(Self.domain)
+        var w = ByteWriter(capacity: 8)
+        w.write(pageCount)
+        h.update(w.bytes)
+        h.update(UnsafeRawBufferPointer(start: groups, count: groupCount * 32))
         return h.finalize()
     }
 
-    /// The digest of a memory image read page by page (tests and verification tools).
+    /// The digest of a memory image read page by page, computed from scratch (tests and
+    /// verification tools: an independent check of what the engine kept incrementally).
     public static func of(pageCount: UInt64, pageSize: Int, read: (UInt64) throws -> UnsafeRawBufferPointer) rethrows -> Digest32 {
-        let d = ImageDigest(pageCount: pageCount, pageSize: pageSize)
-        for pfn in 0..<pageCount {
-            let page = try read(pfn)
-            d.record(pfn: pfn, page: PageScan.isZero(page) ? nil : page)
+        let hasher = PageHasher()
+        var leaves = [UInt8](repeating: 0, count: Int(pageCount) * 32)
+        try leaves.withUnsafeMutableBufferPointer { l in
+            for pfn in 0..<Int(pageCount) {
+                hasher.hash(try read(UInt64(pfn)), into: l.baseAddress! + pfn * 32)
+            }
         }
-        return d.finalize()
+        func level(_ below: [UInt8]) -> [UInt8] {
+            let nodes = below.count / 32
+            var out: [UInt8] = []
+            for first in stride(from: 0, to: nodes, by: fanOut) {
+                let end = min(first + fanOut, nodes)
+                out += below[(first * 32)..<(end * 32)].withUnsafeBytes { hasher.hash($0).bytes }
+            }
+            return out
+        }
+        var h = SHA256()
+        h.update(domain)
+        var w = ByteWriter(capacity: 8)
+        w.write(pageCount)
+        h.update(w.bytes)
+        h.update(level(level(leaves)))
+        return h.finalize()
     }
 }

@@ -1,3 +1,4 @@
+import PalmCompression
 import PalmHypervisor
 import PalmTLS
 import PalmWire
@@ -22,6 +23,14 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     /// destination's state is known (it may already run there).
     case commitInDoubt(String)
     case cancelled
+    /// An extra page stream did not prove it belongs to the session it named (JOIN refused).
+    case streamRefused(String)
+    /// A compressed MEMORY batch did not decode to the pages its table announces.
+    case corruptBatch(PageCodecError)
+    /// A stream waited longer than its timeout for the others (round barrier).
+    case stalled(String)
+    /// CONFIG asks for something this destination does not do (too many streams, …).
+    case unsupportedConfig(String)
     /// A failure of this host (a journal that cannot be written, …), not of the peer or protocol.
     case local(String)
 
@@ -37,6 +46,10 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .hypervisor(e): return "hypervisor: \(e)"
         case let .commitInDoubt(m): return "commit in doubt: \(m)"
         case .cancelled: return "cancelled"
+        case let .streamRefused(m): return "page stream refused: \(m)"
+        case let .corruptBatch(e): return "\(e)"
+        case let .stalled(m): return "page streams stalled: \(m)"
+        case let .unsupportedConfig(m): return "unsupported configuration: \(m)"
         case let .local(m): return "local failure: \(m)"
         }
     }
@@ -48,6 +61,7 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         case let e as TLSError: return .channel(e)
         case let e as WireError: return .protocolViolation(e)
         case let e as HypervisorError: return .hypervisor(e)
+        case let e as PageCodecError: return .corruptBatch(e)
         default: return .local("\(error)")
         }
     }
@@ -59,7 +73,8 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         case .attestationRejected: return .attestationRejected
         case .signatureRejected: return .manifestMismatch
         case .manifestMismatch: return .manifestMismatch
-        case .protocolViolation: return .protocolViolation
+        case .protocolViolation, .corruptBatch, .streamRefused: return .protocolViolation
+        case .unsupportedConfig: return .unsupportedConfig
         case .hypervisor(.insufficientMemory): return .insufficientMemory
         case .hypervisor: return .hypervisorFailure
         case .cancelled: return .cancelled

@@ -4,39 +4,66 @@ import PalmHypervisor
 import PalmTLS
 import PalmWire
 
-/// The destination side of one migration.
+/// The destination side of one migration, run on its session channel.
 ///
 /// It follows ``DestinationProtocolState``: HELLO (authorized by the security hooks) → ATTEST →
-/// CONFIG (capacity checked, empty paused VM created) → PREPARED → MEMORY/ROUND_END rounds →
-/// STATE (restored into the paused VM) → MANIFEST (the rebuilt image digest and state digest must
-/// match, else nothing resumes) → READY → COMMIT → resume → DONE.
+/// CONFIG (capacity and stream count checked, empty paused VM created) → PREPARED → rounds of
+/// MEMORY/ROUND_END, on this channel and on the extra page streams that JOIN the session
+/// (``IncomingSessions``, ``PageBatchReceiver``) → STATE (restored into the paused VM) →
+/// MANIFEST (the image digest and state digest must match, else nothing resumes) → READY →
+/// COMMIT → resume → DONE.
 ///
 /// Failure rule: until COMMIT the VM exists here only as a paused, partial image; any failure —
-/// bad input, a dead source, a mismatch — discards it. Pages are applied idempotently, so a page
-/// sent in several rounds simply ends with its last content.
+/// bad input on any stream, a dead source, a mismatch — discards it (after every stream thread
+/// has let go of it). Pages are applied idempotently, and the round barrier keeps a newer copy
+/// of a page from being overwritten by an older one.
 public final class MigrationReceiver {
-    /// Hooks the protection layer plugs into.
+    /// Hooks the protection layer plugs into. Every check defaults to *refusing*; tests that
+    /// want no protection say so with ``testing(attest:)``.
     public struct Security {
         /// Authorizes HELLO (ticket) for this peer; throwing refuses the migration.
-        public var authorize: (Hello, CertificateIdentity) throws -> Void = { _, _ in }
-        /// Checks the VM configuration against what was authorized (before anything is allocated).
-        public var authorizeConfig: (VMConfig) throws -> Void = { _ in }
+        public var authorize: (Hello, CertificateIdentity) throws -> Void = { _, _ in
+            throw MigrationError.ticketRejected("no ticket validator configured")
+        }
+        /// Checks the VM configuration against what was authorized (before anything is
+        /// allocated) and records the incoming migration durably.
+        public var authorizeConfig: (VMConfig) throws -> Void = { _ in throw MigrationError.ticketRejected("no ticket configured") }
         /// Produces the signed attestation for (nonce, exporter).
         public var attest: (_ nonce: Digest32, _ exporter: Digest32) throws -> Attestation
-        public var verifyManifestSignature: (Manifest, CertificateIdentity) throws -> Void = { _, _ in }
-        public var signReady: (Manifest) throws -> [UInt8] = { _ in [] }
-        public var verifyCommit: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in }
+        public var verifyManifestSignature: (Manifest, CertificateIdentity) throws -> Void = { _, _ in
+            throw MigrationError.signatureRejected("no manifest verification configured")
+        }
+        public var signReady: (Manifest) throws -> [UInt8] = { _ in throw MigrationError.local("no READY signing key configured") }
+        public var verifyCommit: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in
+            throw MigrationError.signatureRejected("no COMMIT verification configured")
+        }
         /// Records the commit durably; called after COMMIT verified and before the VM resumes.
-        public var recordCommit: () throws -> Void = {}
+        public var recordCommit: () throws -> Void = { throw MigrationError.local("no destination ledger configured") }
         /// Records that this migration will never commit; called before a partial VM is discarded.
         public var recordAbort: () -> Void = {}
         /// Receives the hand-off's signed pieces once COMMIT is recorded.
         public var recordEvidence: (_ ticket: [UInt8], _ attestation: Attestation, _ manifest: Manifest, _ ready: [UInt8], _ commit: [UInt8]) -> Void = { _, _, _, _, _ in }
         /// Answers RESOLVE for a migration id from this peer.
-        public var resolve: ([UInt8], CertificateIdentity) throws -> Resolution = { _, _ in .aborted }
+        public var resolve: ([UInt8], CertificateIdentity) throws -> Resolution = { _, _ in
+            throw MigrationError.ticketRejected("no ledger to resolve migrations with")
+        }
 
         public init(attest: @escaping (Digest32, Digest32) throws -> Attestation) {
             self.attest = attest
+        }
+
+        /// Accepts every ticket and signature: only for tests and the benchmark that measures
+        /// what the protections cost.
+        public static func testing(attest: @escaping (Digest32, Digest32) throws -> Attestation) -> Security {
+            var s = Security(attest: attest)
+            s.authorize = { _, _ in }
+            s.authorizeConfig = { _ in }
+            s.verifyManifestSignature = { _, _ in }
+            s.signReady = { _ in [] }
+            s.verifyCommit = { _, _, _ in }
+            s.recordCommit = {}
+            s.resolve = { _, _ in .aborted }
+            return s
         }
     }
 
@@ -45,141 +72,193 @@ public final class MigrationReceiver {
         public var vm: String
         public var rounds: Int
         public var pagesReceived: UInt64
+        public var streams: Int
         public var imageDigest: Digest32
+    }
+
+    /// Limits on what a source may ask of this destination.
+    public struct Limits: Sendable {
+        public var wire = WireLimits.default
+        /// Page streams one session may use.
+        public var maxStreams = WireProtocol.maxStreams
+        /// Seconds a stream may wait at the round barrier (and for the others to end a round).
+        public var streamTimeout = 60.0
+        public init() {}
     }
 
     let channel: SecureChannel
     let hypervisor: Hypervisor
     let security: Security
     let logger: Logger
-    let limits: WireLimits
+    let limits: Limits
+    let sessions: IncomingSessions
     private var state = DestinationProtocolState()
+    private var domain: DestinationDomain?
+    private var session: IncomingSession?
+    private var resumed = false
+    private var committed = false
 
     public init(channel: SecureChannel, hypervisor: Hypervisor, security: Security, logger: Logger,
-                limits: WireLimits = .default) {
+                limits: Limits = Limits(), sessions: IncomingSessions = IncomingSessions()) {
         self.channel = channel
         self.hypervisor = hypervisor
         self.security = security
         self.logger = logger
         self.limits = limits
+        self.sessions = sessions
     }
 
-    /// Serves one connection: a migration (returns its outcome) or a RESOLVE question (returns nil).
-    public func run() throws -> Outcome? {
-        var domain: DestinationDomain?
-        var resumed = false
-        var committed = false
+    /// Serves one connection whose first message (HELLO or RESOLVE) was already read: a
+    /// migration (returns its outcome) or a RESOLVE question (returns nil).
+    public func run(first: Message) throws -> Outcome? {
         do {
-            let outcome = try receive(domain: &domain, resumed: &resumed, committed: &committed)
+            let outcome = try receive(first: first)
             channel.close()
             return outcome
         } catch {
-            let failure = MigrationError.wrap(error)
-            if committed && !resumed {
-                // Committed but not running: keep the image; the agent's start-up recovery resumes it.
-                logger.critical("migration committed but resuming failed: \(failure); the image is kept for recovery")
-            } else if !resumed, let d = domain {
-                security.recordAbort()
-                try? d.discard()
-                logger.warning("migration of \(d.info.name) aborted: \(failure); partial VM discarded",
-                               metadata: ["event": "\(PalmEvent.aborted.rawValue)", "VM": "\(d.info.name)"])
-            } else {
-                logger.warning("migration refused: \(failure)", metadata: ["event": "\(PalmEvent.aborted.rawValue)"])
-            }
-            if case .abortedByPeer = failure {} else if !resumed {
-                try? channel.send(.abort(AbortNotice(reason: failure.abortReason, message: failure.description)))
-            }
-            channel.close()
+            let failure = MigrationError.wrap(session?.failureCause ?? error)
+            teardown(after: failure)
             throw failure
         }
     }
 
-    private func next(_ reader: FrameReader) throws -> Message {
-        let m = try reader.readMessage()
-        try state.receive(m.type)
-        if case let .abort(n) = m { throw MigrationError.abortedByPeer(n.reason, n.message) }
-        if case let .error(n) = m { throw MigrationError.abortedByPeer(n.reason, n.message) }
-        return m
+    /// Reads the first message itself, then serves the connection.
+    public func run() throws -> Outcome? {
+        let first: Message
+        do {
+            first = try FrameReader(stream: channel, limits: limits.wire).readMessage()
+        } catch {
+            channel.close()
+            throw MigrationError.wrap(error)
+        }
+        return try run(first: first)
     }
 
-    private func receive(domain: inout DestinationDomain?, resumed: inout Bool, committed: inout Bool) throws -> Outcome? {
-        let reader = FrameReader(stream: channel, limits: limits)
+    private func teardown(after failure: MigrationError) {
+        if let session {
+            session.fail(failure)
+            session.awaitStreamsExit(timeout: limits.streamTimeout)
+            sessions.unregister(session)
+        }
+        if committed && !resumed {
+            // Committed but not running: keep the image; the agent's start-up recovery resumes it.
+            logger.critical("migration committed but resuming failed: \(failure); the image is kept for recovery")
+        } else if !resumed, let d = domain {
+            security.recordAbort()
+            try? d.discard()
+            logger.warning("migration of \(d.info.name) aborted: \(failure); partial VM discarded",
+                           metadata: ["event": "\(PalmEvent.aborted.rawValue)", "VM": "\(d.info.name)"])
+        } else {
+            logger.warning("migration refused: \(failure)", metadata: ["event": "\(PalmEvent.aborted.rawValue)"])
+        }
+        if case .abortedByPeer = failure {} else if !resumed {
+            try? channel.send(.abort(AbortNotice(reason: failure.abortReason, message: failure.description)))
+        }
+        channel.close()
+    }
+
+    private func receive(first: Message) throws -> Outcome? {
+        try state.receive(first.type)
         let peer = channel.peer
-        let first = try next(reader)
         if case let .resolve(id) = first {
             let verdict = try security.resolve(id, peer)
             logger.notice("RESOLVE from \(peer.commonName ?? peer.subject): migration \(Hex.encode(id)) \(verdict)")
             try channel.send(.resolution(migrationID: id, verdict))
             return nil
         }
-        guard case let .hello(hello) = first else { throw WireError.unexpectedMessage(.hello, state: "start") }
+        guard case let .hello(hello) = first else { throw WireError.unexpectedMessage(first.type, state: "start") }
         try security.authorize(hello, peer)
+        var t0 = MonotonicClock.now()
         let attestation = try security.attest(hello.sourceNonce, try channel.channelBinding())
+        let signatureCost = MonotonicClock.now() - t0
         try channel.send(.attest(attestation))
 
-        guard case let .config(config) = try next(reader) else { throw WireError.unexpectedMessage(.config, state: "attested") }
+        let frames = FrameReader(stream: channel, limits: limits.wire)
+        guard case let .config(config) = try next(frames) else { throw WireError.unexpectedMessage(.config, state: "attested") }
+        t0 = MonotonicClock.now()
         try security.authorizeConfig(config)
-        logger.info("incoming \(config.name) from \(peer.commonName ?? peer.subject): \((config.pageCount * UInt64(config.pageSize)) >> 20) MiB, \(config.mode)")
+        let recordCost = MonotonicClock.now() - t0
+        guard Int(config.streams) <= limits.maxStreams else {
+            throw MigrationError.unsupportedConfig("\(config.streams) page streams requested, this destination allows \(limits.maxStreams)")
+        }
+        logger.info("incoming \(config.name) from \(peer.commonName ?? peer.subject): \((config.pageCount * UInt64(config.pageSize)) >> 20) MiB, \(config.mode), \(config.streams) stream(s), compression \(config.compression)")
         let d = try hypervisor.createIncoming(config: config)
         domain = d
-        try channel.send(.prepared)
+        let token = Digest32.randomBytes(Prepared.tokenSize)
+        let s = IncomingSession(token: token, config: config, domain: d, peer: peer.fingerprint,
+                                joinKey: try StreamJoin.key(session: channel, token: token), session: channel,
+                                timeout: limits.streamTimeout, limits: limits.wire, logger: logger)
+        session = s
+        sessions.register(s)
+        // The destination's share of a hand-off, as measured here: the commit record (one durable
+        // record), READY's signature and two checks, starting the VM.
+        let share = recordCost + 3 * signatureCost + d.resumeEstimate
+        try channel.send(.prepared(Prepared(sessionToken: token, handoffMicros: UInt32(min(share * 1e6, Double(UInt32.max))))))
+        return try streamAndHandOff(s, hello: hello, attestation: attestation, frames: frames)
+    }
 
-        let pageSize = Int(config.pageSize)
-        let digest = ImageDigest(pageCount: config.pageCount, pageSize: pageSize)
-        var pages: UInt64 = 0
-        var rounds = 0
+    private func next(_ frames: FrameReader) throws -> Message {
+        let m = try frames.readMessage()
+        try state.receive(m.type)
+        if case let .abort(n) = m { throw MigrationError.abortedByPeer(n.reason, n.message) }
+        if case let .error(n) = m { throw MigrationError.abortedByPeer(n.reason, n.message) }
+        return m
+    }
+
+    /// Rounds on the session channel (this channel is stream 0), then STATE, MANIFEST, COMMIT.
+    private func streamAndHandOff(_ s: IncomingSession, hello: Hello, attestation: Attestation, frames: FrameReader) throws -> Outcome {
+        let d = s.domain
+        let config = s.config
+        let batches = PageBatchReceiver(stream: 0, channel: channel, session: s)
+        let peer = channel.peer
         var cpuState: [UInt8]?
-        var readySignature: [UInt8] = []
-        // The destination's share of the downtime, logged with the resume: completing the VM
-        // from STATE, verifying the manifest, starting the VM after COMMIT.
+        var pending: (manifest: Manifest, ready: [UInt8])?
+        var evidence: (manifest: Manifest, ready: [UInt8], commit: [UInt8])?
+        // The destination's share of the downtime, logged with the resume.
         var stateSeconds = 0.0, verifySeconds = 0.0
-        while true {
-            let type = try reader.withNextFrame { header, payload -> MessageType in
-                try state.receive(header.type)
-                if header.type == .memory {
-                    if pages == 0 { FaultPoint.precopy.reached(logger) }
-                    _ = try MemoryBatchDecoder.forEachPage(in: payload, pageSize: pageSize, pageCount: config.pageCount) { pfn, page in
-                        try d.writePage(pfn: pfn, data: page)
-                        digest.record(pfn: pfn, page: page)
-                        pages += 1
-                    }
-                    return .memory
-                }
-                let message = try Message.decode(type: header.type, payload: payload, limits: limits)
-                switch message {
-                case .roundEnd:
-                    rounds += 1
-                case let .state(bytes):
-                    FaultPoint.stopAndCopy.reached(logger)
-                    let t0 = MonotonicClock.now()
-                    try d.restoreState(bytes)
-                    stateSeconds = MonotonicClock.now() - t0
-                    cpuState = bytes
-                case let .manifest(manifest):
-                    FaultPoint.afterManifest.reached(logger)
-                    let t0 = MonotonicClock.now()
-                    try verify(manifest, digest: digest, cpuState: cpuState ?? [], peer: peer)
-                    readySignature = try security.signReady(manifest)
-                    verifySeconds = MonotonicClock.now() - t0
-                    try channel.send(.ready(signature: readySignature))
-                    pendingManifest = manifest
-                    FaultPoint.afterReady.reached(logger)
-                case let .commit(signature):
-                    guard let manifest = pendingManifest else { throw WireError.unexpectedMessage(.commit, state: "no manifest") }
-                    try security.verifyCommit(signature, manifest, peer)
-                    try security.recordCommit()
-                    committed = true
-                    security.recordEvidence(hello.ticket, attestation, manifest, readySignature, signature)
-                    FaultPoint.afterCommit.reached(logger)
-                case let .abort(n), let .error(n):
-                    throw MigrationError.abortedByPeer(n.reason, n.message)
-                default:
-                    throw WireError.unexpectedMessage(header.type, state: state.rawValue)
-                }
-                return header.type
+        commitLoop: while true {
+            let header = try frames.nextHeader()
+            try state.receive(header.type)
+            if header.type == .memory {
+                try batches.receiveMemory(payloadLength: Int(header.length))
+                continue
             }
-            if type == .commit { break }
+            let message = try frames.readMessage(after: header)
+            switch message {
+            case let .roundEnd(end):
+                try batches.roundEnded(end.round)
+                try s.closeRound(Int(end.round))
+                try channel.send(.roundApplied(round: end.round))
+            case let .state(bytes):
+                FaultPoint.stopAndCopy.reached(logger)
+                let t0 = MonotonicClock.now()
+                try d.restoreState(bytes)
+                stateSeconds = MonotonicClock.now() - t0
+                cpuState = bytes
+            case let .manifest(manifest):
+                FaultPoint.afterManifest.reached(logger)
+                let t0 = MonotonicClock.now()
+                try verify(manifest, digest: s.digest, cpuState: cpuState ?? [], peer: peer)
+                let ready = try security.signReady(manifest)
+                verifySeconds = MonotonicClock.now() - t0
+                try channel.send(.ready(signature: ready))
+                pending = (manifest, ready)
+                FaultPoint.afterReady.reached(logger)
+            case let .commit(signature):
+                guard let (manifest, ready) = pending else { throw WireError.unexpectedMessage(.commit, state: "no manifest") }
+                try security.verifyCommit(signature, manifest, peer)
+                try security.recordCommit()
+                committed = true
+                evidence = (manifest, ready, signature)
+                FaultPoint.afterCommit.reached(logger)
+                break commitLoop
+            case let .abort(n), let .error(n):
+                throw MigrationError.abortedByPeer(n.reason, n.message)
+            default:
+                throw WireError.unexpectedMessage(header.type, state: state.rawValue)
+            }
         }
+        s.end()
         let resumeStart = MonotonicClock.now()
         do {
             try d.resume()
@@ -191,10 +270,16 @@ public final class MigrationReceiver {
         }
         resumed = true
         let ms = { (seconds: Double) in String(format: "%.1f ms", seconds * 1000) }
-        logger.notice("\(config.name) resumed here after \(rounds) rounds, \(pages) pages received (state applied in \(ms(stateSeconds)), manifest verified in \(ms(verifySeconds)), started in \(ms(MonotonicClock.now() - resumeStart)))",
+        let received = s.pagesReceived.load(ordering: .relaxed)
+        logger.notice("\(config.name) resumed here after \(batches.roundsEnded) rounds, \(received) pages received on \(config.streams) stream(s) (state applied in \(ms(stateSeconds)), manifest verified in \(ms(verifySeconds)), started in \(ms(MonotonicClock.now() - resumeStart)))",
                       metadata: ["event": "\(PalmEvent.resumedHere.rawValue)", "VM": "\(config.name)"])
-        // The VM runs here: settle it even when DONE cannot be delivered.
+        // The VM runs here: settle it, and keep the evidence (the ledger's commit record is what
+        // recovery relies on; evidence is for audit, so it is not part of the downtime), even
+        // when DONE cannot be delivered.
         defer {
+            if let e = evidence { security.recordEvidence(hello.ticket, attestation, e.manifest, e.ready, e.commit) }
+            s.awaitStreamsExit(timeout: limits.streamTimeout)
+            sessions.unregister(s)
             do {
                 try d.settle()
             } catch {
@@ -202,11 +287,9 @@ public final class MigrationReceiver {
             }
         }
         try channel.send(.done)
-        return Outcome(vm: config.name, rounds: rounds, pagesReceived: pages, imageDigest: digest.finalize())
+        return Outcome(vm: config.name, rounds: batches.roundsEnded, pagesReceived: received, streams: Int(config.streams),
+                       imageDigest: s.digest.finalize())
     }
-
-    private var pendingManifest: Manifest?
-
 
     private func verify(_ manifest: Manifest, digest: ImageDigest, cpuState: [UInt8], peer: CertificateIdentity) throws {
         try security.verifyManifestSignature(manifest, peer)

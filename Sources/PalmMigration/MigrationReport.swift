@@ -63,6 +63,11 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     public var throughputMiBps: Double
     public var imageDigest: String
     public var sourceCPUSeconds: Double
+    /// Page streams the migration used (the session channel included).
+    public var streams: Int
+    /// The codec MEMORY batches could use, and how many batches it shrank.
+    public var compression: String
+    public var compressedBatches: UInt64
 
     public var pagesSent: UInt64 { rounds.reduce(0) { $0 + $1.pages } }
 
@@ -80,6 +85,7 @@ public struct MigrationReport: Codable, Sendable, Equatable {
                     Double(bytesOnWire) / 1048576, rounds.count, throughputMiBps,
                     Double(bytesOnWire) / Double(max(memoryBytes, 1))))
         line(String(format: "  source CPU      %8.2f s", sourceCPUSeconds))
+        line("  streams         \(streams), compression \(compression)\(compression == "none" ? "" : " (\(compressedBatches) batches compressed)")")
         line("  image digest    \(imageDigest)")
         line("  round      pages    zero      MiB   seconds   dirty/s   dirty after  throttle")
         for r in rounds {

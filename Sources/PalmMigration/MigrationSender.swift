@@ -6,50 +6,81 @@ import PalmWire
 
 /// The source side of one migration: the multi-pass pre-copy engine.
 ///
-/// Round 0 sends every page while the VM runs; round n sends the pages dirtied during round n−1;
-/// after each round ``ConvergencePolicy`` decides whether to go on, throttle, or stop and copy.
-/// Stop-and-copy pauses the VM, sends the last dirty pages and the CPU state, then the manifest,
-/// and hands over with READY/COMMIT/DONE.
+/// One migration is a ``SenderSession`` carried through four phases:
+/// 1. **handshake** — HELLO → ATTEST (checked), CONFIG → PREPARED, on the session channel;
+/// 2. **streams** — the extra page streams connect and JOIN (proof derived from the session channel);
+/// 3. **transfer** — round 0 sends every page while the VM runs, round n the pages dirtied during
+///    round n−1, each round spread over all streams (``PageStreamSender``); after each round — and
+///    while a round runs — ``ConvergencePolicy`` decides to go on, throttle, or stop and copy;
+/// 4. **hand-off** — pause, the last dirty pages, STATE, MANIFEST → READY, COMMIT → DONE.
 ///
 /// Failure rule (nothing lost): any failure before COMMIT is sent aborts the migration and leaves
-/// the VM running on the source (resumed if it was paused, throttle removed). After COMMIT the
-/// source never resumes on its own; a missing DONE is ``MigrationError/commitInDoubt(_:)``.
+/// the VM running on the source (resumed if it was paused, throttle removed), whichever stream it
+/// happened on. After COMMIT the source never resumes on its own; a missing DONE is resolved
+/// through ``Security/resolveInDoubt``.
 public final class MigrationSender {
     public struct Options: Sendable {
         public var mode: MigrationMode = .preCopy
         public var policy = ConvergencePolicy()
-        /// Pages per MEMORY frame.
+        /// Pages per MEMORY batch.
         public var batchPages = 256
-        /// Expected cost of resuming on the destination, added to the predicted downtime.
-        public var resumeAllowance: Double = 0.015
+        /// Page streams, the session channel included (1 … ``WireProtocol/maxStreams``).
+        public var streams = 1
+        public var compression: PageCompression = .none
         /// The source hypervisor's name, announced in CONFIG.
         public var hypervisorName = "sim"
+        /// How often a running round is looked at: progress, cancellation, the policy's early stop.
+        public var monitorInterval = 0.1
         public init() {}
     }
 
-    /// Hooks the protection layer (tickets, attestation, manifest signatures) plugs into.
+    /// Hooks the protection layer (tickets, attestation, manifest signatures, durable records)
+    /// plugs into. Every check defaults to *refusing*: a caller that forgets one gets a named
+    /// failure before any page leaves, never an unchecked migration. Tests that want no
+    /// protection say so with ``testing``.
     public struct Security {
         /// Bytes carried in HELLO.
         public var ticket: [UInt8] = []
         /// Checks the destination's attestation for this session's nonce and channel binding
         /// (the engine checks both too), its signature and its measurement.
-        public var verifyAttestation: (_ report: Attestation, _ nonce: Digest32, _ exporter: Digest32) throws -> Void = { _, _, _ in }
-        public var signManifest: (Manifest) throws -> [UInt8] = { _ in [] }
-        public var verifyReady: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in }
-        public var signCommit: (Manifest) throws -> [UInt8] = { _ in [] }
+        public var verifyAttestation: (_ report: Attestation, _ nonce: Digest32, _ exporter: Digest32) throws -> Void = { _, _, _ in
+            throw MigrationError.attestationRejected("no attestation policy configured")
+        }
+        public var signManifest: (Manifest) throws -> [UInt8] = { _ in throw MigrationError.local("no manifest signing key configured") }
+        public var verifyReady: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in
+            throw MigrationError.signatureRejected("no READY verification configured")
+        }
+        public var signCommit: (Manifest) throws -> [UInt8] = { _ in throw MigrationError.local("no COMMIT signing key configured") }
         /// The ticket's nonce, bound into the manifest.
         public var ticketNonce: Digest32 = .zero
         /// Durable hand-off records: the migration started (so a restarted agent resumes the VM),
         /// COMMIT is about to be sent (so it asks the destination instead), it is over.
-        public var recordStart: () throws -> Void = {}
-        public var recordCommitIntent: () throws -> Void = {}
+        public var recordStart: () throws -> Void = { throw MigrationError.local("no hand-off journal configured") }
+        public var recordCommitIntent: () throws -> Void = { throw MigrationError.local("no hand-off journal configured") }
         public var recordFinished: () -> Void = {}
         /// Receives the hand-off's signed pieces once the migration committed.
         public var recordEvidence: (_ attestation: Attestation, _ manifest: Manifest, _ ready: [UInt8], _ commit: [UInt8]) -> Void = { _, _, _, _ in }
         /// Asks the destination how the migration ended when DONE did not arrive (RESOLVE).
         public var resolveInDoubt: () throws -> Resolution = { throw MigrationError.commitInDoubt("no resolver") }
         public init() {}
+
+        /// No ticket, no attestation check, no signatures, no journal: only for tests and the
+        /// benchmark that measures what the protections cost.
+        public static var testing: Security {
+            var s = Security()
+            s.verifyAttestation = { _, _, _ in }
+            s.signManifest = { _ in [] }
+            s.verifyReady = { _, _, _ in }
+            s.signCommit = { _ in [] }
+            s.recordStart = {}
+            s.recordCommitIntent = {}
+            return s
+        }
     }
+
+    /// Opens extra page stream `index` to the same destination, authenticated as the session
+    /// channel's peer (the agent checks the certificate as it did for the session channel).
+    public typealias StreamConnector = (_ index: Int) throws -> SecureChannel
 
     let channel: SecureChannel
     let domain: SourceDomain
@@ -57,16 +88,20 @@ public final class MigrationSender {
     let security: Security
     let logger: Logger
     let progress: (MigrationProgress) -> Void
+    let connectStream: StreamConnector?
     private let reader: FrameReader
     private var state = SourceProtocolState()
     private var bytesOnWire: UInt64 = 0
     private var resumeOnFailure = false
-    private var throttle = 0
     private var committed = false
-    private let cancelFlag: CancelFlag
+    /// The last round the destination confirmed with ROUND_APPLIED.
+    private var appliedRound = -1
+    private var streamChannels: [SecureChannel] = []
+    let cancelFlag: CancelFlag
 
-    public init(channel: SecureChannel, domain: SourceDomain, options: Options = Options(), security: Security = Security(),
-                logger: Logger, cancel: CancelFlag = CancelFlag(), progress: @escaping (MigrationProgress) -> Void = { _ in }) {
+    public init(channel: SecureChannel, domain: SourceDomain, options: Options = Options(), security: Security,
+                logger: Logger, cancel: CancelFlag = CancelFlag(), connectStream: StreamConnector? = nil,
+                progress: @escaping (MigrationProgress) -> Void = { _ in }) {
         cancelFlag = cancel
         self.channel = channel
         self.domain = domain
@@ -74,6 +109,7 @@ public final class MigrationSender {
         self.security = security
         self.logger = logger
         self.progress = progress
+        self.connectStream = connectStream
         reader = FrameReader(stream: channel, limits: WireLimits(maxPayload: 64 << 10))
     }
 
@@ -82,14 +118,19 @@ public final class MigrationSender {
 
     /// Runs the migration to completion; on return the VM runs on the destination.
     public func run() throws -> MigrationReport {
+        var session = SenderSession(info: domain.info)
         do {
-            return try migrate()
+            try handshake(&session)
+            try openStreams(&session)
+            try transfer(&session)
+            return try handOff(&session)
         } catch {
             let failure = MigrationError.wrap(error)
             if !committed {
                 recover(after: failure)
                 security.recordFinished()
             }
+            closeStreams()
             throw failure
         }
     }
@@ -120,149 +161,167 @@ public final class MigrationSender {
         }
     }
 
-    private func send(_ message: Message) throws {
+    private func closeStreams() {
+        for s in streamChannels { s.interrupt() }
+    }
+
+    func send(_ message: Message) throws {
         let frame = message.encodeFrame()
         try channel.write(frame)
         bytesOnWire += UInt64(frame.count)
         state.sent(message.type)
     }
 
+    /// The next message from the destination other than ROUND_APPLIED (those are recorded).
     private func receive() throws -> Message {
+        while true {
+            let message = try receiveAny()
+            if case .roundApplied = message { continue }
+            return message
+        }
+    }
+
+    /// The next message from the destination; ROUND_APPLIED advances ``appliedRound``.
+    private func receiveAny() throws -> Message {
         let message = try reader.readMessage()
         try state.receive(message.type)
         if case let .abort(n) = message { throw MigrationError.abortedByPeer(n.reason, n.message) }
         if case let .error(n) = message { throw MigrationError.abortedByPeer(n.reason, n.message) }
+        if case let .roundApplied(round) = message {
+            guard Int(round) == appliedRound + 1 else {
+                throw WireError.invalidValue(field: "roundApplied.round", value: UInt64(round))
+            }
+            appliedRound = Int(round)
+        }
         return message
     }
 
-    private func migrate() throws -> MigrationReport {
-        let info = domain.info
-        let start = MonotonicClock.now()
-        let cpuStart = MonotonicClock.processCPUSeconds()
-        let peerName = channel.peer.commonName ?? channel.peer.subject
-        logger.info("migration of \(info.name) (\(info.memoryBytes >> 20) MiB) to \(peerName) starting, mode \(options.mode)",
-                    metadata: ["event": "\(PalmEvent.migrationStarted.rawValue)"])
+    /// Waits until the destination has applied every page of `round` (ROUND_APPLIED).
+    func awaitApplied(_ round: Int) throws {
+        while appliedRound < round {
+            let message = try receiveAny()
+            if case .roundApplied = message { continue }
+            throw WireError.unexpectedMessage(message.type, state: "waiting for ROUND_APPLIED \(round)")
+        }
+    }
 
-        // Handshake: HELLO → ATTEST, checked before anything about the VM leaves.
+    func checkCancelled() throws {
+        if cancelFlag.isSet { throw MigrationError.cancelled }
+    }
+
+    // MARK: phase 1: handshake
+
+    /// HELLO → ATTEST (checked before anything about the VM leaves), CONFIG → PREPARED.
+    private func handshake(_ s: inout SenderSession) throws {
+        let info = s.info
+        let peerName = channel.peer.commonName ?? channel.peer.subject
+        logger.info("migration of \(info.name) (\(info.memoryBytes >> 20) MiB) to \(peerName) starting, mode \(options.mode), \(options.streams) stream(s), compression \(options.compression)",
+                    metadata: ["event": "\(PalmEvent.migrationStarted.rawValue)"])
         progress(MigrationProgress(phase: .handshake, round: 0, pagesLeftInRound: info.pageCount, pagesSentInRound: 0,
                                    bytesPerSecond: 0, throttlePercent: 0))
-        var nonceBytes = [UInt8](repeating: 0, count: 32)
-        var rng = SystemRandomNumberGenerator()
-        for i in nonceBytes.indices { nonceBytes[i] = UInt8.random(in: 0...255, using: &rng) }
-        let nonce = Digest32(nonceBytes)!
-        let helloSent = MonotonicClock.now()
-        try send(.hello(Hello(ticket: security.ticket, sourceNonce: nonce)))
+        try send(.hello(Hello(ticket: security.ticket, sourceNonce: s.nonce)))
         guard case let .attest(attestation) = try receive() else { throw WireError.unexpectedMessage(.attest, state: "handshake") }
-        var rtt = MonotonicClock.now() - helloSent
-        guard attestation.sourceNonce == nonce else { throw MigrationError.attestationRejected("the report does not echo this session's nonce") }
-        guard attestation.exporter == (try channel.channelBinding()) else {
+        guard attestation.sourceNonce == s.nonce else {
+            throw MigrationError.attestationRejected("the report does not echo this session's nonce")
+        }
+        let binding = try channel.channelBinding()
+        guard attestation.exporter == binding else {
             throw MigrationError.attestationRejected("the report is bound to another TLS session (exporter mismatch)")
         }
-        try security.verifyAttestation(attestation, nonce, try channel.channelBinding())
+        let t0 = MonotonicClock.now()
+        try security.verifyAttestation(attestation, s.nonce, binding)
+        s.costs.signature = MonotonicClock.now() - t0
+        s.attestation = attestation
         logger.info("destination attested: \(attestation.hypervisor) \(attestation.hypervisorVersion), agent sha256:\(attestation.agentDigest.hex.prefix(16))…")
 
-        // CONFIG → PREPARED: the destination has room and an empty paused VM.
-        let configSent = MonotonicClock.now()
         try send(.config(VMConfig(name: info.name, mode: options.mode, pageSize: UInt32(info.pageSize), pageCount: info.pageCount,
-                                  vcpus: info.vcpus, hypervisor: options.hypervisorName, platform: domain.platform)))
-        guard case .prepared = try receive() else { throw WireError.unexpectedMessage(.prepared, state: "config") }
-        rtt = min(rtt, MonotonicClock.now() - configSent)
+                                  vcpus: info.vcpus, hypervisor: options.hypervisorName, platform: domain.platform,
+                                  streams: UInt8(options.streams), compression: options.compression)))
+        guard case let .prepared(prepared) = try receive() else { throw WireError.unexpectedMessage(.prepared, state: "config") }
+        s.prepared = prepared
+        s.costs.destination = Double(prepared.handoffMicros) / 1e6
+        s.costs.pause = domain.pauseEstimate
 
-        let digest = ImageDigest(pageCount: info.pageCount, pageSize: info.pageSize)
-        var rounds: [MigrationReport.Round] = []
-        var dirty = DirtyBitmap(pageCount: info.pageCount)
-        var totalBytes: UInt64 = 0
-        var totalSeconds = 0.0
-        var previousDirty: Int?
-        var stopReason = ConvergencePolicy.StopReason.stopAndCopyMode
-        var predicted = 0.0
-        let handoff = 3 * rtt + options.resumeAllowance
-        var pauseTime = 0.0
-        var pausedAt = 0.0
-        /// Ends pre-copy: the driver's preparation while the VM still runs, then the pause, timed.
-        func stopVM() throws {
-            resumeOnFailure = true       // from here on a failure resumes: a half-done pause is undone too
-            try domain.prepareForPause()
-            pauseTime = MonotonicClock.now()
-            try domain.pause()
-            pausedAt = MonotonicClock.now()
+        s.joinKey = try StreamJoin.key(session: channel, token: prepared.sessionToken)
+    }
+
+    // MARK: phase 2: page streams
+
+    /// Stream 0 is the session channel; streams 1 … N−1 connect and JOIN.
+    private func openStreams(_ s: inout SenderSession) throws {
+        func sender(_ index: Int, _ ch: SecureChannel) -> PageStreamSender {
+            PageStreamSender(index: index, channel: ch, domain: domain, digest: s.digest, pageSize: s.info.pageSize,
+                             batchPages: options.batchPages, compression: options.compression)
         }
+        s.streams = [sender(0, channel)]
+        guard options.streams > 1 else { return }
+        guard let connectStream, let prepared = s.prepared else {
+            throw MigrationError.local("\(options.streams) streams requested but no way to open them")
+        }
+        for index in 1..<options.streams {
+            let ch = try connectStream(index)
+            streamChannels.append(ch)
+            let proof = try StreamJoin.proof(key: s.joinKey, stream: index, channel: ch)
+            try ch.send(.join(Join(sessionToken: prepared.sessionToken, stream: UInt8(index), proof: proof)))
+            let answer = try FrameReader(stream: ch, limits: WireLimits(maxPayload: 4096)).readMessage()
+            switch answer {
+            case .joined: break
+            case let .abort(n), let .error(n): throw MigrationError.abortedByPeer(n.reason, "stream \(index) refused: \(n.message)")
+            default: throw WireError.unexpectedMessage(answer.type, state: "joining stream \(index)")
+            }
+            s.streams.append(sender(index, ch))
+        }
+        logger.info("\(options.streams) page streams joined the session")
+    }
 
+    // MARK: phase 3: transfer
+
+    private func transfer(_ s: inout SenderSession) throws {
+        let t0 = MonotonicClock.now()
         try security.recordStart()
+        s.costs.durableRecord = MonotonicClock.now() - t0
         try domain.enableDirtyLog()
         if options.mode == .preCopy {
-            var round = 0
-            while true {
-                let t0 = MonotonicClock.now()
-                // Round 0 sends all of RAM; round n the pages dirtied during round n−1 (still in `dirty`).
-                let sent = round == 0
-                    ? try sendRound(0, 0..<info.pageCount, count: info.pageCount, digest: digest, phase: .precopy)
-                    : try sendRound(UInt32(round), dirty.pfns, count: UInt64(previousDirty ?? 0), digest: digest, phase: .precopy)
-                if round == 0 { FaultPoint.precopy.reached(logger) }
-                let seconds = MonotonicClock.now() - t0
-                dirty.clear()
-                let dirtyCount = try domain.collectDirty(into: &dirty)
-                let roundEnd = RoundEnd(round: UInt32(round), pagesSent: sent.pages, zeroPages: sent.zeroPages, bytesSent: sent.bytes,
-                                        durationMicros: UInt64(seconds * 1e6), dirtyPages: UInt64(dirtyCount))
-                try send(.roundEnd(roundEnd))
-                totalBytes += sent.bytes
-                totalSeconds += seconds
-                rounds.append(.init(round: round, pages: sent.pages, zeroPages: sent.zeroPages, bytes: sent.bytes, seconds: seconds,
-                                    dirtyRate: seconds > 0 ? Double(dirtyCount) / seconds : 0, dirtyAfter: UInt64(dirtyCount),
-                                    throttlePercent: throttle, final: false))
-                let observation = ConvergencePolicy.Observation(
-                    round: round, dirtyPages: dirtyCount, previousDirtyPages: previousDirty, pageSize: info.pageSize,
-                    bytesPerSecond: totalSeconds > 0 ? Double(totalBytes) / totalSeconds : 0, handoffSeconds: handoff,
-                    totalBytesSent: totalBytes, ramBytes: info.memoryBytes, throttlePercent: throttle)
-                let decision = options.policy.decide(observation)
-                logger.info("round \(round): sent \(sent.pages) pages (\(sent.bytes >> 10) KiB) in \(String(format: "%.3f", seconds)) s; \(dirtyCount) dirty; rate \(String(format: "%.0f", observation.bytesPerSecond / 1048576)) MiB/s; predicted downtime \(String(format: "%.1f", observation.predictedDowntime * 1000)) ms; decision \(decision)",
-                            metadata: ["ROUND": "\(round)", "DIRTY_PAGES": "\(dirtyCount)", "event": "\(PalmEvent.roundDone.rawValue)"])
-                if case let .stopAndCopy(reason) = decision {
-                    stopReason = reason
-                    predicted = observation.predictedDowntime
-                    break
-                }
-                if case let .throttle(percent) = decision {
-                    throttle = percent
-                    try domain.setThrottle(percent: percent)
-                }
-                try checkCancelled()
-                previousDirty = dirtyCount
-                round += 1
-            }
-            // Stop-and-copy: pause, collect what was dirtied since, send it all.
-            try domain.setThrottle(percent: 0)
-            throttle = 0
-            try stopVM()
-            FaultPoint.stopAndCopy.reached(logger)
-            let more = try domain.collectDirty(into: &dirty)
-            logger.info("stop-and-copy: paused \(info.name); \(dirty.count) pages left (\(more) dirtied since the last round)",
-                        metadata: ["ROUND": "\(round + 1)", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
-            rounds.append(try sendFinalRound(round + 1, dirty.pfns, count: UInt64(dirty.count), digest: digest))
+            try preCopy(&s)
         } else {
-            try stopVM()
-            logger.info("stop-and-copy mode: paused \(info.name); sending all \(info.pageCount) pages", metadata: ["ROUND": "0", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
-            let final = try sendFinalRound(0, 0..<info.pageCount, count: info.pageCount, digest: digest)
-            rounds.append(final)
-            predicted = final.seconds + handoff
+            try stopVM(&s)
+            logger.info("stop-and-copy mode: paused \(s.info.name); sending all \(s.info.pageCount) pages",
+                        metadata: ["ROUND": "0", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
+            let final = try runRound(&s, round: 0, pages: s.dirty, phase: .stopAndCopy, final: true)
+            s.predicted = final.seconds + s.costs.fixed(changedChunks: s.dirty.nonzeroWords)
         }
+    }
 
-        // Hand-off: STATE, MANIFEST → READY → COMMIT → DONE.
-        progress(MigrationProgress(phase: .handoff, round: rounds.count - 1, pagesLeftInRound: 0, pagesSentInRound: 0,
+    /// Ends pre-copy: the driver's preparation while the VM still runs, then the pause, timed.
+    func stopVM(_ s: inout SenderSession) throws {
+        resumeOnFailure = true       // from here on a failure resumes: a half-done pause is undone too
+        try domain.setThrottle(percent: 0)
+        s.throttle = 0
+        try domain.prepareForPause()
+        s.timeline.pauseRequested = MonotonicClock.now()
+        try domain.pause()
+        s.timeline.paused = MonotonicClock.now()
+    }
+
+    // MARK: phase 4: hand-off
+
+    /// STATE, MANIFEST → READY → COMMIT → DONE.
+    private func handOff(_ s: inout SenderSession) throws -> MigrationReport {
+        let info = s.info
+        progress(MigrationProgress(phase: .handoff, round: s.rounds.count - 1, pagesLeftInRound: 0, pagesSentInRound: 0,
                                    bytesPerSecond: 0, throttlePercent: 0))
-        let finalRoundDone = MonotonicClock.now()
         let cpuState = try domain.captureState()
-        let stateCaptured = MonotonicClock.now()
+        s.timeline.stateCaptured = MonotonicClock.now()
         try send(.state(cpuState))
-        var manifest = Manifest(imageDigest: digest.finalize(), stateDigest: SHA256.hash(cpuState), ticketNonce: security.ticketNonce,
-                                rounds: UInt32(rounds.count), pagesSent: rounds.reduce(0) { $0 + $1.pages }, bytesSent: bytesOnWire,
-                                signature: [])
+        var manifest = Manifest(imageDigest: s.digest.finalize(), stateDigest: SHA256.hash(cpuState), ticketNonce: security.ticketNonce,
+                                rounds: UInt32(s.rounds.count), pagesSent: s.rounds.reduce(0) { $0 + $1.pages },
+                                bytesSent: totalBytes(s), signature: [])
         manifest.signature = try security.signManifest(manifest)
         try send(.manifest(manifest))
         FaultPoint.afterManifest.reached(logger)
         guard case let .ready(readySignature) = try receive() else { throw WireError.unexpectedMessage(.ready, state: "handoff") }
         try security.verifyReady(readySignature, manifest, channel.peer)
-        let readyAt = MonotonicClock.now()
+        s.timeline.ready = MonotonicClock.now()
         FaultPoint.afterReady.reached(logger)
         try checkCancelled()
 
@@ -278,6 +337,7 @@ public final class MigrationSender {
         } catch {
             logger.error("COMMIT sent but no DONE from the destination (\(error)); \(info.name) stays paused here while the destination is asked")
             channel.close()
+            closeStreams()
             switch try security.resolveInDoubt() {
             case .committed:
                 logger.notice("the destination reports migration committed")
@@ -287,100 +347,43 @@ public final class MigrationSender {
                 throw MigrationError.abortedByPeer(.cancelled, "the destination never committed (resolved after \(error))")
             }
         }
-        let resumedAt = MonotonicClock.now()
-        security.recordEvidence(attestation, manifest, readySignature, commitSignature)
+        s.timeline.resumed = MonotonicClock.now()
+        security.recordEvidence(s.attestation!, manifest, readySignature, commitSignature)
         channel.close()
+        closeStreams()
         try domain.destroy()
         resumeOnFailure = false
         security.recordFinished()
-        let total = resumedAt - start
-        let phases = MigrationReport.DowntimePhases(pause: pausedAt - pauseTime, finalRound: finalRoundDone - pausedAt,
-                                                    captureState: stateCaptured - finalRoundDone,
-                                                    destinationReady: readyAt - stateCaptured, commit: resumedAt - readyAt)
-        logger.notice("migration of \(info.name) committed: downtime \(String(format: "%.1f", (resumedAt - pauseTime) * 1000)) ms (\(phases.summary)), total \(String(format: "%.2f", total)) s",
-                      metadata: ["event": "\(PalmEvent.committed.rawValue)", "DOWNTIME_MS": "\(String(format: "%.1f", (resumedAt - pauseTime) * 1000))"])
-        progress(MigrationProgress(phase: .done, round: rounds.count - 1, pagesLeftInRound: 0, pagesSentInRound: 0,
+        return report(s, manifest: manifest)
+    }
+
+    private func totalBytes(_ s: SenderSession) -> UInt64 { bytesOnWire + s.rounds.reduce(0) { $0 + $1.bytes } }
+
+    private func report(_ s: SenderSession, manifest: Manifest) -> MigrationReport {
+        let total = s.timeline.resumed - s.started
+        let downtime = s.timeline.downtime
+        let phases = s.timeline.phases
+        let wire = totalBytes(s)
+        logger.notice("migration of \(s.info.name) committed: downtime \(String(format: "%.1f", downtime * 1000)) ms (predicted \(String(format: "%.1f", s.predicted * 1000)) ms; \(phases.summary)), total \(String(format: "%.2f", total)) s",
+                      metadata: ["event": "\(PalmEvent.committed.rawValue)", "DOWNTIME_MS": "\(String(format: "%.1f", downtime * 1000))"])
+        progress(MigrationProgress(phase: .done, round: s.rounds.count - 1, pagesLeftInRound: 0, pagesSentInRound: 0,
                                    bytesPerSecond: 0, throttlePercent: 0))
         return MigrationReport(
-            vm: info.name, destination: peerName, mode: options.mode == .preCopy ? "pre-copy" : "stop-and-copy",
-            memoryBytes: info.memoryBytes, totalSeconds: total, downtimeSeconds: resumedAt - pauseTime,
-            downtimePhases: phases, predictedDowntimeSeconds: predicted, downtimeTargetSeconds: options.policy.downtimeTarget,
-            stopReason: stopReason.rawValue, rounds: rounds, bytesOnWire: bytesOnWire,
-            throughputMiBps: Double(bytesOnWire) / 1048576 / max(total, 1e-9), imageDigest: manifest.imageDigest.hex,
-            sourceCPUSeconds: MonotonicClock.processCPUSeconds() - cpuStart)
-    }
-
-    private func checkCancelled() throws {
-        if cancelFlag.isSet { throw MigrationError.cancelled }
-    }
-
-    struct Sent {
-        var pages: UInt64 = 0
-        var zeroPages: UInt64 = 0
-        var bytes: UInt64 = 0
-    }
-
-    /// The stop-and-copy round: the VM is paused; sends the pages and closes the round.
-    private func sendFinalRound<S: Sequence>(_ round: Int, _ pfns: S, count: UInt64, digest: ImageDigest) throws
-        -> MigrationReport.Round where S.Element == UInt64 {
-        let t0 = MonotonicClock.now()
-        let sent = try sendRound(UInt32(round), pfns, count: count, digest: digest, phase: .stopAndCopy)
-        let seconds = MonotonicClock.now() - t0
-        try send(.roundEnd(RoundEnd(round: UInt32(round), pagesSent: sent.pages, zeroPages: sent.zeroPages, bytesSent: sent.bytes,
-                                    durationMicros: UInt64(seconds * 1e6), dirtyPages: 0)))
-        return .init(round: round, pages: sent.pages, zeroPages: sent.zeroPages, bytes: sent.bytes, seconds: seconds,
-                     dirtyRate: 0, dirtyAfter: 0, throttlePercent: 0, final: true)
-    }
-
-    /// Streams the given pages in MEMORY frames of `batchPages` (generic: the page path iterates
-    /// a range or a bitmap directly, without an existential box per page).
-    private func sendRound<S: Sequence>(_ round: UInt32, _ pfns: S, count: UInt64, digest: ImageDigest,
-                                        phase: MigrationProgress.Phase) throws -> Sent where S.Element == UInt64 {
-        var encoder = MemoryBatchEncoder(pageSize: domain.info.pageSize, capacityPages: options.batchPages)
-        encoder.begin(round: round)
-        var sent = Sent()
-        let t0 = MonotonicClock.now()
-        var lastReport = t0
-        func flush() throws {
-            guard encoder.pageCount > 0 else { return }
-            let frame = encoder.finish()
-            try channel.write(frame)
-            bytesOnWire += UInt64(frame.count)
-            sent.bytes += UInt64(frame.count)
-            encoder.begin(round: round)
-            let now = MonotonicClock.now()
-            if now - lastReport > 0.1 {
-                lastReport = now
-                progress(MigrationProgress(phase: phase, round: Int(round), pagesLeftInRound: count - sent.pages,
-                                           pagesSentInRound: sent.pages, bytesPerSecond: Double(sent.bytes) / (now - t0),
-                                           throttlePercent: throttle))
-                try checkCancelled()
-            }
-        }
-        try domain.readPages(pfns) { pfn, page in
-            if PageScan.isZero(page) {
-                encoder.appendZero(pfn: pfn)
-                digest.record(pfn: pfn, page: nil)
-                sent.zeroPages += 1
-            } else {
-                encoder.appendData(pfn: pfn, page: page)
-                // Hash the copy in the frame, not live guest memory: the digest covers what was sent.
-                encoder.withLastPage { digest.record(pfn: pfn, page: $0) }
-            }
-            sent.pages += 1
-            if encoder.pageCount == options.batchPages { try flush() }
-        }
-        try flush()
-        return sent
+            vm: s.info.name, destination: channel.peer.commonName ?? channel.peer.subject,
+            mode: options.mode == .preCopy ? "pre-copy" : "stop-and-copy", memoryBytes: s.info.memoryBytes,
+            totalSeconds: total, downtimeSeconds: downtime, downtimePhases: phases, predictedDowntimeSeconds: s.predicted,
+            downtimeTargetSeconds: options.policy.downtimeTarget, stopReason: s.stopReason.rawValue, rounds: s.rounds,
+            bytesOnWire: wire, throughputMiBps: Double(wire) / 1048576 / max(total, 1e-9), imageDigest: manifest.imageDigest.hex,
+            sourceCPUSeconds: MonotonicClock.processCPUSeconds() - s.cpuStarted, streams: options.streams,
+            compression: options.compression.description, compressedBatches: s.compressedBatches)
     }
 }
 
 /// A flag set from another thread (signal handling, operator cancel); a sender checks it between
 /// batches and stops before its commit point.
 public final class CancelFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
+    private let value = LockedValueBox(false)
     public init() {}
-    public func set() { lock.lock(); value = true; lock.unlock() }
-    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    public func set() { value.withLockedValue { $0 = true } }
+    public var isSet: Bool { value.current }
 }

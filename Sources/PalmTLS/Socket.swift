@@ -58,6 +58,19 @@ enum TCPSocket {
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// The lowest RTT TCP has seen on the connection (Linux's `tcpi_min_rtt`, in seconds): the
+    /// path's own round trip, without the queueing a bulk transfer adds to the smoothed RTT.
+    /// glibc's `struct tcp_info` stops before that field; the kernel's layout only ever grows, and
+    /// `tcpi_min_rtt` (µs, u32) sits at byte 148 of it since Linux 4.10.
+    static func roundTripTime(_ fd: Int32) -> Double? {
+        var info = [UInt8](repeating: 0, count: 256)
+        var len = socklen_t(info.count)
+        let rc = info.withUnsafeMutableBytes { getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, $0.baseAddress, &len) }
+        guard rc == 0, len >= 152 else { return nil }
+        let micros = info.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 148, as: UInt32.self) }
+        return micros > 0 && micros != UInt32.max ? Double(micros) / 1e6 : nil
+    }
+
     static func setNoDelay(_ fd: Int32) {
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

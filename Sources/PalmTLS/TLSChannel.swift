@@ -1,4 +1,5 @@
 import COpenSSLShims
+import Foundation
 import PalmWire
 #if canImport(Glibc)
 import Glibc
@@ -14,11 +15,18 @@ import Glibc
 /// All waits are bounded: connect by ``TLSConfiguration/connectTimeout``, the handshake by
 /// ``TLSConfiguration/handshakeTimeout`` (non-blocking socket and poll against one deadline), each
 /// read or write afterwards by ``TLSConfiguration/ioTimeout`` without progress (blocking socket
-/// with SO_RCVTIMEO/SO_SNDTIMEO, which keeps the page path at one system call per record batch). Use a channel from one thread at a time; `close()` may be called from any.
+/// with SO_RCVTIMEO/SO_SNDTIMEO, which keeps the page path at one system call per record batch).
+///
+/// Threads: reads, writes and `close()` belong to one thread at a time (the channel's owner).
+/// ``interrupt()`` is the one call any other thread may make: it shuts the socket down so that an
+/// owner blocked in a read or write wakes with an error, without touching OpenSSL's state.
 public final class TLSChannel: ByteStream, @unchecked Sendable {
     private let ssl: OpaquePointer
     private let fd: Int32
     private var isClosed = false
+    /// Serialises `interrupt()` against `close()`, so a closed (and possibly reused) descriptor
+    /// is never shut down.
+    private let fdLock = NSLock()
     /// Set once the handshake is over; then WANT_READ/WANT_WRITE mean the socket timed out.
     private var isBlocking = false
     /// The authenticated peer.
@@ -27,7 +35,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
     public let peerKey: VerifyingKey
     public let remoteHost: String
     public let remotePort: UInt16
-    public let ioTimeout: Double
+    public private(set) var ioTimeout: Double
     /// The negotiated cipher suite, e.g. `TLS_AES_256_GCM_SHA384`.
     public let cipherSuite: String
 
@@ -209,6 +217,16 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         return written
     }
 
+    /// Changes the bound on each read and write from now on (e.g. a short deadline for a peer's
+    /// first message, then the normal one). Owner only.
+    public func setIOTimeout(_ seconds: Double) {
+        ioTimeout = seconds
+        if isBlocking { TCPSocket.setBlocking(fd, timeout: seconds) }
+    }
+
+    /// The lowest round-trip time TCP measured on this connection (TCP_INFO), in seconds.
+    public var roundTripTime: Double? { TCPSocket.roundTripTime(fd) }
+
     /// RFC 8446 §7.5 exporter: keying material bound to this session, for channel binding.
     public func exportKeyingMaterial(label: String, context: [UInt8]? = nil, length: Int = 32) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: length)
@@ -222,8 +240,10 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         return out
     }
 
-    /// Sends close_notify (best effort, without waiting) and releases the connection.
+    /// Sends close_notify (best effort, without waiting) and releases the connection. Owner only.
     public func close() {
+        fdLock.lock()
+        defer { fdLock.unlock() }
         guard !isClosed else { return }
         isClosed = true
         ERR_clear_error()
@@ -231,5 +251,16 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         _ = OpenSSLErrors.drain()
         SSL_free(ssl)
         Glibc.close(fd)
+    }
+
+    /// Wakes the owner from a blocked read — and, unless `keepWriting`, a blocked write — by
+    /// shutting the socket down (it then fails with a channel error); with `keepWriting` the owner
+    /// can still send, e.g. an ABORT naming the reason. Safe from any thread, at any time, any
+    /// number of times.
+    public func interrupt(keepWriting: Bool = false) {
+        fdLock.lock()
+        defer { fdLock.unlock() }
+        guard !isClosed else { return }
+        _ = Glibc.shutdown(fd, Int32(keepWriting ? SHUT_RD : SHUT_RDWR))
     }
 }

@@ -14,6 +14,18 @@ public struct Digest32: Hashable, Sendable, CustomStringConvertible {
 
     public static let zero = Digest32(unchecked: [UInt8](repeating: 0, count: size))
 
+    /// 32 bytes from the system's cryptographically secure generator (nonces).
+    public static func random() -> Digest32 {
+        var g = SystemRandomNumberGenerator()
+        return Digest32(unchecked: (0..<size).map { _ in UInt8.random(in: 0...255, using: &g) })
+    }
+
+    /// `count` bytes from the system's cryptographically secure generator (tokens).
+    public static func randomBytes(_ count: Int) -> [UInt8] {
+        var g = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in UInt8.random(in: 0...255, using: &g) }
+    }
+
     /// Lower-case hexadecimal.
     public var hex: String { Hex.encode(bytes) }
 

@@ -30,38 +30,59 @@ extension ByteStream {
     }
 }
 
-/// Reads frames from a ``ByteStream`` into one buffer allocated once at the payload cap, so a
-/// peer cannot make the receiver allocate: the header is validated (magic, version, type, flags,
-/// length ≤ cap) before a single payload byte is read.
+/// Reads frames from a ``ByteStream``. The header is validated (magic, version, type, flags,
+/// length ≤ the cap) before a single payload byte is read, and the payload buffer grows only to
+/// the largest validated length seen — so a peer cannot make the receiver allocate more than its
+/// cap, and a peer that sends small frames never costs the cap.
 public final class FrameReader {
     public let stream: ByteStream
     public let limits: WireLimits
-    private let buffer: UnsafeMutableRawBufferPointer
+    private let headerBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: WireProtocol.headerSize, alignment: 8)
+    private var payload = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     public init(stream: ByteStream, limits: WireLimits = .default) {
         self.stream = stream
         self.limits = limits
-        buffer = .allocate(byteCount: WireProtocol.headerSize + limits.maxPayload, alignment: 16)
     }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        headerBytes.deallocate()
+        payload.deallocate()
+    }
+
+    /// Reads and validates the next frame header; the payload is still unread.
+    public func nextHeader() throws -> FrameHeader {
+        try stream.readExactly(into: headerBytes)
+        return try FrameHeader.decode(UnsafeRawBufferPointer(headerBytes), limits: limits)
+    }
+
+    /// Reads the payload of the frame whose header was just read; valid until the next read.
+    public func readPayload(after header: FrameHeader) throws -> UnsafeRawBufferPointer {
+        let length = Int(header.length)
+        if payload.count < length {
+            payload.deallocate()
+            payload = .allocate(byteCount: length, alignment: 16)
+        }
+        let view = UnsafeMutableRawBufferPointer(rebasing: payload[0..<length])
+        try stream.readExactly(into: view)
+        return UnsafeRawBufferPointer(view)
+    }
+
+    /// Reads the payload of the frame whose header was just read and decodes it.
+    public func readMessage(after header: FrameHeader, memoryGeometry: (pageSize: Int, pageCount: UInt64)? = nil) throws -> Message {
+        let body = try readPayload(after: header)
+        return try Message.decode(type: header.type, payload: body, limits: limits, memoryGeometry: memoryGeometry)
+    }
 
     /// Reads the next frame and passes its header and payload to `body`; the payload view is
     /// valid only during the call.
     public func withNextFrame<R>(_ body: (FrameHeader, UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let headerBytes = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<WireProtocol.headerSize])
-        try stream.readExactly(into: headerBytes)
-        let header = try FrameHeader.decode(UnsafeRawBufferPointer(headerBytes), limits: limits)
-        let end = WireProtocol.headerSize + Int(header.length)
-        let payload = UnsafeMutableRawBufferPointer(rebasing: buffer[WireProtocol.headerSize..<end])
-        try stream.readExactly(into: payload)
-        return try body(header, UnsafeRawBufferPointer(payload))
+        let header = try nextHeader()
+        return try body(header, try readPayload(after: header))
     }
 
-    /// Reads and decodes the next message (copies MEMORY pages; the engine uses `withNextFrame`).
+    /// Reads and decodes the next message (copies MEMORY pages; the engine reads MEMORY in parts).
     public func readMessage(memoryGeometry: (pageSize: Int, pageCount: UInt64)? = nil) throws -> Message {
-        try withNextFrame { header, payload in
-            try Message.decode(type: header.type, payload: payload, limits: limits, memoryGeometry: memoryGeometry)
-        }
+        try readMessage(after: try nextHeader(), memoryGeometry: memoryGeometry)
     }
 }

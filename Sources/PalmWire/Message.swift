@@ -1,4 +1,4 @@
-/// One decoded message of protocol version 1. `encodeFrame` and `decode` are exact inverses for
+/// One decoded message of protocol version 2. `encodeFrame` and `decode` are exact inverses for
 /// every value whose fields respect ``WireLimits``.
 public enum Message: Equatable, Sendable {
     case hello(Hello)
@@ -13,7 +13,13 @@ public enum Message: Equatable, Sendable {
     /// COMMIT: the source's signature handing the VM over.
     case commit(signature: [UInt8])
     /// PREPARED: the destination created an empty paused VM for the CONFIG and has room for it.
-    case prepared
+    case prepared(Prepared)
+    /// JOIN: an extra page stream asks to join a session.
+    case join(Join)
+    /// JOINED: the destination accepted the stream; pages may follow on it.
+    case joined
+    /// ROUND_APPLIED: the destination applied every page of the round, on every stream.
+    case roundApplied(round: UInt32)
     /// RESOLVE: the source asks how migration `id` (16 bytes) ended.
     case resolve(migrationID: [UInt8])
     case resolution(migrationID: [UInt8], Resolution)
@@ -33,6 +39,9 @@ public enum Message: Equatable, Sendable {
         case .ready: return .ready
         case .commit: return .commit
         case .prepared: return .prepared
+        case .join: return .join
+        case .joined: return .joined
+        case .roundApplied: return .roundApplied
         case .resolve: return .resolve
         case .resolution: return .resolution
         case .done: return .done
@@ -43,24 +52,17 @@ public enum Message: Equatable, Sendable {
 
     /// The complete frame: header plus payload.
     public func encodeFrame() -> [UInt8] {
-        if case let .memory(batch) = self {
-            let pageSize = batch.pages.first(where: { $0.data != nil })?.data?.count ?? 4096
-            var enc = MemoryBatchEncoder(pageSize: pageSize, capacityPages: batch.pages.count)
-            enc.begin(round: batch.round)
-            for page in batch.pages {
-                if let data = page.data {
-                    data.withUnsafeBytes { enc.append(pfn: page.pfn, page: $0) }
-                } else {
-                    enc.appendZero(pfn: page.pfn)
-                }
-            }
-            return enc.finish()
-        }
+        if case let .memory(batch) = self { return batch.encodeFrame() }
         var w = ByteWriter()
         FrameHeader(type: type, length: 0).encode(into: &w)
         encodePayload(into: &w)
         w.patch(UInt32(w.count - WireProtocol.headerSize), at: WireProtocol.headerSize - 4)
         return w.bytes
+    }
+
+    /// A session token as it travels: exactly ``Prepared/tokenSize`` bytes.
+    private static func token(_ t: [UInt8]) -> [UInt8] {
+        Array((t + [UInt8](repeating: 0, count: Prepared.tokenSize)).prefix(Prepared.tokenSize))
     }
 
     private func encodePayload(into w: inout ByteWriter) {
@@ -79,8 +81,10 @@ public enum Message: Equatable, Sendable {
             w.write(c.vcpus)
             w.write(string: c.hypervisor)
             w.write(lengthPrefixed: c.platform)
+            w.write(c.streams)
+            w.write(c.compression.rawValue)
         case .memory:
-            preconditionFailure("MEMORY is encoded by MemoryBatchEncoder")
+            preconditionFailure("MEMORY is encoded by MemoryBatch")
         case let .roundEnd(e):
             w.write(e.round)
             w.write(e.pagesSent)
@@ -95,7 +99,16 @@ public enum Message: Equatable, Sendable {
             w.write(lengthPrefixed: m.signature)
         case let .ready(sig), let .commit(sig):
             w.write(lengthPrefixed: sig)
-        case .done, .prepared:
+        case let .prepared(p):
+            w.write(raw: Self.token(p.sessionToken))
+            w.write(p.handoffMicros)
+        case let .join(j):
+            w.write(raw: Self.token(j.sessionToken))
+            w.write(j.stream)
+            w.write(raw: j.proof.bytes)
+        case let .roundApplied(round):
+            w.write(round)
+        case .done, .joined:
             break
         case let .resolve(id):
             w.write(raw: id)
@@ -145,20 +158,24 @@ public enum Message: Equatable, Sendable {
             }
             let vcpus = try r.readUInt32("config.vcpus")
             guard vcpus > 0, vcpus <= 4096 else { throw WireError.invalidValue(field: "config.vcpus", value: UInt64(vcpus)) }
-            message = .config(VMConfig(
-                name: name, mode: mode, pageSize: pageSize, pageCount: pageCount, vcpus: vcpus,
-                hypervisor: try r.readString("config.hypervisor", limit: limits.maxString),
-                platform: try r.readLengthPrefixed("config.platform", limit: limits.maxPlatformConfig)))
+            let hypervisor = try r.readString("config.hypervisor", limit: limits.maxString)
+            let platform = try r.readLengthPrefixed("config.platform", limit: limits.maxPlatformConfig)
+            let streams = try r.readUInt8("config.streams")
+            guard streams >= 1, Int(streams) <= WireProtocol.maxStreams else {
+                throw WireError.invalidValue(field: "config.streams", value: UInt64(streams))
+            }
+            let rawCompression = try r.readUInt8("config.compression")
+            guard let compression = PageCompression(rawValue: rawCompression) else {
+                throw WireError.invalidValue(field: "config.compression", value: UInt64(rawCompression))
+            }
+            message = .config(VMConfig(name: name, mode: mode, pageSize: pageSize, pageCount: pageCount, vcpus: vcpus,
+                                       hypervisor: hypervisor, platform: platform, streams: streams, compression: compression))
         case .memory:
             guard let geometry = memoryGeometry else {
                 throw WireError.unexpectedMessage(.memory, state: "no CONFIG received")
             }
-            var pages: [MemoryBatch.Page] = []
-            let round = try MemoryBatchDecoder.forEachPage(in: payload, pageSize: geometry.pageSize,
-                                                           pageCount: geometry.pageCount) { pfn, data in
-                pages.append(MemoryBatch.Page(pfn: pfn, data: data.map { Array($0) }))
-            }
-            return .memory(MemoryBatch(round: round, pages: pages))
+            return .memory(try MemoryBatchDecoder.decode(payload, pageSize: geometry.pageSize, pageCount: geometry.pageCount,
+                                                         limits: limits))
         case .roundEnd:
             message = .roundEnd(RoundEnd(
                 round: try r.readUInt32("roundEnd.round"),
@@ -185,7 +202,19 @@ public enum Message: Equatable, Sendable {
         case .done:
             message = .done
         case .prepared:
-            message = .prepared
+            message = .prepared(Prepared(sessionToken: try r.readBytes(Prepared.tokenSize, "prepared.token"),
+                                         handoffMicros: try r.readUInt32("prepared.handoffMicros")))
+        case .join:
+            let token = try r.readBytes(Prepared.tokenSize, "join.token")
+            let stream = try r.readUInt8("join.stream")
+            guard stream >= 1, Int(stream) < WireProtocol.maxStreams else {
+                throw WireError.invalidValue(field: "join.stream", value: UInt64(stream))
+            }
+            message = .join(Join(sessionToken: token, stream: stream, proof: try r.readDigest("join.proof")))
+        case .joined:
+            message = .joined
+        case .roundApplied:
+            message = .roundApplied(round: try r.readUInt32("roundApplied.round"))
         case .resolve:
             message = .resolve(migrationID: try r.readBytes(16, "resolve.id"))
         case .resolution:

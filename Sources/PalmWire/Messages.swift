@@ -68,7 +68,8 @@ public enum MigrationMode: UInt8, Sendable, CaseIterable {
     case stopAndCopy = 1
 }
 
-/// CONFIG: what the destination must create before the first page arrives.
+/// CONFIG: what the destination must create before the first page arrives, and how the pages
+/// will travel.
 public struct VMConfig: Equatable, Sendable {
     public var name: String
     public var mode: MigrationMode
@@ -80,9 +81,13 @@ public struct VMConfig: Equatable, Sendable {
     public var hypervisor: String
     /// Driver-specific platform description, opaque to the wire layer.
     public var platform: [UInt8]
+    /// Page streams of this session, the session channel included (1 … ``WireProtocol/maxStreams``).
+    public var streams: UInt8
+    /// The codec MEMORY batches may use (each batch still says which it used).
+    public var compression: PageCompression
 
     public init(name: String, mode: MigrationMode, pageSize: UInt32, pageCount: UInt64, vcpus: UInt32,
-                hypervisor: String, platform: [UInt8]) {
+                hypervisor: String, platform: [UInt8], streams: UInt8 = 1, compression: PageCompression = .none) {
         self.name = name
         self.mode = mode
         self.pageSize = pageSize
@@ -90,10 +95,70 @@ public struct VMConfig: Equatable, Sendable {
         self.vcpus = vcpus
         self.hypervisor = hypervisor
         self.platform = platform
+        self.streams = streams
+        self.compression = compression
     }
 
     /// Page sizes a VM may declare.
     public static let allowedPageSizes: Set<UInt32> = [4096]
+}
+
+/// How the page data of a MEMORY batch is encoded. Raw values are the codec byte on the wire.
+public enum PageCompression: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case none = 0
+    case lz4 = 1
+    case zstd = 2
+
+    /// The names configuration files and the CLI use.
+    public init?(name: String) {
+        switch name {
+        case "none": self = .none
+        case "lz4": self = .lz4
+        case "zstd": self = .zstd
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .none: return "none"
+        case .lz4: return "lz4"
+        case .zstd: return "zstd"
+        }
+    }
+}
+
+/// PREPARED: the destination created an empty paused VM for the CONFIG and has room for it.
+public struct Prepared: Equatable, Sendable {
+    /// 16 random bytes naming this session; extra streams present it in JOIN.
+    public var sessionToken: [UInt8]
+    /// What the destination measured its own share of a hand-off to cost (durable records,
+    /// signatures, starting the VM), in microseconds — part of the source's downtime prediction.
+    public var handoffMicros: UInt32
+
+    public static let tokenSize = 16
+
+    public init(sessionToken: [UInt8], handoffMicros: UInt32) {
+        self.sessionToken = sessionToken
+        self.handoffMicros = handoffMicros
+    }
+}
+
+/// JOIN: the first message on an extra page stream, proving it belongs to a session.
+public struct Join: Equatable, Sendable {
+    /// The session's token from PREPARED.
+    public var sessionToken: [UInt8]
+    /// This stream's index, 1 … streams − 1 (0 is the session channel).
+    public var stream: UInt8
+    /// The session channel's TLS exporter over (stream index ‖ this connection's exporter): only
+    /// the two ends of the session channel can compute it, and it is good for this connection only.
+    public var proof: Digest32
+
+    public init(sessionToken: [UInt8], stream: UInt8, proof: Digest32) {
+        self.sessionToken = sessionToken
+        self.stream = stream
+        self.proof = proof
+    }
 }
 
 /// ROUND_END: statistics of one completed round, as the source measured them.
@@ -171,6 +236,8 @@ public enum AbortReason: UInt16, Sendable, CaseIterable {
     case shuttingDown = 8
     case internalError = 9
     case unsupportedConfig = 10
+    /// The destination is receiving as many migrations as it is configured to.
+    case busy = 11
 }
 
 /// ABORT and ERROR: a named reason plus a human-readable explanation.

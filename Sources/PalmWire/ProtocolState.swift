@@ -34,7 +34,9 @@ public enum DestinationProtocolState: String, Sendable {
 ///
 /// ```text
 ///   awaitingAttest --ATTEST--> attested --(sent CONFIG)--> awaitingPrepared --PREPARED--> streaming
-///   streaming --(sent MANIFEST)--> awaitingReady --READY--> readyReceived
+///   streaming --ROUND_APPLIED--> streaming
+///   streaming --(sent MANIFEST)--> awaitingReady --ROUND_APPLIED--> awaitingReady
+///   awaitingReady --READY--> readyReceived
 ///   readyReceived --(sent COMMIT)--> awaitingDone --DONE--> done
 ///   any state before done --ABORT/ERROR--> aborted
 /// ```
@@ -62,8 +64,29 @@ public enum SourceProtocolState: String, Sendable {
         case (_, .abort), (_, .error): self = .aborted
         case (.awaitingAttest, .attest): self = .attested
         case (.awaitingPrepared, .prepared): self = .streaming
+        case (.streaming, .roundApplied), (.awaitingReady, .roundApplied): break
         case (.awaitingReady, .ready): self = .readyReceived
         case (.awaitingDone, .done): self = .done
+        default:
+            throw WireError.unexpectedMessage(type, state: rawValue)
+        }
+    }
+}
+
+/// An extra page stream on the destination (diagram in ``WireProtocol``): JOIN first, then only
+/// MEMORY and ROUND_END. Its JOIN is verified by the session it names before the state advances.
+public enum PageStreamProtocolState: String, Sendable {
+    case awaitingJoin, streaming, closed
+
+    public init() { self = .awaitingJoin }
+
+    public mutating func receive(_ type: MessageType) throws {
+        switch (self, type) {
+        case (.awaitingJoin, .join): self = .streaming
+        case (.streaming, .memory), (.streaming, .roundEnd): break
+        case (.closed, _):
+            throw WireError.unexpectedMessage(type, state: rawValue)
+        case (_, .abort), (_, .error): self = .closed
         default:
             throw WireError.unexpectedMessage(type, state: rawValue)
         }

@@ -73,7 +73,7 @@ struct EngineMigrate: ParsableCommand {
         Thread {
             do {
                 guard let ch = try listener.accept(timeout: 60) else { return }
-                let security = MigrationReceiver.Security { nonce, exporter in
+                let security = MigrationReceiver.Security.testing { nonce, exporter in
                     Attestation(sourceNonce: nonce, exporter: exporter, agentDigest: .zero, configDigest: .zero,
                                 hypervisor: "sim", hypervisorVersion: "", timestampMillis: 0, signature: [])
                 }
@@ -83,7 +83,7 @@ struct EngineMigrate: ParsableCommand {
         }.start()
         let domain = try source.openSource(vm: vm)
         let ch = try TLSChannel.connect(host: "127.0.0.1", port: listener.port, context: context)
-        let report = try MigrationSender(channel: ch, domain: domain, logger: logger).run()
+        let report = try MigrationSender(channel: ch, domain: domain, security: .testing, logger: logger).run()
         done.wait()
         if let receiverError { throw receiverError }
         print(String(format: "%.6f %.6f", report.totalSeconds, report.downtimeSeconds))

@@ -64,12 +64,16 @@ struct Migrate: ParsableCommand {
     @Option(help: "pre-copy (multi-pass, default) or stop-and-copy.") var mode: String = "pre-copy"
     @Option(help: "Downtime target in milliseconds (overrides the configuration).") var downtimeMs: Double?
     @Option(help: "The coordinator's migration ticket (palm-coordinator ticket issue).") var ticket: String
+    @Option(help: "Page streams, 1-8 (overrides migration.streams).") var streams: Int?
+    @Option(help: "MEMORY batch compression: none, lz4 or zstd (overrides migration.compression).") var compression: String?
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var options: ConfigOption
 
     func validate() throws {
         guard mode == "pre-copy" || mode == "stop-and-copy" else { throw ValidationError("--mode must be pre-copy or stop-and-copy") }
         if let d = downtimeMs, !(d > 0 && d <= 60_000) { throw ValidationError("--downtime-ms must be in (0, 60000]") }
+        if let n = streams, !(1...WireProtocol.maxStreams).contains(n) { throw ValidationError("--streams must be 1 to \(WireProtocol.maxStreams)") }
+        if let c = compression, PageCompression(name: c) == nil { throw ValidationError("--compression must be none, lz4 or zstd") }
     }
 
     func run() throws {
@@ -82,9 +86,11 @@ struct Migrate: ParsableCommand {
             guard let ticketBytes = FileManager.default.contents(atPath: ticket) else {
                 throw ValidationError("--ticket: cannot read '\(ticket)'")
             }
-            let request = SourceAgent.Request(vm: vm, host: destination.host, port: destination.port, serverName: serverName,
+            var request = SourceAgent.Request(vm: vm, host: destination.host, port: destination.port, serverName: serverName,
                                               mode: mode == "pre-copy" ? .preCopy : .stopAndCopy,
                                               downtimeTarget: downtimeMs.map { $0 / 1000 }, ticket: Array(ticketBytes))
+            request.streams = streams
+            request.compression = compression.flatMap(PageCompression.init(name:))
             let report = try SourceAgent(configuration: config, logger: logger)
                 .migrate(request, progress: json ? { _ in } : CLI.progressPrinter())
             print(json ? report.json() : report.rendered())

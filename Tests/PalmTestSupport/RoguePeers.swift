@@ -48,13 +48,15 @@ public final class RogueSource {
                                   hypervisor: "sim", platform: [])))
         guard case .prepared = try read() else { throw SimClusterError.command("no PREPARED") }
         let digest = ImageDigest(pageCount: pages, pageSize: 4096)
+        let hasher = PageHasher()
         for pfn in 0..<pages {
             var page = [UInt8](repeating: UInt8(truncatingIfNeeded: pfn &+ 1), count: 4096)
             try send(.memory(MemoryBatch(round: 0, pages: [.init(pfn: pfn, data: page)])))
             if pfn == alterPageBeforeDigest { page[100] ^= 0xFF }  // the digest covers another page than was sent
-            page.withUnsafeBytes { digest.record(pfn: pfn, page: $0) }
+            page.withUnsafeBytes { digest.record(pfn: pfn, page: $0, hasher: hasher) }
         }
         try send(.roundEnd(RoundEnd(round: 0, pagesSent: pages, zeroPages: 0, bytesSent: 0, durationMicros: 1, dirtyPages: 0)))
+        guard case .roundApplied(round: 0) = try read() else { throw SimClusterError.command("no ROUND_APPLIED") }
         let state = RogueSource.simState(pages: pages)
         try send(.state(state))
         var manifest = Manifest(imageDigest: digest.finalize(), stateDigest: SHA256.hash(state), ticketNonce: ticket.nonce,

@@ -36,8 +36,8 @@ let malformedCases: [MalformedCase] = [
                   expected: .truncated(field: "frame.header", needed: 12, available: 7)),
     MalformedCase(name: "bad magic", frame: rawFrame(magic: 0x4854_5450, type: 1, payload: []),
                   expected: .badMagic(0x4854_5450)),
-    MalformedCase(name: "wrong version", frame: rawFrame(version: 2, type: 1, payload: []),
-                  expected: .unsupportedVersion(received: 2, supported: 1)),
+    MalformedCase(name: "the previous version", frame: rawFrame(version: 1, type: 1, payload: []),
+                  expected: .unsupportedVersion(received: 1, supported: WireProtocol.version)),
     MalformedCase(name: "unknown type", frame: rawFrame(type: 200, payload: []),
                   expected: .unknownMessageType(200)),
     MalformedCase(name: "undefined flags", frame: rawFrame(type: 10, flags: 0x80, payload: []),
@@ -75,19 +75,38 @@ let malformedCases: [MalformedCase] = [
                   frame: rawFrame(type: 3, payload: payload { $0.write(string: "vm"); $0.write(UInt8(0)); $0.write(UInt32(4096)); $0.write(UInt64(0)) }),
                   expected: .invalidValue(field: "config.pageCount", value: 0)),
     MalformedCase(name: "page count claims more records than the payload holds",
-                  frame: rawFrame(type: 4, payload: payload { $0.write(UInt32(0)); $0.write(UInt32(0xFFFF_FFFF)) }),
+                  frame: rawFrame(type: 4, payload: payload { $0.write(UInt32(0)); $0.write(UInt32(0xFFFF_FFFF)); $0.write(UInt8(0)) }),
                   expected: .countExceedsPayload(field: "memory.count", count: 0xFFFF_FFFF, maximum: 0)),
+    MalformedCase(name: "unknown compression codec",
+                  frame: rawFrame(type: 4, payload: payload { $0.write(UInt32(0)); $0.write(UInt32(0)); $0.write(UInt8(7)) }),
+                  expected: .invalidValue(field: "memory.codec", value: 7)),
     MalformedCase(name: "pfn outside the VM",
-                  frame: rawFrame(type: 4, payload: payload { $0.write(UInt32(0)); $0.write(UInt32(1)); $0.write(UInt64(5000)); $0.write(UInt8(1)) }),
+                  frame: rawFrame(type: 4, payload: payload { $0.write(UInt32(0)); $0.write(UInt32(1)); $0.write(UInt8(0)); $0.write(UInt64(5000)); $0.write(UInt8(1)) }),
                   expected: .pfnOutOfRange(pfn: 5000, pageCount: 1024)),
     MalformedCase(name: "unknown page kind",
-                  frame: rawFrame(type: 4, payload: payload { $0.write(UInt32(0)); $0.write(UInt32(1)); $0.write(UInt64(1)); $0.write(UInt8(9)) }),
+                  frame: rawFrame(type: 4, payload: payload { $0.write(UInt32(0)); $0.write(UInt32(1)); $0.write(UInt8(0)); $0.write(UInt64(1)); $0.write(UInt8(9)) }),
                   expected: .invalidValue(field: "memory.kind", value: 9)),
     MalformedCase(name: "data page cut short",
                   frame: rawFrame(type: 4, payload: payload {
-                      $0.write(UInt32(0)); $0.write(UInt32(1)); $0.write(UInt64(1)); $0.write(UInt8(0)); $0.write(raw: [UInt8](repeating: 1, count: 100))
+                      $0.write(UInt32(0)); $0.write(UInt32(1)); $0.write(UInt8(0)); $0.write(UInt64(1)); $0.write(UInt8(0))
+                      $0.write(raw: [UInt8](repeating: 1, count: 100))
                   }),
-                  expected: .truncated(field: "memory.page", needed: 4096, available: 100)),
+                  expected: .truncated(field: "memory.data", needed: 4096, available: 100)),
+    MalformedCase(name: "a compressed batch that does not shrink its pages",
+                  frame: rawFrame(type: 4, payload: payload {
+                      $0.write(UInt32(0)); $0.write(UInt32(1)); $0.write(UInt8(1)); $0.write(UInt64(1)); $0.write(UInt8(0))
+                      $0.write(raw: [UInt8](repeating: 1, count: 4096))
+                  }),
+                  expected: .invalidValue(field: "memory.compressedLength", value: 4096)),
+    MalformedCase(name: "no page streams",
+                  frame: rawFrame(type: 3, payload: payload {
+                      $0.write(string: "vm"); $0.write(UInt8(0)); $0.write(UInt32(4096)); $0.write(UInt64(1)); $0.write(UInt32(1))
+                      $0.write(string: "sim"); $0.write(UInt32(0)); $0.write(UInt8(0))
+                  }),
+                  expected: .invalidValue(field: "config.streams", value: 0)),
+    MalformedCase(name: "JOIN as the session channel",
+                  frame: rawFrame(type: 16, payload: payload { $0.write(raw: [UInt8](repeating: 7, count: 16)); $0.write(UInt8(0)) }),
+                  expected: .invalidValue(field: "join.stream", value: 0)),
     MalformedCase(name: "signature longer than its limit",
                   frame: rawFrame(type: 8, payload: payload { $0.write(UInt32(4096)) }),
                   expected: .fieldTooLong(field: "ready.signature", length: 4096, limit: WireLimits.default.maxSignature)),

@@ -14,16 +14,21 @@ let everyMessage: [Message] = [
                         hypervisor: "xen", hypervisorVersion: "4.17.7", timestampMillis: 1_790_000_000_000,
                         signature: [0x30, 0x44, 1, 2, 3])),
     .config(VMConfig(name: "vm-7 ✓", mode: .preCopy, pageSize: 4096, pageCount: 1024, vcpus: 2, hypervisor: "sim",
-                     platform: [9, 8, 7])),
+                     platform: [9, 8, 7], streams: 4, compression: .zstd)),
     .memory(MemoryBatch(round: 3, pages: [.init(pfn: 0, data: page(1)), .init(pfn: 17, data: nil),
                                           .init(pfn: 1023, data: page(2))])),
+    .memory(MemoryBatch(round: 4, pages: [.init(pfn: 2, data: []), .init(pfn: 3, data: nil), .init(pfn: 9, data: [])],
+                        codec: .lz4, compressedData: [1, 2, 3, 4, 5])),
     .roundEnd(RoundEnd(round: 3, pagesSent: 100, zeroPages: 4, bytesSent: 409_600, durationMicros: 12_345, dirtyPages: 77)),
     .state([UInt8](repeating: 0xAB, count: 5000)),
     .manifest(Manifest(imageDigest: digest(5), stateDigest: digest(6), ticketNonce: digest(7), rounds: 4,
                        pagesSent: 2048, bytesSent: 8_400_000, signature: [1, 2, 3, 4])),
     .ready(signature: [5, 6]),
     .commit(signature: [7, 8, 9]),
-    .prepared,
+    .prepared(Prepared(sessionToken: Array(100..<116), handoffMicros: 4_321)),
+    .join(Join(sessionToken: Array(100..<116), stream: 3, proof: digest(8))),
+    .joined,
+    .roundApplied(round: 7),
     .resolve(migrationID: Array(0..<16)),
     .resolution(migrationID: Array(0..<16), .committed),
     .done,
@@ -50,23 +55,20 @@ struct MessageRoundTripTests {
     @Test("every message type has a test value")
     func coverage() {
         #expect(Set(everyMessage.map(\.type)) == Set(MessageType.allCases))
+        #expect(WireProtocol.version == 2)
     }
 
     @Test("a zero page travels as a marker, not 4 KiB of zeros")
     func zeroPages() throws {
-        let zero = [UInt8](repeating: 0, count: 4096)
-        var enc = MemoryBatchEncoder(pageSize: 4096, capacityPages: 2)
-        enc.begin(round: 0)
-        zero.withUnsafeBytes { enc.append(pfn: 5, page: $0) }
-        let frame = enc.finish()
-        #expect(frame.count == WireProtocol.headerSize + 8 + 9)
+        let frame = MemoryBatch(round: 0, pages: [.init(pfn: 5, data: nil)]).encodeFrame()
+        #expect(frame.count == WireProtocol.headerSize + MemoryBatchDecoder.headerSize + MemoryBatchDecoder.recordSize)
         #expect(try Message.decodeFrame(frame, memoryGeometry: geometry) ==
                 .memory(MemoryBatch(round: 0, pages: [.init(pfn: 5, data: nil)])))
     }
 
     @Test("the signed bytes of an attestation cover every field but the signature")
     func attestationSignedBytes() {
-        guard case var .attest(a) = everyMessage[1] else { return }
+        guard case var .attest(a) = everyMessage.first(where: { $0.type == .attest }) else { Issue.record("no attest"); return }
         let original = a.signedBytes
         a.signature = [0xFF]
         #expect(a.signedBytes == original)
@@ -79,7 +81,7 @@ struct MessageRoundTripTests {
 
     @Test("the signed bytes of a manifest change with the image digest")
     func manifestSignedBytes() {
-        guard case var .manifest(m) = everyMessage[6] else { return }
+        guard case var .manifest(m) = everyMessage.first(where: { $0.type == .manifest }) else { Issue.record("no manifest"); return }
         let original = m.signedBytes
         m.imageDigest = digest(0xEE)
         #expect(m.signedBytes != original)
@@ -95,5 +97,21 @@ struct LongStringTests {
         guard case let .abort(n) = try Message.decodeFrame(frame) else { Issue.record("not an ABORT"); return }
         #expect(n.message.utf8.count <= WireLimits.default.maxString)
         #expect(message.hasPrefix(n.message) && !n.message.isEmpty)
+    }
+}
+
+@Suite("MEMORY batch prefix")
+struct MemoryBatchPrefixTests {
+    @Test("the prefix the sender writes before its page data decodes to the same batch")
+    func prefixThenData() throws {
+        let prefix = MemoryBatchPrefix(capacityPages: 4)
+        prefix.begin(round: 2)
+        prefix.append(pfn: 7, kind: .data)
+        prefix.append(pfn: 8, kind: .zero)
+        prefix.append(pfn: 1000, kind: .data)
+        let data = page(3) + page(4)
+        let frame = Array(prefix.finish(codec: .none, dataLength: data.count)) + data
+        #expect(try Message.decodeFrame(frame, memoryGeometry: geometry) == .memory(MemoryBatch(round: 2, pages: [
+            .init(pfn: 7, data: page(3)), .init(pfn: 8, data: nil), .init(pfn: 1000, data: page(4))])))
     }
 }

@@ -52,6 +52,9 @@ typedef struct palm_xen_logdirty palm_xen_logdirty;
 palm_xen_logdirty *palm_xen_logdirty_enable(xc_interface *xch, uint32_t domid, unsigned long pages);
 /// Reads and clears the dirty bitmap (XEN_DOMCTL_SHADOW_OP_CLEAN) into `words` (pages/64 rounded up).
 int palm_xen_logdirty_clean(palm_xen_logdirty *ld, uint64_t *words, size_t nwords);
+/// Counts the pages dirtied since the last clean without clearing anything
+/// (XEN_DOMCTL_SHADOW_OP_PEEK without a bitmap: Xen's dirty_count).
+int palm_xen_logdirty_peek(palm_xen_logdirty *ld, uint32_t *dirty_count);
 /// Turns log-dirty off and frees the buffer.
 int palm_xen_logdirty_disable(palm_xen_logdirty *ld);
 

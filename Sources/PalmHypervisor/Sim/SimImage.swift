@@ -4,8 +4,9 @@ import Glibc
 #endif
 
 /// A mapping of a sim VM image file. The header and dirty bitmap are always mapped; RAM is
-/// mapped whole (`mapAllRAM`, what the guest does) or through a sliding window (what agents do,
-/// so their memory stays bounded whatever the guest's size).
+/// mapped whole by the guest (`mapAllRAM`) and never by an agent, which copies pages in and out
+/// with positioned reads and writes (`readPages`, `writePages`) — thread-safe, no page faults, no
+/// mapping to bound, and a full tmpfs is an ENOSPC error rather than a SIGBUS.
 public final class SimImage {
     public let path: String
     public let layout: SimLayout
@@ -13,9 +14,6 @@ public final class SimImage {
     let meta: UnsafeMutableRawPointer      // header + bitmap
     let metaLength: Int
     private var ram: UnsafeMutableRawPointer?
-    private var window: (start: UInt64, count: UInt64, base: UnsafeMutableRawPointer)?
-    /// Pages per agent window (64 MiB).
-    public static let windowPages: UInt64 = 16384
 
     /// Creates a new image file of `pageCount` pages (sparse: untouched pages cost nothing).
     public static func create(path: String, pageCount: UInt64, vcpus: UInt32, name: String) throws -> SimImage {
@@ -78,7 +76,6 @@ public final class SimImage {
     }
 
     deinit {
-        unmapWindow()
         if let ram { munmap(ram, Int(layout.pageCount) * SimLayout.pageSize) }
         munmap(meta, metaLength)
         close(fd)
@@ -160,42 +157,57 @@ public final class SimImage {
         return p
     }
 
-    /// The address of page `pfn` through the agent's sliding window, remapping when `pfn` leaves it.
-    public func windowedPage(_ pfn: UInt64) throws -> UnsafeMutableRawPointer {
-        precondition(pfn < layout.pageCount)
-        if let w = window, pfn >= w.start, pfn < w.start + w.count {
-            return w.base + Int(pfn - w.start) * SimLayout.pageSize
+    /// Copies page `pfns[i]` into the i-th page slot of `buffer`, one pread(2) per run of
+    /// consecutive pfns. Thread-safe.
+    public func readPages(_ pfns: UnsafeBufferPointer<UInt64>, into buffer: UnsafeMutableRawPointer) throws {
+        let size = SimLayout.pageSize
+        var i = 0
+        while i < pfns.count {
+            var run = 1
+            while i + run < pfns.count && pfns[i + run] == pfns[i] + UInt64(run) { run += 1 }
+            try transfer(read: true, buffer + i * size, bytes: run * size, pfn: pfns[i])
+            i += run
         }
-        unmapWindow()
-        let start = pfn / SimImage.windowPages * SimImage.windowPages
-        let count = min(SimImage.windowPages, layout.pageCount - start)
-        let offset = off_t(layout.ramOffset + Int(start) * SimLayout.pageSize)
-        guard let p = mmap(nil, Int(count) * SimLayout.pageSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset),
-              p != MAP_FAILED else {
-            throw HypervisorError.systemCall(call: "mmap(window)", errno: errno)
-        }
-        window = (start, count, p)
-        return p + Int(pfn - start) * SimLayout.pageSize
     }
 
-    public func unmapWindow() {
-        if let w = window { munmap(w.base, Int(w.count) * SimLayout.pageSize) }
-        window = nil
+    /// Writes `bytes` (whole pages) at page `pfn` with pwrite(2). Thread-safe.
+    public func writePages(at pfn: UInt64, _ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress else { return }
+        try transfer(read: false, UnsafeMutableRawPointer(mutating: base), bytes: bytes.count, pfn: pfn)
     }
 
-    /// Allocates and touches every page of the image now, the way Xen populates and scrubs a new
-    /// domain's memory at creation: ENOSPC surfaces here instead of as SIGBUS mid-migration, and
-    /// the kernel's zeroing of fresh memory is not paid on the page path.
+    private func transfer(read: Bool, _ p: UnsafeMutableRawPointer, bytes: Int, pfn: UInt64) throws {
+        precondition(pfn + UInt64(bytes / SimLayout.pageSize) <= layout.pageCount, "pages outside the image")
+        var done = 0
+        let offset = off_t(layout.ramOffset) + off_t(pfn) * off_t(SimLayout.pageSize)
+        while done < bytes {
+            let n = read ? pread(fd, p + done, bytes - done, offset + off_t(done))
+                         : pwrite(fd, p + done, bytes - done, offset + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw HypervisorError.systemCall(call: read ? "pread(\(path))" : "pwrite(\(path))", errno: errno)
+            }
+            guard n > 0 else { throw HypervisorError.corruptImage("\(path): ends inside its RAM") }
+            done += n
+        }
+    }
+
+    /// Pages marked dirty and not yet drained (relaxed loads: a count, not a snapshot).
+    public func dirtyCount() -> Int {
+        var total = 0
+        let base = bitmap
+        for i in 0..<layout.bitmapWords {
+            total += UnsafeAtomic<UInt64>(at: base + i).load(ordering: .relaxed).nonzeroBitCount
+        }
+        return total
+    }
+
+    /// Allocates every page of the image now, the way Xen populates a new domain's memory at
+    /// creation: ENOSPC surfaces here instead of mid-migration. The pages are not touched —
+    /// tmpfs zeroes an allocated page only if it is read before it is written, and every page
+    /// the source sends is written whole.
     public func allocate() throws {
         let rc = posix_fallocate(fd, 0, off_t(layout.fileSize))
         guard rc == 0 else { throw HypervisorError.systemCall(call: "posix_fallocate(\(path))", errno: rc) }
-        var pfn: UInt64 = 0
-        while pfn < layout.pageCount {
-            let p = try windowedPage(pfn)
-            p.storeBytes(of: 0, as: UInt8.self)
-            pfn += 1
-        }
-        unmapWindow()
     }
-
 }

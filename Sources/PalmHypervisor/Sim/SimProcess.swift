@@ -62,7 +62,7 @@ enum SimProcess {
             }
             var req = timespec(tv_sec: 0, tv_nsec: delay)
             nanosleep(&req, nil)
-            delay = min(delay * 2, 5_000_000)
+            delay = min(delay * 2, 250_000)
         }
     }
 

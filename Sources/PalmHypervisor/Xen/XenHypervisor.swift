@@ -16,13 +16,17 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
     private let xc: XenControl
     private let toolstack: XenToolstack
     private let suspendTimeout: Double
+    private let suspendTimes: SuspendTimes
 
-    /// Opens the control interfaces; fails with a named error outside dom0.
-    public init(xl: String = "xl", suspendTimeout: Double = 30, toolstackTimeout: Double = 120) throws {
+    /// Opens the control interfaces; fails with a named error outside dom0. `suspendEstimate` is
+    /// what a guest's suspend is expected to take until this agent has measured one.
+    public init(xl: String = "xl", suspendTimeout: Double = 30, suspendEstimate: Double = 0.3,
+                toolstackTimeout: Double = 120) throws {
         xc = try XenControl()
         version = try xc.version()
         toolstack = XenToolstack(xl: xl, timeout: toolstackTimeout)
         self.suspendTimeout = suspendTimeout
+        suspendTimes = SuspendTimes(initial: suspendEstimate)
     }
 
     /// VM sizes are what a migration sends (the populated frames of the page layout), so the
@@ -68,7 +72,8 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
 
     public func openSource(vm: String) throws -> SourceDomain {
         guard let d = try xc.domain(named: vm) else { throw HypervisorError.noSuchVM(vm) }
-        return try XenSourceDomain(xc: xc, toolstack: toolstack, domid: d.domid, name: vm, suspendTimeout: suspendTimeout)
+        return try XenSourceDomain(xc: xc, toolstack: toolstack, domid: d.domid, name: vm, suspendTimeout: suspendTimeout,
+                                   suspendTimes: suspendTimes)
     }
 
     public func createIncoming(config: VMConfig) throws -> DestinationDomain {

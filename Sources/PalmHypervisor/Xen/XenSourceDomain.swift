@@ -1,11 +1,12 @@
 import CXenShims
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A running PVH/HVM domain as the source of a migration, driven through libxenctrl and
-/// libxenforeignmemory: log-dirty tracking, read-only foreign mappings in windows of at most
-/// `XenSourceDomain.window` frames, a cooperative suspend through xenstore's control/shutdown
+/// libxenforeignmemory: log-dirty tracking, read-only foreign mappings of at most
+/// `XenSourceDomain.window` frames per copy, a cooperative suspend through xenstore's control/shutdown
 /// (so the guest re-binds its event channels when it wakes up elsewhere), the HVM context.
 ///
 /// Guarantees: until `destroy`, the domain exists here; `resume` after `pause` cancels the
@@ -21,17 +22,20 @@ final class XenSourceDomain: SourceDomain {
     private let layout: XenPageLayout
     private let p2mSize: UInt64
     private let suspendTimeout: Double
+    private let suspendTimes: SuspendTimes
     private var dirtyLog: OpaquePointer?
     private var suspended = false
     private var renamedTo: String?
     /// The domain's scheduler cap before palm throttled it (nil: not throttled).
     private var originalCap: UInt32?
 
-    init(xc: XenControl, toolstack: XenToolstack, domid: UInt32, name: String, suspendTimeout: Double) throws {
+    init(xc: XenControl, toolstack: XenToolstack, domid: UInt32, name: String, suspendTimeout: Double,
+         suspendTimes: SuspendTimes) throws {
         self.xc = xc
         self.toolstack = toolstack
         self.domid = domid
         self.suspendTimeout = suspendTimeout
+        self.suspendTimes = suspendTimes
         guard let d = try xc.domain(domid), !d.dying else { throw HypervisorError.noSuchVM(name) }
         guard d.hvm else {
             throw HypervisorError.unsupported("'\(name)' is a PV guest; palm migrates PVH and HVM guests (PV log-dirty needs shadow paging)")
@@ -66,10 +70,15 @@ final class XenSourceDomain: SourceDomain {
         return XenPageLayout(populated: populated)
     }
 
+    /// The last suspend this agent measured (any guest), or the configured estimate.
+    var pauseEstimate: Double { suspendTimes.estimate }
+
     func pause() throws {
         guard !suspended else { return }
+        let start = ToolProcess.now()
         try suspendGuest()
         suspended = true
+        suspendTimes.record(ToolProcess.now() - start)
     }
 
     /// When the destination is this same host, its incoming domain must take the VM's name after
@@ -171,34 +180,38 @@ final class XenSourceDomain: SourceDomain {
         try XenControl.check(palm_xen_logdirty_disable(ld), "xc_shadow_control(OFF)")
     }
 
-    func readPages<S: Sequence>(_ pfns: S, _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws where S.Element == UInt64 {
-        var indexes: [UInt64] = []
-        var gpfns: [xen_pfn_t] = []
-        indexes.reserveCapacity(Self.window)
-        gpfns.reserveCapacity(Self.window)
-        for index in pfns {
-            guard let g = layout.gpfn(index) else { throw HypervisorError.invalidState("page \(index) is outside \(info.name)'s \(layout.count) pages") }
-            indexes.append(index)
-            gpfns.append(xen_pfn_t(g))
-            if indexes.count == Self.window {
-                try readWindow(indexes, gpfns, body)
-                indexes.removeAll(keepingCapacity: true)
-                gpfns.removeAll(keepingCapacity: true)
-            }
-        }
-        if !indexes.isEmpty { try readWindow(indexes, gpfns, body) }
+    func peekDirtyCount() throws -> Int? {
+        guard let ld = dirtyLog else { throw HypervisorError.invalidState("log-dirty is not enabled for \(info.name)") }
+        var count: UInt32 = 0
+        try XenControl.check(palm_xen_logdirty_peek(ld, &count), "xc_logdirty_control(PEEK)")
+        return Int(count)
     }
 
-    private func readWindow(_ indexes: [UInt64], _ gpfns: [xen_pfn_t], _ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws {
-        var errors: [Int32] = []
-        let base = try xc.map(domid, gpfns, writable: false, errors: &errors)
-        defer { xc.unmap(base, count: gpfns.count) }
+    /// One read-only foreign mapping per call (at most `window` frames at a time), copied out and
+    /// unmapped; calls from several threads map independently.
+    func copyPages(_ pfns: UnsafeBufferPointer<UInt64>, into buffer: UnsafeMutableRawPointer) throws {
         let size = xc.pageSize
-        for i in indexes.indices {
-            guard errors[i] == 0 else {
-                throw HypervisorError.systemCall(call: "xenforeignmemory_map(gpfn 0x\(String(UInt64(gpfns[i]), radix: 16)))", errno: -errors[i])
+        var start = 0
+        while start < pfns.count {
+            let end = min(start + Self.window, pfns.count)
+            var gpfns: [xen_pfn_t] = []
+            gpfns.reserveCapacity(end - start)
+            for i in start..<end {
+                guard let g = layout.gpfn(pfns[i]) else {
+                    throw HypervisorError.invalidState("page \(pfns[i]) is outside \(info.name)'s \(layout.count) pages")
+                }
+                gpfns.append(xen_pfn_t(g))
             }
-            try body(indexes[i], UnsafeRawBufferPointer(start: base + i * size, count: size))
+            var errors: [Int32] = []
+            let base = try xc.map(domid, gpfns, writable: false, errors: &errors)
+            defer { xc.unmap(base, count: gpfns.count) }
+            for i in gpfns.indices {
+                guard errors[i] == 0 else {
+                    throw HypervisorError.systemCall(call: "xenforeignmemory_map(gpfn 0x\(String(UInt64(gpfns[i]), radix: 16)))", errno: -errors[i])
+                }
+                (buffer + (start + i) * size).copyMemory(from: base + i * size, byteCount: size)
+            }
+            start = end
         }
     }
 
@@ -241,4 +254,16 @@ final class XenSourceDomain: SourceDomain {
     deinit {
         if let ld = dirtyLog { _ = palm_xen_logdirty_disable(ld) }
     }
+}
+
+/// How long guest suspends took on this host: the source's pause estimate for the next one.
+final class SuspendTimes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: Double
+
+    init(initial: Double) { last = initial }
+
+    var estimate: Double { lock.lock(); defer { lock.unlock() }; return last }
+
+    func record(_ seconds: Double) { lock.lock(); last = seconds; lock.unlock() }
 }
