@@ -114,7 +114,10 @@ let package = Package(
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmHypervisorTests", dependencies: ["PalmHypervisor", "PalmWire"]),
-        .testTarget(name: "PalmMigrationTests", dependencies: ["PalmMigration", "PalmHypervisor", "PalmTestSupport"]),
+        .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
+        .testTarget(name: "PalmMigrationTests", dependencies: [
+            "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmTLS", "PalmWire", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",
             "PalmControl", "PalmCoordinator", "PalmConfig",

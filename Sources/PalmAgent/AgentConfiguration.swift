@@ -15,19 +15,22 @@ public struct HypervisorSettings: Sendable, Equatable {
     public var xl: String
     /// Seconds a Xen guest gets to acknowledge and complete a suspend request.
     public var xenSuspendTimeout: Double
+    /// Seconds a suspend is expected to take until the agent has measured one (downtime prediction).
+    public var xenSuspendEstimate: Double
 
     static func load(_ file: ConfigFile) throws -> HypervisorSettings {
         HypervisorSettings(driver: try file.oneOf("hypervisor.driver", ["sim", "xen"], default: "xen"),
                            simRoot: try file.string("sim.root", default: "/dev/shm/palm-sim"),
                            simMemoryLimit: try file.bytes("sim.memory_limit", default: 16 << 30),
                            xl: try file.string("xen.xl", default: "xl"),
-                           xenSuspendTimeout: try file.double("xen.suspend_timeout_s", default: 30, range: 1...600))
+                           xenSuspendTimeout: try file.double("xen.suspend_timeout_s", default: 30, range: 1...600),
+                           xenSuspendEstimate: try file.double("xen.suspend_estimate_ms", default: 300, range: 0...60_000) / 1000)
     }
 
     public func make() throws -> Hypervisor {
         switch driver {
         case "sim": return try SimHypervisor(root: simRoot, memoryLimitBytes: simMemoryLimit)
-        default: return try XenHypervisor(xl: xl, suspendTimeout: xenSuspendTimeout)
+        default: return try XenHypervisor(xl: xl, suspendTimeout: xenSuspendTimeout, suspendEstimate: xenSuspendEstimate)
         }
     }
 }
@@ -89,14 +92,14 @@ public struct SourceConfiguration {
         policy.dirtyPageFloor = try f.int("policy.dirty_page_floor", default: 50, range: 0...1 << 30)
         policy.maxRounds = try f.int("policy.max_rounds", default: 30, range: 1...1000)
         policy.maxRAMMultiple = try f.double("policy.max_ram_multiple", default: 3, range: 1...100)
-        policy.throttleInitial = try f.int("policy.throttle_initial_percent", default: 20, range: 0...99)
-        policy.throttleStep = try f.int("policy.throttle_step_percent", default: 10, range: 1...99)
+        policy.throttleInitial = try f.int("policy.throttle_initial_percent", default: 50, range: 0...99)
+        policy.throttleStep = try f.int("policy.throttle_step_percent", default: 25, range: 1...99)
         policy.throttleMax = try f.int("policy.throttle_max_percent", default: 99, range: 0...99)
         policy.linkRatio = try f.double("policy.link_ratio", default: 1.0, range: 0.1...10)
         policy.minimumGain = try f.double("policy.minimum_gain", default: 0.1, range: 0...1)
         let config = SourceConfiguration(
             file: path, tls: try .load(f), hypervisor: try .load(f), policy: policy,
-            batchPages: try f.int("migration.batch_pages", default: 256, range: 1...WireLimits.default.maxBatchPages),
+            batchPages: try f.int("migration.batch_pages", default: 256, range: 1...1000),
             streams: try f.int("migration.streams", default: SourceConfiguration.defaultStreams, range: 1...WireProtocol.maxStreams),
             compression: try PageCompression(name: f.oneOf("migration.compression", ["none", "lz4", "zstd"], default: "none")) ?? .none,
             destinationPort: UInt16(try f.int("migration.destination_port", default: 7410, range: 1...65535)),

@@ -73,6 +73,8 @@ public final class MigrationReceiver {
         public var rounds: Int
         public var pagesReceived: UInt64
         public var streams: Int
+        /// Batches that arrived ahead of their round on one stream and waited at the barrier.
+        public var barrierWaits: Int
         public var imageDigest: Digest32
     }
 
@@ -288,7 +290,7 @@ public final class MigrationReceiver {
         }
         try channel.send(.done)
         return Outcome(vm: config.name, rounds: batches.roundsEnded, pagesReceived: received, streams: Int(config.streams),
-                       imageDigest: s.digest.finalize())
+                       barrierWaits: s.barrierWaits.load(ordering: .relaxed), imageDigest: s.digest.finalize())
     }
 
     private func verify(_ manifest: Manifest, digest: ImageDigest, cpuState: [UInt8], peer: CertificateIdentity) throws {

@@ -37,12 +37,12 @@ struct Create: ParsableCommand {
     @Option(help: "Working set the workload writes (e.g. 64M; default all of memory).") var workingSet: String?
     @Option(help: "Write pattern: uniform, hot-set, sequential.") var pattern: String = "uniform"
     @Option(help: "Percent of hot-set writes that go to the working set.") var hotPercent: UInt64 = 90
-    @Option(help: "Initial memory: random (incompressible) or zero.") var fill: String = "random"
+    @Option(help: "Initial memory: random (incompressible), zero, or realistic (30 % zero, 40 % text-like, 30 % random pages).") var fill: String = "random"
 
     func run() throws {
         guard let bytes = ByteSize.parse(memory), bytes >= 4096 else { throw ValidationError("--memory: '\(memory)' is not a size ≥ 4K") }
         guard let pat = SimPattern(name: pattern) else { throw ValidationError("--pattern must be uniform, hot-set or sequential") }
-        guard fill == "random" || fill == "zero" else { throw ValidationError("--fill must be random or zero") }
+        guard let memoryFill = SimFill(name: fill) else { throw ValidationError("--fill must be random, zero or realistic") }
         var ws: UInt64 = 0
         if let workingSet {
             guard let b = ByteSize.parse(workingSet) else { throw ValidationError("--working-set: '\(workingSet)' is not a size") }
@@ -50,7 +50,7 @@ struct Create: ParsableCommand {
         }
         let info = try root.hypervisor().create(vm: name, memoryBytes: bytes, vcpus: vcpus,
                                                 workload: .init(rate: rate, workingSetPages: ws, pattern: pat, hotPercent: hotPercent),
-                                                randomFill: fill == "random")
+                                                fill: memoryFill)
         print("created \(info.name): \(info.memoryBytes >> 20) MiB, \(rate) pages/s \(pat.name)")
     }
 }
@@ -97,7 +97,10 @@ struct Run: ParsableCommand {
         closeInheritedDescriptors()
         let img = try SimImage.open(path: image)
         let core = try SimGuestCore(image: img)
-        if let initialize { core.initialize(randomFill: initialize == "random") }
+        if let initialize {
+            guard let fill = SimFill(name: initialize) else { throw ValidationError("--initialize must be random, zero or realistic") }
+            core.initialize(fill: fill)
+        }
         img[.guestPID] = UInt64(getpid())
         print("ready \(getpid())")
         fflush(stdout)

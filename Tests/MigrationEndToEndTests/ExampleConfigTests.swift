@@ -3,6 +3,7 @@ import PalmAgent
 import PalmConfig
 import PalmCoordinator
 import PalmTestSupport
+import PalmWire
 import Testing
 
 /// The example configurations under deploy/ are what operators copy: they must load as they are.
@@ -17,6 +18,10 @@ struct ExampleConfigTests {
         #expect(c.policy.dirtyPageFloor == 50)
         #expect(c.batchPages == 256)
         #expect(c.hypervisor.driver == "xen")
+        #expect(c.streams == SourceConfiguration.defaultStreams && (1...8).contains(c.streams))
+        #expect(c.compression == .none)
+        #expect(c.policy.throttleInitial == 50 && c.policy.throttleStep == 25 && c.policy.linkRatio == 1)
+        #expect(c.hypervisor.xenSuspendEstimate == 0.3)
     }
 
     @Test("dest.toml loads with the documented defaults")
@@ -24,6 +29,7 @@ struct ExampleConfigTests {
         let c = try DestinationConfiguration.load(path: deploy + "/dest.toml")
         #expect(c.listenPort == 7410)
         #expect(c.maxConcurrent == 4)
+        #expect(c.maxStreams == 8 && c.streamTimeout == 60)
     }
 
     @Test("coordinator.toml loads with the documented defaults")

@@ -24,9 +24,9 @@ let faultCases: [FaultCase] = Fault.allCases.flatMap { f in
     [FaultPoint.precopy, .stopAndCopy, .afterManifest, .afterReady, .afterCommit].map { FaultCase(fault: f, point: $0) }
 }
 
-/// Kill either agent, or cut the connection, at each hand-off step; after the agents' own
-/// recovery (a restarted destination, `palm-source recover`) exactly one copy runs and passes its
-/// self-check, on the side the commit rule says.
+/// Kill either agent, or cut the connections, at each hand-off step of a migration on four page
+/// streams; after the agents' own recovery (a restarted destination, `palm-source recover`)
+/// exactly one copy runs and passes its self-check, on the side the commit rule says.
 @Suite("Hand-off under faults", .serialized)
 struct HandoffFaultTests {
     @Test("exactly one copy survives", arguments: faultCases)
@@ -37,24 +37,25 @@ struct HandoffFaultTests {
         try cluster.startDest(environment: c.fault == .killDest ? stop : [:])
         try cluster.createVM("vm", memory: "32M", rate: 2000, pattern: "hot-set", workingSet: "4M")
         let marker = "stopping at fault point \(c.point.rawValue)"
+        let streams = ["--streams", "4"]
 
         switch c.fault {
         case .killSource:
-            let m = try cluster.startMigration("vm", environment: stop)
+            let m = try cluster.startMigration("vm", extra: streams, environment: stop)
             #expect(m.waitFor(marker))
             kill(m.process.processIdentifier, SIGKILL)
             _ = m.finish()
             let r = try cluster.recoverSource()
             #expect(r.status == 0, "recover: \(r.stderr)")
         case .killDest:
-            let m = try cluster.startMigration("vm")
+            let m = try cluster.startMigration("vm", extra: streams)
             #expect(cluster.waitForDestLog(marker))
             cluster.killDest()
             try cluster.startDest(samePort: true)  // systemd restarts it
             _ = m.finish()
         case .cutLink:
             let proxy = try LinkProxy(upstreamPort: cluster.destPort)
-            let m = try cluster.startMigration("vm", port: proxy.port, environment: stop)
+            let m = try cluster.startMigration("vm", port: proxy.port, extra: streams, environment: stop)
             #expect(m.waitFor(marker))
             #expect(SimCluster.waitUntilStopped(m.process.processIdentifier))
             proxy.sever()

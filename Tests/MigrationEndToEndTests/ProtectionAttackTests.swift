@@ -121,7 +121,7 @@ struct ProtectionAttackTests {
         try c.startDest()
         try c.createVM("taped", memory: "16M")
         let tap = try LinkProxy(upstreamPort: c.destPort)
-        let (status, _, err) = try c.startMigration("taped", port: tap.port).finish()
+        let (status, _, err) = try c.startMigration("taped", port: tap.port, extra: ["--streams", "1"]).finish()
         #expect(status == 0, "the recorded migration itself succeeds: \(err)")
         let tape = tap.recordedClientBytes
         #expect(tape.count > 16 << 20, "the tape holds the whole session")

@@ -2,6 +2,7 @@ import Foundation
 import PalmHypervisor
 import PalmMigration
 import PalmTestSupport
+import PalmWire
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -10,13 +11,13 @@ import Glibc
 /// The sim guest's memory self-check, on an image manipulated directly (no process).
 @Suite("Sim guest self-check")
 struct SimGuestSelfCheckTests {
-    func freshImage(pages: UInt64 = 512) throws -> (SimImage, SimGuestCore, String) {
+    func freshImage(pages: UInt64 = 512, fill: SimFill = .random) throws -> (SimImage, SimGuestCore, String) {
         let path = "/dev/shm/palm-guest-test-\(UUID().uuidString)"
         let image = try SimImage.create(path: path, pageCount: pages, vcpus: 1, name: "t")
         image[.rate] = 1000
         image[.workingSet] = pages
         let core = try SimGuestCore(image: image)
-        core.initialize(randomFill: true)
+        core.initialize(fill: fill)
         for _ in 0..<2000 { core.writeOne() }
         return (image, core, path)
     }
@@ -26,6 +27,24 @@ struct SimGuestSelfCheckTests {
         let (_, core, path) = try freshImage()
         defer { unlink(path) }
         #expect(core.verify().ok)
+    }
+
+    @Test("a realistic fill mixes zero, text-like and random pages, keeps text pages text under writes, and passes")
+    func realistic() throws {
+        let (image, core, path) = try freshImage(pages: 2048, fill: .realistic)
+        defer { unlink(path) }
+        #expect(core.verify().ok)
+        let ram = try image.mapAllRAM()
+        var zero = 0, text = 0, random = 0
+        for pfn in 0..<2048 {
+            let p = UnsafeRawBufferPointer(start: ram + pfn * 4096, count: 4096)
+            if PageScan.isZero(p) { zero += 1; continue }
+            // Text pages: every payload byte is a lower-case letter, digit, 'x', space or newline.
+            let printable = p[24...].allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x20 || $0 == 0x0A }
+            if printable { text += 1 } else { random += 1 }
+        }
+        // 2,000 writes turned some zero pages into written ones; the classes stay in proportion.
+        #expect(zero > 200 && text > 600 && random > 400, "zero \(zero), text \(text), random \(random)")
     }
 
     @Test("a corrupted byte in one page is found, with its pfn")

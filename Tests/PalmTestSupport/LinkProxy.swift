@@ -12,8 +12,10 @@ public final class LinkProxy: @unchecked Sendable {
     private let lock = NSLock()
     private var live: [Int32] = []
     private var clientBytes: [UInt8] = []
+    /// Per connection, in accept order: its two sockets and the bytes it carried client → server.
+    private var connections: [(client: Int32, upstream: Int32, forwarded: Int)] = []
 
-    /// Everything clients sent through the proxy so far (a recorded session).
+    /// Everything the first client sent through the proxy so far (a recorded session channel).
     public var recordedClientBytes: [UInt8] { lock.lock(); defer { lock.unlock() }; return clientBytes }
 
     public init(upstreamPort: UInt16) throws {
@@ -62,8 +64,13 @@ public final class LinkProxy: @unchecked Sendable {
             if client < 0 { return }
             let up = LinkProxy.connectLoopback(upstreamPort)
             if up < 0 { close(client); continue }
-            lock.lock(); live += [client, up]; lock.unlock()
-            Thread { [self] in LinkProxy.pump(client, up) { chunk in lock.lock(); clientBytes += chunk; lock.unlock() } }.start()
+            lock.lock(); live += [client, up]; let index = connections.count; connections.append((client, up, 0)); lock.unlock()
+            Thread { [self] in LinkProxy.pump(client, up) { chunk in
+                lock.lock()
+                if index == 0 { clientBytes += chunk }
+                connections[index].forwarded += chunk.count
+                lock.unlock()
+            } }.start()
             Thread { LinkProxy.pump(up, client) }.start()
         }
     }
@@ -77,7 +84,11 @@ public final class LinkProxy: @unchecked Sendable {
             var off = 0
             while off < n {
                 let w = buf[off..<n].withUnsafeBytes { send(to, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if w <= 0 { return }
+                if w <= 0 {
+                    // The far side is gone: so is this side, as a real connection would reset.
+                    shutdown(from, Int32(SHUT_RDWR))
+                    return
+                }
                 off += w
             }
         }
@@ -99,6 +110,26 @@ public final class LinkProxy: @unchecked Sendable {
             out += buf[0..<n]
         }
         return out
+    }
+
+    /// Connections accepted so far.
+    public var connectionCount: Int { lock.lock(); defer { lock.unlock() }; return connections.count }
+
+    /// Bytes connection `index` (in accept order) carried from client to server so far.
+    public func forwarded(connection index: Int) -> Int {
+        lock.lock(); defer { lock.unlock() }
+        return index < connections.count ? connections[index].forwarded : 0
+    }
+
+    /// Cuts one connection (in accept order) and leaves the others alone.
+    public func sever(connection index: Int) {
+        lock.lock()
+        let c = index < connections.count ? connections[index] : nil
+        lock.unlock()
+        if let c {
+            shutdown(c.client, Int32(SHUT_RDWR))
+            shutdown(c.upstream, Int32(SHUT_RDWR))
+        }
     }
 
     /// Cuts every connection now open (both directions, no more bytes pass).

@@ -27,6 +27,18 @@ public final class RogueSource {
         return try read()
     }
 
+    /// HELLO, CONFIG for `pages` pages on `streams` streams; returns the destination's PREPARED.
+    public func prepare(ticket: MigrationTicket, pages: UInt64, streams: UInt8) throws -> Prepared {
+        guard case .attest = try hello(ticket: ticket.encoded()) else { throw SimClusterError.command("no ATTEST") }
+        try send(.config(VMConfig(name: ticket.vm, mode: .preCopy, pageSize: 4096, pageCount: pages, vcpus: 1,
+                                  hypervisor: "sim", platform: [], streams: streams)))
+        guard case let .prepared(p) = try read() else { throw SimClusterError.command("no PREPARED") }
+        return p
+    }
+
+    /// A page whose every byte is `seed` (never all zero for seed ≠ 0).
+    public static func page(_ seed: UInt8) -> [UInt8] { [UInt8](repeating: seed, count: 4096) }
+
     /// A sim VM's state page for `pages` pages (what STATE carries).
     public static func simState(pages: UInt64) -> [UInt8] {
         var w = ByteWriter(capacity: 4096)

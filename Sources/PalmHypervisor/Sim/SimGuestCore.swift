@@ -29,12 +29,22 @@ public final class SimGuestCore {
     @inline(__always)
     func page(_ pfn: UInt64) -> UnsafeMutableRawPointer { ram + Int(pfn) * pageSize }
 
-    /// Fills every page with generation 1 (random-looking, incompressible) or leaves it zero.
-    public func initialize(randomFill: Bool) {
+    /// Writes page `pfn` at `generation`: text-like where a realistic guest keeps text, else random.
+    func write(_ pfn: UInt64, generation: UInt64) {
+        if SimFill(rawValue: image[.fill])?.pageClass(pfn) == .text {
+            SimPageContent.fillText(page(pfn), pageSize: pageSize, pfn: pfn, generation: generation)
+        } else {
+            SimPageContent.fill(page(pfn), pageSize: pageSize, pfn: pfn, generation: generation)
+        }
+    }
+
+    /// Fills memory as `fill` says: generation 1 (random-looking or text-like) or zero pages.
+    public func initialize(fill: SimFill) {
+        image[.fill] = fill.rawValue
         var sum: UInt64 = 0, hash: UInt64 = 0
         for pfn in 0..<pageCount {
-            if randomFill {
-                SimPageContent.fill(page(pfn), pageSize: pageSize, pfn: pfn, generation: 1)
+            if fill.pageClass(pfn) != .zero {
+                write(pfn, generation: 1)
                 sum &+= 1
                 hash &+= SimPageContent.mix(pfn, 1)
             } else {
@@ -54,7 +64,7 @@ public final class SimGuestCore {
         guard seq != 0, seq == image[.writes] &+ 1 else { return }
         let pfn = image[.intentPfn]
         guard pfn < pageCount else { return }
-        SimPageContent.fill(page(pfn), pageSize: pageSize, pfn: pfn, generation: image[.intentGen])
+        write(pfn, generation: image[.intentGen])
         image[.genSum] = image[.intentSum]
         image[.genHash] = image[.intentHash]
         image[.writes] = seq
@@ -104,7 +114,7 @@ public final class SimGuestCore {
         atomicFence()
         image[.intentSeq] = seq
         atomicFence()
-        SimPageContent.fill(p, pageSize: pageSize, pfn: pfn, generation: new)
+        write(pfn, generation: new)
         image[.genSum] = image[.intentSum]
         image[.genHash] = image[.intentHash]
         atomicFence()

@@ -128,7 +128,7 @@ public final class SimHypervisor: Hypervisor, @unchecked Sendable {
     /// Creates and boots a VM: writes its image, then starts its guest, which fills memory.
     @discardableResult
     public func create(vm: String, memoryBytes: UInt64, vcpus: UInt32 = 1, workload: Workload,
-                       randomFill: Bool = true) throws -> VMInfo {
+                       fill: SimFill = .random) throws -> VMInfo {
         guard SimHypervisor.validName(vm) else {
             throw HypervisorError.invalidState("'\(vm)' is not a valid VM name (letters, digits, '-', '_', '.')")
         }
@@ -145,7 +145,7 @@ public final class SimHypervisor: Hypervisor, @unchecked Sendable {
         image[.hotPercent] = min(workload.hotPercent, 100)
         image[.createdMillis] = UInt64(Date().timeIntervalSince1970 * 1000)
         do {
-            _ = try startGuest(vm: vm, path: path, extra: ["--initialize", randomFill ? "random" : "zero"])
+            _ = try startGuest(vm: vm, path: path, extra: ["--initialize", fill.name])
         } catch {
             unlink(path)
             throw error

@@ -41,6 +41,8 @@ public enum SimSlot: Int, CaseIterable {
     /// The process running this VM (0: none). Not part of the migrated state.
     case guestPID
     case createdMillis
+    /// How memory was filled (SimFill raw value); a realistic guest keeps its text pages text.
+    case fill
 
     public var offset: Int { rawValue * 8 }
     public static let nameOffset = 1024
@@ -70,6 +72,46 @@ public enum SimPattern: UInt64, Sendable, CaseIterable {
         case .uniform: return "uniform"
         case .hotSet: return "hot-set"
         case .sequential: return "sequential"
+        }
+    }
+}
+
+/// What a sim guest's memory holds at creation.
+public enum SimFill: UInt64, Sendable, CaseIterable {
+    /// Every page random-looking (incompressible).
+    case random = 0
+    /// Every page zero (never written).
+    case zero = 1
+    /// A mix like a real guest's: about 30 % zero pages, 40 % text-like, 30 % random.
+    case realistic = 2
+
+    public init?(name: String) {
+        switch name {
+        case "random": self = .random
+        case "zero": self = .zero
+        case "realistic": self = .realistic
+        default: return nil
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .random: return "random"
+        case .zero: return "zero"
+        case .realistic: return "realistic"
+        }
+    }
+
+    enum PageClass { case zero, text, random }
+
+    /// What page `pfn` holds in a guest of this fill (a fixed property of the page).
+    func pageClass(_ pfn: UInt64) -> PageClass {
+        switch self {
+        case .random: return .random
+        case .zero: return .zero
+        case .realistic:
+            let r = SimPageContent.mix(pfn, 0x5EED) % 100
+            return r < 30 ? .zero : r < 70 ? .text : .random
         }
     }
 }

@@ -34,6 +34,38 @@ public enum SimPageContent {
         words[2] = sum
     }
 
+    /// Writes a text-like page for (pfn, generation ≥ 1): the same header and checksum as
+    /// ``fill(_:pageSize:pfn:generation:)``, with a payload of words and spaces instead of random
+    /// bits — compressible, like the text and code that fill real guests' memory.
+    public static func fillText(_ page: UnsafeMutableRawPointer, pageSize: Int, pfn: UInt64, generation: UInt64) {
+        let bytes = page.assumingMemoryBound(to: UInt8.self)
+        var state = mix(pfn, generation)
+        var at = 24
+        while at < pageSize {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z ^= z >> 27
+            let word = vocabulary[Int(z % UInt64(vocabulary.count))]
+            for b in word where at < pageSize {
+                bytes[at] = b
+                at += 1
+            }
+            if at < pageSize { bytes[at] = z & 0x700 == 0 ? 0x0A : 0x20; at += 1 }
+        }
+        let words = page.assumingMemoryBound(to: UInt64.self)
+        var sum = pfn &* 31 &+ generation
+        for i in 3..<(pageSize / 8) { sum = (sum &* 0x100_0000_01B3) ^ words[i] }
+        words[0] = pfn
+        words[1] = generation
+        words[2] = sum
+    }
+
+    static let vocabulary: [[UInt8]] = ["the", "migration", "page", "kernel", "return", "struct", "int", "void", "if", "else",
+                                        "for", "while", "memory", "guest", "xen", "palm", "static", "const", "char", "error",
+                                        "0x0000", "null", "true", "false", "function", "value", "buffer", "size", "data", "log"]
+        .map { Array($0.utf8) }
+
     public enum Check: Equatable {
         case zero
         case valid(generation: UInt64)

@@ -27,6 +27,8 @@ final class IncomingSession: @unchecked Sendable {
     let limits: WireLimits
     let logger: Logger
     let pagesReceived = ManagedAtomic<UInt64>(0)
+    /// Batches that arrived before their round was open and waited at the barrier.
+    let barrierWaits = ManagedAtomic<Int>(0)
 
     private let condition = NSCondition()
     private var ended: [Int]
@@ -82,6 +84,7 @@ final class IncomingSession: @unchecked Sendable {
 
     /// Waits until pages of `round` may be applied (round − 1 closed).
     func awaitRoundOpen(_ round: Int) throws {
+        if locked({ closedRound < round - 1 }) { barrierWaits.wrappingIncrement(ordering: .relaxed) }
         try wait("round \(round - 1) to close on every stream") { closedRound >= round - 1 }
     }
 

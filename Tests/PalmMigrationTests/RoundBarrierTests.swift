@@ -1,0 +1,216 @@
+import Foundation
+import Logging
+import PalmHypervisor
+import PalmMigration
+import PalmTestSupport
+import PalmTLS
+import PalmWire
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A channel that holds every write back for `delay` seconds before it reaches the wire (a slow
+/// path on one stream), in order. Reads first let the held writes out, so the wrapped TLS
+/// channel is never used by two threads at once.
+final class DelayedChannel: SecureChannel, @unchecked Sendable {
+    let inner: TLSChannel
+    let delay: Double
+    private let condition = NSCondition()
+    private var queue: [(due: Double, bytes: [UInt8])] = []
+    private var stopping = false
+    private var failed: Error?
+
+    init(_ inner: TLSChannel, delay: Double) {
+        self.inner = inner
+        self.delay = delay
+        Thread { [self] in pump() }.start()
+    }
+
+    private func pump() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if queue.isEmpty { condition.unlock(); return }
+            let next = queue[0]
+            condition.unlock()
+            let wait = next.due - MonotonicClock.now()
+            if wait > 0 { usleep(UInt32(wait * 1e6)) }  // the simulated link's latency, not synchronisation
+            do { try inner.write(next.bytes) } catch { condition.lock(); failed = error; condition.unlock() }
+            condition.lock()
+            queue.removeFirst()
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failed { throw failed }
+        queue.append((MonotonicClock.now() + delay, Array(bytes)))
+        condition.broadcast()
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        condition.lock()
+        while !queue.isEmpty { condition.wait() }
+        condition.unlock()
+        return try inner.read(into: buffer)
+    }
+
+    func channelBinding() throws -> Digest32 { try inner.channelBinding() }
+    func exportKeyingMaterial(label: String, context: [UInt8]?, length: Int) throws -> [UInt8] {
+        try inner.exportKeyingMaterial(label: label, context: context, length: length)
+    }
+    var peer: CertificateIdentity { inner.peer }
+    var peerKey: VerifyingKey { inner.peerKey }
+    var roundTripTime: Double? { inner.roundTripTime }
+    func close() {
+        condition.lock(); stopping = true; condition.broadcast(); condition.unlock()
+        inner.close()
+    }
+    func interrupt(keepWriting: Bool) { inner.interrupt(keepWriting: keepWriting) }
+}
+
+/// A destination hypervisor that, when an incoming VM is resumed, first computes its image digest
+/// from scratch over the image file — independently of the engine's incremental tree.
+final class DigestingHypervisor: Hypervisor, @unchecked Sendable {
+    let sim: SimHypervisor
+    let digests = LockedValueBox<[String: Digest32]>([:])
+    init(_ sim: SimHypervisor) { self.sim = sim }
+
+    var name: String { sim.name }
+    var version: String { sim.version }
+    func listVMs() throws -> [VMInfo] { try sim.listVMs() }
+    func freeMemoryBytes() throws -> UInt64 { try sim.freeMemoryBytes() }
+    func openSource(vm: String) throws -> SourceDomain { try sim.openSource(vm: vm) }
+    func incomingVMs() -> [String] { sim.incomingVMs() }
+    func completeIncoming(vm: String) throws { try sim.completeIncoming(vm: vm) }
+    func discardIncoming(vm: String) { sim.discardIncoming(vm: vm) }
+    func createIncoming(config: VMConfig) throws -> DestinationDomain {
+        Domain(inner: try sim.createIncoming(config: config), path: sim.root + "/" + config.name + ".incoming", owner: self)
+    }
+
+    final class Domain: DestinationDomain {
+        let inner: DestinationDomain
+        let path: String
+        let owner: DigestingHypervisor
+        init(inner: DestinationDomain, path: String, owner: DigestingHypervisor) {
+            self.inner = inner
+            self.path = path
+            self.owner = owner
+        }
+        var info: VMInfo { inner.info }
+        var resumeEstimate: Double { inner.resumeEstimate }
+        func writePages(_ pages: IncomingPages) throws { try inner.writePages(pages) }
+        func restoreState(_ state: [UInt8]) throws { try inner.restoreState(state) }
+        func discard() throws { try inner.discard() }
+        func resume() throws {
+            let digest = try SimCluster.digest(of: SimImage.open(path: path))
+            owner.digests.withLockedValue { $0[info.name] = digest }
+            try inner.resume()
+        }
+    }
+}
+
+/// The engine in one process over real TLS on loopback, with sim guests: the round barrier and the
+/// image digest checked where the agents' end-to-end tests cannot reach.
+@Suite("Round barrier and image digest", .serialized)
+struct RoundBarrierTests {
+    let pki = TestPKI.shared
+
+    struct Run {
+        var report: MigrationReport
+        var outcome: MigrationReceiver.Outcome
+        var independentDigest: Digest32?
+        var selfCheckPassed: Bool
+    }
+
+    /// Migrates a busy 64 MiB guest over `streams` streams, stream 1 delayed by `delay` seconds.
+    func migrate(streams: Int, delay: Double, maxRounds: Int = 8) throws -> Run {
+        let id = UUID().uuidString.prefix(8)
+        let sourceRoot = "/dev/shm/palm-barrier-\(id)-a", destRoot = "/dev/shm/palm-barrier-\(id)-b"
+        let source = try SimHypervisor(root: sourceRoot, memoryLimitBytes: 1 << 30, guestBinary: SimCluster.bin("palm-simguest"))
+        let dest = DigestingHypervisor(try SimHypervisor(root: destRoot, memoryLimitBytes: 1 << 30, guestBinary: SimCluster.bin("palm-simguest")))
+        defer {
+            for h in [source, dest.sim] { for vm in (try? h.listVMs()) ?? [] { try? h.destroy(vm: vm.name) } }
+            try? FileManager.default.removeItem(atPath: sourceRoot)
+            try? FileManager.default.removeItem(atPath: destRoot)
+        }
+        try source.create(vm: "busy", memoryBytes: 64 << 20,
+                          workload: .init(rate: 40_000, workingSetPages: 4096, pattern: .hotSet, hotPercent: 95))
+        let logger = { () -> Logger in
+            var l = Logger(label: "barrier-test")
+            l.logLevel = .error
+            return l
+        }()
+        let listener = try TLSListener(host: "127.0.0.1", port: 0, context: pki.context("server"))
+        let sessions = IncomingSessions()
+        let outcome = LockedValueBox<Result<MigrationReceiver.Outcome?, Error>?>(nil)
+        let attest: (Digest32, Digest32) throws -> Attestation = { nonce, exporter in
+            Attestation(sourceNonce: nonce, exporter: exporter, agentDigest: .zero, configDigest: .zero, hypervisor: "sim",
+                        hypervisorVersion: "", timestampMillis: 0, signature: [])
+        }
+        let accepting = Thread {
+            var first = true
+            while let ch = try? listener.accept(timeout: 30) {
+                let isSession = first
+                first = false
+                Thread {
+                    guard let message = try? FrameReader(stream: ch).readMessage() else { ch.close(); return }
+                    if isSession {
+                        let receiver = MigrationReceiver(channel: ch, hypervisor: dest, security: .testing(attest: attest), logger: logger,
+                                                         sessions: sessions)
+                        let r = Result { try receiver.run(first: message) }
+                        outcome.withLockedValue { $0 = r }
+                    } else if case let .join(join) = message {
+                        try? sessions.serveStream(join, channel: ch, logger: logger)
+                        ch.close()
+                    }
+                }.start()
+            }
+        }
+        accepting.start()
+        defer { listener.close() }
+
+        let clientContext = try pki.context("client")
+        let connect = { try TLSChannel.connect(host: "127.0.0.1", port: listener.port, serverName: "127.0.0.1", context: clientContext) }
+        var options = MigrationSender.Options()
+        options.streams = streams
+        options.batchPages = 64
+        options.policy.downtimeTarget = 0.000_1   // never met: rounds run to the cap
+        options.policy.dirtyPageFloor = 0
+        options.policy.maxRounds = maxRounds
+        options.policy.throttleMax = 0            // no throttling: every round re-sends the hot set
+        let sender = MigrationSender(channel: try connect(), domain: try source.openSource(vm: "busy"), options: options,
+                                     security: .testing, logger: logger,
+                                     connectStream: { index -> SecureChannel in
+                                         index == 1 ? DelayedChannel(try connect(), delay: delay) : try connect() })
+        let report = try sender.run()
+        // The receiver has sent DONE; its outcome is recorded right after.
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while outcome.current == nil, Date() < deadline { sched_yield() }
+        guard let result = outcome.current, let received = try result.get() else { throw SimClusterError.command("no receiver outcome") }
+        let check = try dest.sim.awaitSelfCheck(vm: "busy")
+        return Run(report: report, outcome: received, independentDigest: dest.digests.current["busy"], selfCheckPassed: check.passed)
+    }
+
+    @Test("a delayed stream: pages that overtake it wait at the round barrier, and no newer copy is overwritten by an older")
+    func delayedStream() throws {
+        let run = try migrate(streams: 3, delay: 0.08)
+        #expect(run.report.rounds.count >= 4, "several rounds re-send the hot set")
+        #expect(run.outcome.barrierWaits > 0, "the delayed stream made the others wait at least once")
+        #expect(run.selfCheckPassed, "the guest's own check finds no stale page")
+        #expect(run.outcome.imageDigest.hex == run.report.imageDigest)
+        #expect(run.independentDigest?.hex == run.report.imageDigest)
+    }
+
+    @Test("the image digest kept incrementally over many rounds equals one computed from scratch over the image")
+    func digestAfterManyRounds() throws {
+        let run = try migrate(streams: 2, delay: 0, maxRounds: 12)
+        #expect(run.report.rounds.count >= 6)
+        #expect(run.independentDigest?.hex == run.report.imageDigest, "incremental ≠ from scratch")
+        #expect(run.selfCheckPassed)
+    }
+}
