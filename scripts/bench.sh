@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: print measurements and ratios measured in this one run. Nothing here asserts speed.
-#   scripts/bench.sh [tls|migration|protection|coordinator]      (default: all)
+#   scripts/bench.sh [tls|migration|batch|link|protection|coordinator]      (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -25,12 +25,21 @@ CERT="$WORK/ca/issued/bench.pem" KEY="$WORK/ca/issued/bench.key" CA="$WORK/ca/ca
 COORD_CERT="$WORK/ca/issued/bench-coordinator.pem" COORD_KEY="$WORK/ca/issued/bench-coordinator.key"
 RA=/dev/shm/palm-bench-a RB=/dev/shm/palm-bench-b
 DEST_PID="" PORT=""
-trap 'rm -rf "$WORK" $RA $RB; [ -n "$DEST_PID" ] && kill $DEST_PID 2>/dev/null; true' EXIT
+cleanup() {
+  [ -n "$DEST_PID" ] && { kill $DEST_PID 2>/dev/null; wait $DEST_PID 2>/dev/null; }
+  for r in $RA $RB; do [ -d $r ] && for vm in $("$BIN/palm-simguest" list --root $r 2>/dev/null | cut -f1); do
+    "$BIN/palm-simguest" destroy "$vm" --root $r >/dev/null 2>&1 || true; done; done
+  ip netns del palm-bench-a 2>/dev/null || true; ip netns del palm-bench-b 2>/dev/null || true
+  rm -rf "$WORK" $RA $RB /dev/shm/palm-bench-warm
+  true
+}
+trap cleanup EXIT
 
 # A two-"host" cluster on loopback: both hosts use the bench certificate, the destination runs
 # palm-dest (release) with the coordinator's certificate, the source allows its measurement.
 start_cluster() {
   [ -n "$DEST_PID" ] && return
+  local BIN=${BIN:-.build/release}
   rm -rf $RA $RB
   for h in a b; do
     printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-bench-%s"\nmemory_limit = "12G"\n[state]\ndirectory = "%s"\n' \
@@ -84,75 +93,203 @@ bare_stream_rate() {  # bytes/s of the bare OpenSSL stream, median of $RUNS
 
 cpu_of() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 
-bench_migration() {
-  echo "== Migration of a 1 GiB sim guest (random data): multi-pass pre-copy vs stop-and-copy =="
-  # This machine backs fresh memory lazily (~350 MB/s on first touch); touch it once so guests and
-  # incoming images are not timed against the host's allocator.
-  dd if=/dev/zero of=/dev/shm/palm-bench-warm bs=1M count=6144 status=none; rm -f /dev/shm/palm-bench-warm
-  local ra=$RA rb=$RB
-  start_cluster
-  local dest=$DEST_PID port=$PORT
-  local bare; bare=$(bare_stream_rate)
-  printf '%-10s %-14s %8s %10s %10s %7s %9s %10s %9s\n' workload mode "total s" "downtime" predicted rounds "MiB/s" "round0 MiB/s" "CPU-s/GiB" | tee "$WORK/table.txt"
-  : > "$WORK/plot.dat"
-  for wl in idle moderate heavy; do
-    case $wl in
-      idle) args=(--rate 0);;
-      moderate) args=(--rate 10000 --pattern hot-set --working-set 64M);;
-      heavy) args=(--rate 1000000 --pattern uniform);;
-    esac
-    local line="$wl"
-    for mode in pre-copy stop-and-copy; do
-      "$BIN/palm-simguest" create bench --root $ra --memory 1G "${args[@]}" >/dev/null
-      local c0; c0=$(cpu_of $dest)
-      migrate bench --mode $mode > "$WORK/r.json" 2>"$WORK/src.log" \
-        || { cat "$WORK/src.log"; exit 1; }
-      local c1; c1=$(cpu_of $dest)
-      "$BIN/palm-simguest" destroy bench --root $rb
-      jq -r --arg wl $wl --arg mode $mode --arg dcpu "$(echo "$c1 - $c0" | bc -l)" '
-        [$wl, $mode, .totalSeconds, .downtimeSeconds * 1000, .predictedDowntimeSeconds * 1000, (.rounds | length),
-         .throughputMiBps, (.rounds[0].bytes / 1048576 / .rounds[0].seconds),
-         ((.sourceCPUSeconds + ($dcpu | tonumber)) / (.bytesOnWire / 1073741824))] |
-        "\(.[0])\t\(.[1])\t\(.[2])\t\(.[3])\t\(.[4])\t\(.[5])\t\(.[6])\t\(.[7])\t\(.[8])"' "$WORK/r.json" \
-        | awk -F'\t' '{printf "%-10s %-14s %8.2f %8.1f ms %7.1f ms %7d %9.1f %12.1f %9.2f\n", $1,$2,$3,$4,$5,$6,$7,$8,$9}' | tee -a "$WORK/table.txt"
-      line="$line $(jq -r '.totalSeconds' "$WORK/r.json") $(jq -r '.downtimeSeconds * 1000' "$WORK/r.json")"
-      [ $wl = idle ] && [ $mode = pre-copy ] && jq -r '.rounds[0].bytes / .rounds[0].seconds' "$WORK/r.json" > "$WORK/idle-rate"
+# This machine backs fresh memory lazily and takes freed memory back (free page reporting), so
+# guests and incoming images would be timed against the host's allocator: touch GiB of tmpfs
+# just before each measured migration.
+warm() { dd if=/dev/zero of=/dev/shm/palm-bench-warm bs=1M count=$(($1 * 1024)) status=none; rm -f /dev/shm/palm-bench-warm; }
+
+# palm as it was before the page-path rework (protocol v1, one stream), built once into
+# .build-baseline from git, so its figures are measured in this same run. BASELINE=none skips it.
+BASELINE=${BASELINE:-dc83d4b}
+baseline_bin() {
+  [ "$BASELINE" = none ] && return 1
+  local src=.build-baseline/src build=.build-baseline/build
+  if [ ! -x "$build/release/palm-dest" ] || [ "$(cat .build-baseline/rev 2>/dev/null)" != "$BASELINE" ]; then
+    echo "  (building palm $BASELINE for the baseline figures, once: a few minutes)" >&2
+    rm -rf "$src"; mkdir -p .build-baseline
+    git worktree prune
+    git worktree add --detach -f "$src" "$BASELINE" >/dev/null 2>&1 || return 1
+    for p in palm-source palm-dest palm-coordinator palm-simguest; do
+      swift build -c release --package-path "$src" --scratch-path "$build" --product $p >/dev/null 2>&1 || return 1
     done
-    echo "$line" >> "$WORK/plot.dat"
+    echo "$BASELINE" > .build-baseline/rev
+  fi
+  echo "$build/release"
+}
+
+# One measured migration on the loopback cluster of binaries $MBIN:
+#   measure NAME GUEST_ARGS… -- PALM_SOURCE_ARGS…      → appends one JSON line to $WORK/results.jsonl
+measure() {
+  local name=$1; shift
+  local gargs=() sargs=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do gargs+=("$1"); shift; done
+  [ "${1:-}" = "--" ] && shift; sargs=("$@")
+  local mem=1G
+  for ((i = 0; i < ${#gargs[@]}; i++)); do [ "${gargs[$i]}" = --memory ] && mem=${gargs[$((i + 1))]}; done
+  warm $(( ${mem%G} * 2 + 1 ))
+  "$MBIN/palm-simguest" create bench --root $RA "${gargs[@]}" >/dev/null
+  "$MBIN/palm-coordinator" ticket issue --key "$COORD_KEY" --vm bench --memory "$mem" --source-cert "$CERT" --dest-cert "$CERT" --out "$WORK/ticket" >/dev/null
+  local c0 c1 hwm0
+  c0=$(cpu_of $DEST_PID)
+  /usr/bin/time -f "%M" -o "$WORK/src.rss" "$MBIN/palm-source" migrate bench --to 127.0.0.1:$PORT --config "$WORK/a.toml" \
+    --ticket "$WORK/ticket" --json "${sargs[@]}" > "$WORK/r.json" 2> "$WORK/src.log" || { cat "$WORK/src.log"; exit 1; }
+  c1=$(cpu_of $DEST_PID)
+  "$MBIN/palm-simguest" destroy bench --root $RB
+  jq -c --arg name "$name" --arg dcpu "$(echo "$c1 - $c0" | bc -l)" --arg srss "$(cat "$WORK/src.rss")" \
+        --arg drss "$(awk '/VmHWM/ {print $2}' /proc/$DEST_PID/status)" '
+    {name: $name, total: .totalSeconds, downtime: (.downtimeSeconds * 1000), predicted: (.predictedDowntimeSeconds * 1000),
+     rounds: (.rounds | length), rate: .throughputMiBps, round0: (.rounds[0].bytes / 1048576 / .rounds[0].seconds),
+     cpu: ((.sourceCPUSeconds + ($dcpu | tonumber)) / (.bytesOnWire / 1073741824)),
+     reason: .stopReason, srcRSS: (($srss | tonumber) / 1024), dstRSS: (($drss | tonumber) / 1024)}' "$WORK/r.json" \
+    | tee -a "$WORK/results.jsonl" >/dev/null
+}
+
+# The loopback cluster (palm-dest of $MBIN on host "b"), restarted for each set of binaries.
+use_cluster() {
+  MBIN=$1
+  [ -n "$DEST_PID" ] && { kill $DEST_PID; wait $DEST_PID 2>/dev/null || true; DEST_PID=""; }
+  BIN=$MBIN start_cluster
+}
+
+result() { jq -r --arg n "$1" "select(.name == \$n) | $2" "$WORK/results.jsonl" | tail -1; }
+
+bench_migration() {
+  : > "$WORK/results.jsonl"
+  local bare; bare=$(bare_stream_rate)
+  local old; old=$(baseline_bin) || old=""
+  local random=(--memory 1G --rate 0)
+  local moderate=(--memory 1G --rate 10000 --pattern hot-set --working-set 64M)
+  local heavy=(--memory 1G --rate 1000000 --pattern uniform)
+
+  echo "== The page path: a random 1 GiB guest, every protection (mTLS, ticket, attestation, SHA-256 of every page, signed hand-off) =="
+  if [ -n "$old" ]; then use_cluster "$old"; measure "v1" "${random[@]}" --; fi
+  use_cluster "$BIN"
+  for n in 1 2 4; do measure "N=$n" "${random[@]}" -- --streams $n; done
+  printf '  %-26s %8s %9s %14s %11s %12s\n' "" "total s" "MiB/s" "÷ bare stream" "CPU-s/GiB" "round 0 MiB/s"
+  for name in v1 N=1 N=2 N=4; do
+    [ -n "$(result $name .rate)" ] || continue
+    local label=$name; [ $name = v1 ] && label="before ($BASELINE, 1 stream)"; [ $name != v1 ] && label="palm $name"
+    jq -r --arg b "$bare" --arg l "$label" --arg n "$name" 'select(.name == $n) |
+      "  \($l | .[0:26] | . + " " * (26 - length)) \(.total | . * 100 | round / 100 | tostring | " " * (8 - length) + .) \(.rate | round | tostring | " " * (9 - length) + .) \((.rate * 1048576 / ($b | tonumber)) * 1000 | round / 1000 | tostring | " " * (14 - length) + .) \(.cpu * 100 | round / 100 | tostring | " " * (11 - length) + .) \(.round0 | round | tostring | " " * (12 - length) + .)"' "$WORK/results.jsonl" | tail -1
   done
-  awk -v b="$bare" -v i="$(cat "$WORK/idle-rate")" 'BEGIN {
-    printf "  bare OpenSSL TLS 1.3 stream: %.1f MiB/s; idle 1 GiB pre-copy round 0: %.1f MiB/s; ratio %.3f (target >= 0.8)\n", b/1048576, i/1048576, i/b }'
-  awk '{ printf "  %s: downtime stop-and-copy / pre-copy = %.1fx\n", $1, $5 / ($3 > 0 ? $3 : 1) }' "$WORK/plot.dat"
+  awk -v b="$bare" 'BEGIN { printf "  bare OpenSSL TLS 1.3 stream (C, one thread each end, same run): %.0f MiB/s\n", b/1048576 }'
+  echo "  targets on this 2-core box: whole-migration rate >= 0.5 x the bare stream; <= 4.0 CPU-s/GiB (source + destination)"
+
+  echo "== Fig. 5: 1 GiB guest, multi-pass pre-copy vs stop-and-copy, by page streams =="
+  : > "$WORK/plot.dat"
+  printf '  %-10s %-16s %8s %10s %11s %7s %7s  %s\n' workload mode "total s" downtime predicted error rounds "pre-copy ended"
+  for wl in idle moderate heavy; do
+    local args; case $wl in idle) args=("${random[@]}");; moderate) args=("${moderate[@]}");; heavy) args=("${heavy[@]}");; esac
+    local line="$wl"
+    for n in 1 2 4; do
+      measure "$wl pre-copy N=$n" "${args[@]}" -- --streams $n
+      line="$line $(result "$wl pre-copy N=$n" .total)"
+    done
+    measure "$wl stop-and-copy N=2" "${args[@]}" -- --streams 2 --mode stop-and-copy
+    line="$line $(result "$wl stop-and-copy N=2" .total)"
+    for n in 1 2 4; do line="$line $(result "$wl pre-copy N=$n" .downtime)"; done
+    line="$line $(result "$wl stop-and-copy N=2" .downtime)"
+    echo "$line" >> "$WORK/plot.dat"
+    for name in "$wl pre-copy N=1" "$wl pre-copy N=2" "$wl pre-copy N=4" "$wl stop-and-copy N=2"; do
+      jq -r --arg n "$name" 'select(.name == $n) | [(.name | split(" ")[0]), (.name | split(" ")[1:] | join(" ")), .total, .downtime, .predicted,
+        ((.predicted - .downtime) / .downtime * 100), .rounds, .reason] | @tsv' "$WORK/results.jsonl" | tail -1 \
+        | awk -F'\t' '{printf "  %-10s %-16s %8.2f %7.1f ms %8.1f ms %+6.0f%% %7d  %s\n", $1,$2,$3,$4,$5,$6,$7,$8}'
+    done
+  done
+  awk '{ printf "  %s: pre-copy (N=2) total %.2f s = %.2f x stop-and-copy; downtime %.1f ms vs %.1f ms\n", $1, $3, $3 / $5, $7, $9 }' "$WORK/plot.dat"
+  echo "  target: a heavy guest's pre-copy total <= 1.3 x its stop-and-copy total at no worse downtime"
 
   local png=${PALM_BENCH_PNG:-palm-figure5.png}
   gnuplot <<PLOT
-set terminal pngcairo size 900,420 noenhanced
+set terminal pngcairo size 1100,460 noenhanced
 set output "$png"
-set multiplot layout 1,2 title "palm: 1 GiB sim guest, multi-pass pre-copy vs stop-and-copy (measured)"
+set multiplot layout 1,2 title "palm: 1 GiB sim guest, multi-pass pre-copy (1, 2, 4 page streams) vs stop-and-copy (measured)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set grid ytics
+set key outside below horizontal
 set ylabel "total migration time (s)"
 set yrange [0:*]
-plot "$WORK/plot.dat" using 2:xtic(1) title "pre-copy", "" using 4 title "stop-and-copy"
+plot "$WORK/plot.dat" using 2:xtic(1) title "pre-copy N=1", "" using 3 title "pre-copy N=2", "" using 4 title "pre-copy N=4", "" using 5 title "stop-and-copy"
 set ylabel "downtime (ms)"
 set yrange [1:*]
 set logscale y
-plot "$WORK/plot.dat" using 3:xtic(1) title "pre-copy", "" using 5 title "stop-and-copy"
+plot "$WORK/plot.dat" using 6:xtic(1) title "pre-copy N=1", "" using 7 title "pre-copy N=2", "" using 8 title "pre-copy N=4", "" using 9 title "stop-and-copy"
 unset multiplot
 PLOT
   echo "  figure: $png"
 
-  echo "== Agent memory while a 4 GiB guest migrates (moderate workload) =="
-  "$BIN/palm-simguest" create big --root $ra --memory 4G --rate 10000 --pattern hot-set --working-set 64M >/dev/null
-  "$BIN/palm-coordinator" ticket issue --key "$COORD_KEY" --vm big --memory 4G --source-cert "$CERT" --dest-cert "$CERT" --out "$WORK/ticket" >/dev/null
-  /usr/bin/time -f "%M" -o "$WORK/src.rss" "$BIN/palm-source" migrate big --to 127.0.0.1:$port --config "$WORK/a.toml" --ticket "$WORK/ticket" --json > "$WORK/big.json" 2>/dev/null
-  local hwm; hwm=$(awk '/VmHWM/ {print $2}' /proc/$dest/status)
-  "$BIN/palm-simguest" destroy big --root $rb
-  printf "  palm-source peak RSS %.1f MiB, palm-dest peak RSS %.1f MiB (guest RAM 4096 MiB; total %.1f s, downtime %.1f ms)\n" \
-    "$(echo "$(cat "$WORK/src.rss") / 1024" | bc -l)" "$(echo "$hwm / 1024" | bc -l)" \
-    "$(jq -r .totalSeconds "$WORK/big.json")" "$(jq -r '.downtimeSeconds * 1000' "$WORK/big.json")"
+  echo "== 4 GiB guests, four page streams: the downtime prediction and the agents' memory =="
+  printf '  %-10s %8s %10s %11s %7s %7s %16s %16s\n' workload "total s" downtime predicted error rounds "palm-source RSS" "palm-dest RSS"
+  for wl in idle moderate; do
+    local args; case $wl in idle) args=(--memory 4G --rate 0);; moderate) args=(--memory 4G --rate 10000 --pattern hot-set --working-set 64M);; esac
+    use_cluster "$BIN"   # a fresh palm-dest: its peak RSS is this migration's
+    measure "4G $wl" "${args[@]}" -- --streams 4
+    jq -r --arg n "4G $wl" 'select(.name == $n) | [($n | split(" ")[1]), .total, .downtime, .predicted, ((.predicted - .downtime) / .downtime * 100),
+      .rounds, .srcRSS, .dstRSS] | @tsv' "$WORK/results.jsonl" \
+      | awk -F'\t' '{printf "  %-10s %8.2f %7.1f ms %8.1f ms %+6.0f%% %7d %12.1f MiB %12.1f MiB\n", $1,$2,$3,$4,$5,$6,$7,$8}'
+  done
+  echo "  targets: prediction within ±30 % (idle and moderate, 1 GiB and 4 GiB); 100 ms met at 4 GiB moderate; each agent <= 256 MiB"
+}
+
+# Batch sizes: the same random 1 GiB move with 64, 256 (default) and 1000 pages per MEMORY batch.
+bench_batch() {
+  : > "$WORK/results.jsonl"
+  use_cluster "$BIN"
+  echo "== MEMORY batch size: random 1 GiB, two streams, median of $RUNS =="
+  printf '  %-12s %9s %11s\n' "batch pages" "MiB/s" "CPU-s/GiB"
+  for b in 64 256 1000; do
+    sed -i '/^\[migration\]/,/^$/d' "$WORK/a.toml"
+    sed -i "1i [migration]\nbatch_pages = $b\n" "$WORK/a.toml"
+    for r in $(seq "$RUNS"); do measure "b$b-$r" --memory 1G --rate 0 -- --streams 2; done
+    jq -r --arg p "b$b-" 'select(.name | startswith($p)) | "\(.rate) \(.cpu)"' "$WORK/results.jsonl" > "$WORK/b.txt"
+    printf '  %-12s %9.0f %11.2f\n' $b "$(cut -d' ' -f1 "$WORK/b.txt" | median)" "$(cut -d' ' -f2 "$WORK/b.txt" | median)"
+  done
+  sed -i '/^\[migration\]/,/^$/d' "$WORK/a.toml"
+}
+
+# Over a 1 Gbit/s link: the two hosts in their own network namespaces joined by a veth pair whose
+# egress a tbf qdisc shapes to 1 Gbit/s (this kernel has no netem), a realistic guest (zero,
+# text-like and random pages), compression none / lz4 / zstd.
+bench_link() {
+  echo "== Over a 1 Gbit/s link (veth + tbf between two network namespaces), realistic 1 GiB guest, two streams =="
+  local na=palm-bench-a nb=palm-bench-b
+  ip netns del $na 2>/dev/null || true; ip netns del $nb 2>/dev/null || true
+  ip netns add $na; ip netns add $nb
+  ip link add palm-bva type veth peer name palm-bvb
+  ip link set palm-bva netns $na; ip link set palm-bvb netns $nb
+  ip -n $na addr add 10.251.0.1/24 dev palm-bva; ip -n $nb addr add 10.251.0.2/24 dev palm-bvb
+  for n in $na $nb; do ip -n $n link set lo up; done
+  ip -n $na link set palm-bva up; ip -n $nb link set palm-bvb up
+  ip netns exec $na tc qdisc add dev palm-bva root tbf rate 1gbit burst 256kb latency 20ms
+  ip netns exec $nb tc qdisc add dev palm-bvb root tbf rate 1gbit burst 256kb latency 20ms
+  certs/palm-ca --dir "$WORK/ca" host linkdest --ip 10.251.0.2 >/dev/null 2>&1
+  local dc="$WORK/ca/issued/linkdest.pem" dk="$WORK/ca/issued/linkdest.key"
+  printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "sim"\n[sim]\nroot = "%s"\nmemory_limit = "12G"\n[state]\ndirectory = "%s"\n[listen]\naddress = "10.251.0.2"\nport = 7410\n[security]\ncoordinator_certificate = "%s"\n' \
+    "$dc" "$dk" "$CA" $RB "$WORK/state-link-b" "$COORD_CERT" > "$WORK/link-b.toml"
+  sed '/^\[attestation\]/,$d' "$WORK/a.toml" > "$WORK/link-a.toml"
+  printf '[attestation]\n' >> "$WORK/link-a.toml"
+  "$BIN/palm-dest" measure --config "$WORK/link-b.toml" >> "$WORK/link-a.toml"
+  ip netns exec $nb "$BIN/palm-dest" serve --config "$WORK/link-b.toml" > "$WORK/link-dest.out" 2> "$WORK/link-dest.log" &
+  local ldest=$!
+  until grep -q listening "$WORK/link-dest.out" 2>/dev/null; do kill -0 $ldest || { cat "$WORK/link-dest.log"; return 1; }; sleep 0.1; done
+  printf '  %-8s %8s %12s %10s %12s %16s\n' codec "total s" "wire MiB/s" "wire MiB" "CPU-s total" "batches shrunk"
+  for codec in none lz4 zstd; do
+    warm 3
+    "$BIN/palm-simguest" create bench --root $RA --memory 1G --fill realistic >/dev/null
+    "$BIN/palm-coordinator" ticket issue --key "$COORD_KEY" --vm bench --memory 1G --source-cert "$CERT" --dest-cert "$dc" --out "$WORK/ticket" >/dev/null
+    local c0 c1; c0=$(cpu_of $ldest)
+    ip netns exec $na "$BIN/palm-source" migrate bench --to 10.251.0.2:7410 --config "$WORK/link-a.toml" --ticket "$WORK/ticket" \
+      --json --streams 2 --compression $codec > "$WORK/r.json" 2> "$WORK/src.log" || { cat "$WORK/src.log"; break; }
+    c1=$(cpu_of $ldest)
+    "$BIN/palm-simguest" destroy bench --root $RB
+    jq -r --arg c $codec --arg d "$(echo "$c1 - $c0" | bc -l)" '[$c, .totalSeconds, (.bytesOnWire / 1048576 / .totalSeconds), (.bytesOnWire / 1048576),
+      (.sourceCPUSeconds + ($d | tonumber)), .compressedBatches] | @tsv' "$WORK/r.json" \
+      | awk -F'\t' '{printf "  %-8s %8.2f %12.1f %10.1f %12.2f %16d\n", $1,$2,$3,$4,$5,$6}'
+  done
+  kill $ldest; wait $ldest 2>/dev/null || true
+  ip netns del $na; ip netns del $nb
 }
 
 bench_protection() {
@@ -224,8 +361,10 @@ EOT
 case "$WHICH" in
   tls) bench_tls;;
   migration) bench_migration;;
+  batch) bench_batch;;
+  link) bench_link;;
   protection) bench_protection;;
   coordinator) bench_coordinator;;
-  all) bench_tls; bench_migration; bench_protection; bench_coordinator;;
-  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, protection, coordinator, all)" >&2; exit 2;;
+  all) bench_tls; bench_migration; bench_link; bench_protection; bench_coordinator;;
+  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, batch, link, protection, coordinator, all)" >&2; exit 2;;
 esac

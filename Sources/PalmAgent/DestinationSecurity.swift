@@ -60,6 +60,7 @@ final class DestinationSecurity {
             guard let t = ticket else { throw MigrationError.ticketRejected("no ticket") }
             try ledger.commit(id: t.id)
         }
+        s.durableRecordEstimate = { [self] in ledger.journal.typicalWriteSeconds }
         s.recordAbort = { [self] in
             if let t = ticket { _ = try? ledger.resolve(id: t.id) }
         }

@@ -58,6 +58,7 @@ public struct SourceHandoff {
         security.recordStart = { try journal.write(id, record(t, phase: "started")) }
         security.recordCommitIntent = { try journal.write(id, record(t, phase: "commit-intent")) }
         security.recordFinished = { journal.remove(id) }
+        security.durableRecordEstimate = { journal.typicalWriteSeconds }
         security.resolveInDoubt = { try resolve(t, timeout: resolveTimeout) }
     }
 

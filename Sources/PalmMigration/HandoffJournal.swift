@@ -9,6 +9,8 @@ import Glibc
 public final class HandoffJournal: @unchecked Sendable {
     public let directory: String
     private let lock = NSLock()
+    /// How long the last writes took (fsyncs included), newest last, at most 16.
+    private var writeTimes: [Double] = []
 
     public init(directory: String) throws {
         self.directory = directory
@@ -23,7 +25,21 @@ public final class HandoffJournal: @unchecked Sendable {
         try writeLocked(id, record)
     }
 
+    /// The median duration of this journal's recent durable writes (nil before the first): what
+    /// the next one is expected to cost, steadier than any single fsync.
+    public var typicalWriteSeconds: Double? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !writeTimes.isEmpty else { return nil }
+        return writeTimes.sorted()[writeTimes.count / 2]
+    }
+
     func writeLocked(_ id: String, _ record: [String: String]) throws {
+        let started = MonotonicClock.now()
+        defer {
+            writeTimes.append(MonotonicClock.now() - started)
+            if writeTimes.count > 16 { writeTimes.removeFirst() }
+        }
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
         let tmp = path(id) + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

@@ -39,6 +39,8 @@ public final class MigrationReceiver {
         }
         /// Records the commit durably; called after COMMIT verified and before the VM resumes.
         public var recordCommit: () throws -> Void = { throw MigrationError.local("no destination ledger configured") }
+        /// What one durable record is expected to cost (the ledger's recent median), when known.
+        public var durableRecordEstimate: () -> Double? = { nil }
         /// Records that this migration will never commit; called before a partial VM is discarded.
         public var recordAbort: () -> Void = {}
         /// Receives the hand-off's signed pieces once COMMIT is recorded.
@@ -179,7 +181,7 @@ public final class MigrationReceiver {
         guard case let .config(config) = try next(frames) else { throw WireError.unexpectedMessage(.config, state: "attested") }
         t0 = MonotonicClock.now()
         try security.authorizeConfig(config)
-        let recordCost = MonotonicClock.now() - t0
+        let recordCost = security.durableRecordEstimate() ?? (MonotonicClock.now() - t0)
         guard Int(config.streams) <= limits.maxStreams else {
             throw MigrationError.unsupportedConfig("\(config.streams) page streams requested, this destination allows \(limits.maxStreams)")
         }

@@ -66,12 +66,16 @@ extension MigrationSender {
             round += 1
         }
         // Stop-and-copy: once the destination has caught up (its backlog is not downtime),
-        // pause, collect what was dirtied since, send it all.
+        // pause, collect what was dirtied since, send it all. The prediction is made again
+        // from the dirty set as it stands right before the pause.
         try awaitApplied(round)
+        _ = try domain.collectDirty(into: &s.dirty)
+        s.predicted = Double(s.dirty.count * s.info.pageSize) / max(s.transferRate, 1)
+            + s.costs.fixed(changedChunks: s.dirty.nonzeroWords)
         try stopVM(&s)
         FaultPoint.stopAndCopy.reached(logger)
         let more = try domain.collectDirty(into: &s.dirty)
-        logger.info("stop-and-copy: paused \(s.info.name); \(s.dirty.count) pages left (\(more) dirtied since the last round)",
+        logger.info("stop-and-copy: paused \(s.info.name); \(s.dirty.count) pages left (\(more) dirtied since the last look); predicted downtime \(String(format: "%.1f", s.predicted * 1000)) ms",
                     metadata: ["ROUND": "\(round + 1)", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
         _ = try runRound(&s, round: round + 1, pages: s.dirty, phase: .stopAndCopy, final: true)
     }

@@ -58,6 +58,8 @@ public final class MigrationSender {
         public var recordStart: () throws -> Void = { throw MigrationError.local("no hand-off journal configured") }
         public var recordCommitIntent: () throws -> Void = { throw MigrationError.local("no hand-off journal configured") }
         public var recordFinished: () -> Void = {}
+        /// What one durable record is expected to cost (the journal's recent median), when known.
+        public var durableRecordEstimate: () -> Double? = { nil }
         /// Receives the hand-off's signed pieces once the migration committed.
         public var recordEvidence: (_ attestation: Attestation, _ manifest: Manifest, _ ready: [UInt8], _ commit: [UInt8]) -> Void = { _, _, _, _ in }
         /// Asks the destination how the migration ended when DONE did not arrive (RESOLVE).
@@ -279,7 +281,7 @@ public final class MigrationSender {
     private func transfer(_ s: inout SenderSession) throws {
         let t0 = MonotonicClock.now()
         try security.recordStart()
-        s.costs.durableRecord = MonotonicClock.now() - t0
+        s.costs.durableRecord = security.durableRecordEstimate() ?? (MonotonicClock.now() - t0)
         try domain.enableDirtyLog()
         if options.mode == .preCopy {
             try preCopy(&s)
