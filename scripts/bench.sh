@@ -254,6 +254,7 @@ bench_batch() {
 # text-like and random pages), compression none / lz4 / zstd.
 bench_link() {
   echo "== Over a 1 Gbit/s link (veth + tbf between two network namespaces), realistic 1 GiB guest, two streams =="
+  use_cluster "$BIN"   # the host configurations (the loopback destination itself is not used here)
   local na=palm-bench-a nb=palm-bench-b
   ip netns del $na 2>/dev/null || true; ip netns del $nb 2>/dev/null || true
   ip netns add $na; ip netns add $nb

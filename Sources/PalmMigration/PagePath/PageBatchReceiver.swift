@@ -51,6 +51,9 @@ final class PageBatchReceiver {
 
     /// Reads and applies the MEMORY frame whose header (payload `length`) was just read.
     func receiveMemory(payloadLength length: Int) throws {
+        guard length >= MemoryBatchDecoder.headerSize else {
+            throw WireError.truncated(field: "memory.header", needed: MemoryBatchDecoder.headerSize, available: length)
+        }
         try channel.readExactly(into: header)
         let h = try MemoryBatchDecoder.header(UnsafeRawBufferPointer(header), payloadLength: length, limits: session.limits)
         guard Int(h.round) == lastEnded + 1 else { throw WireError.invalidValue(field: "memory.round", value: UInt64(h.round)) }
