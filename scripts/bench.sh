@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: print measurements and ratios measured in this one run. Nothing here asserts speed.
-#   scripts/bench.sh [tls|migration|batch|link|protection|coordinator]      (default: all)
+#   scripts/bench.sh [tls|migration|batch|link|qemu|protection|coordinator]      (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -30,7 +30,7 @@ cleanup() {
   for r in $RA $RB; do [ -d $r ] && for vm in $("$BIN/palm-simguest" list --root $r 2>/dev/null | cut -f1); do
     "$BIN/palm-simguest" destroy "$vm" --root $r >/dev/null 2>&1 || true; done; done
   ip netns del palm-bench-a 2>/dev/null || true; ip netns del palm-bench-b 2>/dev/null || true
-  rm -rf "$WORK" $RA $RB /dev/shm/palm-bench-warm
+  rm -rf "$WORK" $RA $RB /dev/shm/palm-bench-warm /dev/shm/palm-bench-q*.ram
   true
 }
 trap cleanup EXIT
@@ -126,8 +126,8 @@ measure() {
   [ "${1:-}" = "--" ] && shift; sargs=("$@")
   local mem=1G
   for ((i = 0; i < ${#gargs[@]}; i++)); do [ "${gargs[$i]}" = --memory ] && mem=${gargs[$((i + 1))]}; done
-  warm $(( ${mem%G} * 2 + 1 ))
   "$MBIN/palm-simguest" create bench --root $RA "${gargs[@]}" >/dev/null
+  warm $(( ${mem%G} + 1 ))   # for the destination's image, right before it is allocated
   "$MBIN/palm-coordinator" ticket issue --key "$COORD_KEY" --vm bench --memory "$mem" --source-cert "$CERT" --dest-cert "$CERT" --out "$WORK/ticket" >/dev/null
   local c0 c1 hwm0
   c0=$(cpu_of $DEST_PID)
@@ -277,8 +277,8 @@ bench_link() {
   until grep -q listening "$WORK/link-dest.out" 2>/dev/null; do kill -0 $ldest || { cat "$WORK/link-dest.log"; return 1; }; sleep 0.1; done
   printf '  %-8s %8s %12s %10s %12s %16s\n' codec "total s" "wire MiB/s" "wire MiB" "CPU-s total" "batches shrunk"
   for codec in none lz4 zstd; do
-    warm 3
     "$BIN/palm-simguest" create bench --root $RA --memory 1G --fill realistic >/dev/null
+    warm 2
     "$BIN/palm-coordinator" ticket issue --key "$COORD_KEY" --vm bench --memory 1G --source-cert "$CERT" --dest-cert "$dc" --out "$WORK/ticket" >/dev/null
     local c0 c1; c0=$(cpu_of $ldest)
     ip netns exec $na "$BIN/palm-source" migrate bench --to 10.251.0.2:7410 --config "$WORK/link-a.toml" --ticket "$WORK/ticket" \
@@ -291,6 +291,55 @@ bench_link() {
   done
   kill $ldest; wait $ldest 2>/dev/null || true
   ip netns del $na; ip netns del $nb
+}
+
+# QEMU 7.2's own TLS migration (x509, mutual, the same ECDSA certificates) of a 1 GiB guest whose
+# RAM is random (a shared memory-backend file filled before QEMU starts; the guest idles in the
+# firmware), on one channel and with multifd, beside palm on 1, 2 and 4 streams, in one run.
+bench_qemu() {
+  command -v qemu-system-x86_64 >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
+  : > "$WORK/results.jsonl"
+  use_cluster "$BIN"
+  local x509="$WORK/qemu-x509"
+  mkdir -p "$x509"
+  cp "$CA" "$x509/ca-cert.pem"
+  for side in server client; do cp "$CERT" "$x509/$side-cert.pem"; cp "$KEY" "$x509/$side-key.pem"; done
+  chmod 600 "$x509"/*-key.pem
+  echo "== QEMU $(qemu-system-x86_64 --version | awk 'NR == 1 {print $4}') TLS migration vs palm: random 1 GiB guest, loopback, median of $RUNS =="
+  printf '  %-34s %9s %11s %12s\n' "" "MiB/s" "CPU-s/GiB" "downtime ms"
+  local common=(-machine q35,accel=tcg -cpu qemu64 -smp 1 -m 1G -nographic -nodefaults -display none -serial none)
+  for ch in 1 2 4; do
+    : > "$WORK/q.txt"
+    for _ in $(seq "$RUNS"); do
+      head -c $((1 << 30)) /dev/urandom > /dev/shm/palm-bench-qsrc.ram
+      rm -f /dev/shm/palm-bench-qdst.ram "$WORK"/q*.qmp
+      warm 2   # for the destination's RAM, right before it is allocated
+      qemu-system-x86_64 "${common[@]}" -object memory-backend-file,id=ram0,size=1G,mem-path=/dev/shm/palm-bench-qsrc.ram,share=on \
+        -machine memory-backend=ram0 -object tls-creds-x509,id=tls0,endpoint=client,dir="$x509",verify-peer=on \
+        -qmp unix:"$WORK/qs.qmp",server=on,wait=off 2>/dev/null &
+      local qs=$!
+      qemu-system-x86_64 "${common[@]}" -object memory-backend-file,id=ram0,size=1G,mem-path=/dev/shm/palm-bench-qdst.ram,share=on \
+        -machine memory-backend=ram0 -object tls-creds-x509,id=tls0,endpoint=server,dir="$x509",verify-peer=on \
+        -qmp unix:"$WORK/qd.qmp",server=on,wait=off -incoming defer 2>/dev/null &
+      local qd=$!
+      until [ -S "$WORK/qs.qmp" ] && [ -S "$WORK/qd.qmp" ]; do sleep 0.05; done
+      local c0; c0=$(echo "$(cpu_of $qs) + $(cpu_of $qd)" | bc -l)
+      Benchmarks/qemu/qmp_migrate.py "$WORK/qs.qmp" "$WORK/qd.qmp" 47411 $ch > "$WORK/q.json"
+      local c1; c1=$(echo "$(cpu_of $qs) + $(cpu_of $qd)" | bc -l)
+      kill $qs $qd; wait $qs $qd 2>/dev/null || true
+      rm -f /dev/shm/palm-bench-qsrc.ram /dev/shm/palm-bench-qdst.ram
+      jq -r --arg cpu "$(echo "$c1 - $c0" | bc -l)" '"\(.ram.transferred / 1048576 / (.["total-time"] / 1000)) \(($cpu | tonumber) / (.ram.transferred / 1073741824)) \(.downtime)"' "$WORK/q.json" >> "$WORK/q.txt"
+    done
+    local label="QEMU TLS, one channel"; [ $ch -gt 1 ] && label="QEMU TLS, multifd $ch channels"
+    printf '  %-34s %9.0f %11.2f %12.1f\n' "$label" "$(cut -d' ' -f1 "$WORK/q.txt" | median)" "$(cut -d' ' -f2 "$WORK/q.txt" | median)" "$(cut -d' ' -f3 "$WORK/q.txt" | median)"
+  done
+  for n in 1 2 4; do
+    for r in $(seq "$RUNS"); do measure "q N=$n $r" --memory 1G --rate 0 -- --streams $n; done
+    jq -r --arg p "q N=$n " 'select(.name | startswith($p)) | "\(.rate) \(.cpu) \(.downtime)"' "$WORK/results.jsonl" > "$WORK/p.txt"
+    printf '  %-34s %9.0f %11.2f %12.1f\n' "palm, $n stream(s), every protection" "$(cut -d' ' -f1 "$WORK/p.txt" | median)" \
+      "$(cut -d' ' -f2 "$WORK/p.txt" | median)" "$(cut -d' ' -f3 "$WORK/p.txt" | median)"
+  done
+  echo "  (QEMU's guest vCPU runs under TCG, idle in the firmware; palm hashes every page on both ends with SHA-256, QEMU does not)"
 }
 
 bench_protection() {
@@ -364,8 +413,9 @@ case "$WHICH" in
   migration) bench_migration;;
   batch) bench_batch;;
   link) bench_link;;
+  qemu) bench_qemu;;
   protection) bench_protection;;
   coordinator) bench_coordinator;;
-  all) bench_tls; bench_migration; bench_link; bench_protection; bench_coordinator;;
-  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, batch, link, protection, coordinator, all)" >&2; exit 2;;
+  all) bench_tls; bench_migration; bench_qemu; bench_link; bench_protection; bench_coordinator;;
+  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, batch, link, qemu, protection, coordinator, all)" >&2; exit 2;;
 esac
