@@ -97,6 +97,7 @@ public struct SourceConfiguration {
         policy.throttleMax = try f.int("policy.throttle_max_percent", default: 99, range: 0...99)
         policy.linkRatio = try f.double("policy.link_ratio", default: 1.0, range: 0.1...10)
         policy.minimumGain = try f.double("policy.minimum_gain", default: 0.1, range: 0...1)
+        policy.maxProjectedRounds = try f.double("policy.max_projected_rounds", default: 5, range: 1...100)
         let config = SourceConfiguration(
             file: path, tls: try .load(f), hypervisor: try .load(f), policy: policy,
             batchPages: try f.int("migration.batch_pages", default: 256, range: 1...1000),

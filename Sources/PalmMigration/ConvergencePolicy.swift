@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Decides, after each pre-copy round, whether to run another round, throttle the guest, or stop
 /// and copy (DESIGN.md §5) — and, while a round runs, whether to give up on it at once. Pure: the
 /// same observation always gives the same decision, so every decision can be logged with the
@@ -9,15 +13,18 @@
 ///    is within ``downtimeTarget``;
 /// 3. ``maxRounds`` rounds are done;
 /// 4. sending the dirty set would exceed ``maxRAMMultiple`` × RAM in total (Xen's legacy 3× cap);
-/// 5. the round made no progress — the dirty set did not shrink below ``progressRatio`` of the
-///    previous one, or the guest dirtied as many pages as the round sent (its dirty rate reached
-///    the link rate) — and the guest is already throttled at ``throttleMax``;
-/// 6. another round would gain little: the transfer part of the predicted downtime is at most
-///    ``minimumGain`` of it (the fixed hand-off cost dominates, e.g. a slow guest suspend).
+/// 5. another round would gain little: the transfer part of the predicted downtime is at most
+///    ``minimumGain`` of it (the fixed hand-off cost dominates, e.g. a slow guest suspend);
+/// 6. the round made too little progress and the guest is already throttled at ``throttleMax``.
 ///
-/// A round without progress throttles the guest hard at once: ``throttleInitial`` %, then
-/// +``throttleStep`` % per round up to ``throttleMax`` (QEMU's auto-converge starts at 20 % and
-/// creeps by 10 %; a guest that outruns the link gains nothing from the creep but extra rounds).
+/// A round makes too little progress when the dirty set did not shrink below ``progressRatio`` of
+/// the previous one, when the guest dirtied as many pages as the round sent (its dirty rate
+/// reached the link rate), or when at its rate of shrinking it would need more than
+/// ``maxProjectedRounds`` further rounds to reach the goal (the pages that fit the downtime
+/// target — or, when the fixed cost alone exceeds the target, ``minimumGain`` of that cost). Such
+/// a round throttles the guest hard at once: ``throttleInitial`` %, then +``throttleStep`` % per
+/// round up to ``throttleMax`` (QEMU's auto-converge starts at 20 % and creeps by 10 %; a guest
+/// that outruns the link gains nothing from the creep but extra rounds).
 ///
 /// While a round runs (``abandonRound(_:)``): once it has run ``sampleSeconds`` and sent at least
 /// ``minimumSample`` pages, if the guest has already dirtied as many pages as the round sent
@@ -43,6 +50,9 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
     public var minimumSample: Int = 1024
     /// Stop when another round could remove at most this fraction of the predicted downtime.
     public var minimumGain: Double = 0.1
+    /// Rounds pre-copy may still take, at the rate the dirty set shrinks, before that rate counts
+    /// as too little progress.
+    public var maxProjectedRounds: Double = 5
 
     public init() {}
 
@@ -91,6 +101,12 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
 
         /// Downtime if the VM were paused now.
         public var predictedDowntime: Double { transferSeconds + handoffSeconds }
+
+        /// The dirty set relative to the one this round set out to send (round 0: all of RAM).
+        public var shrinkFactor: Double {
+            let before = previousDirtyPages ?? Int(ramBytes / UInt64(max(pageSize, 1)))
+            return before > 0 ? Double(dirtyPages) / Double(before) : 1
+        }
     }
 
     /// What the engine sees while a round runs.
@@ -114,7 +130,7 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
         case downtimeTarget = "downtime target"
         case roundCap = "round cap"
         case ramCap = "RAM-sent cap"
-        case noProgress = "no progress at maximum throttle"
+        case noProgress = "too little progress at maximum throttle"
         case dirtyRateAtLinkRate = "dirty rate at the link rate"
         case diminishingReturns = "another round would gain little"
         case stopAndCopyMode = "stop-and-copy mode"
@@ -141,17 +157,30 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
         if Double(o.totalBytesSent) + Double(o.dirtyPages * o.pageSize) > maxRAMMultiple * Double(o.ramBytes) {
             return .stopAndCopy(.ramCap)
         }
+        if o.transferSeconds <= minimumGain * o.predictedDowntime { return .stopAndCopy(.diminishingReturns) }
         let notShrinking = o.previousDirtyPages.map { Double(o.dirtyPages) >= progressRatio * Double($0) } ?? false
         let outrunning = o.pagesSent > 0 && Double(o.dirtyPages) >= linkRatio * Double(o.pagesSent)
-        if notShrinking || outrunning {
+        if notShrinking || outrunning || projectedRounds(o) > maxProjectedRounds {
             if o.throttlePercent >= throttleMax {
                 return .stopAndCopy(outrunning ? .dirtyRateAtLinkRate : .noProgress)
             }
             let next = o.throttlePercent == 0 ? throttleInitial : o.throttlePercent + throttleStep
             return .throttle(percent: min(next, throttleMax))
         }
-        if o.transferSeconds <= minimumGain * o.predictedDowntime { return .stopAndCopy(.diminishingReturns) }
         return .nextRound
+    }
+
+    /// Further rounds the dirty set needs, shrinking as it just did, to reach the goal: the pages
+    /// that fit the downtime target beside the fixed cost, or — when that cost alone exceeds the
+    /// target — the pages whose transfer is ``minimumGain`` of it.
+    public func projectedRounds(_ o: Observation) -> Double {
+        guard o.bytesPerSecond > 0, o.dirtyPages > 0 else { return 0 }
+        let budget = downtimeTarget > o.handoffSeconds ? downtimeTarget - o.handoffSeconds : minimumGain * o.handoffSeconds
+        let goal = max(Double(dirtyPageFloor), budget * o.bytesPerSecond / Double(o.pageSize), 1)
+        guard Double(o.dirtyPages) > goal else { return 0 }
+        let q = o.shrinkFactor
+        guard q > 0, q < 1 else { return .infinity }
+        return log(goal / Double(o.dirtyPages)) / log(q)
     }
 
     /// True when a running round should stop where it is (and the VM with it): the guest has

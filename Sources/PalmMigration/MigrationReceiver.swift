@@ -156,6 +156,7 @@ public final class MigrationReceiver {
             logger.warning("migration refused: \(failure)", metadata: ["event": "\(PalmEvent.aborted.rawValue)"])
         }
         if case .abortedByPeer = failure {} else if !resumed {
+            channel.setIOTimeout(2)
             try? channel.send(.abort(AbortNotice(reason: failure.abortReason, message: failure.description)))
         }
         channel.close()

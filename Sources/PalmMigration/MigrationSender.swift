@@ -147,6 +147,8 @@ public final class MigrationSender {
         }
         logger.warning("migration aborted before commit: \(failure); VM stays on the source", metadata: ["event": "\(event.rawValue)"])
         if case .abortedByPeer = failure {} else {
+            // Best effort, and brief: a destination that stopped reading does not hold the VM's recovery.
+            channel.setIOTimeout(2)
             try? send(.abort(AbortNotice(reason: failure.abortReason, message: failure.description)))
         }
         channel.close()

@@ -15,6 +15,8 @@ public protocol SecureChannel: ByteStream {
     var peerKey: VerifyingKey { get }
     /// The transport's round-trip time in seconds (its lowest observed), when the platform reports one.
     var roundTripTime: Double? { get }
+    /// Owner only: bounds each read and write from now on by `seconds`.
+    func setIOTimeout(_ seconds: Double)
     /// Owner only: closes the channel.
     func close()
     /// Any thread: wakes the owner from a blocked read — and, unless `keepWriting`, a blocked

@@ -74,8 +74,8 @@ struct MigrationEndToEndTests {
         try cluster.createVM("heavy", memory: "128M", rate: 400_000, pattern: "uniform", workingSet: "32M")
         let report = try cluster.migrate("heavy", extra: ["--downtime-ms", "5"])
         try assertMigrated(cluster, "heavy", report)
-        #expect(report.rounds.count <= 5, "pre-copy must give up early: \(report.rendered())")
-        let gaveUp = ["dirty rate at the link rate", "no progress at maximum throttle"].contains(report.stopReason)
+        #expect(report.rounds.count <= 10, "pre-copy must give up early, far from the 30-round cap: \(report.rendered())")
+        let gaveUp = ["dirty rate at the link rate", "too little progress at maximum throttle"].contains(report.stopReason)
             || report.rounds.contains { $0.throttlePercent > 0 }
         #expect(gaveUp, "the guest must be throttled or pre-copy stopped for outrunning the link: \(report.rendered())")
     }

@@ -54,8 +54,8 @@ struct ConvergencePolicyTests {
         #expect(stuck(50) == .throttle(percent: 75))
         #expect(stuck(75) == .throttle(percent: 99))
         #expect(stuck(99) == .stopAndCopy(.noProgress))
-        // Shrinking by more than 10 % is progress.
-        #expect(policy.decide(observe(dirty: 80_000, previous: 100_000, sent: 1 << 28)) == .nextRound)
+        // Shrinking fast enough to reach the target within a few rounds is progress.
+        #expect(policy.decide(observe(dirty: 40_000, previous: 100_000, sent: 1 << 28)) == .nextRound)
     }
 
     @Test("a round that sent no more pages than the guest dirtied meanwhile has outrun the link")
@@ -64,6 +64,15 @@ struct ConvergencePolicyTests {
         #expect(policy.decide(observe(round: 1, dirty: 40_000, pagesSent: 40_000, sent: 1 << 28, throttle: 99))
                 == .stopAndCopy(.dirtyRateAtLinkRate))
         #expect(policy.decide(observe(round: 1, dirty: 30_000, pagesSent: 40_000, sent: 1 << 28)) == .nextRound)
+    }
+
+    @Test("a dirty set that shrinks, but too slowly to reach the target within five rounds, is throttled at once")
+    func slowConvergence() {
+        // Goal: (100 ms − 5 ms) at 100 MiB/s ≈ 2,432 pages. From 8,000 at ×0.8 per round: 5.3 rounds.
+        #expect(policy.decide(observe(round: 2, dirty: 8000, previous: 10_000, pagesSent: 10_000, sent: 1 << 28)) == .throttle(percent: 50))
+        // At ×0.5 per round: 1.7 rounds — go on.
+        #expect(policy.decide(observe(round: 2, dirty: 8000, previous: 16_000, pagesSent: 16_000, sent: 1 << 28)) == .nextRound)
+        #expect(policy.projectedRounds(observe(round: 2, dirty: 8000, previous: 16_000, sent: 1 << 28)) < 2)
     }
 
     @Test("when the fixed hand-off cost dominates, another round that would gain little is not run")

@@ -71,6 +71,7 @@ final class DelayedChannel: SecureChannel, @unchecked Sendable {
         inner.close()
     }
     func interrupt(keepWriting: Bool) { inner.interrupt(keepWriting: keepWriting) }
+    func setIOTimeout(_ seconds: Double) { inner.setIOTimeout(seconds) }
 }
 
 /// A destination hypervisor that, when an incoming VM is resumed, first computes its image digest
@@ -179,10 +180,16 @@ struct RoundBarrierTests {
         var options = MigrationSender.Options()
         options.streams = streams
         options.batchPages = 64
-        options.policy.downtimeTarget = 0.000_1   // never met: rounds run to the cap
+        // Every round runs to the cap: no target met, no progress rule, no throttle.
+        options.policy.downtimeTarget = 0.000_1
         options.policy.dirtyPageFloor = 0
         options.policy.maxRounds = maxRounds
-        options.policy.throttleMax = 0            // no throttling: every round re-sends the hot set
+        options.policy.maxRAMMultiple = 1000
+        options.policy.minimumGain = 0
+        options.policy.progressRatio = .infinity
+        options.policy.linkRatio = .infinity
+        options.policy.maxProjectedRounds = .infinity
+        options.policy.throttleMax = 0
         let sender = MigrationSender(channel: try connect(), domain: try source.openSource(vm: "busy"), options: options,
                                      security: .testing, logger: logger,
                                      connectStream: { index -> SecureChannel in
@@ -199,7 +206,7 @@ struct RoundBarrierTests {
     @Test("a delayed stream: pages that overtake it wait at the round barrier, and no newer copy is overwritten by an older")
     func delayedStream() throws {
         let run = try migrate(streams: 3, delay: 0.08)
-        #expect(run.report.rounds.count >= 4, "several rounds re-send the hot set")
+        #expect(run.report.rounds.count >= 4, "several rounds re-send the hot set: \(run.report.rendered())")
         #expect(run.outcome.barrierWaits > 0, "the delayed stream made the others wait at least once")
         #expect(run.selfCheckPassed, "the guest's own check finds no stale page")
         #expect(run.outcome.imageDigest.hex == run.report.imageDigest)
@@ -209,7 +216,7 @@ struct RoundBarrierTests {
     @Test("the image digest kept incrementally over many rounds equals one computed from scratch over the image")
     func digestAfterManyRounds() throws {
         let run = try migrate(streams: 2, delay: 0, maxRounds: 12)
-        #expect(run.report.rounds.count >= 6)
+        #expect(run.report.rounds.count >= 6, "\(run.report.rendered())")
         #expect(run.independentDigest?.hex == run.report.imageDigest, "incremental ≠ from scratch")
         #expect(run.selfCheckPassed)
     }

@@ -10,10 +10,9 @@ public final class LinkProxy: @unchecked Sendable {
     private let listenFD: Int32
     private let upstreamPort: UInt16
     private let lock = NSLock()
-    private var live: [Int32] = []
     private var clientBytes: [UInt8] = []
-    /// Per connection, in accept order: its two sockets and the bytes it carried client → server.
-    private var connections: [(client: Int32, upstream: Int32, forwarded: Int)] = []
+    /// Per connection, in accept order.
+    private var links: [Link] = []
 
     /// Everything the first client sent through the proxy so far (a recorded session channel).
     public var recordedClientBytes: [UInt8] { lock.lock(); defer { lock.unlock() }; return clientBytes }
@@ -64,18 +63,68 @@ public final class LinkProxy: @unchecked Sendable {
             if client < 0 { return }
             let up = LinkProxy.connectLoopback(upstreamPort)
             if up < 0 { close(client); continue }
-            lock.lock(); live += [client, up]; let index = connections.count; connections.append((client, up, 0)); lock.unlock()
-            Thread { [self] in LinkProxy.pump(client, up) { chunk in
-                lock.lock()
-                if index == 0 { clientBytes += chunk }
-                connections[index].forwarded += chunk.count
-                lock.unlock()
-            } }.start()
-            Thread { LinkProxy.pump(up, client) }.start()
+            let link = Link(client: client, upstream: up)
+            lock.lock(); let index = links.count; links.append(link); lock.unlock()
+            Thread { [self] in
+                link.finished(reset: !LinkProxy.pump(client, up) { chunk in
+                    lock.lock()
+                    if index == 0 { clientBytes += chunk }
+                    link.forwarded += chunk.count
+                    lock.unlock()
+                })
+            }.start()
+            Thread { link.finished(reset: !LinkProxy.pump(up, client)) }.start()
         }
     }
 
-    private static func pump(_ from: Int32, _ to: Int32, observe: ([UInt8]) -> Void = { _ in }) {
+    /// One proxied connection. Its sockets stay open until both directions have stopped (so a
+    /// number is never shut down after reuse); if either direction could no longer deliver, both
+    /// are closed with an RST, as a real connection to a vanished peer would be.
+    private final class Link: @unchecked Sendable {
+        let client: Int32, upstream: Int32
+        /// Bytes carried client → server (guarded by the proxy's lock).
+        var forwarded = 0
+        private let lock = NSLock()
+        private var done = 0
+        private var reset = false
+        private var closed = false
+        init(client: Int32, upstream: Int32) { self.client = client; self.upstream = upstream }
+
+        /// Cuts both directions now (no more bytes pass); the pumps then finish.
+        func sever() {
+            lock.lock()
+            defer { lock.unlock() }
+            guard !closed else { return }
+            shutdown(client, Int32(SHUT_RDWR))
+            shutdown(upstream, Int32(SHUT_RDWR))
+        }
+
+        func finished(reset failed: Bool) {
+            lock.lock()
+            defer { lock.unlock() }
+            done += 1
+            reset = reset || failed
+            if failed {
+                // Wake the other direction: it may be blocked reading a side that is still open.
+                shutdown(client, Int32(SHUT_RDWR))
+                shutdown(upstream, Int32(SHUT_RDWR))
+            }
+            guard done == 2 else { return }
+            for fd in [client, upstream] {
+                if reset {
+                    var l = linger(l_onoff: 1, l_linger: 0)
+                    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+                }
+                close(fd)
+            }
+            closed = true
+        }
+    }
+
+    /// Copies `from` → `to` until `from` ends (then half-closes `to`: true) or `to` can take no
+    /// more (false).
+    @discardableResult
+    private static func pump(_ from: Int32, _ to: Int32, observe: ([UInt8]) -> Void = { _ in }) -> Bool {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
@@ -84,15 +133,12 @@ public final class LinkProxy: @unchecked Sendable {
             var off = 0
             while off < n {
                 let w = buf[off..<n].withUnsafeBytes { send(to, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                if w <= 0 {
-                    // The far side is gone: so is this side, as a real connection would reset.
-                    shutdown(from, Int32(SHUT_RDWR))
-                    return
-                }
+                if w <= 0 { return false }
                 off += w
             }
         }
         shutdown(to, Int32(SHUT_WR))
+        return true
     }
 
     /// Sends `bytes` to `port` on a fresh connection and reads whatever comes back until the peer closes.
@@ -113,32 +159,28 @@ public final class LinkProxy: @unchecked Sendable {
     }
 
     /// Connections accepted so far.
-    public var connectionCount: Int { lock.lock(); defer { lock.unlock() }; return connections.count }
+    public var connectionCount: Int { lock.lock(); defer { lock.unlock() }; return links.count }
 
     /// Bytes connection `index` (in accept order) carried from client to server so far.
     public func forwarded(connection index: Int) -> Int {
         lock.lock(); defer { lock.unlock() }
-        return index < connections.count ? connections[index].forwarded : 0
+        return index < links.count ? links[index].forwarded : 0
     }
 
     /// Cuts one connection (in accept order) and leaves the others alone.
     public func sever(connection index: Int) {
         lock.lock()
-        let c = index < connections.count ? connections[index] : nil
+        let link = index < links.count ? links[index] : nil
         lock.unlock()
-        if let c {
-            shutdown(c.client, Int32(SHUT_RDWR))
-            shutdown(c.upstream, Int32(SHUT_RDWR))
-        }
+        link?.sever()
     }
 
     /// Cuts every connection now open (both directions, no more bytes pass).
     public func sever() {
         lock.lock()
-        let fds = live
-        live.removeAll()
+        let all = links
         lock.unlock()
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+        for link in all { link.sever() }
     }
 
     deinit {
