@@ -135,6 +135,10 @@ public struct DestinationConfiguration {
     public var maxStreams: Int
     /// Seconds a page stream may wait for the others at a round barrier.
     public var streamTimeout: Double
+    /// What a peer that has not authenticated may cost (`[listen]` pre-authentication keys).
+    public var admission: AdmissionGate.Limits
+    /// Days a finished migration stays in the ledger.
+    public var ledgerRetention: Double
     public var stateDirectory: String
     /// The coordinator's certificate: tickets must be signed by its key.
     public var coordinatorCertificate: String
@@ -151,6 +155,8 @@ public struct DestinationConfiguration {
             maxConcurrent: try f.int("listen.max_concurrent", default: 4, range: 1...64),
             maxStreams: try f.int("listen.max_streams", default: WireProtocol.maxStreams, range: 1...WireProtocol.maxStreams),
             streamTimeout: try f.double("listen.stream_timeout_s", default: 60, range: 1...3600),
+            admission: try AdmissionGate.Limits.load(f),
+            ledgerRetention: try f.double("state.ledger_retention_days", default: 30, range: 1...3650),
             stateDirectory: try f.string("state.directory", default: "/var/lib/palm/dest"),
             coordinatorCertificate: try f.string("security.coordinator_certificate"),
             clockSkew: UInt64(try f.int("security.clock_skew_s", default: 30, range: 0...3600)))

@@ -73,10 +73,12 @@ final class DestinationSecurity {
         }
         s.resolve = { [self] id, peer in
             let hex = Hex.encode(id)
-            if let recorded = ledger.record(hex)?["source"], recorded != peer.fingerprint.hex {
+            // Only the source the ledger names may ask; a migration it does not hold is answered
+            // aborted without writing anything.
+            if let record = ledger.record(hex), record["source"] != peer.fingerprint.hex {
                 throw MigrationError.ticketRejected("only the migration's source may ask how it ended")
             }
-            return try ledger.resolve(id: hex, source: peer.fingerprint.hex)
+            return try ledger.resolve(id: hex)
         }
         s.verifyManifestSignature = { [self] manifest, _ in
             guard peerKey.isValidSignature(manifest.signature, for: manifest.signedBytes) else {

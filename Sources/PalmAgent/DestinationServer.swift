@@ -10,15 +10,14 @@ import PalmSecurity
 import PalmTLS
 import PalmWire
 
-/// palm-dest's service: accepts PalmTLS connections, each on its own thread, and serves it by its
-/// first message: HELLO starts a migration (a ``MigrationReceiver``, at most `maxConcurrent` at a
-/// time — a further one is refused as busy, never queued), JOIN attaches an extra page stream to
-/// a migration in progress (``IncomingSessions``; it takes no reception slot), RESOLVE answers how
-/// a migration ended.
-///
-/// Before its first message a connection holds only a handshake slot (at most
-/// ``maxHandshakes``), for at most the TLS handshake timeout plus ``firstMessageTimeout``; a
-/// connection that fails its handshake is logged with the named reason and costs nothing else.
+/// palm-dest's service. Connections pass the ``AdmissionGate`` (a peer that has not authenticated
+/// costs a descriptor, then at most one of a bounded set of handshake threads, per address too,
+/// until the pre-authentication deadline), must present a certificate with the agent role, and
+/// must send their first message before that deadline. Then, by that message: HELLO starts a
+/// migration (a ``MigrationReceiver``; it takes one of `maxConcurrent` reception slots once its
+/// ticket has verified — a further one is refused as busy, never queued), JOIN attaches an extra
+/// page stream to a migration in progress (``IncomingSessions``; no slot), RESOLVE answers how a
+/// migration this peer was the source of ended. Every refusal is logged with its reason.
 ///
 /// Shutdown (``close()``) stops accepting and lets receptions in flight finish for up to
 /// ``stopGrace`` seconds; one cut short before its commit is discarded at the next start (the
@@ -30,14 +29,10 @@ public final class DestinationServer: @unchecked Sendable {
     let replayCache: ReplayCache
     let ledger: DestinationLedger
     let logger: Logger
-    private let slots: DispatchSemaphore
-    private let handshakes = LockedValueBox(0)
+    /// Reception slots: one per migration whose ticket verified.
+    public let slots: ReceptionSlots
     /// Migrations being received; extra page streams find theirs here.
     public let sessions = IncomingSessions()
-    /// Connections that may be between accept and their first message at once.
-    public var maxHandshakes = 64
-    /// Seconds an authenticated connection has to send its first message.
-    public var firstMessageTimeout = 10.0
     private let group = DispatchGroup()
     private let lock = NSLock()
     private var credentials: Credentials
@@ -76,11 +71,12 @@ public final class DestinationServer: @unchecked Sendable {
         hypervisor = try configuration.hypervisor.make()
         ledger = try DestinationLedger(directory: configuration.stateDirectory + "/migrations")
         DestinationServer.recover(hypervisor: hypervisor, ledger: ledger, logger: logger)
+        DestinationServer.prune(ledger, configuration: configuration, logger: logger)
         credentials = try Credentials(configuration, hypervisor: hypervisor)
         replayCache = try ReplayCache(path: configuration.stateDirectory + "/replay-cache",
                                       now: UInt64(Date().timeIntervalSince1970))
         listener = try TLSListener(host: configuration.listenAddress, port: configuration.listenPort, context: credentials.context)
-        slots = DispatchSemaphore(value: configuration.maxConcurrent)
+        slots = ReceptionSlots(capacity: configuration.maxConcurrent)
     }
 
     /// Re-reads the configuration file: certificates, CRL, the coordinator's certificate and the
@@ -121,77 +117,74 @@ public final class DestinationServer: @unchecked Sendable {
     /// Accepts connections until `close()`, then waits up to ``stopGrace`` for receptions in flight.
     public func run() {
         logger.info("palm-dest listening on \(configuration.listenAddress):\(port) as \(current.context.localIdentity)")
-        while true {
-            onBeat()
-            let socket: Int32
-            do {
-                guard let s = try listener.acceptSocket(timeout: beatInterval) else { continue }
-                socket = s
-            } catch {
-                if case TLSError.closed = error { break }
-                logger.error("accept failed: \(error)")
-                usleep(100_000)  // out of descriptors or the like: do not spin
-                continue
-            }
-            let admitted = handshakes.withLockedValue { n -> Bool in
-                guard n < maxHandshakes else { return false }
-                n += 1
-                return true
-            }
-            guard admitted else {
-                Glibc.close(socket)
-                logger.warning("refused a connection: \(maxHandshakes) handshakes already in progress",
-                               metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
-                continue
-            }
+        let gate = AdmissionGate(listener: listener, limits: configuration.admission) { [self] admission in
             group.enter()
             lock.lock()
             nextSession += 1
             let session = nextSession
             lock.unlock()
-            Thread { [self] in
-                defer { track(session, nil); group.leave() }
-                handle(socket, session: session)
-            }.start()
+            defer { track(session, nil); group.leave() }
+            handle(admission, session: session)
         }
+        gate.beatInterval = beatInterval
+        let beat = onBeat
+        let lastPrune = LockedValueBox(Date())
+        gate.onBeat = { [self] in
+            beat()
+            let due = lastPrune.withLockedValue { last -> Bool in
+                guard Date().timeIntervalSince(last) > 3600 else { return false }
+                last = Date()
+                return true
+            }
+            if due { DestinationServer.prune(ledger, configuration: configuration, logger: logger) }
+        }
+        gate.onDrops = { [logger] summary in
+            logger.warning("refused connections before authentication: \(summary)",
+                           metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+        }
+        gate.run()
+        gate.reportNow()
         if group.wait(timeout: .now() + stopGrace) == .timedOut {
             logger.warning("stopping with receptions still in flight; the next start settles them")
         }
     }
 
-    /// Handshake and first message under the handshake budget, then the connection's service.
-    private func handle(_ socket: Int32, session: Int) {
-        var handshaking = true
-        func admitted() {
-            if handshaking { handshakes.withLockedValue { $0 -= 1 } }
-            handshaking = false
-        }
-        defer { admitted() }
+    /// Handshake, role and first message within the pre-authentication deadline, then the service.
+    private func handle(_ admission: AdmissionGate.Admission, session: Int) {
+        defer { admission.release() }
         let credentials = current
         let context = credentials.context
         let channel: TLSChannel
         do {
-            channel = try TLSChannel.accept(socket: socket, context: context)
+            channel = try TLSChannel.accept(socket: admission.socket, context: context, timeout: admission.remaining)
         } catch {
-            logger.warning("refused a connection: \(error)", metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+            logger.warning("refused a connection from \(admission.address): \(error)", metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
             return
         }
+        defer { channel.close() }
         let peer = channel.peer.commonName ?? channel.peer.subject
         var log = logger
         log[metadataKey: "PEER"] = "\(peer)"
+        guard channel.peer.role == .agent else {
+            log.warning("refused \(peer) from \(admission.address): its certificate's role is \(channel.peer.role?.rawValue ?? "none"), not agent",
+                        metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+            channel.setIOTimeout(1)
+            try? channel.send(.error(AbortNotice(reason: .protocolViolation, message: "only agents may connect to palm-dest")))
+            return
+        }
         let first: Message
         do {
-            channel.setIOTimeout(min(firstMessageTimeout, context.configuration.ioTimeout))
+            channel.setIOTimeout(admission.remaining)
             first = try FrameReader(stream: channel, limits: WireLimits(maxPayload: 16 << 10)).readMessage()
             channel.setIOTimeout(context.configuration.ioTimeout)
         } catch {
-            log.warning("refused a connection from \(peer): no valid first message (\(error))",
+            log.warning("refused a connection from \(peer): no valid first message before the deadline (\(error))",
                         metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+            channel.setIOTimeout(1)
             try? channel.send(.error(AbortNotice(reason: .protocolViolation, message: "\(error)")))
-            channel.close()
             return
         }
-        admitted()
+        admission.release()
         switch first {
         case let .join(join):
             do {
@@ -203,16 +196,7 @@ public final class DestinationServer: @unchecked Sendable {
                     try? channel.send(.error(AbortNotice(reason: .protocolViolation, message: "\(error)")))
                 }
             }
-            channel.close()
         case .hello:
-            guard slots.wait(timeout: .now()) == .success else {
-                log.warning("refused a migration from \(peer): \(configuration.maxConcurrent) receptions in progress",
-                            metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
-                try? channel.send(.abort(AbortNotice(reason: .busy, message: "destination busy: \(configuration.maxConcurrent) migrations in progress")))
-                channel.close()
-                return
-            }
-            defer { slots.signal() }
             track(session, "from \(peer)")
             receive(first, channel: channel, credentials: credentials, log: log)
         default:
@@ -228,6 +212,7 @@ public final class DestinationServer: @unchecked Sendable {
         var limits = MigrationReceiver.Limits()
         limits.maxStreams = configuration.maxStreams
         limits.streamTimeout = configuration.streamTimeout
+        limits.slots = slots
         let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log,
                                          limits: limits, sessions: sessions)
         do {
@@ -240,6 +225,12 @@ public final class DestinationServer: @unchecked Sendable {
     }
 
     public func close() { listener.close() }
+
+    /// Forgets finished migrations older than the retention (`state.ledger_retention_days`).
+    static func prune(_ ledger: DestinationLedger, configuration: DestinationConfiguration, logger: Logger) {
+        let removed = ledger.prune(olderThan: configuration.ledgerRetention * 86_400)
+        if removed > 0 { logger.info("ledger: forgot \(removed) migration(s) finished more than \(Int(configuration.ledgerRetention)) days ago") }
+    }
 
     /// Start-up recovery after a crash: an incoming VM whose migration the ledger records as
     /// committed is resumed (the source has or will destroy its copy); any other is discarded

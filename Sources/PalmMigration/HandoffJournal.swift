@@ -70,6 +70,11 @@ public final class HandoffJournal: @unchecked Sendable {
     }
 
     /// Every record, by id.
+    /// When the record of `id` was last written.
+    public func modified(_ id: String) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: path(id)))?[.modificationDate] as? Date
+    }
+
     public func all() -> [(id: String, record: [String: String])] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
         return names.compactMap { name in
@@ -120,17 +125,31 @@ public final class DestinationLedger: @unchecked Sendable {
         }
     }
 
-    /// The verdict for `id`: committed if a commit was recorded, otherwise recorded as aborted now.
-    public func resolve(id: String, vm: String? = nil, source: String? = nil) throws -> Resolution {
+    /// The verdict for `id`: committed if a commit was recorded; otherwise aborted, and a recorded
+    /// migration is marked so (a COMMIT arriving later is refused). A migration never recorded
+    /// here — it never reached CONFIG, so it cannot commit — is answered aborted and *nothing is
+    /// created*: questions about random ids cost no file.
+    public func resolve(id: String) throws -> Resolution {
         try journal.update(id) { record in
-            if record?["state"] == "committed" { return .committed }
-            var r = record ?? [:]
+            guard var r = record else { return .aborted }
+            if r["state"] == "committed" { return .committed }
             r["state"] = "aborted"
-            if let vm { r["vm"] = vm }
-            if let source, r["source"] == nil { r["source"] = source }
             record = r
             return .aborted
         }
+    }
+
+    /// Removes finished migrations (committed or aborted) last written more than `age` seconds ago;
+    /// returns how many. Records still `incoming` belong to start-up recovery and stay.
+    @discardableResult
+    public func prune(olderThan age: Double, now: Date = Date()) -> Int {
+        var removed = 0
+        for (id, record) in journal.all() where record["state"] != "incoming" {
+            guard let written = journal.modified(id), now.timeIntervalSince(written) > age else { continue }
+            journal.remove(id)
+            removed += 1
+        }
+        return removed
     }
 
     public func record(_ id: String) -> [String: String]? { journal.read(id) }

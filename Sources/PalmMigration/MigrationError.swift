@@ -29,6 +29,8 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     case corruptBatch(PageCodecError)
     /// A stream waited longer than its timeout for the others (round barrier).
     case stalled(String)
+    /// The destination is receiving as many migrations as it may.
+    case busy(String)
     /// CONFIG asks for something this destination does not do (too many streams, …).
     case unsupportedConfig(String)
     /// A failure of this host (a journal that cannot be written, …), not of the peer or protocol.
@@ -50,6 +52,7 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .corruptBatch(e): return "\(e)"
         case let .stalled(m): return "page streams stalled: \(m)"
         case let .unsupportedConfig(m): return "unsupported configuration: \(m)"
+        case let .busy(m): return m
         case let .local(m): return "local failure: \(m)"
         }
     }
@@ -75,6 +78,7 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         case .manifestMismatch: return .manifestMismatch
         case .protocolViolation, .corruptBatch, .streamRefused: return .protocolViolation
         case .unsupportedConfig: return .unsupportedConfig
+        case .busy: return .busy
         case .hypervisor(.insufficientMemory): return .insufficientMemory
         case .hypervisor: return .hypervisorFailure
         case .cancelled: return .cancelled

@@ -87,6 +87,8 @@ public final class MigrationReceiver {
         public var maxStreams = WireProtocol.maxStreams
         /// Seconds a stream may wait at the round barrier (and for the others to end a round).
         public var streamTimeout = 60.0
+        /// Where a migration takes its reception slot once its ticket verified (nil: no limit).
+        public var slots: ReceptionSlots?
         public init() {}
     }
 
@@ -101,6 +103,7 @@ public final class MigrationReceiver {
     private var session: IncomingSession?
     private var resumed = false
     private var committed = false
+    private var holdsSlot = false
 
     public init(channel: SecureChannel, hypervisor: Hypervisor, security: Security, logger: Logger,
                 limits: Limits = Limits(), sessions: IncomingSessions = IncomingSessions()) {
@@ -115,6 +118,7 @@ public final class MigrationReceiver {
     /// Serves one connection whose first message (HELLO or RESOLVE) was already read: a
     /// migration (returns its outcome) or a RESOLVE question (returns nil).
     public func run(first: Message) throws -> Outcome? {
+        defer { if holdsSlot { limits.slots?.release() } }
         do {
             let outcome = try receive(first: first)
             channel.close()
@@ -173,6 +177,8 @@ public final class MigrationReceiver {
         }
         guard case let .hello(hello) = first else { throw WireError.unexpectedMessage(first.type, state: "start") }
         try security.authorize(hello, peer)
+        try limits.slots?.acquire()
+        holdsSlot = limits.slots != nil
         var t0 = MonotonicClock.now()
         let attestation = try security.attest(hello.sourceNonce, try channel.channelBinding())
         let signatureCost = MonotonicClock.now() - t0

@@ -65,12 +65,13 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         return try handshake(fd: fd, side: .client(serverName: serverName ?? host), context: context)
     }
 
-    /// Runs the server side of the handshake on an accepted socket (takes ownership of `fd`).
-    public static func accept(socket fd: Int32, context: TLSContext) throws -> TLSChannel {
-        try handshake(fd: fd, side: .server, context: context)
+    /// Runs the server side of the handshake on an accepted socket (takes ownership of `fd`),
+    /// within `timeout` seconds (default: the context's handshake timeout).
+    public static func accept(socket fd: Int32, context: TLSContext, timeout: Double? = nil) throws -> TLSChannel {
+        try handshake(fd: fd, side: .server, context: context, timeout: timeout)
     }
 
-    private static func handshake(fd: Int32, side: Side, context: TLSContext) throws -> TLSChannel {
+    private static func handshake(fd: Int32, side: Side, context: TLSContext, timeout: Double? = nil) throws -> TLSChannel {
         TCPSocket.setNonBlocking(fd)
         TCPSocket.setNoDelay(fd)
         guard let ssl = SSL_new(context.ctx) else {
@@ -80,7 +81,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         var expectedName: String?
         let peer: CertificateIdentity
         let peerKey: VerifyingKey
-        let deadline = Deadline(seconds: context.configuration.handshakeTimeout)
+        let deadline = Deadline(seconds: min(timeout ?? .infinity, context.configuration.handshakeTimeout))
         do {
             SSL_set_fd(ssl, fd)
             switch side {
@@ -223,6 +224,13 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         ioTimeout = seconds
         if isBlocking { TCPSocket.setBlocking(fd, timeout: seconds) }
     }
+
+    /// The socket, for readiness polling only (reads and writes go through the channel).
+    public var descriptor: Int32 { fd }
+
+    /// Decrypted or received bytes that OpenSSL holds already: the next read will not wait for
+    /// the socket, so a poll on ``descriptor`` would not see them.
+    public var hasBufferedInput: Bool { !isClosed && SSL_has_pending(ssl) == 1 }
 
     /// The lowest round-trip time TCP measured on this connection (TCP_INFO), in seconds.
     public var roundTripTime: Double? { TCPSocket.roundTripTime(fd) }

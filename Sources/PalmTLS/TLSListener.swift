@@ -12,6 +12,7 @@ public final class TLSListener: @unchecked Sendable {
     /// The bound port (the kernel's choice when 0 was requested).
     public let port: UInt16
     private var isClosed = false
+    private var nonBlocking = false
 
     public init(host: String, port: UInt16, context: TLSContext, backlog: Int32 = 128) throws {
         self.context = context
@@ -59,6 +60,30 @@ public final class TLSListener: @unchecked Sendable {
             switch errno {
             case EINTR, EAGAIN, ECONNABORTED: continue
             case EINVAL: throw TLSError.closed  // shut down by close()
+            default: throw TLSError.socketFailure(operation: "accept", errno: errno)
+            }
+        }
+    }
+
+    /// The listening socket, for readiness polling (``acceptNow()`` accepts).
+    public var descriptor: Int32 { fd }
+
+    /// Accepts a connection that is already waiting, without blocking; nil when none is. Returns
+    /// the socket and the peer's numeric address. Throws ``TLSError/closed`` once closed, and
+    /// ``TLSError/socketFailure(operation:errno:)`` when accept fails (e.g. EMFILE: out of descriptors).
+    public func acceptNow() throws -> (socket: Int32, address: String)? {
+        guard !isClosed else { throw TLSError.closed }
+        while true {
+            if !nonBlocking { TCPSocket.setNonBlocking(fd); nonBlocking = true }
+            let s = Glibc.accept(fd, nil, nil)
+            if s >= 0 {
+                _ = fcntl(s, F_SETFD, FD_CLOEXEC)
+                return (s, TCPSocket.address(s, peer: true).host)
+            }
+            switch errno {
+            case EINTR, ECONNABORTED: continue
+            case EAGAIN: return nil
+            case EINVAL, EBADF: throw TLSError.closed
             default: throw TLSError.socketFailure(operation: "accept", errno: errno)
             }
         }
