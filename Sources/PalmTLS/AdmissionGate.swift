@@ -23,12 +23,12 @@ public final class AdmissionGate: @unchecked Sendable {
         /// Accepted sockets waiting for their first byte.
         public var maxPending = 256
         /// Connections between their first byte and their first message (handshakes in progress).
-        public var maxHandshakes = 32
+        public var maxHandshakes = 64
         /// Of those, from one peer address.
         public var maxPerAddress = 8
         /// From this many handshakes in progress on, new ones are dropped with a probability rising
         /// linearly to 1 at ``maxHandshakes``.
-        public var earlyDropStart = 16
+        public var earlyDropStart = 32
         /// Seconds from accept until the first message must have been read.
         public var preAuthTimeout = 5.0
         /// Seconds between summaries of what was dropped.

@@ -99,11 +99,15 @@ enum TCPSocket {
     }
 
     /// Connects with a timeout; returns a connected non-blocking socket.
-    static func connect(host: String, port: UInt16, timeout: Double) throws -> Int32 {
+    static func connect(host: String, port: UInt16, timeout: Double, from local: String? = nil) throws -> Int32 {
         var lastError = "no address"
         for (family, addr) in try resolve(host, port: port, passive: false) {
             let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
             guard fd >= 0 else { lastError = String(cString: strerror(errno)); continue }
+            if let local, let (_, bindAddr) = try resolve(local, port: 0, passive: false).first(where: { $0.family == family }) {
+                let rc = bindAddr.withUnsafeBytes { bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(bindAddr.count)) }
+                guard rc == 0 else { lastError = "bind \(local): \(String(cString: strerror(errno)))"; close(fd); continue }
+            }
             setNonBlocking(fd)
             setNoDelay(fd)
             let rc = addr.withUnsafeBytes {

@@ -58,10 +58,11 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
 
     /// Connects, verifies the server's certificate chain and that it names `serverName`
     /// (default: `host`, as a DNS name or IP address), and waits for the server's confirmation.
+    /// `from` binds the connection to a local address first (a multi-homed host's management address).
     public static func connect(host: String, port: UInt16, serverName: String? = nil,
-                               context: TLSContext) throws -> TLSChannel {
+                               context: TLSContext, from local: String? = nil) throws -> TLSChannel {
         let config = context.configuration
-        let fd = try TCPSocket.connect(host: host, port: port, timeout: config.connectTimeout)
+        let fd = try TCPSocket.connect(host: host, port: port, timeout: config.connectTimeout, from: local)
         return try handshake(fd: fd, side: .client(serverName: serverName ?? host), context: context)
     }
 

@@ -37,14 +37,15 @@ public final class SimCluster: @unchecked Sendable {
     /// The destination's certificate name in TestPKI (its identity in tickets).
     public let destCert: String
 
-    public init(destMemoryLimit: String = "8G", destCert: String = "server", allowlist: String? = nil) throws {
+    /// `destListen` adds keys to the destination's `[listen]` table (e.g. "max_concurrent = 1").
+    public init(destMemoryLimit: String = "8G", destCert: String = "server", allowlist: String? = nil, destListen: String = "") throws {
         let id = UUID().uuidString.prefix(8)
         self.destCert = destCert
         dir = NSTemporaryDirectory() + "palm-cluster-\(id)"
         sourceRoot = "/dev/shm/palm-test-\(id)-a"
         destRoot = "/dev/shm/palm-test-\(id)-b"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try write("dest.toml", config(cert: destCert, root: destRoot, limit: destMemoryLimit, listen: true))
+        try write("dest.toml", config(cert: destCert, root: destRoot, limit: destMemoryLimit, listen: true, listenExtra: destListen))
         // The source allows exactly what the destination measures (palm-dest measure), unless told otherwise.
         let measured = try allowlist ?? {
             let r = try ProcessRunner.run(SimCluster.bin("palm-dest"), ["measure", "--config", dir + "/dest.toml"])
@@ -61,7 +62,7 @@ public final class SimCluster: @unchecked Sendable {
         try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
     }
 
-    private func config(cert: String, root: String, limit: String, listen: Bool) -> String {
+    private func config(cert: String, root: String, limit: String, listen: Bool, listenExtra: String = "") -> String {
         var s = """
         [tls]
         certificate = "\(pki.cert(cert))"
@@ -77,7 +78,7 @@ public final class SimCluster: @unchecked Sendable {
 
         """
         if listen {
-            s += "\n[listen]\naddress = \"127.0.0.1\"\nport = 0\n"
+            s += "\n[listen]\naddress = \"127.0.0.1\"\nport = 0\n" + listenExtra + "\n"
             s += "\n[security]\ncoordinator_certificate = \"\(pki.cert("coord"))\"\n"
             s += "\n[state]\ndirectory = \"\(dir)/dest-state\"\n"
         } else {
