@@ -19,14 +19,38 @@ public enum CoordinatorAPI {
         try stream.write(w.bytes)
     }
 
-    public static func receive<T: Decodable>(_ type: T.Type, from stream: ByteStream) throws -> T {
+    public static func receive<T: Decodable>(_ type: T.Type, from stream: ByteStream, limit: Int = maxMessage) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(try receiveBody(from: stream, limit: limit, beforeRead: {})))
+    }
+
+    /// Reads one message of at most `limit` bytes, all of it before `deadline` (not per read: a
+    /// peer that sends a byte now and then still runs out of time). The buffer grows with the
+    /// bytes that arrive, never to the length a peer announces before it has sent them.
+    public static func receive<T: Decodable>(_ type: T.Type, from channel: TLSChannel, limit: Int, deadline: Date) throws -> T {
+        let body = try receiveBody(from: channel, limit: limit) {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { throw TLSError.timeout(operation: "request", seconds: 0) }
+            channel.setIOTimeout(left)
+        }
+        return try JSONDecoder().decode(T.self, from: Data(body))
+    }
+
+    static func receiveBody(from stream: ByteStream, limit: Int, beforeRead: () throws -> Void) throws -> [UInt8] {
         var header = [UInt8](repeating: 0, count: 4)
+        try beforeRead()
         try header.withUnsafeMutableBytes { try stream.readExactly(into: $0) }
         let length = header.reduce(0) { $0 << 8 | Int($1) }
-        guard length <= maxMessage else { throw WireError.payloadTooLarge(length: UInt32(length), limit: maxMessage) }
-        var body = [UInt8](repeating: 0, count: length)
-        try body.withUnsafeMutableBytes { try stream.readExactly(into: $0) }
-        return try JSONDecoder().decode(T.self, from: Data(body))
+        guard length <= limit else { throw WireError.payloadTooLarge(length: UInt32(length), limit: limit) }
+        var body: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: min(length, 16 << 10))
+        while body.count < length {
+            try beforeRead()
+            let want = min(chunk.count, length - body.count)
+            let n = try chunk.withUnsafeMutableBytes { try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<want])) }
+            guard n > 0 else { throw WireError.truncated(field: "api.body", needed: length, available: body.count) }
+            body += chunk[0..<n]
+        }
+        return body
     }
 }
 

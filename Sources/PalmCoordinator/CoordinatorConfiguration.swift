@@ -23,6 +23,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var autoBalance: Bool
     public var scheduler: SchedulerPolicy
     public var allowlist: AttestationAllowlist
+    /// What clients may cost the daemon (`[listen]`).
+    public var limits: ServerLimits
+    public var requestLimits: RequestLimits
 
     public static let defaultPath = "/etc/palm/coordinator.toml"
 
@@ -37,6 +40,20 @@ public struct CoordinatorConfiguration: Sendable {
         policy.maxPerHost = try f.int("scheduler.max_per_host", default: 1, range: 1...64)
         policy.maxConcurrent = try f.int("scheduler.max_concurrent", default: 4, range: 1...4096)
         policy.linkRate = Double(try f.bytes("scheduler.link_rate", default: 1_000_000_000))
+        var limits = ServerLimits()
+        limits.admission = try AdmissionGate.Limits.load(f)
+        limits.workers = try f.int("listen.workers", default: limits.workers, range: 1...256)
+        limits.maxConnections = try f.int("listen.max_connections", default: limits.maxConnections, range: 1...1_000_000)
+        limits.idleTimeout = try f.double("listen.idle_timeout_s", default: limits.idleTimeout, range: 1...86_400)
+        limits.requestTimeout = try f.double("listen.request_timeout_s", default: limits.requestTimeout, range: 0.1...600)
+        limits.maxAgentRequest = Int(try f.bytes("listen.max_agent_request", default: UInt64(limits.maxAgentRequest)))
+        limits.maxRequest = Int(try f.bytes("listen.max_request", default: UInt64(limits.maxRequest)))
+        for (key, value) in [("listen.max_agent_request", limits.maxAgentRequest), ("listen.max_request", limits.maxRequest)]
+            where !(1024...CoordinatorAPI.maxMessage).contains(value) {
+            throw ConfigError.invalidValue(file: path, key: key, reason: "\(value) is outside 1K…1M")
+        }
+        var requestLimits = RequestLimits()
+        requestLimits.auditedDenialsPerMinute = try f.int("access.max_audited_denials_per_minute", default: 20, range: 1...100_000)
         let config = CoordinatorConfiguration(
             file: path, tls: try .load(f),
             listenAddress: try f.string("listen.address", default: "0.0.0.0"),
@@ -52,7 +69,8 @@ public struct CoordinatorConfiguration: Sendable {
             allowlist: AttestationAllowlist(
                 agents: try f.stringArray("attestation.allowed_agents").map { $0.lowercased() },
                 configs: try f.stringArray("attestation.allowed_configs").map { $0.lowercased() },
-                hypervisors: try f.stringArray("attestation.allowed_hypervisors")))
+                hypervisors: try f.stringArray("attestation.allowed_hypervisors")),
+            limits: limits, requestLimits: requestLimits)
         for v in config.allowlist.agents + config.allowlist.configs where Digest32(hex: v) == nil {
             throw ConfigError.invalidValue(file: path, key: "attestation", reason: "'\(v)' is not a SHA-256 in hex")
         }

@@ -5,9 +5,12 @@ import PalmTLS
 import PalmWire
 
 /// palm-coordinator serve: accepts PalmTLS connections (operators and agents, all with cluster
-/// certificates) and answers API requests through ``CoordinatorService``, one thread per
-/// connection; a scheduling thread runs a cycle every `schedulerInterval` seconds and at once
-/// when a request made one worth running (a migration requested, an outcome reported).
+/// certificates) and answers API requests through ``CoordinatorService``. Connections pass the
+/// ``AdmissionGate`` (bounded handshakes, per address too, under a pre-authentication deadline),
+/// then wait in the ``ConnectionPool``'s idle set; a bounded pool of workers reads each request
+/// under one deadline, with a size cap by the caller's role, and answers it. A scheduling thread
+/// runs a cycle every `schedulerInterval` seconds and at once when a request made one worth
+/// running (a migration requested, an outcome reported).
 public final class CoordinatorServer: @unchecked Sendable {
     public let listener: TLSListener
     let service: CoordinatorService
@@ -18,6 +21,8 @@ public final class CoordinatorServer: @unchecked Sendable {
     private var stopped = false
     private var tlsContext: TLSContext
     private let schedulerDone = DispatchSemaphore(value: 0)
+    let limits: ServerLimits
+    private var pool: ConnectionPool!
 
     /// Loops wake (and call ``onBeat`` with their name, "accept" or "scheduler") at least this often.
     public var beatInterval = 5.0
@@ -32,32 +37,80 @@ public final class CoordinatorServer: @unchecked Sendable {
     }
 
     public init(host: String, port: UInt16, context: TLSContext, service: CoordinatorService, schedulerInterval: Double = 10,
-                logger: Logger = Logger(label: "palm-coordinator")) throws {
-        listener = try TLSListener(host: host, port: port, context: context)
+                limits: ServerLimits = ServerLimits(), logger: Logger = Logger(label: "palm-coordinator")) throws {
+        listener = try TLSListener(host: host, port: port, context: context, backlog: 512)
         tlsContext = context
         self.service = service
         self.schedulerInterval = schedulerInterval
+        self.limits = limits
         self.logger = logger
+        pool = ConnectionPool(limits: .init(workers: limits.workers, maxConnections: limits.maxConnections,
+                                            idleTimeout: limits.idleTimeout, requestTimeout: limits.requestTimeout),
+                              logger: logger) { [unowned self] channel in serveRequest(channel) }
         service.onWork = { [weak self] in self?.poke() }
     }
 
-    /// Serves until ``close()``: the scheduling thread and the accept loop. Returns once both have
-    /// stopped; requests are transactions, so nothing is left half-done.
+    /// Connections open now (idle, queued or being served).
+    public var connections: Int { pool.count }
+
+    /// Serves until ``close()``: the scheduling thread, the connection pool and the admission
+    /// gate. Returns once the gate and the scheduler have stopped; requests are transactions, so
+    /// nothing is left half-done.
     public func run() {
         Thread { [self] in scheduleLoop(); schedulerDone.signal() }.start()
         defer { schedulerDone.wait() }
-        while true {
-            onBeat("accept")
-            let socket: Int32
+        pool.start()
+        defer { pool.stop() }
+        let gate = AdmissionGate(listener: listener, limits: limits.admission) { [self] admission in
+            defer { admission.release() }
             do {
-                guard let s = try listener.acceptSocket(timeout: beatInterval) else { continue }
-                socket = s
+                let channel = try TLSChannel.accept(socket: admission.socket, context: context, timeout: admission.remaining)
+                admission.release()
+                pool.park(channel)
             } catch {
-                if case TLSError.closed = error { return }
-                continue
+                logger.warning("refused a connection from \(admission.address): \(error)",
+                               metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
             }
-            Thread { [self] in serve(socket) }.start()
         }
+        gate.beatInterval = beatInterval
+        gate.onBeat = { [onBeat] in onBeat("accept") }
+        gate.onDrops = { [logger] summary in
+            logger.warning("refused connections before authentication: \(summary)",
+                           metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+        }
+        gate.run()
+        gate.reportNow()
+    }
+
+    /// One request of one connection, on a pool worker: read under the whole-request deadline
+    /// and the caller's size cap, answer, keep the connection (false: close it).
+    private func serveRequest(_ channel: TLSChannel) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: limits.requestTimeout)
+        let cap = channel.peer.role == .agent ? limits.maxAgentRequest : limits.maxRequest
+        let request: APIRequest
+        do {
+            request = try CoordinatorAPI.receive(APIRequest.self, from: channel, limit: cap, deadline: deadline)
+        } catch {
+            switch error {
+            case TLSError.peerClosed, TLSError.connectionLost, WireError.truncated: break  // the client went away
+            case TLSError.timeout: pool.dropped("request not complete within \(Int(limits.requestTimeout)) s")
+            case WireError.payloadTooLarge: pool.dropped("request over the size cap for the caller's role")
+            default: pool.dropped("unreadable request")
+            }
+            return false
+        }
+        let response = service.handle(request, from: channel.peer)
+        let actor = CoordinatorService.actor(channel.peer)
+        let action = CoordinatorService.printable(request.action)
+        if response.error?.hasPrefix("access denied") == true {
+            logger.warning("\(actor) \(action): \(response.error ?? "")",
+                           metadata: ["event": "\(PalmEvent.accessDenied.rawValue)", "ACTOR": "\(actor)", "ACTION": "\(action)"])
+        } else if request.action != CoordinatorAction.agentHeartbeat.rawValue || !response.ok {
+            logger.info("\(actor) \(action): \(response.ok ? "ok" : response.error ?? "error")",
+                        metadata: ["ACTOR": "\(actor)", "ACTION": "\(action)"])
+        }
+        channel.setIOTimeout(max(1, limits.requestTimeout))
+        return (try? CoordinatorAPI.send(response, on: channel)) != nil
     }
 
     private func poke() {
@@ -94,30 +147,6 @@ public final class CoordinatorServer: @unchecked Sendable {
         }
     }
 
-    private func serve(_ socket: Int32) {
-        let channel: TLSChannel
-        do {
-            channel = try TLSChannel.accept(socket: socket, context: context)
-        } catch {
-            logger.warning("refused a connection: \(error)", metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
-            return
-        }
-        defer { channel.close() }
-        while true {
-            guard let request = try? CoordinatorAPI.receive(APIRequest.self, from: channel) else { return }
-            let response = service.handle(request, from: channel.peer)
-            let actor = CoordinatorService.actor(channel.peer)
-            if response.error?.hasPrefix("access denied") == true {
-                logger.warning("\(actor) \(request.action): \(response.error ?? "")",
-                               metadata: ["event": "\(PalmEvent.accessDenied.rawValue)", "ACTOR": "\(actor)", "ACTION": "\(request.action)"])
-            } else if request.action != CoordinatorAction.agentHeartbeat.rawValue || !response.ok {
-                logger.info("\(actor) \(request.action): \(response.ok ? "ok" : response.error ?? "error")",
-                            metadata: ["ACTOR": "\(actor)", "ACTION": "\(request.action)"])
-            }
-            guard (try? CoordinatorAPI.send(response, on: channel)) != nil else { return }
-        }
-    }
-
     public func close() {
         wake.lock()
         stopped = true
@@ -125,4 +154,22 @@ public final class CoordinatorServer: @unchecked Sendable {
         wake.unlock()
         listener.close()
     }
+}
+
+/// How much the coordinator's clients may cost it (`[listen]` keys of coordinator.toml).
+public struct ServerLimits: Sendable {
+    public var admission = AdmissionGate.Limits()
+    /// Workers serving requests at once.
+    public var workers = 8
+    /// Authenticated connections kept open (idle ones included); the oldest idle one is closed
+    /// when a new one needs room.
+    public var maxConnections = 4096
+    /// Seconds a connection may sit idle between requests.
+    public var idleTimeout = 120.0
+    /// Seconds a whole request may take to arrive, once its first byte has.
+    public var requestTimeout = 10.0
+    /// Request size caps: agents (heartbeats carry their VM lists) and everyone else.
+    public var maxAgentRequest = CoordinatorAPI.maxMessage
+    public var maxRequest = 64 << 10
+    public init() {}
 }

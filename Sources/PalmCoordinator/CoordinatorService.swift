@@ -50,11 +50,16 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Agents seen since this coordinator started (their first heartbeat is audited).
     private var seenAgents: Set<String> = []
     private let seenLock = NSLock()
+    /// What a request may hold; what denials are audited one by one.
+    public let requestLimits: RequestLimits
+    private let denials: DenialLimiter
 
     /// `ticketKey` signs migration tickets (the coordinator's certificate key); without it the
     /// service answers queries but schedules nothing.
     public init(store: CoordinatorStore, audit: AuditLog, policy: AccessPolicy, settings: CoordinatorSettings = .init(),
-                ticketKey: SigningKey? = nil) {
+                ticketKey: SigningKey? = nil, requestLimits: RequestLimits = RequestLimits()) {
+        self.requestLimits = requestLimits
+        denials = DenialLimiter(perMinute: requestLimits.auditedDenialsPerMinute)
         self.store = store
         self.audit = audit
         currentPolicy = policy
@@ -64,6 +69,11 @@ public final class CoordinatorService: @unchecked Sendable {
 
     static func actor(_ id: CertificateIdentity) -> String {
         "\(id.commonName ?? id.subject) sha256:\(id.fingerprint.hex.prefix(16))"
+    }
+
+    /// A request's action as logs may show it: at most 64 characters, printable ASCII only.
+    public static func printable(_ action: String) -> String {
+        String(String.UnicodeScalarView(action.unicodeScalars.prefix(64).map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7F ? $0 : "?" }))
     }
 
     /// A failure the caller can act on, named.
@@ -86,6 +96,10 @@ public final class CoordinatorService: @unchecked Sendable {
 
     /// Authorizes, audits and performs one request.
     public func handle(_ request: APIRequest, from caller: CertificateIdentity) -> APIResponse {
+        if let problem = requestLimits.problem(with: request) {
+            record(caller, "(malformed request)", target: "", allowed: false, reason: problem)
+            return APIResponse(ok: false, error: "invalid request: \(problem)")
+        }
         guard let action = CoordinatorAction(rawValue: request.action) else {
             record(caller, request.action, target: "", allowed: false, reason: "unknown action")
             return APIResponse(ok: false, error: "unknown action '\(request.action)'")
@@ -134,9 +148,22 @@ public final class CoordinatorService: @unchecked Sendable {
         return "\(up)/\(total) hosts up, \(running) migration\(running == 1 ? "" : "s") in flight"
     }
 
+    /// Audits a decision. Denials are audited one by one up to the per-caller limit a minute; the
+    /// rest are counted into one entry when the caller's next minute begins.
     private func record(_ caller: CertificateIdentity, _ action: String, target: String, allowed: Bool, reason: String) {
-        _ = try? audit.append(actor: CoordinatorService.actor(caller), role: caller.role?.rawValue ?? "none", action: action,
-                              target: target, allowed: allowed, detail: reason)
+        let actor = CoordinatorService.actor(caller), role = caller.role?.rawValue ?? "none"
+        if !allowed {
+            switch denials.admit(actor, now: clock()) {
+            case .suppress:
+                return
+            case let .audit(suppressed) where suppressed > 0:
+                _ = try? audit.append(actor: actor, role: role, action: "(denials not audited one by one)", target: "",
+                                      allowed: false, detail: "\(suppressed) further denials in the previous minute")
+            case .audit:
+                break
+            }
+        }
+        _ = try? audit.append(actor: actor, role: role, action: action, target: target, allowed: allowed, detail: reason)
     }
 
     /// The hosts an action touches: each must be inside the caller's host groups.

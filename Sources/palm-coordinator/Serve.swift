@@ -23,9 +23,11 @@ struct Serve: ParsableCommand {
             let key = try SigningKey(pemFile: c.tls.privateKey)
             let service = CoordinatorService(store: store, audit: AuditLog(store: store, key: key),
                                              policy: try AccessPolicy.load(path: c.policyFile),
-                                             settings: CoordinatorSettings(c), ticketKey: key)
+                                             settings: CoordinatorSettings(c), ticketKey: key, requestLimits: c.requestLimits)
+            DescriptorLimit.raise(toServe: c.limits.maxConnections + c.limits.admission.maxPending + c.limits.admission.maxHandshakes,
+                                  logger: logger)
             let server = try CoordinatorServer(host: c.listenAddress, port: c.listenPort, context: context, service: service,
-                                               schedulerInterval: c.schedulerInterval, logger: logger)
+                                               schedulerInterval: c.schedulerInterval, limits: c.limits, logger: logger)
             let runtime = DaemonRuntime(logger: logger)
             for loop in ["accept", "scheduler"] { runtime.liveness.register(loop) }
             server.beatInterval = runtime.liveness.maxWait(fallback: 5)
