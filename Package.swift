@@ -37,8 +37,10 @@ let package = Package(
         .target(name: "CSystemdShims", dependencies: ["CSystemd"]),
         .target(name: "CXenShims", dependencies: ["CXen"]),
 
+        // The one lock box, the one durable-file writer: what every layer shares (no C libraries).
+        .target(name: "PalmSupport"),
         // Frames and messages; no I/O, no C libraries.
-        .target(name: "PalmWire"),
+        .target(name: "PalmWire", dependencies: ["PalmSupport"]),
         // The only channel palm uses: OpenSSL TLS 1.3 with mutual ECDSA authentication.
         .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmWire"]),
         // The hypervisor driver protocol and its drivers (sim now; xen with CXen).

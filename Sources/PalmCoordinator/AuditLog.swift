@@ -6,17 +6,23 @@ import PalmWire
 /// The coordinator's append-only audit log. Every entry is chained to the one before it — its
 /// hash covers the previous entry's hash and all of its own fields — and the hash is signed with
 /// the coordinator key. `verify` walks the chain and names the first entry that was edited,
-/// reordered or deleted. (Removing entries from the end of the log is not visible in the chain
-/// itself; the head's hash and sequence number are logged to journald with each append so an
-/// external record can anchor it.)
+/// reordered or deleted. Removing entries from the end of the log, or restoring an older copy of
+/// the database, is not visible in the chain itself: after every committed append the signed
+/// ``AuditHead`` is written to `headFile` and handed to `onHead` (the daemon logs it to the
+/// journal), and `verify(coordinatorKey:head:)` checks the chain against such an anchor.
 public final class AuditLog: @unchecked Sendable {
     let store: CoordinatorStore
     let key: SigningKey?
+    /// Where the head is kept outside the database (nil: nowhere).
+    public let headFile: String?
+    /// Called with every new head once its append committed (the journal's copy).
+    public var onHead: @Sendable (AuditHead) -> Void = { _ in }
 
     /// `key` may be nil for a log that is only read and verified.
-    public init(store: CoordinatorStore, key: SigningKey?) {
+    public init(store: CoordinatorStore, key: SigningKey?, headFile: String? = nil) {
         self.store = store
         self.key = key
+        self.headFile = headFile
     }
 
     public struct Entry: Equatable, Sendable {
@@ -72,6 +78,12 @@ public final class AuditLog: @unchecked Sendable {
                 INSERT INTO audit (seq, time, actor, role, action, target, allowed, detail, prev_hash, hash, signature)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [e.seq, e.time, e.actor, e.role, e.action, e.target, e.allowed, e.detail, e.prevHash, e.hash, e.signature])
+            let head = try AuditHead.signed(seq: e.seq, hash: e.hash, key: key)
+            let file = headFile, announce = onHead
+            db.afterNextTransaction(onCommit: { _ in
+                if let file { try? head.save(to: file) }
+                announce(head)
+            })
             return e
         }
     }
@@ -95,6 +107,13 @@ public final class AuditLog: @unchecked Sendable {
         case deleted(after: Int64, seq: Int64)
         /// Entry `seq` does not follow the entry before it.
         case reordered(seq: Int64)
+        /// The head names entry `head`, but the log ends at `last`: entries were removed from its end.
+        case truncated(head: Int64, last: Int64)
+        /// Entry `seq` is not the one the head names: the log was rolled back and written anew.
+        case rolledBack(seq: Int64)
+        /// The head is not signed by the coordinator.
+        case headNotSigned
+        case unreadableHead(String)
 
         public var description: String {
             switch self {
@@ -103,13 +122,19 @@ public final class AuditLog: @unchecked Sendable {
             case let .badSignature(s): return "audit entry \(s) is not signed by the coordinator"
             case let .deleted(a, s): return "audit entries between \(a) and \(s) were deleted"
             case let .reordered(s): return "audit entry \(s) does not chain to the entry before it (reordered or replaced)"
+            case let .truncated(h, l): return "the audit head names entry \(h) but the log ends at \(l): entries were removed from its end"
+            case let .rolledBack(s): return "audit entry \(s) is not the one the head names: the log was rolled back and written anew"
+            case .headNotSigned: return "the audit head is not signed by the coordinator"
+            case let .unreadableHead(p): return "cannot read an audit head from \(p)"
             }
         }
     }
 
-    /// Checks the whole chain; throws the first problem, naming the entry. Returns the entry count.
+    /// Checks the whole chain and, given a `head` kept outside the database, that the log still
+    /// holds the entry it names (no tail truncation, no rollback); throws the first problem, naming
+    /// the entry. Returns the entry count.
     @discardableResult
-    public func verify(coordinatorKey: VerifyingKey) throws -> Int {
+    public func verify(coordinatorKey: VerifyingKey, head: AuditHead? = nil) throws -> Int {
         let all = try entries()
         var previous: Entry?
         for e in all {
@@ -121,6 +146,13 @@ public final class AuditLog: @unchecked Sendable {
             }
             guard e.prevHash == (previous?.hash ?? AuditLog.genesis) else { throw AuditError.reordered(seq: e.seq) }
             previous = e
+        }
+        if let head {
+            guard head.isSigned(by: coordinatorKey) else { throw AuditError.headNotSigned }
+            guard let named = all.first(where: { $0.seq == head.seq }) else {
+                throw AuditError.truncated(head: head.seq, last: all.last?.seq ?? 0)
+            }
+            guard named.hash == head.hash else { throw AuditError.rolledBack(seq: head.seq) }
         }
         return all.count
     }

@@ -17,12 +17,15 @@ import Glibc
 /// A connection costs a thread only while one of its requests is being read, served and
 /// answered, and the reading is bounded by ``Limits/requestTimeout`` for the whole request — a
 /// client that sends a byte now and then holds a worker for at most that long, and is then closed.
+/// One certificate holds at most ``Limits/workersPerIdentity`` workers at a time, however many
+/// connections it opens: its other ready connections wait while everyone else is served.
 final class ConnectionPool: @unchecked Sendable {
     struct Limits: Sendable {
         var workers = 8
         var maxConnections = 4096
         var idleTimeout = 120.0
         var requestTimeout = 10.0
+        var workersPerIdentity = 2
     }
 
     let limits: Limits
@@ -38,6 +41,7 @@ final class ConnectionPool: @unchecked Sendable {
     /// Connections that are idle, queued or being served now.
     var count: Int { condition.lock(); defer { condition.unlock() }; return idle.count + ready.count + busy }
     private var busy = 0
+    private var busyByIdentity: [Digest32: Int] = [:]
 
     init(limits: Limits, logger: Logger, serve: @escaping @Sendable (TLSChannel) -> Bool) {
         self.limits = limits
@@ -151,14 +155,24 @@ final class ConnectionPool: @unchecked Sendable {
     private func workLoop() {
         while true {
             condition.lock()
-            while ready.isEmpty && !stopping { condition.wait() }
-            if stopping && ready.isEmpty { condition.unlock(); return }
-            let channel = ready.removeFirst()
+            var next: Int?
+            while true {
+                next = ready.firstIndex { busyByIdentity[$0.peer.fingerprint, default: 0] < limits.workersPerIdentity }
+                if next != nil || stopping { break }
+                condition.wait()
+            }
+            guard let index = next else { condition.unlock(); return }
+            let channel = ready.remove(at: index)
+            let identity = channel.peer.fingerprint
             busy += 1
+            busyByIdentity[identity, default: 0] += 1
             condition.unlock()
             let keep = serve(channel)
             condition.lock()
             busy -= 1
+            busyByIdentity[identity, default: 0] -= 1
+            if busyByIdentity[identity] == 0 { busyByIdentity[identity] = nil }
+            condition.broadcast()  // a connection of this identity may be servable now
             condition.unlock()
             if keep { park(channel) } else { channel.close() }
         }

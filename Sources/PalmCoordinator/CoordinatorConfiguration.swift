@@ -11,6 +11,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var listenAddress: String
     public var listenPort: UInt16
     public var database: String
+    /// The audit chain's head, kept outside the database (`state.audit_head`).
+    public var auditHeadFile: String
     public var policyFile: String
     /// Seconds a ticket stays valid after the coordinator signs it.
     public var ticketValidity: UInt64
@@ -43,6 +45,7 @@ public struct CoordinatorConfiguration: Sendable {
         var limits = ServerLimits()
         limits.admission = try AdmissionGate.Limits.load(f)
         limits.workers = try f.int("listen.workers", default: limits.workers, range: 1...256)
+        limits.workersPerIdentity = try f.int("listen.workers_per_identity", default: limits.workersPerIdentity, range: 1...256)
         limits.maxConnections = try f.int("listen.max_connections", default: limits.maxConnections, range: 1...1_000_000)
         limits.idleTimeout = try f.double("listen.idle_timeout_s", default: limits.idleTimeout, range: 1...86_400)
         limits.requestTimeout = try f.double("listen.request_timeout_s", default: limits.requestTimeout, range: 0.1...600)
@@ -59,6 +62,7 @@ public struct CoordinatorConfiguration: Sendable {
             listenAddress: try f.string("listen.address", default: "0.0.0.0"),
             listenPort: UInt16(try f.int("listen.port", default: 7400, range: 0...65535)),
             database: try f.string("state.database", default: "/var/lib/palm/coordinator/palm.sqlite"),
+            auditHeadFile: try f.string("state.audit_head", default: "/var/lib/palm/coordinator/audit-head"),
             policyFile: try f.string("access.policy", default: "/etc/palm/policy.toml"),
             ticketValidity: UInt64(try f.int("tickets.validity_s", default: 300, range: 5...86_400)),
             heartbeatInterval: try f.double("agents.heartbeat_interval_s", default: 5, range: 0.05...3600),

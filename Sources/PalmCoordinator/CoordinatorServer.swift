@@ -45,7 +45,8 @@ public final class CoordinatorServer: @unchecked Sendable {
         self.limits = limits
         self.logger = logger
         pool = ConnectionPool(limits: .init(workers: limits.workers, maxConnections: limits.maxConnections,
-                                            idleTimeout: limits.idleTimeout, requestTimeout: limits.requestTimeout),
+                                            idleTimeout: limits.idleTimeout, requestTimeout: limits.requestTimeout,
+                                            workersPerIdentity: limits.workersPerIdentity),
                               logger: logger) { [unowned self] channel in serveRequest(channel) }
         service.onWork = { [weak self] in self?.poke() }
     }
@@ -159,8 +160,9 @@ public final class CoordinatorServer: @unchecked Sendable {
 /// How much the coordinator's clients may cost it (`[listen]` keys of coordinator.toml).
 public struct ServerLimits: Sendable {
     public var admission = AdmissionGate.Limits()
-    /// Workers serving requests at once.
+    /// Workers serving requests at once, and how many of them one certificate may hold.
     public var workers = 8
+    public var workersPerIdentity = 2
     /// Authenticated connections kept open (idle ones included); the oldest idle one is closed
     /// when a new one needs room.
     public var maxConnections = 4096

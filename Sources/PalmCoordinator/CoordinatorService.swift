@@ -50,6 +50,8 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Agents seen since this coordinator started (their first heartbeat is audited).
     private var seenAgents: Set<String> = []
     private let seenLock = NSLock()
+    /// The coordinator certificate's key, to verify the audit chain on request (`audit.verify`).
+    public var auditKey: VerifyingKey?
     /// What a request may hold; what denials are audited one by one.
     public let requestLimits: RequestLimits
     private let denials: DenialLimiter
@@ -235,7 +237,15 @@ public final class CoordinatorService: @unchecked Sendable {
             let plan = dryRun ? try dryRunPlan() : try runCycle(balance: true, requestedBy: actor)
             return APIResponse(ok: true, rows: plan.rows)
         case .auditVerify:
-            return APIResponse(ok: true, rows: [["entries": "\(try audit.entries().count)"]])
+            // The whole chain, and against the head kept outside the database when there is one.
+            guard let key = auditKey else { return APIResponse(ok: true, rows: [["entries": "\(try audit.entries().count)"]]) }
+            let head = audit.headFile.flatMap { FileManager.default.fileExists(atPath: $0) ? try? AuditHead.load(from: $0) : nil }
+            do {
+                let n = try audit.verify(coordinatorKey: key, head: head)
+                return APIResponse(ok: true, rows: [["entries": "\(n)", "head": head.map { "\($0.seq)" } ?? "-", "verdict": "intact"]])
+            } catch let e as AuditLog.AuditError {
+                return APIResponse(ok: false, error: "AUDIT LOG TAMPERED: \(e)")
+            }
         }
     }
 }

@@ -38,6 +38,7 @@ public struct JournalLogHandler: LogHandler {
         .connectionRefused: "c45e7b4e9fca4cf0bf69dd2f5b0c674a",
         .recovery: "3b282306e42645bfa211305de7d45ab2",
         .migrationScheduled: "e3ac525177614288a8b5956740670838",
+        .auditHead: "11e948e00c9749da94bfedbc1638133a",
     ]
 
     public static func priority(_ level: Logger.Level) -> Int {

@@ -18,4 +18,5 @@ public enum PalmEvent: String, CaseIterable, Sendable {
     case connectionRefused = "connection.refused"
     case recovery = "migration.recovered"
     case migrationScheduled = "migration.scheduled"
+    case auditHead = "audit.head"
 }

@@ -10,19 +10,51 @@ struct Audit: ParsableCommand {
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check the audit chain: names the first entry that was edited, reordered or deleted.")
+            abstract: "Check the audit chain: names the first entry that was edited, reordered or deleted.",
+            discussion: """
+                With --head (the head file the coordinator keeps beside its database, or a copy of it), or with \
+                --head-seq and --head-hash (from the journal: journalctl PALM_EVENT=audit.head), it also checks that \
+                the log still holds the newest entry the coordinator recorded: entries removed from the end, or an \
+                older database put back, are reported as tampering.
+                """)
         @Option(help: "The coordinator database.") var db: String = "/var/lib/palm/coordinator/palm.sqlite"
         @Option(help: "The coordinator's certificate (PEM).") var coordinatorCert: String = "/etc/palm/tls/coordinator.pem"
+        @Option(help: "An audit head file (state.audit_head of coordinator.toml, or a copy).") var head: String?
+        @Option(help: "The newest entry's sequence number, as the journal recorded it (with --head-hash).") var headSeq: Int64?
+        @Option(help: "The newest entry's hash, as the journal recorded it (with --head-seq).") var headHash: String?
+
+        func validate() throws {
+            if (headSeq == nil) != (headHash == nil) { throw ValidationError("--head-seq and --head-hash go together") }
+            if head != nil && headSeq != nil { throw ValidationError("give --head or --head-seq/--head-hash, not both") }
+        }
 
         func run() throws {
             do {
                 guard FileManager.default.fileExists(atPath: db) else { throw ValidationError("no database at \(db)") }
                 let log = AuditLog(store: try CoordinatorStore(path: db), key: nil)
-                let n = try log.verify(coordinatorKey: try VerifyingKey(certificateFile: coordinatorCert))
-                print("audit log intact: \(n) entries, every hash chained and signed by the coordinator")
+                let key = try VerifyingKey(certificateFile: coordinatorCert)
+                var anchor: AuditHead?
+                if let head { anchor = try AuditHead.load(from: head) }
+                let n: Int
+                if let seq = headSeq, let hash = headHash {
+                    // The journal's copy carries no signature to check: the chain must hold this very entry.
+                    n = try log.verify(coordinatorKey: key)
+                    guard let named = try log.entries().first(where: { $0.seq == seq }) else {
+                        throw AuditLog.AuditError.truncated(head: seq, last: try log.entries().last?.seq ?? 0)
+                    }
+                    guard named.hash == hash else { throw AuditLog.AuditError.rolledBack(seq: seq) }
+                } else {
+                    n = try log.verify(coordinatorKey: key, head: anchor)
+                }
+                let checked = anchor.map { " up to the head (entry \($0.seq))" } ?? headSeq.map { " up to entry \($0)" } ?? ""
+                print("audit log intact\(checked): \(n) entries, every hash chained and signed by the coordinator")
             } catch let e as ValidationError {
                 throw e
             } catch let e as AuditLog.AuditError {
+                if case .unreadableHead = e {
+                    FileHandle.standardError.write(Data("palm-coordinator: error: \(e)\n".utf8))
+                    throw ExitCode(2)
+                }
                 FileHandle.standardError.write(Data("palm-coordinator: AUDIT LOG TAMPERED: \(e)\n".utf8))
                 throw ExitCode(1)
             } catch {

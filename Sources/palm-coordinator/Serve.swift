@@ -3,6 +3,7 @@ import Foundation
 import PalmCoordinator
 import PalmSystemd
 import PalmTLS
+import PalmWire
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,9 +22,16 @@ struct Serve: ParsableCommand {
             }
             let store = try CoordinatorStore(path: c.database)
             let key = try SigningKey(pemFile: c.tls.privateKey)
-            let service = CoordinatorService(store: store, audit: AuditLog(store: store, key: key),
+            let audit = AuditLog(store: store, key: key, headFile: c.auditHeadFile)
+            audit.onHead = { head in
+                logger.info("audit head \(head.seq) \(head.hash)",
+                            metadata: ["event": "\(PalmEvent.auditHead.rawValue)", "AUDIT_SEQ": "\(head.seq)", "AUDIT_HASH": "\(head.hash)",
+                                       "AUDIT_SIGNATURE": "\(head.signature)"])
+            }
+            let service = CoordinatorService(store: store, audit: audit,
                                              policy: try AccessPolicy.load(path: c.policyFile),
                                              settings: CoordinatorSettings(c), ticketKey: key, requestLimits: c.requestLimits)
+            service.auditKey = try VerifyingKey(certificateFile: c.tls.certificateChain)
             DescriptorLimit.raise(toServe: c.limits.maxConnections + c.limits.admission.maxPending + c.limits.admission.maxHandshakes,
                                   logger: logger)
             let server = try CoordinatorServer(host: c.listenAddress, port: c.listenPort, context: context, service: service,

@@ -10,11 +10,11 @@ import Testing
 struct AuditLogTests {
     let pki = TestPKI.shared
 
-    /// A log with five signed entries in a fresh database.
+    /// A log with five signed entries in a fresh database, its head kept in `path + ".head"`.
     func fiveEntries() throws -> (AuditLog, CoordinatorStore, String) {
         let path = NSTemporaryDirectory() + "palm-audit-\(UUID().uuidString).sqlite"
         let store = try CoordinatorStore(path: path)
-        let log = AuditLog(store: store, key: try SigningKey(pemFile: pki.key("coord")))
+        let log = AuditLog(store: store, key: try SigningKey(pemFile: pki.key("coord")), headFile: path + ".head")
         for i in 1...5 {
             try log.append(actor: "alice", role: "operator", action: "migrate", target: "vm-\(i)", allowed: i != 3,
                            detail: i == 3 ? "host outside group" : "")
@@ -105,6 +105,51 @@ struct AuditLogTests {
         #expect(throws: AuditLog.AuditError.badSignature(seq: 1)) {
             try log.verify(coordinatorKey: try VerifyingKey(certificateFile: pki.cert("server")))
         }
+    }
+
+    @Test("the head outside the database shows the newest entries deleted — one, a hundred or all of them", arguments: [1, 100, 105])
+    func tailTruncation(_ deleted: Int) throws {
+        let (log, store, path) = try fiveEntries()
+        for i in 6...105 { try log.append(actor: "alice", role: "operator", action: "hosts", target: "\(i)", allowed: true) }
+        let head = try AuditHead.load(from: path + ".head")
+        #expect(head.seq == 105)
+        #expect(try log.verify(coordinatorKey: coordinatorKey, head: head) == 105)
+        try store.queue.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > ?", arguments: [105 - deleted]) }
+        // The chain alone still looks intact …
+        #expect(try log.verify(coordinatorKey: coordinatorKey) == 105 - deleted)
+        // … against the head it does not.
+        #expect(throws: AuditLog.AuditError.truncated(head: 105, last: Int64(105 - deleted))) {
+            try log.verify(coordinatorKey: coordinatorKey, head: head)
+        }
+    }
+
+    @Test("a live log cut back by five entries and written on shows as rolled back, also through the CLI")
+    func rollback() throws {
+        let (log, store, path) = try fiveEntries()
+        for i in 6...10 { try log.append(actor: "alice", role: "operator", action: "hosts", target: "\(i)", allowed: true) }
+        let anchor = try AuditHead.load(from: path + ".head")  // what the journal (or a copy) kept
+        try FileManager.default.copyItem(atPath: path + ".head", toPath: path + ".head-copy")
+        try store.queue.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > 5") }
+        // The coordinator writes on: the next entries chain onto the shortened log.
+        for i in 6...12 { try log.append(actor: "eve", role: "auditor", action: "hosts", target: "x\(i)", allowed: true) }
+        #expect(try log.verify(coordinatorKey: coordinatorKey) == 12)
+        #expect(throws: AuditLog.AuditError.rolledBack(seq: 10)) { try log.verify(coordinatorKey: coordinatorKey, head: anchor) }
+        let args = ["audit", "verify", "--db", path, "--coordinator-cert", pki.cert("coord")]
+        let cli = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args + ["--head", path + ".head-copy"])
+        #expect(cli.status == 1)
+        #expect(cli.stderr.contains("rolled back"), "stderr: \(cli.stderr)")
+        let journal = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args + ["--head-seq", "10", "--head-hash", anchor.hash])
+        #expect(journal.status == 1 && journal.stderr.contains("rolled back"))
+        // The head the coordinator itself keeps moved on with it: only an outside copy shows the rollback.
+        #expect(try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args + ["--head", path + ".head"]).status == 0)
+    }
+
+    @Test("a head not signed by the coordinator is refused")
+    func forgedHead() throws {
+        let (log, _, path) = try fiveEntries()
+        var head = try AuditHead.load(from: path + ".head")
+        head.signature = Hex.encode(try SigningKey(pemFile: pki.key("mallory")).sign(head.signedBytes))
+        #expect(throws: AuditLog.AuditError.headNotSigned) { try log.verify(coordinatorKey: coordinatorKey, head: head) }
     }
 
     @Test("the schema is versioned: a database records the migrations applied to it")

@@ -74,6 +74,17 @@ public final class CoordinatorProcess: @unchecked Sendable {
 
     public var log: String { logLock.lock(); defer { logLock.unlock() }; return logText }
 
+    /// Waits (bounded) until the daemon's stderr contains `marker`.
+    public func waitForLog(_ marker: String, timeout: Double = 30) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        logLock.lock()
+        defer { logLock.unlock() }
+        while !logText.contains(marker) {
+            if !logLock.wait(until: deadline) { return logText.contains(marker) }
+        }
+        return true
+    }
+
     public func kill() {
         guard let p = process, p.isRunning else { return }
         Foundation.kill(p.processIdentifier, SIGKILL)
