@@ -16,6 +16,9 @@ let package = Package(
         .executable(name: "palm-simguest", targets: ["palm-simguest"]),
         .library(name: "PalmWire", targets: ["PalmWire"]),
         .library(name: "PalmTLS", targets: ["PalmTLS"]),
+        // What the fuzz targets (Fuzz/, their own package) link: every decoder of outside bytes.
+        .library(name: "PalmFuzzable", targets: ["PalmWire", "PalmCompression", "PalmSecurity", "PalmControl", "PalmConfig",
+                                                   "PalmCoordinator", "PalmAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -116,6 +119,7 @@ let package = Package(
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmHypervisorTests", dependencies: ["PalmHypervisor", "PalmWire"]),
+        .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmTLS", "PalmWire", .product(name: "Logging", package: "swift-log"),

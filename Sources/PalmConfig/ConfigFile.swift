@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PalmWire
 import TOMLKit
 
@@ -30,12 +33,12 @@ public final class ConfigFile {
     let root: TOMLTable
     private var used: Set<String> = []
 
+    /// The largest configuration file read (a configuration is a few KiB; anything near this is not one).
+    public static let maxSize = 1 << 20
+
     public init(path: String) throws {
         self.path = path
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError.unreadable(file: path, reason: (error as NSError).localizedDescription)
-        }
+        let text = try ConfigFile.read(path)
         do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw ConfigError.syntax(file: path, line: e.source.begin.line, column: e.source.begin.column, message: e.description)
         }
@@ -128,5 +131,30 @@ public final class ConfigFile {
             }
         }
         try walk(root, "")
+    }
+}
+
+extension ConfigFile {
+    /// Reads at most ``maxSize`` bytes and decodes them as UTF-8, naming what is wrong.
+    static func read(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ConfigError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ConfigError.unreadable(file: path, reason: String(cString: strerror(errno)))
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+            if bytes.count > maxSize { throw ConfigError.unreadable(file: path, reason: "larger than \(maxSize >> 20) MiB: not a configuration file") }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError.unreadable(file: path, reason: "not UTF-8 text")
+        }
+        return text
     }
 }

@@ -14,7 +14,7 @@ public struct RequestLimits: Sendable, Equatable {
     public init() {}
 
     /// Why `request` is refused unread, or nil. Never quotes the offending field.
-    func problem(with request: APIRequest) -> String? {
+    public func problem(with request: APIRequest) -> String? {
         if request.action.utf8.count > maxAction { return "action name of \(request.action.utf8.count) bytes (at most \(maxAction))" }
         if !request.action.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2E || $0 == 0x2D }) { return "action name with characters other than a-z . -" }
         if request.arguments.count > maxArguments { return "\(request.arguments.count) arguments (at most \(maxArguments))" }

@@ -52,6 +52,11 @@ public struct Evidence: Codable, Equatable, Sendable {
 
     public static func load(_ path: String) throws -> Evidence {
         guard let data = FileManager.default.contents(atPath: path) else { throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path]) }
+        return try decode(data)
+    }
+
+    /// An evidence file's content (JSON).
+    public static func decode(_ data: Data) throws -> Evidence {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
         return try d.decode(Evidence.self, from: data)

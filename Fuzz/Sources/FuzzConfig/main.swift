@@ -1,0 +1,17 @@
+import Foundation
+import FuzzSupport
+import PalmAgent
+import PalmCoordinator
+
+/// The TOML configuration loaders of all three daemons, on whatever text the input is.
+let path = "/dev/shm/palm-fuzz-config-\(getpid()).toml"
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzConfig(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+    guard FileManager.default.createFile(atPath: path, contents: Data(input(start, count))) else { return 0 }
+    defer { unlink(path) }
+    _ = try? SourceConfiguration.load(path: path)
+    _ = try? DestinationConfiguration.load(path: path)
+    _ = try? CoordinatorConfiguration.load(path: path)
+    return 0
+}

@@ -1,0 +1,104 @@
+import Foundation
+import PalmCompression
+import PalmControl
+import PalmHypervisor
+import PalmSecurity
+import PalmWire
+
+/// Writes the seed corpus (Fuzz/Corpus/<target>/) from real messages: every frame type of the
+/// protocol, raw and compressed MEMORY batches of a realistic guest, tickets, attestations,
+/// evidence, API requests and the shipped configuration files. Run by scripts/fuzz.sh --seeds;
+/// the output is committed.
+let root = CommandLine.arguments.dropFirst().first ?? "Fuzz/Corpus"
+let repo = CommandLine.arguments.dropFirst(2).first ?? "."
+
+func write(_ target: String, _ name: String, _ bytes: [UInt8]) {
+    let dir = "\(root)/\(target)"
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: "\(dir)/\(name)", contents: Data(bytes))
+}
+
+func d(_ seed: UInt8) -> Digest32 { Digest32([UInt8](repeating: seed, count: 32))! }
+
+func page(_ pfn: UInt64, text: Bool) -> [UInt8] {
+    var p = [UInt8](repeating: 0, count: 4096)
+    p.withUnsafeMutableBytes {
+        if text { SimPageContent.fillText($0.baseAddress!, pageSize: 4096, pfn: pfn, generation: 1) }
+        else { SimPageContent.fill($0.baseAddress!, pageSize: 4096, pfn: pfn, generation: 1) }
+    }
+    return p
+}
+
+let ticket = MigrationTicket(migrationID: Array(0..<16), vm: "vm-7", memoryBytes: 1 << 30, source: d(1), destination: d(2),
+                             notBefore: 1_800_000_000, notAfter: 1_800_000_300, nonce: d(3), signature: [0x30, 0x45] + [UInt8](repeating: 7, count: 69))
+let attestation = Attestation(sourceNonce: d(4), exporter: d(5), agentDigest: d(6), configDigest: d(7), hypervisor: "sim",
+                              hypervisorVersion: "palm-sim 1", timestampMillis: 1_800_000_000_000, signature: [0x30, 0x44, 1, 2, 3])
+let manifest = Manifest(imageDigest: d(8), stateDigest: d(9), ticketNonce: d(3), rounds: 4, pagesSent: 300_000, bytesSent: 1 << 30,
+                        signature: [0x30, 0x44, 9, 9])
+
+// Frames of every type.
+var frames: [(String, Message)] = [
+    ("hello", .hello(Hello(ticket: ticket.encoded(), sourceNonce: d(4)))),
+    ("attest", .attest(attestation)),
+    ("config", .config(VMConfig(name: "vm-7", mode: .preCopy, pageSize: 4096, pageCount: 1024, vcpus: 2, hypervisor: "sim",
+                                platform: [], streams: 4, compression: .lz4))),
+    ("prepared", .prepared(Prepared(sessionToken: Array(0..<16), handoffMicros: 3000))),
+    ("join", .join(Join(sessionToken: Array(0..<16), stream: 2, proof: d(10)))),
+    ("joined", .joined),
+    ("round-end", .roundEnd(RoundEnd(round: 2, pagesSent: 1000, zeroPages: 10, bytesSent: 4_000_000, durationMicros: 9000, dirtyPages: 33))),
+    ("round-applied", .roundApplied(round: 2)),
+    ("state", .state([UInt8](repeating: 0xAB, count: 512))),
+    ("manifest", .manifest(manifest)),
+    ("ready", .ready(signature: [0x30, 0x44, 1])),
+    ("commit", .commit(signature: [0x30, 0x44, 2])),
+    ("done", .done),
+    ("resolve", .resolve(migrationID: Array(0..<16))),
+    ("resolution", .resolution(migrationID: Array(0..<16), .committed)),
+    ("abort", .abort(AbortNotice(reason: .busy, message: "destination busy"))),
+    ("error", .error(AbortNotice(reason: .protocolViolation, message: "unexpected MEMORY"))),
+]
+let raw = MemoryBatch(round: 1, pages: [.init(pfn: 3, data: page(3, text: false)), .init(pfn: 4, data: nil), .init(pfn: 1023, data: page(1023, text: true))])
+frames.append(("memory", .memory(raw)))
+for (name, m) in frames { write("FuzzFrames", name, m.encodeFrame()) }
+write("FuzzFrames", "stream", frames.flatMap { $0.1.encodeFrame() })
+
+// MEMORY payloads (the frame without its 12-byte header), raw and compressed.
+write("FuzzMemoryBatch", "raw", Array(raw.encodeFrame().dropFirst(WireProtocol.headerSize)))
+let text = (0..<8).flatMap { page(UInt64($0), text: true) }
+for codec in [PageCompression.lz4, .zstd] {
+    var out = [UInt8](repeating: 0, count: text.count)
+    if let n = text.withUnsafeBytes({ t in out.withUnsafeMutableBytes { PageCodec(codec).compress(t, into: $0) } }) {
+        let batch = MemoryBatch(round: 0, pages: (0..<8).map { .init(pfn: UInt64($0), data: []) } + [.init(pfn: 9, data: nil)],
+                                codec: codec, compressedData: Array(out[0..<n]))
+        write("FuzzMemoryBatch", "\(codec)", Array(batch.encodeFrame().dropFirst(WireProtocol.headerSize)))
+    }
+}
+
+write("FuzzTicket", "ticket", ticket.encoded())
+write("FuzzAttestation", "attest", Array(Message.attest(attestation).encodeFrame().dropFirst(WireProtocol.headerSize)))
+
+let evidence = Evidence(migrationID: ticket.id, recordedBy: "destination", vm: "vm-7", ticket: ticket.encoded(), attestation: attestation,
+                        manifest: manifest, readySignature: [0x30, 0x44, 1], commitSignature: [0x30, 0x44, 2],
+                        sourceCertificate: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+                        destinationCertificate: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+let enc = JSONEncoder()
+enc.dateEncodingStrategy = .iso8601
+write("FuzzEvidence", "evidence", Array((try? enc.encode(evidence)) ?? Data()))
+
+func framed(_ request: APIRequest) -> [UInt8] {
+    let body = Array((try? JSONEncoder().encode(request)) ?? Data())
+    var w = ByteWriter()
+    w.write(UInt32(body.count))
+    w.write(raw: body)
+    return w.bytes
+}
+let report = HostReport(destinationAddress: "10.0.0.2:7410", cpus: 4, cpuLoad: 0.3, memoryTotal: 8 << 30, memoryUsed: 2 << 30,
+                        vms: [VMReport(name: "vm-1", memoryBytes: 1 << 30, dirtyRate: 1200)])
+write("FuzzCoordinatorRequest", "heartbeat", framed(APIRequest(action: "agent.heartbeat", report: report)))
+write("FuzzCoordinatorRequest", "migrate", framed(APIRequest(action: "migrate", arguments: ["vm": "vm-1", "to": "host-b", "mode": "pre-copy"])))
+write("FuzzCoordinatorRequest", "hosts", framed(APIRequest(action: "hosts")) + framed(APIRequest(action: "history", arguments: ["limit": "10"])))
+
+for name in ["source", "dest", "coordinator", "policy"] {
+    if let text = FileManager.default.contents(atPath: "\(repo)/deploy/\(name).toml") { write("FuzzConfig", name, Array(text)) }
+}
+print("seed corpus written to \(root)")

@@ -1,0 +1,44 @@
+import Foundation
+import PalmConfig
+import Testing
+
+/// The configuration reader on bad files: a named error naming the file, never a crash or a leak
+/// (the fuzzer's finding: invalid UTF-8 leaked Foundation's read buffer, and nothing bounded the read).
+@Suite("Configuration files")
+struct ConfigFileTests {
+    func temp(_ bytes: [UInt8]) throws -> String {
+        let path = NSTemporaryDirectory() + "palm-config-\(UUID().uuidString).toml"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test("a file that is not UTF-8 is refused by name")
+    func notUTF8() throws {
+        let path = try temp(Array("[tls]\ncertificate = \"".utf8) + [0xC3, 0x28, 0xFF] + Array("\"\n".utf8))
+        defer { unlink(path) }
+        #expect(throws: ConfigError.unreadable(file: path, reason: "not UTF-8 text")) { _ = try ConfigFile(path: path) }
+    }
+
+    @Test("a file larger than 1 MiB is refused without being read whole")
+    func tooLarge() throws {
+        let path = try temp(Array(repeating: UInt8(ascii: "#"), count: ConfigFile.maxSize + 1))
+        defer { unlink(path) }
+        #expect(throws: ConfigError.unreadable(file: path, reason: "larger than 1 MiB: not a configuration file")) { _ = try ConfigFile(path: path) }
+    }
+
+    @Test("a missing file names itself")
+    func missing() {
+        #expect(throws: ConfigError.self) { _ = try ConfigFile(path: "/nonexistent/palm.toml") }
+    }
+
+    @Test("every input the fuzzer once failed on still loads or fails by name", arguments: try regressionInputs())
+    func regressions(_ path: String) throws {
+        do { _ = try ConfigFile(path: path) } catch let e as ConfigError { _ = e.description }
+    }
+}
+
+func regressionInputs() throws -> [String] {
+    let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fuzz/Regressions/FuzzConfig").path
+    return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().map { dir + "/" + $0 }
+}

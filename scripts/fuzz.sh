@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing (libFuzzer, AddressSanitizer with leak detection) of every decoder that
+# takes outside bytes: frames and messages, MEMORY batches (raw and compressed), tickets,
+# attestation reports, evidence files, the coordinator's API requests, the TOML configurations.
+#
+#   scripts/fuzz.sh [SECONDS]     run each target SECONDS (default 20) from a copy of its seed
+#                                 corpus, after replaying Fuzz/Regressions; exit non-zero on any
+#                                 crash, leak or timeout (the reproducer is kept in .build-fuzz/artifacts)
+#   scripts/fuzz.sh --seeds       rewrite the committed seed corpus Fuzz/Corpus from real messages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_toolchain
+
+TARGETS=(FuzzFrames FuzzMemoryBatch FuzzTicket FuzzAttestation FuzzEvidence FuzzCoordinatorRequest FuzzConfig)
+SCRATCH=.build-fuzz
+
+if [ "${1:-}" = --seeds ]; then
+  swift build --package-path Fuzz --scratch-path "$SCRATCH/plain" --product FuzzSeeds >/dev/null
+  rm -rf Fuzz/Corpus
+  "$SCRATCH/plain/debug/FuzzSeeds" Fuzz/Corpus .
+  exit 0
+fi
+
+SECONDS_EACH=${1:-20}
+echo "fuzz: building ${#TARGETS[@]} targets with -sanitize=fuzzer,address"
+for t in "${TARGETS[@]}"; do
+  swift build --package-path Fuzz --scratch-path "$SCRATCH/fuzz" --sanitize=fuzzer --sanitize=address --product "$t" 2>&1 \
+    | grep -E "error|warning: unre" || true
+  [ -x "$SCRATCH/fuzz/debug/$t" ] || { echo "fuzz: $t did not build" >&2; exit 1; }
+done
+
+mkdir -p "$SCRATCH/artifacts"
+failed=()
+for t in "${TARGETS[@]}"; do
+  bin="$SCRATCH/fuzz/debug/$t"
+  # Inputs that once crashed stay fixed.
+  if [ -d "Fuzz/Regressions/$t" ] && [ -n "$(ls -A "Fuzz/Regressions/$t")" ]; then
+    LSAN_OPTIONS=suppressions=$PWD/Fuzz/lsan-suppressions.txt "$bin" -runs=0 "Fuzz/Regressions/$t"/* >"$SCRATCH/$t.regressions.log" 2>&1 || { echo "fuzz: $t: a regression input fails again"; tail -30 "$SCRATCH/$t.regressions.log"; failed+=("$t"); continue; }
+  fi
+  work="$SCRATCH/corpus/$t"
+  rm -rf "$work"; mkdir -p "$work"
+  cp Fuzz/Corpus/"$t"/* "$work"/ 2>/dev/null || true
+  if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 LSAN_OPTIONS=suppressions=$PWD/Fuzz/lsan-suppressions.txt "$bin" "$work" -max_total_time="$SECONDS_EACH" -timeout=10 \
+       -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 -artifact_prefix="$SCRATCH/artifacts/$t-" >"$SCRATCH/$t.log" 2>&1; then
+    echo "fuzz: $t: $(grep -E '^stat::number_of_executed_units' "$SCRATCH/$t.log" | awk '{print $2}') runs in ${SECONDS_EACH} s, corpus $(ls "$work" | wc -l) inputs, no crash, leak or timeout"
+  else
+    echo "fuzz: $t FAILED:"
+    grep -E "ERROR|SUMMARY|fuzz property|Fatal error|Test unit written" "$SCRATCH/$t.log" | head -20
+    failed+=("$t")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz: ${#failed[@]} target(s) failed: ${failed[*]} (reproducers in $SCRATCH/artifacts; add them to Fuzz/Regressions/<target>/ with the fix)"
+  exit 1
+fi
+echo "fuzz: all ${#TARGETS[@]} targets clean"
