@@ -232,26 +232,26 @@ public final class DestinationServer: @unchecked Sendable {
         if removed > 0 { logger.info("ledger: forgot \(removed) migration(s) finished more than \(Int(configuration.ledgerRetention)) days ago") }
     }
 
-    /// Start-up recovery after a crash: an incoming VM whose migration the ledger records as
-    /// committed is resumed (the source has or will destroy its copy); any other is discarded
-    /// and its migration recorded as aborted (the source resumes its copy).
+    /// Start-up recovery after a crash: an incoming VM whose migration — the newest ledger record
+    /// naming it, not an older migration that brought the same VM here before — is recorded as
+    /// committed is resumed (the source has or will destroy its copy); any other is discarded and
+    /// its migration recorded as aborted (the source resumes its copy).
     static func recover(hypervisor: Hypervisor, ledger: DestinationLedger, logger: Logger) {
-        let records = ledger.journal.all()
         for vm in hypervisor.incomingVMs() {
-            let entries = records.filter { $0.record["vm"] == vm }
-            if let committed = entries.first(where: { $0.record["state"] == "committed" }) {
+            let current = ledger.latest(vm: vm)
+            if let current, current.record["state"] == "committed" {
                 do {
                     try hypervisor.completeIncoming(vm: vm)
-                    logger.notice("recovery: resumed \(vm), migration \(committed.id) was committed before the restart")
+                    logger.notice("recovery: resumed \(vm), migration \(current.id) was committed before the restart")
                 } catch {
                     logger.critical("recovery: cannot resume committed \(vm): \(error)")
                 }
             } else {
-                for e in entries { _ = try? ledger.resolve(id: e.id) }
+                if let current { _ = try? ledger.resolve(id: current.id) }
                 hypervisor.discardIncoming(vm: vm)
-                logger.warning("recovery: discarded the partial image of \(vm) left by an interrupted migration")
+                logger.warning("recovery: discarded the partial image of \(vm) left by interrupted migration \(current?.id ?? "(unrecorded)")")
             }
         }
-        for e in records where e.record["state"] == "incoming" { _ = try? ledger.resolve(id: e.id) }
+        for e in ledger.journal.all() where e.record["state"] == "incoming" { _ = try? ledger.resolve(id: e.id) }
     }
 }

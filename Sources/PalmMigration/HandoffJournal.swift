@@ -99,10 +99,32 @@ public final class HandoffJournal: @unchecked Sendable {
 /// `committed` (recorded before the VM resumes) or `aborted` (recorded before the partial VM is
 /// discarded, or when a source asks about a migration that never committed). The transition is
 /// atomic, so a COMMIT arriving late on a dying connection can never follow an answered RESOLVE.
+///
+/// A VM can come back to a host it left, so several records can name the same VM. Each record
+/// carries `opened`, a number larger than that of every record written before it on this host:
+/// the record with the largest `opened` for a VM is the migration that created whatever
+/// incoming copy of it exists (the record is written before the incoming VM is created).
 public final class DestinationLedger: @unchecked Sendable {
     public let journal: HandoffJournal
+    private let lastOpened: LockedValueBox<UInt64>
 
-    public init(directory: String) throws { journal = try HandoffJournal(directory: directory) }
+    public init(directory: String) throws {
+        journal = try HandoffJournal(directory: directory)
+        lastOpened = LockedValueBox(journal.all().map { DestinationLedger.opened($0.record) }.max() ?? 0)
+    }
+
+    /// A record's `opened` ordinal (0 for records written before it existed).
+    public static func opened(_ record: [String: String]) -> UInt64 { record["opened"].flatMap(UInt64.init) ?? 0 }
+
+    /// The record of the migration that created `vm`'s incoming copy: the newest record naming
+    /// `vm` (among records without an ordinal, one still `incoming` wins).
+    public func latest(vm: String) -> (id: String, record: [String: String])? {
+        journal.all().filter { $0.record["vm"] == vm }.max { a, b in
+            let (oa, ob) = (Self.opened(a.record), Self.opened(b.record))
+            if oa != ob { return oa < ob }
+            return a.record["state"] != "incoming" && b.record["state"] == "incoming"
+        }
+    }
 
     public enum LedgerError: Error, Equatable, CustomStringConvertible {
         case alreadyAborted(String)
@@ -112,7 +134,11 @@ public final class DestinationLedger: @unchecked Sendable {
     }
 
     public func recordIncoming(id: String, vm: String, source: String) throws {
-        try journal.write(id, ["state": "incoming", "vm": vm, "source": source])
+        let opened = lastOpened.withLockedValue { last -> UInt64 in
+            last += 1
+            return last
+        }
+        try journal.write(id, ["state": "incoming", "vm": vm, "source": source, "opened": String(opened)])
     }
 
     /// Records the commit; fails if the migration was declared aborted meanwhile.

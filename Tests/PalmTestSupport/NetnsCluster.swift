@@ -6,6 +6,7 @@ import PalmHypervisor
 /// address and its own sim root. Addresses are 10.213.N.0/24, assigned here; nothing leaves them.
 public final class NetnsCluster: @unchecked Sendable {
     public struct Host {
+        public let index: Int
         public let name: String
         public let namespace: String
         public let address: String
@@ -22,11 +23,14 @@ public final class NetnsCluster: @unchecked Sendable {
     public let bridgeAddress: String
     public private(set) var hosts: [Host] = []
     public private(set) var coordinator: CoordinatorProcess!
-    private var agents: [Process] = []
+    /// The agents by "host/which" (which: "source" or "dest").
+    private var agents: [String: Process] = [:]
+    private var mounts: [String] = []
     private let dir: String
 
     /// Creates the namespaces, certificates, configurations and the coordinator (not started).
-    public init(hosts count: Int, memoryLimit: String, scheduler: String) throws {
+    /// `coordinatorExtra` adds tables to coordinator.toml (e.g. `[tickets]`).
+    public init(hosts count: Int, memoryLimit: String, scheduler: String, coordinatorExtra: String = "") throws {
         let n = Int(getpid() % 200) + 20
         tag = "p\(n)"
         bridge = "palmbr\(n)"
@@ -49,7 +53,7 @@ public final class NetnsCluster: @unchecked Sendable {
             try ip("-n", ns, "link", "set", "eth0", "up")
             try ip("-n", ns, "link", "set", "lo", "up")
             try pki.mintHost(name, ip: address)
-            let host = Host(name: name, namespace: ns, address: address, root: "/dev/shm/palm-\(tag)-h\(i)-\(UUID().uuidString.prefix(4))",
+            let host = Host(index: i, name: name, namespace: ns, address: address, root: "/dev/shm/palm-\(tag)-h\(i)-\(UUID().uuidString.prefix(4))",
                             dir: "\(dir)/h\(i)")
             try FileManager.default.createDirectory(atPath: host.dir, withIntermediateDirectories: true)
             let common = """
@@ -108,6 +112,7 @@ public final class NetnsCluster: @unchecked Sendable {
             allowed_agents = \(list(agentsAllowed))
             allowed_configs = \(list(configsAllowed))
             allowed_hypervisors = \(list(hypervisors))
+            \(coordinatorExtra)
             """)
     }
 
@@ -120,8 +125,64 @@ public final class NetnsCluster: @unchecked Sendable {
             let path = host.dir + "/source.toml"
             let text = try String(contentsOfFile: path, encoding: .utf8)
             try text.replacingOccurrences(of: ":PORT\"", with: ":\(coordinator.port)\"").write(toFile: path, atomically: true, encoding: .utf8)
-            agents.append(try spawn(host, ["palm-dest", "serve", "--config", host.dir + "/dest.toml"], log: host.dir + "/dest.log"))
-            agents.append(try spawn(host, ["palm-source", "serve", "--config", path], log: host.dir + "/source.log"))
+            try startAgent(host, "dest")
+            try startAgent(host, "source")
+        }
+    }
+
+    /// Starts (or restarts) one agent of a host: `which` is "source" or "dest".
+    public func startAgent(_ host: Host, _ which: String) throws {
+        killAgent(host, which)
+        agents["\(host.name)/\(which)"] = try spawn(host, ["palm-\(which)", "serve", "--config", "\(host.dir)/\(which).toml"],
+                                                    log: "\(host.dir)/\(which).log")
+    }
+
+    /// kill -9 of one agent.
+    public func killAgent(_ host: Host, _ which: String) {
+        guard let p = agents.removeValue(forKey: "\(host.name)/\(which)"), p.isRunning else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    /// Takes a host's link to the bridge down (no packet passes either way) or back up.
+    public func setLink(_ host: Host, up: Bool) throws {
+        try ip("link", "set", "\(tag)h\(host.index)", up ? "up" : "down")
+    }
+
+    /// Shapes every host's link with a tbf qdisc in both directions (this kernel has no netem), so
+    /// a migration lasts long enough for a fault to land inside it.
+    public func shapeLinks(rate: String) throws {
+        for host in hosts {
+            try tc(nil, "qdisc", "replace", "dev", "\(tag)h\(host.index)", "root", "tbf", "rate", rate, "burst", "64kb", "latency", "50ms")
+            try tc(host.namespace, "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "64kb", "latency", "50ms")
+        }
+    }
+
+    private func tc(_ namespace: String?, _ args: String...) throws {
+        let r = try namespace.map { try ProcessRunner.run("/usr/sbin/ip", ["netns", "exec", $0, "/usr/sbin/tc"] + args) }
+            ?? ProcessRunner.run("/usr/sbin/tc", args)
+        guard r.status == 0 else { throw SimClusterError.command("tc \(args.joined(separator: " ")): \(r.stderr)") }
+    }
+
+    /// Puts every host's palm-dest state directory on a tmpfs of `size` (before `start`), so a
+    /// test can fill it.
+    public func smallStateDisks(size: String) throws {
+        for host in hosts {
+            let path = host.dir + "/dest-state"
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            let r = try ProcessRunner.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
+            guard r.status == 0 else { throw SimClusterError.command("mount: \(r.stderr)") }
+            mounts.append(path)
+        }
+    }
+
+    /// Fills (or empties again) a host's palm-dest state disk.
+    public func fillStateDisk(_ host: Host, full: Bool) {
+        let filler = host.dir + "/dest-state/filler"
+        if full {
+            _ = try? ProcessRunner.run("/usr/bin/dd", ["if=/dev/zero", "of=\(filler)", "bs=64k", "count=100000"])
+        } else {
+            try? FileManager.default.removeItem(atPath: filler)
         }
     }
 
@@ -129,8 +190,9 @@ public final class NetnsCluster: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         p.arguments = ["netns", "exec", host.namespace, SimCluster.bin(command[0])] + command.dropFirst()
-        FileManager.default.createFile(atPath: log, contents: nil)
+        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try handle.seekToEnd()  // a restarted agent appends to what it logged before
         p.standardOutput = handle
         p.standardError = handle
         try p.run()
@@ -178,8 +240,10 @@ public final class NetnsCluster: @unchecked Sendable {
     }
 
     public func shutdown() {
-        for p in agents where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
-        agents = []
+        for p in agents.values where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        agents = [:]
+        for m in mounts { _ = try? ProcessRunner.run("/usr/bin/umount", ["-l", m]) }
+        mounts = []
         coordinator?.kill()
         for host in hosts {
             if let h = try? host.hypervisor { for vm in (try? h.listVMs()) ?? [] { try? h.destroy(vm: vm.name) } }
