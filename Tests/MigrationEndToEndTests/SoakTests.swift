@@ -102,7 +102,7 @@ struct SoakTests {
                 }
             }
             // Settle: the migration ends, every VM runs in exactly one place where the coordinator
-            // records it, and no host holds a half-received VM.
+            // records it, and no host holds a half-received VM or an orphan image.
             var state = "", sawDoubt = false
             let settled = try cluster.await(120) {
                 state = migrationState(cluster, id)
@@ -113,7 +113,12 @@ struct SoakTests {
                     let running = try cluster.runningOn(v)
                     guard running.count == 1, recorded[v] == running[0] else { return false }
                 }
-                return try cluster.hosts.allSatisfy { try $0.hypervisor.incomingVMs().isEmpty }
+                // No half-received VM, and no image of a VM that does not run on that host.
+                return try cluster.hosts.allSatisfy { host in
+                    let h = try host.hypervisor
+                    let images = Set(try h.listVMs().map(\.name))
+                    return h.incomingVMs().isEmpty && images == Set(vms.filter { recorded[$0] == host.name })
+                }
             }
             if !settled {
                 let where_ = try vms.map { "\($0): \(try cluster.runningOn($0))" }.joined(separator: ", ")
