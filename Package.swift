@@ -109,7 +109,7 @@ let package = Package(
         ]),
 
         // Shared by the test targets: certificates minted with certs/palm-ca, process helpers.
-        .target(name: "PalmTestSupport", dependencies: ["PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity"],
+        .target(name: "PalmTestSupport", dependencies: ["PalmSupport", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity"],
                 path: "Tests/PalmTestSupport"),
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire"]),
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),

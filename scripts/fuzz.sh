@@ -13,7 +13,7 @@ source scripts/lib.sh
 ensure_toolchain
 
 TARGETS=(FuzzFrames FuzzMemoryBatch FuzzTicket FuzzAttestation FuzzEvidence FuzzCoordinatorRequest FuzzConfig)
-SCRATCH=.build-fuzz
+SCRATCH=${PALM_FUZZ_SCRATCH:-.build-fuzz}
 
 if [ "${1:-}" = --seeds ]; then
   swift build --package-path Fuzz --scratch-path "$SCRATCH/plain" --product FuzzSeeds >/dev/null
@@ -25,7 +25,11 @@ fi
 SECONDS_EACH=${1:-20}
 echo "fuzz: building ${#TARGETS[@]} targets with -sanitize=fuzzer,address"
 for t in "${TARGETS[@]}"; do
-  swift build --package-path Fuzz --scratch-path "$SCRATCH/fuzz" --sanitize=fuzzer --sanitize=address --product "$t" 2>&1 \
+  # SwiftPM passes its two --sanitize flags to swiftc as two -sanitize= options in no fixed order,
+  # and the last one wins: without the combined -Xswiftc option a build is instrumented for
+  # coverage or for ASan, depending on the run (the coverage check below catches that).
+  swift build --package-path Fuzz --scratch-path "$SCRATCH/fuzz" --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address \
+    --product "$t" 2>&1 \
     | grep -E "error|warning: unre" || true
   [ -x "$SCRATCH/fuzz/debug/$t" ] || { echo "fuzz: $t did not build" >&2; exit 1; }
 done
@@ -43,7 +47,11 @@ for t in "${TARGETS[@]}"; do
   cp Fuzz/Corpus/"$t"/* "$work"/ 2>/dev/null || true
   if ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 LSAN_OPTIONS=suppressions=$PWD/Fuzz/lsan-suppressions.txt "$bin" "$work" -max_total_time="$SECONDS_EACH" -timeout=10 \
        -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 -artifact_prefix="$SCRATCH/artifacts/$t-" >"$SCRATCH/$t.log" 2>&1; then
-    echo "fuzz: $t: $(grep -E '^stat::number_of_executed_units' "$SCRATCH/$t.log" | awk '{print $2}') runs in ${SECONDS_EACH} s, corpus $(ls "$work" | wc -l) inputs, no crash, leak or timeout"
+    # A target whose decoder is not instrumented runs blind: libFuzzer then finds nothing and says so.
+    if grep -q "no interesting inputs were found\|Is the code instrumented" "$SCRATCH/$t.log"; then
+      echo "fuzz: $t: no coverage feedback (the code under test is not instrumented)"; failed+=("$t"); continue
+    fi
+    echo "fuzz: $t: $(grep -E '^stat::number_of_executed_units' "$SCRATCH/$t.log" | awk '{print $2}') runs in ${SECONDS_EACH} s, coverage $(grep -oE 'cov: [0-9]+' "$SCRATCH/$t.log" | tail -1 | awk '{print $2}') edges, corpus $(ls "$work" | wc -l) inputs, no crash, leak or timeout"
   else
     echo "fuzz: $t FAILED:"
     grep -E "ERROR|SUMMARY|fuzz property|Fatal error|Test unit written" "$SCRATCH/$t.log" | head -20

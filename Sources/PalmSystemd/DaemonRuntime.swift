@@ -37,10 +37,11 @@ public final class DaemonRuntime: @unchecked Sendable {
                 notifier.ready(status: "reload failed (\(error)); running with the previous configuration")
             }
         })
+        // READY=1 first: systemd must never see a watchdog ping from a daemon not yet ready.
+        notifier.ready(status: status)
         liveness.start { stalled in
             logger.critical("no progress in \(stalled.joined(separator: ", ")); watchdog pings withheld")
         }
-        notifier.ready(status: status)
         logger.notice("\(status)", metadata: ["event": "\(PalmEvent.daemonReady.rawValue)"])
         serve()
         withExtendedLifetime(signals) {}

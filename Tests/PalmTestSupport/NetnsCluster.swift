@@ -1,5 +1,6 @@
 import Foundation
 import PalmHypervisor
+import PalmSupport
 
 /// Hosts in their own network namespaces, joined by a bridge in the root namespace where the
 /// coordinator listens: each host runs `palm-source serve` and `palm-dest serve` over its own
@@ -25,20 +26,32 @@ public final class NetnsCluster: @unchecked Sendable {
     public private(set) var coordinator: CoordinatorProcess!
     /// The agents by "host/which" (which: "source" or "dest").
     private var agents: [String: Process] = [:]
+    private static let instances = LockedValueBox(0)
     private var mounts: [String] = []
     private let dir: String
 
     /// Creates the namespaces, certificates, configurations and the coordinator (not started).
     /// `coordinatorExtra` adds tables to coordinator.toml (e.g. `[tickets]`).
     public init(hosts count: Int, memoryLimit: String, scheduler: String, coordinatorExtra: String = "") throws {
-        let n = Int(getpid() % 200) + 20
+        // Several clusters can run at once (suites in parallel, other test processes): each claims
+        // a number by creating its bridge, which fails if another holds it.
+        var claimed: Int?
+        let start = Int(getpid()) &+ NetnsCluster.instances.withLockedValue { n in n += 1; return n * 37 }
+        for k in 0..<230 {
+            let n = (start + k) % 230 + 20
+            if (try? ProcessRunner.run("/usr/sbin/ip", ["link", "add", "palmbr\(n)", "type", "bridge"]))?.status == 0 {
+                claimed = n
+                break
+            }
+        }
+        guard let n = claimed else { throw SimClusterError.command("no free palmbrN bridge number for a network-namespace cluster") }
         tag = "p\(n)"
         bridge = "palmbr\(n)"
         bridgeAddress = "10.213.\(n).1"
         dir = NSTemporaryDirectory() + "palm-netns-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        teardownNetwork(count)
-        try ip("link", "add", bridge, "type", "bridge")
+        // Namespaces a crashed run left under this number go.
+        for i in 1...max(count, 1) { _ = try? ProcessRunner.run("/usr/sbin/ip", ["netns", "del", "palm-\(tag)-h\(i)"]) }
         try ip("addr", "add", "\(bridgeAddress)/24", "dev", bridge)
         try ip("link", "set", bridge, "up")
         try pki.mintHost("coord-\(tag)", ip: bridgeAddress, role: "coordinator")
