@@ -46,10 +46,12 @@ let package = Package(
         .target(name: "PalmWire", dependencies: ["PalmSupport"]),
         // The only channel palm uses: OpenSSL TLS 1.3 with mutual ECDSA authentication.
         .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmWire"]),
-        // The hypervisor driver protocol and its drivers (sim now; xen with CXen).
+        // The hypervisor driver protocol and the sim driver; no C library.
         .target(name: "PalmHypervisor", dependencies: [
-            "PalmWire", "CXenShims", .product(name: "Atomics", package: "swift-atomics"),
+            "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
         ]),
+        // The Xen driver (libxenctrl, libxenforeignmemory, libxenlight): linked only by the agents.
+        .target(name: "PalmXenDriver", dependencies: ["PalmHypervisor", "PalmWire", "CXenShims"]),
 
         // MEMORY batch compression (lz4, zstd) for links that are the bottleneck.
         .target(name: "PalmCompression", dependencies: ["CLZ4", "CZstd", "PalmWire"]),
@@ -79,8 +81,8 @@ let package = Package(
 
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
-            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl", "TOMLKit",
-            .product(name: "Logging", package: "swift-log"),
+            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl",
+            "TOMLKit", .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -118,7 +120,7 @@ let package = Package(
             "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "PalmHypervisorTests", dependencies: ["PalmHypervisor", "PalmWire"]),
+        .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [

@@ -3,6 +3,7 @@ import PalmConfig
 import PalmHypervisor
 import PalmMigration
 import PalmSecurity
+import PalmXenDriver
 import PalmTLS
 import PalmWire
 

@@ -67,6 +67,17 @@ struct DeployTests {
         #expect(!FileManager.default.fileExists(atPath: "\(root)/etc/palm"))
     }
 
+    /// The Xen driver is its own target: a host without Xen's libraries can run the coordinator,
+    /// the sim guest and the benchmarks; only the agents (which carry the Xen driver) link them.
+    @Test("only palm-source and palm-dest link Xen's libraries", arguments: [
+        ("palm-coordinator", false), ("palm-simguest", false), ("palm-bench", false), ("palm-source", true), ("palm-dest", true),
+    ])
+    func xenLinkage(binary: String, linksXen: Bool) throws {
+        let r = try ProcessRunner.run("/usr/bin/ldd", [SimCluster.binDir + "/" + binary])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("libxenctrl") == linksXen, "\(binary): \(r.stdout)")
+    }
+
     @Test("a bad install argument is named and exits 64")
     func badArgument() throws {
         let r = try install(["--frobnicate"])

@@ -1,3 +1,4 @@
+import PalmHypervisor
 import CXen
 import CXenShims
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import PalmHypervisor
 import Foundation
 import PalmWire
 

@@ -1,3 +1,4 @@
+import PalmHypervisor
 import PalmWire
 
 /// What a Xen source sends in CONFIG's platform field: the page layout, the domain's libxl

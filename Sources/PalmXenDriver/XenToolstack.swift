@@ -1,3 +1,4 @@
+import PalmHypervisor
 import Foundation
 
 /// The parts of a Xen host palm leaves to Xen's own toolstack, `xl` (libxl): reading a domain's

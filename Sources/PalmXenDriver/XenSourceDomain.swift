@@ -1,3 +1,4 @@
+import PalmHypervisor
 import CXenShims
 import Foundation
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import PalmHypervisor
 import PalmWire
 
 /// Which guest frames of a PVH/HVM domain hold memory, and palm's dense page numbering of them.

@@ -1,4 +1,5 @@
-@testable import PalmHypervisor
+@testable import PalmXenDriver
+import PalmHypervisor
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
-@testable import PalmHypervisor
+@testable import PalmXenDriver
+import PalmHypervisor
 import Dispatch
 import PalmWire
 import Testing

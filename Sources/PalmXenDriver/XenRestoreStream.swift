@@ -1,3 +1,4 @@
+import PalmHypervisor
 #if canImport(Glibc)
 import Glibc
 #endif
