@@ -51,7 +51,7 @@ let package = Package(
             "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
         ]),
         // The Xen driver (libxenctrl, libxenforeignmemory, libxenlight): linked only by the agents.
-        .target(name: "PalmXenDriver", dependencies: ["PalmHypervisor", "PalmWire", "CXenShims"]),
+        .target(name: "PalmXenDriver", dependencies: ["PalmHypervisor", "PalmSupport", "PalmWire", "CXenShims"]),
 
         // MEMORY batch compression (lz4, zstd) for links that are the bottleneck.
         .target(name: "PalmCompression", dependencies: ["CLZ4", "CZstd", "PalmWire"]),
@@ -75,13 +75,13 @@ let package = Package(
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
         .target(name: "PalmMigration", dependencies: [
-            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmCompression", .product(name: "Logging", package: "swift-log"),
+            "PalmSupport", "PalmWire", "PalmTLS", "PalmHypervisor", "PalmCompression", .product(name: "Logging", package: "swift-log"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
 
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
-            "PalmWire", "PalmTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl",
+            "PalmSupport", "PalmWire", "PalmTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl",
             "TOMLKit", .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -12,8 +12,6 @@ public struct HypervisorSettings: Sendable, Equatable {
     public var driver: String
     public var simRoot: String
     public var simMemoryLimit: UInt64
-    /// The `xl` executable the Xen driver uses for configuration, restore, rename and destroy.
-    public var xl: String
     /// Seconds a Xen guest gets to acknowledge and complete a suspend request.
     public var xenSuspendTimeout: Double
     /// Seconds a suspend is expected to take until the agent has measured one (downtime prediction).
@@ -23,7 +21,6 @@ public struct HypervisorSettings: Sendable, Equatable {
         HypervisorSettings(driver: try file.oneOf("hypervisor.driver", ["sim", "xen"], default: "xen"),
                            simRoot: try file.string("sim.root", default: "/dev/shm/palm-sim"),
                            simMemoryLimit: try file.bytes("sim.memory_limit", default: 16 << 30),
-                           xl: try file.string("xen.xl", default: "xl"),
                            xenSuspendTimeout: try file.double("xen.suspend_timeout_s", default: 30, range: 1...600),
                            xenSuspendEstimate: try file.double("xen.suspend_estimate_ms", default: 300, range: 0...60_000) / 1000)
     }
@@ -31,7 +28,7 @@ public struct HypervisorSettings: Sendable, Equatable {
     public func make() throws -> Hypervisor {
         switch driver {
         case "sim": return try SimHypervisor(root: simRoot, memoryLimitBytes: simMemoryLimit)
-        default: return try XenHypervisor(xl: xl, suspendTimeout: xenSuspendTimeout, suspendEstimate: xenSuspendEstimate)
+        default: return try XenHypervisor(suspendTimeout: xenSuspendTimeout, suspendEstimate: xenSuspendEstimate)
         }
     }
 }

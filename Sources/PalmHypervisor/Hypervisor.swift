@@ -168,6 +168,9 @@ public enum HypervisorError: Error, Equatable, Sendable, CustomStringConvertible
     case guestFailed(String)
     /// A helper tool (e.g. `xl restore`) took no input for `seconds`.
     case toolStalled(tool: String, seconds: Double)
+    /// A toolstack call or tool failed: what was called, its status (exit code or library error
+    /// code) and the last lines it said.
+    case toolFailed(tool: String, status: Int32, output: String)
     case unsupported(String)
 
     public var description: String {
@@ -182,6 +185,8 @@ public enum HypervisorError: Error, Equatable, Sendable, CustomStringConvertible
         case let .systemCall(call, e): return "\(call) failed: errno \(e) (\(String(cString: strerror(e))))"
         case let .guestFailed(s): return "guest failed: \(s)"
         case let .toolStalled(tool, seconds): return "`\(tool)` read nothing for \(Int(seconds)) s; gave up"
+        case let .toolFailed(tool, status, output):
+            return "\(tool) failed (\(status))" + (output.isEmpty ? "" : ": \(output)")
         case let .unsupported(s): return "unsupported: \(s)"
         }
     }

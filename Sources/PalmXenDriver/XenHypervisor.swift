@@ -3,7 +3,7 @@ import Foundation
 import PalmWire
 
 /// The `xen` driver: a dom0 agent's view of the host through libxenctrl, libxenforeignmemory and
-/// libxenstore, with `xl` for what belongs to the toolstack (configuration, restore, destroy).
+/// libxenstore, with libxl, in-process, for what belongs to the toolstack (configuration, restore, rename, destroy).
 ///
 /// Only PVH guests are migrated (HVM with a device model would need the emulator's state too;
 /// PV log-dirty needs shadow paging, which Debian's 4.17.7 hypervisor is built without). The
@@ -21,11 +21,11 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
 
     /// Opens the control interfaces; fails with a named error outside dom0. `suspendEstimate` is
     /// what a guest's suspend is expected to take until this agent has measured one.
-    public init(xl: String = "xl", suspendTimeout: Double = 30, suspendEstimate: Double = 0.3,
+    public init(suspendTimeout: Double = 30, suspendEstimate: Double = 0.3,
                 toolstackTimeout: Double = 120) throws {
         xc = try XenControl()
         version = try xc.version()
-        toolstack = XenToolstack(xl: xl, timeout: toolstackTimeout)
+        toolstack = XenToolstack(timeout: toolstackTimeout)
         self.suspendTimeout = suspendTimeout
         suspendTimes = SuspendTimes(initial: suspendEstimate)
     }

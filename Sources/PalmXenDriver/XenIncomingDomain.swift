@@ -5,13 +5,16 @@ import PalmWire
 import Glibc
 #endif
 
-/// An incoming domain on a Xen destination. From CONFIG on, `xl restore -p` reads a migration
+/// An incoming domain on a Xen destination. From CONFIG on, `libxl_domain_create_restore` — in
+/// palm-dest's own process, on a thread of its own, as xl's receiver calls it — reads a migration
 /// stream palm writes as the pages arrive (`XenRestoreStream`), so libxenguest fills guest memory
 /// during the pre-copy rounds just as it does under `xl migrate`; STATE completes the stream and
-/// `xl restore` leaves the domain built and paused under the name `NAME--incoming`.
+/// libxl returns with the domain built (devices, console, xenstore) and paused under the name
+/// `NAME--incoming`. No `xl` process sits on the page path.
 ///
 /// Guarantees: nothing runs before `resume` (after COMMIT): then the domain is unpaused, and
-/// `settle` renames it to NAME. `discard` kills the restore and destroys whatever it built.
+/// `settle` renames it to NAME. `discard` ends the stream (libxl then destroys what it built),
+/// waits for the restore, and destroys whatever is left under the incoming name.
 final class XenIncomingDomain: DestinationDomain {
     static let suffix = "--incoming"
 
@@ -19,7 +22,7 @@ final class XenIncomingDomain: DestinationDomain {
     private let xc: XenControl
     private let toolstack: XenToolstack
     private let layout: XenPageLayout
-    private var restore: ToolProcess?
+    private var restore: LibxlRestore?
     private var stream: XenRestoreStream?
     private var domid: UInt32?
     private let pageLock = NSLock()
@@ -41,13 +44,12 @@ final class XenIncomingDomain: DestinationDomain {
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         do {
-            let restore = try toolstack.startRestore(readingFrom: fds[0])
+            let restore = try toolstack.startRestore(configJSON: json, readingFrom: fds[0])
             self.restore = restore
-            close(fds[0])
             let stream = XenRestoreStream(fd: fds[1], pageSize: xc.pageSize, stallTimeout: toolstack.timeout,
                                           readerAlive: { restore.isRunning })
             self.stream = stream
-            try stream.writeHeaders(configJSON: json, xenMajor: platform.xenMajor, xenMinor: platform.xenMinor,
+            try stream.writeHeaders(xenMajor: platform.xenMajor, xenMinor: platform.xenMinor,
                                     cpuid: platform.cpuid, msrs: platform.msrs)
         } catch {
             if restore == nil { close(fds[0]) }
@@ -88,20 +90,20 @@ final class XenIncomingDomain: DestinationDomain {
         }
         stream.close()
         self.stream = nil
-        try restore.wait(timeout: toolstack.timeout)
+        let id = try restore.wait(timeout: toolstack.timeout)
         self.restore = nil
-        guard let id = try xc.domain(named: info.name + Self.suffix)?.domid else {
-            throw HypervisorError.guestFailed("`xl restore` finished but no domain \(info.name + Self.suffix) exists")
-        }
         domid = id
     }
 
-    /// When the pipe breaks, what `xl restore` said is the useful error.
+    /// When the pipe breaks, what libxl said is the useful error.
     private func restoreFailure(_ error: Error) -> Error {
-        guard let restore else { return error }
-        if restore.isRunning { return error }
-        let tail = restore.output().split(separator: "\n").suffix(6).joined(separator: " | ")
-        return HypervisorError.guestFailed("`xl restore` stopped: \(tail)")
+        guard let restore, !restore.isRunning else { return error }
+        do {
+            _ = try restore.wait(timeout: 0)
+            return error
+        } catch let libxl {
+            return libxl
+        }
     }
 
     func resume() throws {
@@ -120,7 +122,7 @@ final class XenIncomingDomain: DestinationDomain {
     func discard() throws {
         stream?.close()
         stream = nil
-        restore?.kill()
+        _ = try? restore?.wait(timeout: toolstack.timeout)
         restore = nil
         if let id = try xc.domain(named: info.name + Self.suffix)?.domid {
             try toolstack.destroy(domid: id)

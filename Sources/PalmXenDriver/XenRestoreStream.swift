@@ -1,16 +1,17 @@
+import PalmSupport
 import PalmHypervisor
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Writes the stream `xl restore` reads, so the destination builds the domain through Xen's own
-/// restore path (libxl creates it, libxenguest fills it, xenstore and the console are introduced
-/// as for any migrated domain) while the pages arrive through palm's engine.
+/// Writes the stream `libxl_domain_create_restore` reads, so the destination builds the domain
+/// through Xen's own restore path (libxl creates it, libxenguest fills it, xenstore and the
+/// console are introduced as for any migrated domain) while the pages arrive through palm's
+/// engine. The domain's configuration goes to libxl beside the stream (as xl's receiver passes
+/// it), so the stream starts at libxl's own header.
 ///
 /// Layout (docs/specs/libxl-migration-stream.pandoc and libxc-migration-stream.pandoc of Xen 4.17):
 ///
-///     xl header     "Xen saved domain, xl format\n \0 \r", byte order 0x01020304, mandatory flags
-///                   STREAMv2|JSON, optional data = u32 length + the domain's JSON config (with NUL)
 ///     libxl header  ident "LibxlFmt" (big-endian u64), version 2, options 0 (little-endian stream)
 ///     libxl record  LIBXC_CONTEXT (empty body): what follows is libxenguest's stream
 ///       image hdr   marker ~0, id "XENF", version 3, options 0 (big-endian fields)
@@ -35,7 +36,7 @@ final class XenRestoreStream {
     private var pendingPFNs: [UInt64] = []
     private var pendingData: [UInt8] = []
 
-    /// Takes ownership of `fd` (the write end of the pipe `xl restore` reads). Writes never block
+    /// Takes ownership of `fd` (the write end of the pipe the libxl restore reads). Writes never block
     /// without bound: a reader that takes no bytes for `stallTimeout` seconds, or for which
     /// `readerAlive` turns false while a write waits, fails the write with
     /// ``HypervisorError/toolStalled(tool:seconds:)`` or ``HypervisorError/guestFailed(_:)``.
@@ -59,18 +60,8 @@ final class XenRestoreStream {
 
     // MARK: stream parts
 
-    func writeHeaders(configJSON: [UInt8], xenMajor: UInt32, xenMinor: UInt32, cpuid: [UInt8], msrs: [UInt8]) throws {
+    func writeHeaders(xenMajor: UInt32, xenMinor: UInt32, cpuid: [UInt8], msrs: [UInt8]) throws {
         var w = LEWriter()
-        // xl save-file header.
-        w.raw(Array("Xen saved domain, xl format\n \0 \r".utf8))
-        var json = configJSON
-        if json.last != 0 { json.append(0) }
-        w.u32(0x0102_0304)
-        w.u32(1 << 1 | 1 << 0)          // XL_MANDATORY_FLAG_STREAMv2 | XL_MANDATORY_FLAG_JSON
-        w.u32(0)
-        w.u32(UInt32(4 + json.count))
-        w.u32(UInt32(json.count))
-        w.raw(json)
         // libxl stream header (big-endian fields).
         w.be64(0x4c69_6278_6c46_6d74)   // "LibxlFmt"
         w.be32(2)
@@ -149,30 +140,30 @@ final class XenRestoreStream {
     }
 
     /// Writes all of `bytes`. The pipe is non-blocking: while it is full, poll in slices of at
-    /// most 250 ms, checking between slices that `xl restore` still runs, and give up once no byte
+    /// most 250 ms, checking between slices that the restore still runs, and give up once no byte
     /// has gone out for `stallTimeout` seconds — a toolstack that stops reading must not hold the
     /// destination (and, through TLS back-pressure, the source) forever.
     private func put(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { buf in
             guard let base = buf.baseAddress else { return }
             var off = 0
-            var lastProgress = ToolProcess.now()
+            var lastProgress = MonotonicClock.now()
             while off < buf.count {
                 let n = Glibc.write(fd, base + off, buf.count - off)
                 if n > 0 {
                     off += n
-                    lastProgress = ToolProcess.now()
+                    lastProgress = MonotonicClock.now()
                     continue
                 }
                 guard n < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else {
-                    throw HypervisorError.systemCall(call: "write(xl restore stream)", errno: n < 0 ? errno : EIO)
+                    throw HypervisorError.systemCall(call: "write(restore stream)", errno: n < 0 ? errno : EIO)
                 }
-                let waited = ToolProcess.now() - lastProgress
-                if waited >= stallTimeout { throw HypervisorError.toolStalled(tool: "xl restore", seconds: stallTimeout) }
+                let waited = MonotonicClock.now() - lastProgress
+                if waited >= stallTimeout { throw HypervisorError.toolStalled(tool: "libxl_domain_create_restore", seconds: stallTimeout) }
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 let slice = Int32(max(1, min(250, (stallTimeout - waited) * 1000)))
                 if poll(&p, 1, slice) == 0, !readerAlive() {
-                    throw HypervisorError.guestFailed("`xl restore` exited while its stream was being written")
+                    throw HypervisorError.guestFailed("the libxl restore ended while its stream was being written")
                 }
             }
         }

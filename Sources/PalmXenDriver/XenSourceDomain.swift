@@ -1,3 +1,4 @@
+import PalmSupport
 import PalmHypervisor
 import CXenShims
 import Foundation
@@ -76,10 +77,10 @@ final class XenSourceDomain: SourceDomain {
 
     func pause() throws {
         guard !suspended else { return }
-        let start = ToolProcess.now()
+        let start = MonotonicClock.now()
         try suspendGuest()
         suspended = true
-        suspendTimes.record(ToolProcess.now() - start)
+        suspendTimes.record(MonotonicClock.now() - start)
     }
 
     /// When the destination is this same host, its incoming domain must take the VM's name after
@@ -98,14 +99,14 @@ final class XenSourceDomain: SourceDomain {
     private func suspendGuest() throws {
         let control = "/local/domain/\(domid)/control/shutdown"
         try xc.write(control, "suspend")
-        let start = ToolProcess.now()
+        let start = MonotonicClock.now()
         var acknowledged = false
         while true {
             guard let d = try xc.domain(domid) else { throw HypervisorError.guestFailed("\(info.name) vanished while suspending") }
             if d.suspended { return }
             if d.shutdown { throw HypervisorError.guestFailed("\(info.name) shut down (reason \(d.shutdownReason)) instead of suspending") }
             if !acknowledged { acknowledged = (xc.read(control) ?? "") != "suspend" }
-            if ToolProcess.now() - start > suspendTimeout {
+            if MonotonicClock.now() - start > suspendTimeout {
                 if !acknowledged { try? xc.write(control, "") }
                 throw HypervisorError.guestFailed("\(info.name) did not suspend within \(Int(suspendTimeout)) s"
                                                   + (acknowledged ? " after acknowledging" : " (no acknowledgement: does the guest have Xen PV suspend support?)"))

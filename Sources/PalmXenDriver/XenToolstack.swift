@@ -1,25 +1,30 @@
-import PalmHypervisor
+import CXenShims
 import Foundation
+import PalmHypervisor
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// The parts of a Xen host palm leaves to Xen's own toolstack, `xl` (libxl): reading a domain's
-/// configuration, renaming, destroying (xenstore, console and backends cleaned up as libxl does),
-/// and rebuilding an incoming domain from a migration stream (`xl restore`).
+/// The parts of a Xen host palm leaves to Xen's toolstack library, libxl, called in the agent's
+/// own process as xl's receiver does — no `xl` child: a domain's configuration, building an
+/// incoming domain from a migration stream, renaming, destroying (xenstore, console and
+/// backends cleaned up as libxl does).
+///
+/// Guarantees: every call opens its own libxl context with its own log, so calls on different
+/// threads share nothing, and a failure is a ``HypervisorError/toolFailed(tool:status:output:)``
+/// carrying libxl's error code and the last lines it logged.
 struct XenToolstack: Sendable {
-    /// The `xl` executable (searched in PATH when not absolute).
-    var xl: String = "xl"
+    /// Seconds a restore may take after its stream ended, and a libxl call at most.
     var timeout: Double = 120
 
-    /// The domain's libxl configuration as JSON (`xl list -l`), the form `xl restore` reads.
+    /// The domain's libxl configuration as JSON (what `xl list -l` prints), the form a restore reads.
     func configJSON(domid: UInt32) throws -> [UInt8] {
-        let text = try ToolProcess.run([xl, "list", "-l", "\(domid)"], timeout: timeout)
-        guard let data = text.data(using: .utf8),
-              let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]],
-              let entry = list.first(where: { ($0["domid"] as? Int).map { UInt32($0) == domid } ?? false }) ?? list.first,
-              let config = entry["config"],
-              let json = try? JSONSerialization.data(withJSONObject: config, options: [.sortedKeys]) else {
-            throw HypervisorError.guestFailed("`xl list -l \(domid)` did not print a domain configuration")
-        }
-        return Array(json)
+        let context = try LibxlContext()
+        var text: UnsafeMutablePointer<CChar>?
+        try context.check(palm_libxl_config_json(context.handle, domid, &text), "libxl_retrieve_domain_configuration(\(domid))")
+        guard let text else { throw HypervisorError.guestFailed("libxl returned no configuration for domain \(domid)") }
+        defer { palm_libxl_free(text) }
+        return Array(String(cString: text).utf8)
     }
 
     /// `c_info.type` of a configuration ("pvh", "hvm", "pv").
@@ -44,17 +49,109 @@ struct XenToolstack: Sendable {
     }
 
     func rename(domid: UInt32, to name: String) throws {
-        try ToolProcess.run([xl, "rename", "\(domid)", name], timeout: timeout)
+        let context = try LibxlContext()
+        try context.check(palm_libxl_rename(context.handle, domid, name), "libxl_domain_rename(\(domid), \(name))")
     }
 
     func destroy(domid: UInt32) throws {
-        try ToolProcess.run([xl, "destroy", "\(domid)"], timeout: timeout)
+        let context = try LibxlContext()
+        try context.check(palm_libxl_destroy(context.handle, domid), "libxl_domain_destroy(\(domid))")
     }
 
-    /// Starts `xl restore -p` reading the stream from `fd` (its fd 3, named /proc/self/fd/3: a
-    /// minimal dom0 need not have the /dev/fd symlink); the domain it creates stays paused until
-    /// palm unpauses it after COMMIT.
-    func startRestore(readingFrom fd: Int32) throws -> ToolProcess {
-        try ToolProcess([xl, "restore", "-p", "/proc/self/fd/3"], passing: [3: fd])
+    /// Starts building a domain from the libxl stream read from `fd` (which the restore owns and
+    /// closes when it ends); the domain it creates stays paused until palm unpauses it after COMMIT.
+    func startRestore(configJSON: [UInt8], readingFrom fd: Int32) throws -> LibxlRestore {
+        try LibxlRestore(context: LibxlContext(), configJSON: configJSON, fd: fd)
     }
+}
+
+/// One libxl context and the file its log goes to (unlinked at once; read back on failure).
+final class LibxlContext: @unchecked Sendable {
+    let handle: OpaquePointer
+    private let logFD: Int32
+
+    init() throws {
+        var template = Array("/tmp/palm-libxl.XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw HypervisorError.systemCall(call: "mkstemp", errno: errno) }
+        unlink(template)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        guard let h = palm_libxl_open(fd, 0) else {
+            let e = errno
+            close(fd)
+            throw HypervisorError.systemCall(call: "libxl_ctx_alloc", errno: e)
+        }
+        handle = h
+        logFD = fd
+    }
+
+    deinit {
+        palm_libxl_close(handle)
+        close(logFD)
+    }
+
+    /// The last lines libxl logged (at most 64 KiB are read).
+    func logTail(lines: Int = 6) -> String {
+        let end = lseek(logFD, 0, SEEK_END)
+        guard end > 0 else { return "" }
+        let start = max(0, end - 65_536)
+        var buf = [UInt8](repeating: 0, count: Int(end - start))
+        let n = pread(logFD, &buf, buf.count, start)
+        guard n > 0 else { return "" }
+        return String(decoding: buf.prefix(n), as: UTF8.self)
+            .split(separator: "\n").suffix(lines).joined(separator: " | ")
+    }
+
+    func check(_ rc: Int32, _ call: String) throws {
+        guard rc == 0 else { throw HypervisorError.toolFailed(tool: call, status: rc, output: logTail()) }
+    }
+}
+
+/// `libxl_domain_create_restore` running on a thread of its own (the call blocks until the stream
+/// ends). Guarantees: the stream's read end is closed when the restore ends, whatever the
+/// outcome; on failure libxl has destroyed what it built.
+final class LibxlRestore: @unchecked Sendable {
+    private struct Outcome { var rc: Int32; var domid: UInt32 }
+    private let context: LibxlContext
+    private let finished = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var outcome: Outcome?
+
+    init(context: LibxlContext, configJSON: [UInt8], fd: Int32) throws {
+        self.context = context
+        let json = configJSON + [0]
+        let thread = Thread { [self] in
+            var domid: UInt32 = 0
+            let rc = json.withUnsafeBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) {
+                    palm_libxl_restore(context.handle, $0, fd, &domid)
+                }
+            }
+            close(fd)
+            lock.withLock { outcome = Outcome(rc: rc, domid: domid) }
+            finished.signal()
+        }
+        thread.name = "palm-libxl-restore"
+        thread.start()
+    }
+
+    /// True until libxl has returned.
+    var isRunning: Bool { lock.withLock { outcome == nil } }
+
+    /// Waits at most `timeout` seconds for the restore and returns the new domain's id.
+    func wait(timeout: Double) throws -> UInt32 {
+        guard finished.wait(timeout: .now() + timeout) == .success else {
+            throw HypervisorError.guestFailed("libxl_domain_create_restore did not finish within \(Int(timeout)) s of its stream's end")
+        }
+        finished.signal()   // later waits return at once
+        let o = lock.withLock { outcome! }
+        if o.rc == PALM_LIBXL_BAD_CONFIG {
+            throw HypervisorError.corruptImage("libxl cannot parse the domain configuration: \(context.logTail())")
+        }
+        try context.check(o.rc, "libxl_domain_create_restore")
+        return o.domid
+    }
+
+    /// What libxl last logged, for the error when the stream breaks.
+    func logTail() -> String { context.logTail() }
 }

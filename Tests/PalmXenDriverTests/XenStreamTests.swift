@@ -44,30 +44,22 @@ private func written(_ body: (XenRestoreStream) throws -> Void) throws -> [UInt8
     return bytes
 }
 
-@Suite("Xen restore stream (what `xl restore` reads)")
+@Suite("Xen restore stream (what libxl_domain_create_restore reads)")
 struct XenStreamTests {
     let state = XenDomainState(tscMode: 1, tscNanoseconds: 123_456_789, tscKHz: 2_400_000, tscIncarnation: 3,
                                hvmContext: Array(repeating: 0xAB, count: 1030), params: [(1, 0xfeffc), (17, 0xfeffd)])
 
-    @Test("xl header, libxl header, libxc headers, static data, pages, hand-off records and both ENDs, in order and aligned")
+    @Test("libxl header, libxc headers, static data, pages, hand-off records and both ENDs, in order and aligned")
     func layoutOfTheStream() throws {
-        let json = Array(#"{"c_info":{"name":"vm--incoming","type":"pvh"}}"#.utf8)
         var page = [UInt8](repeating: 0, count: 4096)
         for i in page.indices { page[i] = UInt8(i % 251) }
         let bytes = try written { s in
-            try s.writeHeaders(configJSON: json, xenMajor: 4, xenMinor: 17, cpuid: Array(repeating: 1, count: 48), msrs: Array(repeating: 2, count: 16))
+            try s.writeHeaders(xenMajor: 4, xenMinor: 17, cpuid: Array(repeating: 1, count: 48), msrs: Array(repeating: 2, count: 16))
             try page.withUnsafeBytes { try s.page(gpfn: 0x10, data: $0) }
             try s.page(gpfn: 0xfeffc, data: nil)
             try s.writeTail(state)
         }
         var r = StreamReader(bytes: bytes)
-        #expect(r.take(32) == Array("Xen saved domain, xl format\n \0 \r".utf8))
-        #expect(r.le32() == 0x0102_0304)
-        #expect(r.le32() == 3)                       // STREAMv2 | JSON
-        #expect(r.le32() == 0)
-        #expect(r.le32() == UInt32(4 + json.count + 1))
-        #expect(r.le32() == UInt32(json.count + 1))
-        #expect(r.take(json.count + 1) == json + [0])
         #expect(r.be64() == 0x4c69_6278_6c46_6d74)   // "LibxlFmt"
         #expect(r.be32() == 2 && r.be32() == 0)
         #expect(r.record() == (1, []))               // LIBXC_CONTEXT
@@ -107,13 +99,13 @@ struct XenStreamTests {
     func batching() throws {
         let zero = [UInt8](repeating: 0, count: 4096)
         let bytes = try written { s in
-            try s.writeHeaders(configJSON: Array("{}".utf8), xenMajor: 4, xenMinor: 17, cpuid: [], msrs: [])
+            try s.writeHeaders(xenMajor: 4, xenMinor: 17, cpuid: [], msrs: [])
             for g in 0..<UInt64(1100) { try zero.withUnsafeBytes { try s.page(gpfn: g, data: $0) } }
             try s.flush()
         }
         // Skip to the first record after the libxc domain header.
         var r = StreamReader(bytes: bytes)
-        r.at = 32 + 16 + 4 + 3 + 16 + 8 + 24 + 16
+        r.at = 16 + 8 + 24 + 16   // libxl header, LIBXC_CONTEXT, image header, domain header
         #expect(r.record().0 == 0x10)   // no CPU policy records when there is none
         var counts: [UInt32] = []
         while r.at < bytes.count {
@@ -148,7 +140,7 @@ private final class RestorePipe: @unchecked Sendable {
     deinit { close(readEnd) }
 }
 
-@Suite("Xen restore stream: writes into `xl restore` are bounded")
+@Suite("Xen restore stream: writes into the libxl restore are bounded")
 struct XenStreamBoundTests {
     let page = [UInt8](repeating: 7, count: 4096)
 
@@ -157,9 +149,9 @@ struct XenStreamBoundTests {
         let p = RestorePipe()
         let stream = XenRestoreStream(fd: p.writeEnd, pageSize: 4096, stallTimeout: 0.3)
         defer { stream.close() }
-        try stream.writeHeaders(configJSON: Array("{}".utf8), xenMajor: 4, xenMinor: 17, cpuid: [], msrs: [])
+        try stream.writeHeaders(xenMajor: 4, xenMinor: 17, cpuid: [], msrs: [])
         // 512 pages (2 MiB) cannot fit a pipe's buffer: the batch write has to wait for a reader.
-        #expect(throws: HypervisorError.toolStalled(tool: "xl restore", seconds: 0.3)) {
+        #expect(throws: HypervisorError.toolStalled(tool: "libxl_domain_create_restore", seconds: 0.3)) {
             for g in 0..<UInt64(512) { try page.withUnsafeBytes { try stream.page(gpfn: g, data: $0) } }
         }
     }

@@ -72,4 +72,23 @@ int palm_xen_physinfo(xc_interface *xch, uint64_t *free_bytes, uint64_t *total_b
 /// A domain's CPU cap in percent of one CPU (0 = no cap), under credit2 or credit.
 int palm_xen_set_cap(xc_interface *xch, uint32_t domid, unsigned int cap);
 int palm_xen_get_cap(xc_interface *xch, uint32_t domid, unsigned int *cap);
+
+/// libxl (libxenlight), in-process: a context whose log lines (warnings and errors, or details
+/// when `verbose`) go to `log_fd`. Every call returns 0 or a libxl error code (negative).
+typedef struct palm_libxl palm_libxl;
+/// Returned by palm_libxl_restore for a configuration libxl cannot parse.
+#define PALM_LIBXL_BAD_CONFIG (-1000)
+palm_libxl *palm_libxl_open(int log_fd, int verbose);
+void palm_libxl_close(palm_libxl *h);
+/// The domain's configuration as libxl JSON (what `xl list -l` prints under "config"); free with
+/// palm_libxl_free.
+int palm_libxl_config_json(palm_libxl *h, uint32_t domid, char **json);
+/// Builds a domain from the libxl migration stream (v2, from the "LibxlFmt" header on) read from
+/// `restore_fd`, configured by `config_json`; blocks until the stream ends. The domain is left
+/// paused (libxl_domain_create_restore, as xl's receiver calls it).
+int palm_libxl_restore(palm_libxl *h, const char *config_json, int restore_fd, uint32_t *domid);
+int palm_libxl_rename(palm_libxl *h, uint32_t domid, const char *new_name);
+int palm_libxl_destroy(palm_libxl *h, uint32_t domid);
+int palm_libxl_unpause(palm_libxl *h, uint32_t domid);
+void palm_libxl_free(void *p);
 #endif
