@@ -39,6 +39,9 @@ public final class ConfigFile {
     public init(path: String) throws {
         self.path = path
         let text = try ConfigFile.read(path)
+        if let (line, column) = TOMLHeaderCheck.firstBadHeader(in: text) {
+            throw ConfigError.syntax(file: path, line: line, column: column, message: "a table header must start with a key")
+        }
         do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw ConfigError.syntax(file: path, line: e.source.begin.line, column: e.source.begin.column, message: e.description)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import PalmConfig
 import PalmControl
 import PalmTLS
 import TOMLKit
@@ -67,6 +68,9 @@ public struct AccessPolicy: Sendable, Equatable {
 
     public static func parse(_ text: String, file: String = "<policy>") throws -> AccessPolicy {
         let table: TOMLTable
+        if let (line, column) = TOMLHeaderCheck.firstBadHeader(in: text) {
+            throw PolicyError.invalid("\(file):\(line):\(column): a table header must start with a key")
+        }
         do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw PolicyError.invalid("\(file):\(e.source.begin.line): \(e.description)")
         }

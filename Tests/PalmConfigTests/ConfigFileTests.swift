@@ -31,6 +31,39 @@ struct ConfigFileTests {
         #expect(throws: ConfigError.self) { _ = try ConfigFile(path: "/nonexistent/palm.toml") }
     }
 
+    /// toml++ aborts the process on these (an assertion in parse_key, release builds too): palm
+    /// must refuse them by name before the parser sees them.
+    @Test("a table header that does not start with a key is a named syntax error, not an abort",
+          arguments: ["[,\n", "[[ ,]]\n", "[ +a]\n", "x = 1\n[\n", "[tls]\n[\t{a}]\n", "[#]\n"])
+    func badHeaders(_ text: String) throws {
+        let path = NSTemporaryDirectory() + "palm-hdr-\(UUID().uuidString).toml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: ConfigError.self) { _ = try ConfigFile(path: path) }
+        #expect(TOMLHeaderCheck.firstBadHeader(in: text) != nil)
+    }
+
+    @Test("valid TOML with arrays, inline tables and strings that look like headers passes the check")
+    func goodHeaders() {
+        let text = #"""
+        # [, in a comment
+        [a]
+        x = [
+          [1, 2],
+          [{ y = 1 }],
+          [+3],
+        ]
+        s = """
+        [, inside a multi-line string
+        """
+        t = '[,'
+        [[b]]
+        [ "quoted key" . c ]
+        ['lit']
+        """#
+        #expect(TOMLHeaderCheck.firstBadHeader(in: text) == nil)
+    }
+
     @Test("every input the fuzzer once failed on still loads or fails by name", arguments: try regressionInputs())
     func regressions(_ path: String) throws {
         do { _ = try ConfigFile(path: path) } catch let e as ConfigError { _ = e.description }
