@@ -86,8 +86,12 @@ monitor() {
 }
 # The watcher has seen the hand-off within milliseconds of a migration's end, or never will.
 settle_watch() { within 15 sh -c "! kill -0 $WATCH 2>/dev/null"; kill $WATCH 2>/dev/null; wait $WATCH 2>/dev/null; }
+# The agents run with exactly the user, capability bounding set, NoNewPrivileges and device
+# access their units in deploy/ grant (as-unit.sh reads them from the unit files).
+# (A simple command, not a function, so that $! is the agent's pid: as-unit.sh execs into it.)
+UNITS=/root/palm/units AS_DEST="$B/as-unit.sh /root/palm/units/palm-dest.service" AS_SOURCE="$B/as-unit.sh /root/palm/units/palm-source.service"
 start_dest() {  # $1 log name, env passed through
-  $B/palm-dest serve --config $W/dest.toml > $W/$1.out 2> $W/$1.log &
+  $AS_DEST $B/palm-dest serve --config $W/dest.toml > $W/$1.out 2> $W/$1.log &
   DEST=$!
   within 60 grep -q listening $W/$1.out || { fail "palm-dest listening"; cat $W/$1.log; finish; }
   PORT=$(awk -F: '/listening/ {print $NF}' $W/$1.out)
@@ -102,7 +106,7 @@ t fault-start
 SRC1=$(domid pvh)
 PALM_TEST_STOP_AT=precopy start_dest dest-fault
 ticket
-$B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/fault.json 2> $W/source-fault.log &
+$AS_SOURCE $B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/fault.json 2> $W/source-fault.log &
 MIG=$!
 within 300 sh -c "grep -q 'stopping at fault point precopy' $W/dest-fault.log || ! kill -0 $MIG 2>/dev/null"
 if grep -q "stopping at fault point precopy" $W/dest-fault.log; then
@@ -124,6 +128,10 @@ t fault-end
 # palm-dest builds the incoming domain with libxl in its own process, so the kill -9 above left
 # pvh--incoming half-built; restarted (as its unit's Restart= does), its recovery destroys it.
 start_dest dest
+check "palm-dest runs with its unit's capability bounding set ($DEST_UNIT_CAPBND), no new privileges" \
+  sh -c "grep -q 'CapBnd:.*$DEST_UNIT_CAPBND' /proc/$DEST/status && grep -q 'CapEff:.*$DEST_UNIT_CAPBND' /proc/$DEST/status && grep -q 'NoNewPrivs:.*1' /proc/$DEST/status"
+check "palm-dest sees only the devices its unit allows ($(ls /proc/$DEST/root/dev/xen 2>/dev/null | tr '\n' ' '))" \
+  sh -c "[ \"\$(ls /proc/$DEST/root/dev/xen | sort | tr '\n' ' ')\" = \"\$(sed -n 's|^DeviceAllow=/dev/xen/\([^ ]*\) .*|\1|p' $UNITS/palm-dest.service | sort | while read d; do [ -e /dev/xen/\$d ] && echo \$d; done | tr '\n' ' ')\" ]"
 check "palm-dest restarted destroys the half-built incoming domain the killed one left" within 60 sh -c '! xl list | grep -q -- "--incoming"'
 ticket
 S0=$(sweeps); F0=$(count "memcheck: FAIL"); A0=$(count "domU alive")
@@ -131,7 +139,7 @@ $B/xenwatch pvh 900 > $W/palm.watch &
 WATCH=$!
 t palm-start
 T0=$(date +%s.%N)
-$B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log &
+$AS_SOURCE $B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log &
 MIG=$!
 monitor
 wait $MIG; rc=$?

@@ -48,13 +48,27 @@ STAGE="$SHARE/stage"
 mkdir -p "$STAGE/usr/local/bin" "$STAGE/root/palm"
 for p in palm-coordinator palm-source palm-dest; do strip -o "$STAGE/usr/local/bin/$p" ".build/static/release/$p"; done
 [ -n "${XENRIG_EXTRA:-}" ] && cp $XENRIG_EXTRA "$STAGE/usr/local/bin/"
+# The agents run under what their units grant (integration/xenrig/as-unit.sh reads the units).
+cp "$HERE/as-unit.sh" "$STAGE/usr/local/bin/"
+mkdir -p "$STAGE/root/palm/units" && cp deploy/palm-source.service deploy/palm-dest.service "$STAGE/root/palm/units/"
 gcc -O2 -Wall -o "$STAGE/usr/local/bin/xenwatch" "$HERE/tools/xenwatch.c" -lxenctrl -lxenstore
 certs/palm-ca --dir "$STAGE/root/palm/ca" init >/dev/null 2>&1
 certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig --ip 127.0.0.1 >/dev/null 2>&1
 certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-coordinator --role coordinator >/dev/null 2>&1
 { cat "$CACHE/dom0.cpio.zst"; (cd "$STAGE" && find . | cpio -o -H newc 2>/dev/null | zstd -q -T0); } > "$SHARE/dom0.cpio.zst"
 rm -rf "$STAGE"
-{ [ -n "${MEMCHECK:-}" ] && echo "export MEMCHECK=$MEMCHECK"; cat "${XENRIG_JOB:-$HERE/job.sh}"; } > "$SHARE/run.sh"
+# The capability bounding set palm-dest's unit grants, as /proc/PID/status prints it.
+capmask() {
+  local m=0 n
+  for c in $(sed -n 's/^CapabilityBoundingSet=//p' "$1"); do
+    n=$(awk -v c="$c" '$1 == "#define" && $2 == c {print $3}' /usr/include/linux/capability.h)
+    [ -n "$n" ] || { echo "unknown capability $c in $1" >&2; exit 1; }
+    m=$(( m | (1 << n) ))
+  done
+  printf '%016x' $m
+}
+{ [ -n "${MEMCHECK:-}" ] && echo "export MEMCHECK=$MEMCHECK"; echo "export DEST_UNIT_CAPBND=$(capmask deploy/palm-dest.service)"
+  cat "${XENRIG_JOB:-$HERE/job.sh}"; } > "$SHARE/run.sh"
 
 # Under TCG: smap=0 (dom0 dies at its first hypercall otherwise), no RDTSCP (PVH guests crash on
 # it). No XSAVE: with it, TCG (QEMU 7.2) under Xen's FPU switching corrupted SIMD state now and
