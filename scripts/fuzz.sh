@@ -23,15 +23,17 @@ if [ "${1:-}" = --seeds ]; then
 fi
 
 SECONDS_EACH=${1:-20}
+mkdir -p "$SCRATCH"
 echo "fuzz: building ${#TARGETS[@]} targets with -sanitize=fuzzer,address"
 for t in "${TARGETS[@]}"; do
   # SwiftPM passes its two --sanitize flags to swiftc as two -sanitize= options in no fixed order,
   # and the last one wins: without the combined -Xswiftc option a build is instrumented for
   # coverage or for ASan, depending on the run (the coverage check below catches that).
-  swift build --package-path Fuzz --scratch-path "$SCRATCH/fuzz" --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address \
-    --product "$t" 2>&1 \
-    | grep -E "error|warning: unre" || true
-  [ -x "$SCRATCH/fuzz/debug/$t" ] || { echo "fuzz: $t did not build" >&2; exit 1; }
+  # A failed build must not leave an older binary to fuzz: the build's own status decides.
+  if ! swift build --package-path Fuzz --scratch-path "$SCRATCH/fuzz" --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address \
+       --product "$t" > "$SCRATCH/$t.build.log" 2>&1; then
+    grep -E "error" "$SCRATCH/$t.build.log" | head -20; echo "fuzz: $t did not build" >&2; exit 1
+  fi
 done
 
 mkdir -p "$SCRATCH/artifacts"
