@@ -45,7 +45,7 @@ let package = Package(
         // Frames and messages; no I/O, no C libraries.
         .target(name: "PalmWire", dependencies: ["PalmSupport"]),
         // The only channel palm uses: OpenSSL TLS 1.3 with mutual ECDSA authentication.
-        .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmWire"]),
+        .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmSupport", "PalmWire"]),
         // The hypervisor driver protocol and the sim driver; no C library.
         .target(name: "PalmHypervisor", dependencies: [
             "PalmWire", .product(name: "Atomics", package: "swift-atomics"),

@@ -1,4 +1,5 @@
 import Foundation
+import PalmSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,7 +55,7 @@ public final class AdmissionGate: @unchecked Sendable {
         /// When the first message must have been read.
         public let deadline: Date
         private weak var gate: AdmissionGate?
-        private let released = LockedFlag()
+        private let released = LockedValueBox(false)
 
         init(socket: Int32, address: String, deadline: Date, gate: AdmissionGate) {
             self.socket = socket
@@ -67,8 +68,11 @@ public final class AdmissionGate: @unchecked Sendable {
         public var remaining: Double { max(0.001, deadline.timeIntervalSinceNow) }
 
         public func release() {
-            guard released.setOnce() else { return }
-            gate?.leave(address)
+            let first = released.withLockedValue { done -> Bool in
+                defer { done = true }
+                return !done
+            }
+            if first { gate?.leave(address) }
         }
 
         deinit { release() }
@@ -76,7 +80,7 @@ public final class AdmissionGate: @unchecked Sendable {
 
     public let limits: Limits
     private let listener: TLSListener
-    private let state = LockedState()
+    private let state = LockedValueBox(State())
     /// Called for every admitted connection, on a thread of its own.
     private let admit: @Sendable (Admission) -> Void
     /// Called with one summary line per report interval in which something was dropped.
@@ -85,17 +89,10 @@ public final class AdmissionGate: @unchecked Sendable {
     public var onBeat: @Sendable () -> Void = {}
     public var beatInterval = 5.0
 
-    private final class LockedState: @unchecked Sendable {
-        let lock = NSLock()
+    private struct State {
         var inProgress = 0
         var perAddress: [String: Int] = [:]
         var drops: [Drop: Int] = [:]
-    }
-
-    private final class LockedFlag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var set = false
-        func setOnce() -> Bool { lock.lock(); defer { lock.unlock() }; if set { return false }; set = true; return true }
     }
 
     public init(listener: TLSListener, limits: Limits, admit: @escaping @Sendable (Admission) -> Void) {
@@ -105,35 +102,33 @@ public final class AdmissionGate: @unchecked Sendable {
     }
 
     /// Handshakes in progress now.
-    public var handshakesInProgress: Int { state.lock.lock(); defer { state.lock.unlock() }; return state.inProgress }
+    public var handshakesInProgress: Int { state.withLockedValue { $0.inProgress } }
 
     private func leave(_ address: String) {
-        state.lock.lock()
-        state.inProgress -= 1
-        state.perAddress[address, default: 1] -= 1
-        if state.perAddress[address] == 0 { state.perAddress[address] = nil }
-        state.lock.unlock()
+        state.withLockedValue { s in
+            s.inProgress -= 1
+            s.perAddress[address, default: 1] -= 1
+            if s.perAddress[address] == 0 { s.perAddress[address] = nil }
+        }
     }
 
-    private func dropped(_ why: Drop, count: Int = 1) {
-        state.lock.lock()
-        state.drops[why, default: 0] += count
-        state.lock.unlock()
+    private func dropped(_ why: Drop) {
+        state.withLockedValue { $0.drops[why, default: 0] += 1 }
     }
 
     /// Tries to take a handshake slot for `address`.
     private func enter(_ address: String) -> Drop? {
-        state.lock.lock()
-        defer { state.lock.unlock() }
-        if state.inProgress >= limits.maxHandshakes { return .budget }
-        if state.perAddress[address, default: 0] >= limits.maxPerAddress { return .perAddress }
-        if state.inProgress >= limits.earlyDropStart, limits.maxHandshakes > limits.earlyDropStart {
-            let p = Double(state.inProgress - limits.earlyDropStart + 1) / Double(limits.maxHandshakes - limits.earlyDropStart + 1)
-            if Double.random(in: 0..<1) < p { return .earlyDrop }
+        state.withLockedValue { s in
+            if s.inProgress >= limits.maxHandshakes { return .budget }
+            if s.perAddress[address, default: 0] >= limits.maxPerAddress { return .perAddress }
+            if s.inProgress >= limits.earlyDropStart, limits.maxHandshakes > limits.earlyDropStart {
+                let p = Double(s.inProgress - limits.earlyDropStart + 1) / Double(limits.maxHandshakes - limits.earlyDropStart + 1)
+                if Double.random(in: 0..<1) < p { return .earlyDrop }
+            }
+            s.inProgress += 1
+            s.perAddress[address, default: 0] += 1
+            return nil
         }
-        state.inProgress += 1
-        state.perAddress[address, default: 0] += 1
-        return nil
     }
 
     /// Accepts and admits until the listener is closed.
@@ -207,10 +202,10 @@ public final class AdmissionGate: @unchecked Sendable {
 
     /// Reports what was dropped since the last report now (tests, shutdown).
     public func reportNow() {
-        state.lock.lock()
-        let drops = state.drops
-        state.drops = [:]
-        state.lock.unlock()
+        let drops = state.withLockedValue { s -> [Drop: Int] in
+            defer { s.drops = [:] }
+            return s.drops
+        }
         if !drops.isEmpty { onDrops(Drop.allCases.compactMap { d in drops[d].map { "\($0) \(d.rawValue)" } }.joined(separator: ", ")) }
     }
 }
