@@ -15,20 +15,12 @@ import Glibc
 ///                      any idle past idleTimeout                                      then back to the idle set
 /// ```
 /// A connection costs a thread only while one of its requests is being read, served and
-/// answered, and the reading is bounded by ``Limits/requestTimeout`` for the whole request — a
+/// answered, and the reading is bounded by ``ServerLimits/requestTimeout`` for the whole request — a
 /// client that sends a byte now and then holds a worker for at most that long, and is then closed.
-/// One certificate holds at most ``Limits/workersPerIdentity`` workers at a time, however many
+/// One certificate holds at most ``ServerLimits/workersPerIdentity`` workers at a time, however many
 /// connections it opens: its other ready connections wait while everyone else is served.
 final class ConnectionPool: @unchecked Sendable {
-    struct Limits: Sendable {
-        var workers = 8
-        var maxConnections = 4096
-        var idleTimeout = 120.0
-        var requestTimeout = 10.0
-        var workersPerIdentity = 2
-    }
-
-    let limits: Limits
+    let limits: ServerLimits
     let logger: Logger
     /// Serves one ready connection (reads one request, answers it); returns false to close it.
     private let serve: @Sendable (TLSChannel) -> Bool
@@ -43,7 +35,7 @@ final class ConnectionPool: @unchecked Sendable {
     private var busy = 0
     private var busyByIdentity: [Digest32: Int] = [:]
 
-    init(limits: Limits, logger: Logger, serve: @escaping @Sendable (TLSChannel) -> Bool) {
+    init(limits: ServerLimits, logger: Logger, serve: @escaping @Sendable (TLSChannel) -> Bool) {
         self.limits = limits
         self.logger = logger
         self.serve = serve

@@ -44,10 +44,7 @@ public final class CoordinatorServer: @unchecked Sendable {
         self.schedulerInterval = schedulerInterval
         self.limits = limits
         self.logger = logger
-        pool = ConnectionPool(limits: .init(workers: limits.workers, maxConnections: limits.maxConnections,
-                                            idleTimeout: limits.idleTimeout, requestTimeout: limits.requestTimeout,
-                                            workersPerIdentity: limits.workersPerIdentity),
-                              logger: logger) { [unowned self] channel in serveRequest(channel) }
+        pool = ConnectionPool(limits: limits, logger: logger) { [unowned self] channel in serveRequest(channel) }
         service.onWork = { [weak self] in self?.poke() }
     }
 
