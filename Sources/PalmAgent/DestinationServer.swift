@@ -237,8 +237,9 @@ public final class DestinationServer: @unchecked Sendable {
     /// committed is resumed (the source has or will destroy its copy); any other is discarded and
     /// its migration recorded as aborted (the source resumes its copy).
     static func recover(hypervisor: Hypervisor, ledger: DestinationLedger, logger: Logger) {
+        let records = ledger.journal.all()
         for vm in hypervisor.incomingVMs() {
-            let current = ledger.latest(vm: vm)
+            let current = ledger.latest(vm: vm, in: records)
             if let current, current.record["state"] == "committed" {
                 do {
                     try hypervisor.completeIncoming(vm: vm)

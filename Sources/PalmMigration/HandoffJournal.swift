@@ -4,8 +4,8 @@ import Glibc
 #endif
 
 /// Durable per-migration records, one small JSON file per migration id in a directory, written
-/// with write-to-temp, fsync, rename and fsync of the directory: after a crash at any instant a
-/// record is either entirely old or entirely new. Both agents keep the hand-off state here.
+/// with ``DurableFile`` (write-to-temp, fsync, rename, fsync of the directory): after a crash at
+/// any instant a record is either entirely old or entirely new. Both agents keep the hand-off state here.
 public final class HandoffJournal: @unchecked Sendable {
     public let directory: String
     private let lock = NSLock()
@@ -41,14 +41,7 @@ public final class HandoffJournal: @unchecked Sendable {
             if writeTimes.count > 16 { writeTimes.removeFirst() }
         }
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-        let tmp = path(id) + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: tmp]) }
-        let ok = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) == $0.count } && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, path(id)) == 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: tmp]) }
-        let dfd = open(directory, O_RDONLY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        try DurableFile.write(Array(data), to: path(id))
     }
 
     public func read(_ id: String) -> [String: String]? {
@@ -69,12 +62,12 @@ public final class HandoffJournal: @unchecked Sendable {
         unlink(path(id))
     }
 
-    /// Every record, by id.
     /// When the record of `id` was last written.
     public func modified(_ id: String) -> Date? {
         (try? FileManager.default.attributesOfItem(atPath: path(id)))?[.modificationDate] as? Date
     }
 
+    /// Every record, by id.
     public func all() -> [(id: String, record: [String: String])] {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
         return names.compactMap { name in
@@ -116,10 +109,11 @@ public final class DestinationLedger: @unchecked Sendable {
     /// A record's `opened` ordinal (0 for records written before it existed).
     public static func opened(_ record: [String: String]) -> UInt64 { record["opened"].flatMap(UInt64.init) ?? 0 }
 
-    /// The record of the migration that created `vm`'s incoming copy: the newest record naming
-    /// `vm` (among records without an ordinal, one still `incoming` wins).
-    public func latest(vm: String) -> (id: String, record: [String: String])? {
-        journal.all().filter { $0.record["vm"] == vm }.max { a, b in
+    /// The record of the migration that created `vm`'s incoming copy: the newest of `records`
+    /// (default: every record, read now) naming `vm` (among records without an ordinal, one still
+    /// `incoming` wins).
+    public func latest(vm: String, in records: [(id: String, record: [String: String])]? = nil) -> (id: String, record: [String: String])? {
+        (records ?? journal.all()).filter { $0.record["vm"] == vm }.max { a, b in
             let (oa, ob) = (Self.opened(a.record), Self.opened(b.record))
             if oa != ob { return oa < ob }
             return a.record["state"] != "incoming" && b.record["state"] == "incoming"
