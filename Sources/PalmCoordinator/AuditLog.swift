@@ -135,6 +135,25 @@ public final class AuditLog: @unchecked Sendable {
     /// the entry. Returns the entry count.
     @discardableResult
     public func verify(coordinatorKey: VerifyingKey, head: AuditHead? = nil) throws -> Int {
+        let all = try verifiedChain(coordinatorKey)
+        if let head {
+            guard head.isSigned(by: coordinatorKey) else { throw AuditError.headNotSigned }
+            try Self.check(all, holdsEntry: head.seq, hash: head.hash)
+        }
+        return all.count
+    }
+
+    /// The same against the newest entry as the journal recorded it (`audit.head` events carry
+    /// the sequence and hash): the chain must still hold that very entry. Returns the entry count.
+    @discardableResult
+    public func verify(coordinatorKey: VerifyingKey, headSeq: Int64, headHash: String) throws -> Int {
+        let all = try verifiedChain(coordinatorKey)
+        try Self.check(all, holdsEntry: headSeq, hash: headHash)
+        return all.count
+    }
+
+    /// Every entry, once the whole chain has checked out.
+    private func verifiedChain(_ coordinatorKey: VerifyingKey) throws -> [Entry] {
         let all = try entries()
         var previous: Entry?
         for e in all {
@@ -147,13 +166,14 @@ public final class AuditLog: @unchecked Sendable {
             guard e.prevHash == (previous?.hash ?? AuditLog.genesis) else { throw AuditError.reordered(seq: e.seq) }
             previous = e
         }
-        if let head {
-            guard head.isSigned(by: coordinatorKey) else { throw AuditError.headNotSigned }
-            guard let named = all.first(where: { $0.seq == head.seq }) else {
-                throw AuditError.truncated(head: head.seq, last: all.last?.seq ?? 0)
-            }
-            guard named.hash == head.hash else { throw AuditError.rolledBack(seq: head.seq) }
+        return all
+    }
+
+    /// Tail truncation shows as a missing entry `seq`, a rollback as one with another hash.
+    private static func check(_ all: [Entry], holdsEntry seq: Int64, hash: String) throws {
+        guard let named = all.first(where: { $0.seq == seq }) else {
+            throw AuditError.truncated(head: seq, last: all.last?.seq ?? 0)
         }
-        return all.count
+        guard named.hash == hash else { throw AuditError.rolledBack(seq: seq) }
     }
 }
