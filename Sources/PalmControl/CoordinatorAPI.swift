@@ -36,21 +36,25 @@ public enum CoordinatorAPI {
     }
 
     static func receiveBody(from stream: ByteStream, limit: Int, beforeRead: () throws -> Void) throws -> [UInt8] {
-        var header = [UInt8](repeating: 0, count: 4)
-        try beforeRead()
-        try header.withUnsafeMutableBytes { try stream.readExactly(into: $0) }
+        let header = try read(4, from: stream, field: "stream", beforeRead: beforeRead)
         let length = header.reduce(0) { $0 << 8 | Int($1) }
         guard length <= limit else { throw WireError.payloadTooLarge(length: UInt32(length), limit: limit) }
-        var body: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: min(length, 16 << 10))
-        while body.count < length {
+        return try read(length, from: stream, field: "api.body", beforeRead: beforeRead)
+    }
+
+    /// Exactly `count` bytes, `beforeRead` called before every read (the length prefix's too, so
+    /// a deadline covers the whole message); the buffer grows with the bytes that arrive.
+    private static func read(_ count: Int, from stream: ByteStream, field: String, beforeRead: () throws -> Void) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: min(count, 16 << 10))
+        while bytes.count < count {
             try beforeRead()
-            let want = min(chunk.count, length - body.count)
+            let want = min(chunk.count, count - bytes.count)
             let n = try chunk.withUnsafeMutableBytes { try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<want])) }
-            guard n > 0 else { throw WireError.truncated(field: "api.body", needed: length, available: body.count) }
-            body += chunk[0..<n]
+            guard n > 0 else { throw WireError.truncated(field: field, needed: count, available: bytes.count) }
+            bytes += chunk[0..<n]
         }
-        return body
+        return bytes
     }
 }
 

@@ -1,5 +1,5 @@
 import Foundation
-import PalmControl
+@testable import PalmControl
 @testable import PalmCoordinator
 import PalmTestSupport
 import PalmTLS
@@ -83,6 +83,35 @@ struct CoordinatorAdmissionTests {
         #expect(try agent.call(APIRequest(action: "agent.heartbeat", report: report)).ok)
         #expect(threads < 100, "palm-coordinator ran \(threads) threads under the flood")
         #expect(rss - rssBefore < 64 << 10, "RSS grew by \(rss - rssBefore) KiB under the flood")
+    }
+
+    /// One byte per read, as a client trickling its request would send it.
+    final class TrickleStream: ByteStream {
+        let bytes: [UInt8]
+        var consumed = 0
+        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+            guard consumed < bytes.count else { return 0 }
+            buffer[0] = bytes[consumed]
+            consumed += 1
+            return 1
+        }
+        func write(_ bytes: UnsafeRawBufferPointer) throws {}
+    }
+
+    /// The request deadline is consulted before every read, the length prefix's included: a
+    /// client trickling its 4-byte prefix cannot hold a worker for four read timeouts.
+    @Test("the request deadline covers the length prefix too, read by read")
+    func deadlineCoversPrefix() {
+        let stream = TrickleStream([0, 0, 0, 2] + Array("{}".utf8))
+        var reads = 0
+        #expect(throws: TLSError.self) {
+            _ = try CoordinatorAPI.receiveBody(from: stream, limit: 1024) {
+                reads += 1
+                if reads > 1 { throw TLSError.timeout(operation: "request", seconds: 0) }
+            }
+        }
+        #expect(stream.consumed == 1, "the deadline was first checked again after \(stream.consumed) bytes")
     }
 
     @Test("accept failing for want of descriptors backs off (no busy loop) and is reported")
