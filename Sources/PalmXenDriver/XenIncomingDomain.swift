@@ -96,15 +96,7 @@ final class XenIncomingDomain: DestinationDomain {
     }
 
     /// When the pipe breaks, what libxl said is the useful error.
-    private func restoreFailure(_ error: Error) -> Error {
-        guard let restore, !restore.isRunning else { return error }
-        do {
-            _ = try restore.wait(timeout: 0)
-            return error
-        } catch let libxl {
-            return libxl
-        }
-    }
+    private func restoreFailure(_ error: Error) -> Error { restore?.failure ?? error }
 
     func resume() throws {
         guard let domid else { throw HypervisorError.invalidState("\(info.name) was not restored") }

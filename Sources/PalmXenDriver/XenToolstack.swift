@@ -1,6 +1,7 @@
 import CXenShims
 import Foundation
 import PalmHypervisor
+import PalmSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -114,8 +115,7 @@ final class LibxlRestore: @unchecked Sendable {
     private struct Outcome { var rc: Int32; var domid: UInt32 }
     private let context: LibxlContext
     private let finished = DispatchSemaphore(value: 0)
-    private let lock = NSLock()
-    private var outcome: Outcome?
+    private let outcome = LockedValueBox<Outcome?>(nil)
 
     init(context: LibxlContext, configJSON: [UInt8], fd: Int32) throws {
         self.context = context
@@ -128,7 +128,7 @@ final class LibxlRestore: @unchecked Sendable {
                 }
             }
             close(fd)
-            lock.withLock { outcome = Outcome(rc: rc, domid: domid) }
+            outcome.withLockedValue { $0 = Outcome(rc: rc, domid: domid) }
             finished.signal()
         }
         thread.name = "palm-libxl-restore"
@@ -136,22 +136,34 @@ final class LibxlRestore: @unchecked Sendable {
     }
 
     /// True until libxl has returned.
-    var isRunning: Bool { lock.withLock { outcome == nil } }
+    var isRunning: Bool { outcome.current == nil }
+
+    /// Why the restore failed, once libxl has returned with an error (nil while it runs or after
+    /// it succeeded): what to report when the stream it was reading breaks.
+    var failure: Error? {
+        guard let o = outcome.current else { return nil }
+        do {
+            _ = try result(o)
+            return nil
+        } catch {
+            return error
+        }
+    }
 
     /// Waits at most `timeout` seconds for the restore and returns the new domain's id.
     func wait(timeout: Double) throws -> UInt32 {
-        guard finished.wait(timeout: .now() + timeout) == .success else {
+        if outcome.current == nil, finished.wait(timeout: .now() + timeout) == .timedOut {
             throw HypervisorError.guestFailed("libxl_domain_create_restore did not finish within \(Int(timeout)) s of its stream's end")
         }
-        finished.signal()   // later waits return at once
-        let o = lock.withLock { outcome! }
+        guard let o = outcome.current else { throw HypervisorError.invalidState("the libxl restore signalled without an outcome") }
+        return try result(o)
+    }
+
+    private func result(_ o: Outcome) throws -> UInt32 {
         if o.rc == PALM_LIBXL_BAD_CONFIG {
             throw HypervisorError.corruptImage("libxl cannot parse the domain configuration: \(context.logTail())")
         }
         try context.check(o.rc, "libxl_domain_create_restore")
         return o.domid
     }
-
-    /// What libxl last logged, for the error when the stream breaks.
-    func logTail() -> String { context.logTail() }
 }
