@@ -3,23 +3,6 @@ import PalmHypervisor
 import PalmTestSupport
 import Testing
 
-/// A deterministic random source (SplitMix64): the same seed replays the same schedule.
-struct SoakRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func seconds(_ range: ClosedRange<Double>) -> Double {
-        range.lowerBound + Double(next() % 10_000) / 10_000 * (range.upperBound - range.lowerBound)
-    }
-}
-
 /// A coordinator and three sim hosts, each in its own network namespace behind a bridge, run
 /// migrations while a seeded random schedule kills agents or the coordinator (kill -9), cuts
 /// links and fills a destination's state disk. After every step: every VM runs in exactly one
@@ -38,7 +21,7 @@ struct SoakTests {
         let env = ProcessInfo.processInfo.environment
         let seed = env["PALM_SOAK_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64(UInt32.max))
         let steps = env["PALM_SOAK_MIGRATIONS"].flatMap(Int.init) ?? 40
-        var rng = SoakRandom(seed: seed)
+        var rng = SplitMix(state: seed)
         let cluster = try NetnsCluster(hosts: 3, memoryLimit: "1G", scheduler: """
             auto_balance = false
             max_per_host = 2

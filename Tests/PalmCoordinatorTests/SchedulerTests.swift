@@ -1,18 +1,7 @@
 import Foundation
 import PalmCoordinator
+import PalmTestSupport
 import Testing
-
-/// A small deterministic generator, so a failing seed can be replayed.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Generated clusters: hosts of random size, VMs packed unevenly (some hosts full, some empty).
 func generatedCluster(seed: UInt64, hosts: Int = 12, vms: Int = 60) -> ClusterSnapshot {
