@@ -70,7 +70,7 @@ let package = Package(
         .target(name: "PalmSecurity", dependencies: ["PalmWire", "PalmTLS"]),
         // The coordinator: SQLite state (GRDB), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
-            "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "TOMLKit",
+            "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "TOMLKit",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
@@ -105,7 +105,7 @@ let package = Package(
             "PalmHypervisor", "PalmWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
-            "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl",
+            "PalmSupport", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -124,7 +124,8 @@ let package = Package(
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [
-            "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmTLS", "PalmWire", .product(name: "Logging", package: "swift-log"),
+            "PalmMigration", "PalmHypervisor", "PalmSupport", "PalmTestSupport", "PalmTLS", "PalmWire",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",

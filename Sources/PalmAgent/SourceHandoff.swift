@@ -1,3 +1,4 @@
+import PalmSupport
 import Foundation
 import Logging
 import PalmHypervisor

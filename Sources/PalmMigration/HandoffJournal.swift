@@ -1,3 +1,4 @@
+import PalmSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import PalmSupport
 import PalmWire
 
 /// The migrations a destination receives at once. A session takes a slot only once its ticket has

@@ -1,3 +1,4 @@
+import PalmSupport
 import PalmHypervisor
 import PalmWire
 

@@ -1,4 +1,3 @@
-@_exported import PalmSupport
 /// palm's source → destination migration protocol, version 2.
 ///
 /// A migration is one **session**: a session channel (the first TLS 1.3 connection, PalmTLS,

@@ -1,3 +1,4 @@
+import PalmSupport
 import ArgumentParser
 import Foundation
 import Logging
