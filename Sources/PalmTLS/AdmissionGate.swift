@@ -52,12 +52,13 @@ public final class AdmissionGate: @unchecked Sendable {
     public final class Admission: @unchecked Sendable {
         public let socket: Int32
         public let address: String
-        /// When the first message must have been read.
-        public let deadline: Date
+        /// When the first message must have been read (``MonotonicClock`` seconds: a step of the
+        /// wall clock neither shortens nor stretches a peer's time).
+        public let deadline: Double
         private weak var gate: AdmissionGate?
         private let released = LockedValueBox(false)
 
-        init(socket: Int32, address: String, deadline: Date, gate: AdmissionGate) {
+        init(socket: Int32, address: String, deadline: Double, gate: AdmissionGate) {
             self.socket = socket
             self.address = address
             self.deadline = deadline
@@ -65,7 +66,7 @@ public final class AdmissionGate: @unchecked Sendable {
         }
 
         /// Seconds left before ``deadline`` (at least a millisecond, so a timeout is never 0).
-        public var remaining: Double { max(0.001, deadline.timeIntervalSinceNow) }
+        public var remaining: Double { max(0.001, deadline - MonotonicClock.now()) }
 
         public func release() {
             let first = released.withLockedValue { done -> Bool in
@@ -133,26 +134,28 @@ public final class AdmissionGate: @unchecked Sendable {
 
     /// Accepts and admits until the listener is closed.
     public func run() {
-        var pending: [(fd: Int32, address: String, since: Date)] = []  // accept order: the oldest first
+        // Times are MonotonicClock seconds.
+        var pending: [(fd: Int32, address: String, since: Double)] = []  // accept order: the oldest first
         var backoff = 0.0
-        var resumeAccepting: Date?   // set while accept backs off: the listener is not polled
-        var lastReport = Date()
+        var resumeAccepting: Double?   // set while accept backs off: the listener is not polled
+        var lastReport = MonotonicClock.now()
         while true {
             onBeat()
+            let start = MonotonicClock.now()
             let oldest = pending.first?.since
-            let wait = min(beatInterval, resumeAccepting.map { max(0, $0.timeIntervalSinceNow) } ?? .infinity,
-                           oldest.map { max(0, $0.addingTimeInterval(limits.preAuthTimeout).timeIntervalSinceNow) } ?? .infinity)
+            let wait = min(beatInterval, resumeAccepting.map { max(0, $0 - start) } ?? .infinity,
+                           oldest.map { max(0, $0 + limits.preAuthTimeout - start) } ?? .infinity)
             var fds = pending.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             if resumeAccepting == nil { fds.append(pollfd(fd: listener.descriptor, events: Int16(POLLIN), revents: 0)) }
             let n = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), Int32(wait * 1000) + 1) }
             if n < 0 && errno != EINTR { return }
             var acceptReady = resumeAccepting == nil && fds.last.map { $0.revents != 0 } == true
-            if let resume = resumeAccepting, resume <= Date() {
+            if let resume = resumeAccepting, resume <= MonotonicClock.now() {
                 resumeAccepting = nil
                 acceptReady = true
             }
             // Sockets that sent their first bytes (or closed) go to the handshake stage.
-            var stillPending: [(fd: Int32, address: String, since: Date)] = []
+            var stillPending: [(fd: Int32, address: String, since: Double)] = []
             for (i, entry) in pending.enumerated() {
                 guard fds[i].revents != 0 else { stillPending.append(entry); continue }
                 if let why = enter(entry.address) {
@@ -161,7 +164,7 @@ public final class AdmissionGate: @unchecked Sendable {
                     continue
                 }
                 let admission = Admission(socket: entry.fd, address: entry.address,
-                                          deadline: entry.since.addingTimeInterval(limits.preAuthTimeout), gate: self)
+                                          deadline: entry.since + limits.preAuthTimeout, gate: self)
                 let admit = self.admit
                 Thread { admit(admission) }.start()
             }
@@ -173,7 +176,7 @@ public final class AdmissionGate: @unchecked Sendable {
                             close(pending.removeFirst().fd)
                             dropped(.pendingFull)
                         }
-                        pending.append((fd, address, Date()))
+                        pending.append((fd, address, MonotonicClock.now()))
                     }
                     backoff = 0
                 } catch TLSError.closed {
@@ -184,16 +187,16 @@ public final class AdmissionGate: @unchecked Sendable {
                     // readable, so it is not polled until the back-off has passed.
                     dropped(.acceptFailed)
                     backoff = min(1, max(0.01, backoff * 2))
-                    resumeAccepting = Date(timeIntervalSinceNow: backoff)
+                    resumeAccepting = MonotonicClock.now() + backoff
                 }
             }
-            let now = Date()
-            while let entry = pending.first, now.timeIntervalSince(entry.since) >= limits.preAuthTimeout {
+            let now = MonotonicClock.now()
+            while let entry = pending.first, now - entry.since >= limits.preAuthTimeout {
                 pending.removeFirst()
                 close(entry.fd)
                 dropped(.silent)
             }
-            if now.timeIntervalSince(lastReport) >= limits.reportInterval {
+            if now - lastReport >= limits.reportInterval {
                 lastReport = now
                 reportNow()
             }
