@@ -114,6 +114,7 @@ public struct SourceAgent {
         options.streams = request.streams ?? configuration.streams
         options.compression = request.compression ?? configuration.compression
         options.hypervisorName = hypervisor.name
+        options.handoffHistory = HandoffHistory(path: configuration.stateDirectory + "/handoff-history.json")
         var log = logger
         log[metadataKey: "VM"] = "\(request.vm)"
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? request.host)"

@@ -55,6 +55,9 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     public var downtimePhases: DowntimePhases
     /// What the policy predicted when it stopped pre-copy.
     public var predictedDowntimeSeconds: Double
+    /// What the prediction's fixed part came from: "model" (its estimate of each part) or
+    /// "earlier hand-offs" (measured to this destination, ``HandoffHistory``).
+    public var predictionBasis: String?
     public var downtimeTargetSeconds: Double
     public var stopReason: String
     public var rounds: [Round]
@@ -77,8 +80,8 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         func line(_ t: String) { s += t + "\n" }
         line("migration of \(vm) → \(destination) (\(mode), \(memoryBytes >> 20) MiB): OK")
         line(String(format: "  total time      %8.3f s", totalSeconds))
-        line(String(format: "  downtime        %8.1f ms   (predicted %.1f ms, target %.0f ms)",
-                    downtimeSeconds * 1000, predictedDowntimeSeconds * 1000, downtimeTargetSeconds * 1000))
+        line(String(format: "  downtime        %8.1f ms   (predicted %.1f ms from the %@, target %.0f ms)",
+                    downtimeSeconds * 1000, predictedDowntimeSeconds * 1000, predictionBasis ?? "model", downtimeTargetSeconds * 1000))
         line("    of which      \(downtimePhases.summary)")
         line("  pre-copy ended  \(stopReason)")
         line(String(format: "  sent            %8.1f MiB in %d rounds, %.1f MiB/s, %.2f× RAM",

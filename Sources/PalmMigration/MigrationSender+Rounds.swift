@@ -78,6 +78,7 @@ extension MigrationSender {
         let more = try domain.collectDirty(into: &s.dirty)
         logger.info("stop-and-copy: paused \(s.info.name); \(s.dirty.count) pages left (\(more) dirtied since the last look); predicted downtime \(String(format: "%.1f", s.predicted * 1000)) ms",
                     metadata: ["ROUND": "\(round + 1)", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
+        s.finalChunks = s.dirty.nonzeroWords
         _ = try runRound(&s, round: round + 1, pages: s.dirty, phase: .stopAndCopy, final: true)
     }
 

@@ -28,6 +28,8 @@ struct SenderSession {
     var costs = HandoffCosts()
     var timeline = HandoffTimeline()
     var compressedBatches: UInt64 = 0
+    /// Digest chunks the final round changed (its share of the hand-off is sealing them).
+    var finalChunks = 0
 
     init(info: VMInfo) {
         self.info = info
@@ -66,20 +68,29 @@ struct HandoffCosts {
     var digestChunk = 0.0
     /// The destination's own share, as it measured it (PREPARED).
     var destination = 0.0
+    /// What earlier hand-offs to this destination measured for everything above but the
+    /// sealing (``HandoffHistory``); when known it replaces the sum of the estimates.
+    var measured: Double?
 
     /// "pause 0.5 ms · round trip 0.1 ms · …", for the round log.
     var summary: String {
-        [("pause", pause), ("round trip", roundTrip), ("journal", durableRecord), ("signature", signature),
-         ("digest chunk", digestChunk), ("destination", destination)]
+        let parts = [("pause", pause), ("round trip", roundTrip), ("journal", durableRecord), ("signature", signature),
+                     ("digest chunk", digestChunk), ("destination", destination)]
             .map { "\($0.0) " + String(format: "%.3f ms", $0.1 * 1000) }.joined(separator: " · ")
+        return measured.map { String(format: "earlier hand-offs %.3f ms (model: ", $0 * 1000) + parts + ")" } ?? parts
     }
 
+    /// Sealing `changedChunks` chunks of the image digest on both ends.
+    func sealing(changedChunks: Int) -> Double { 2 * Double(changedChunks) * digestChunk }
+
     /// The prediction's fixed part for a final round that changes `changedChunks` chunks of the
-    /// image digest (one per 64-page word of the dirty bitmap): pause, the digest sealed on both
-    /// ends (O(dirty)), manifest and COMMIT signatures, READY's check, the commit record, two
-    /// round trips (MANIFEST→READY, COMMIT→DONE) and the destination's share.
+    /// image digest (one per 64-page word of the dirty bitmap): the digest sealed on both ends
+    /// (O(dirty)), plus what earlier hand-offs to this destination measured for the rest — or,
+    /// before the first, the model of it: pause, manifest and COMMIT signatures, READY's check,
+    /// the commit record, two round trips (MANIFEST→READY, COMMIT→DONE), the destination's share.
     func fixed(changedChunks: Int) -> Double {
-        pause + 2 * Double(changedChunks) * digestChunk + 3 * signature + durableRecord + 2 * roundTrip + destination
+        sealing(changedChunks: changedChunks)
+            + (measured ?? pause + 3 * signature + durableRecord + 2 * roundTrip + destination)
     }
 }
 

@@ -10,6 +10,21 @@ public enum MonotonicClock {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
+    /// The median duration of `samples` runs of `body`: what one run is expected to cost,
+    /// steadier than a single timing (a cold cache or a preempted thread skews one sample, not
+    /// the median). The last run's result is returned with it.
+    public static func medianDuration<T>(of samples: Int, _ body: () throws -> T) rethrows -> (seconds: Double, result: T) {
+        precondition(samples > 0)
+        var times: [Double] = []
+        var result: T?
+        for _ in 0..<samples {
+            let t0 = now()
+            result = try body()
+            times.append(now() - t0)
+        }
+        return (times.sorted()[samples / 2], result!)
+    }
+
     /// CPU seconds (user + system) used by this process so far.
     public static func processCPUSeconds() -> Double {
         var ru = rusage()

@@ -49,6 +49,26 @@ struct MigrationEndToEndTests {
         #expect(report.bytesOnWire < 1 << 20, "zero pages must not cost 4 KiB each")
     }
 
+    @Test("the downtime prediction learns what hand-offs to a destination really cost: the first from the model, the next from it")
+    func predictionLearns() throws {
+        let cluster = try SimCluster()
+        defer { cluster.shutdown() }
+        try cluster.startDest()
+        try cluster.createVM("first", memory: "64M", rate: 0, fill: "zero")
+        try cluster.createVM("second", memory: "64M", rate: 0, fill: "zero")
+        let first = try cluster.migrate("first")
+        #expect(first.predictionBasis == "model")
+        let history = HandoffHistory(path: cluster.dir + "/source-state/handoff-history.json")
+        let destination = try cluster.pki.context(cluster.destCert).localIdentity.fingerprint
+        let measured = try #require(history.typical(for: destination), "the first hand-off is recorded for its destination")
+        #expect(measured > 0 && measured <= first.downtimeSeconds - first.downtimePhases.finalRound + 1e-9)
+        let second = try cluster.migrate("second")
+        #expect(second.predictionBasis == "earlier hand-offs")
+        // An idle guest's final round is (nearly) empty: its prediction is the measured fixed cost.
+        #expect(second.predictedDowntimeSeconds >= measured && second.predictedDowntimeSeconds < measured + 0.01)
+        #expect(HandoffHistory(path: history.path).typical(for: destination) != nil)
+    }
+
     @Test("a VM dirtying memory at a rate that converges: several rounds, downtime near the target")
     func converging() throws {
         let cluster = try SimCluster()
