@@ -38,8 +38,9 @@ public final class HandoffHistory: Sendable {
     public func typical(for destination: Digest32) -> Double? {
         entries.withLockedValue { all in
             guard let e = all.first(where: { $0.destination == destination.hex }) else { return nil }
-            let sorted = e.seconds.sorted()
-            return sorted[sorted.count / 2]
+            let sorted = e.seconds.sorted(), mid = sorted.count / 2
+            // Of two samples, their mean: one slow hand-off must not set the next prediction alone.
+            return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
         }
     }
 
