@@ -37,6 +37,8 @@ for t in "${TARGETS[@]}"; do
 done
 
 mkdir -p "$SCRATCH/artifacts"
+export PALM_FUZZ_TMP; PALM_FUZZ_TMP=$(mktemp -d /dev/shm/palm-fuzz.XXXXXX)   # the targets' scratch files
+trap 'rm -rf "$PALM_FUZZ_TMP"' EXIT
 failed=()
 for t in "${TARGETS[@]}"; do
   bin="$SCRATCH/fuzz/debug/$t"

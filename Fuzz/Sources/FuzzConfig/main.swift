@@ -3,8 +3,10 @@ import FuzzSupport
 import PalmAgent
 import PalmCoordinator
 
-/// The TOML configuration loaders of all three daemons, on whatever text the input is.
-let path = "/dev/shm/palm-fuzz-config-\(getpid()).toml"
+/// The TOML configuration loaders of all three daemons, on whatever text the input is. The file
+/// lives in PALM_FUZZ_TMP (scripts/fuzz.sh gives each run a scratch directory it removes, so a
+/// fuzzer killed mid-input leaves nothing behind), else /dev/shm.
+let path = "\(ProcessInfo.processInfo.environment["PALM_FUZZ_TMP"] ?? "/dev/shm")/palm-fuzz-config-\(getpid()).toml"
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfig(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
