@@ -3,7 +3,8 @@
 # Host A runs a VM whose workload keeps dirtying memory; an operator asks palm-coordinator to move
 # it to host B; the coordinator signs a ticket, host A's palm-source takes the order with its next
 # heartbeat and live-migrates the VM to host B's palm-dest over mutual TLS 1.3 after B attested
-# itself. Everything it creates is removed at the end.
+# itself. Everything it creates — daemons, sim guests, their /dev/shm roots, the work directory —
+# is removed at the end, also when a step fails or the demo is interrupted (Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${PALM_BIN:-.build/release}
@@ -11,11 +12,13 @@ for exe in palm-source palm-dest palm-coordinator palm-simguest; do
   [ -x "$BIN/$exe" ] || { echo "demo: $BIN/$exe is missing; run scripts/setup.sh" >&2; exit 1; }
 done
 
-W=$(mktemp -d /tmp/palm-demo.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/palm-demo.XXXXXX")
 ROOT_A=/dev/shm/palm-demo-$$-a ROOT_B=/dev/shm/palm-demo-$$-b
-PIDS=()
+PIDS=()   # every daemon, started in this shell (never in a $(…) subshell, whose PIDs would be lost)
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  trap - EXIT INT TERM
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   for r in "$ROOT_A" "$ROOT_B"; do
     for vm in $("$BIN/palm-simguest" list --root "$r" 2>/dev/null | cut -f1); do
       "$BIN/palm-simguest" destroy "$vm" --root "$r" || true
@@ -25,18 +28,20 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+trap 'echo "demo: interrupted; removing what it created" >&2; exit 130' INT TERM
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# Starts a daemon, waits for its "listening on" line, prints the port.
+# listening VAR OUT COMMAND…: starts a daemon in this shell (so cleanup knows its PID), waits for
+# its "listening on" line in OUT, and sets VAR to the port.
 listening() {
-  local out=$1; shift
+  local var=$1 out=$2; shift 2
   "$@" > "$out" 2> "$out.log" &
   PIDS+=($!)
   until grep -q listening "$out" 2>/dev/null; do
     kill -0 "${PIDS[-1]}" 2>/dev/null || { cat "$out.log" >&2; exit 1; }
     sleep 0.1
   done
-  awk -F: '/listening/ {print $NF}' "$out"
+  printf -v "$var" '%s' "$(awk -F: '/listening/ {print $NF}' "$out")"
 }
 
 step "1. a cluster CA; certificates for two hosts, the coordinator and an operator (certs/palm-ca)"
@@ -65,13 +70,13 @@ step "2. the coordinator: allows exactly what the two palm-dest measure, and ser
       | awk -F'"' -v k=$key '$0 ~ "^" k {print "\"" $2 "\""}' | sort -u | paste -sd, -)"
   done; } > "$W/coordinator.toml"
 sed -n '/\[attestation\]/,$p' "$W/coordinator.toml" | sed 's/^/  /'
-CPORT=$(listening "$W/coordinator.out" "$BIN/palm-coordinator" serve --config "$W/coordinator.toml")
+listening CPORT "$W/coordinator.out" "$BIN/palm-coordinator" serve --config "$W/coordinator.toml"
 echo "  palm-coordinator listening on 127.0.0.1:$CPORT"
 export PALM_SERVER=127.0.0.1:$CPORT PALM_CERT=$I/ops.pem PALM_KEY=$I/ops.key PALM_CA=$CA
 
 step "3. each host: palm-dest listening, palm-source serve reporting to the coordinator"
 for h in a b; do
-  port=$(listening "$W/dest-$h.out" "$BIN/palm-dest" serve --config "$W/dest-$h.toml")
+  listening port "$W/dest-$h.out" "$BIN/palm-dest" serve --config "$W/dest-$h.toml"
   { tls host-$h
     printf '[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-demo-%s-%s"\nmemory_limit = "2G"\n' $$ $h
     printf '[state]\ndirectory = "%s"\n' "$W/source-$h"
