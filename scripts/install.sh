@@ -3,6 +3,16 @@
 #
 #   scripts/install.sh [--root DIR] [--prefix /usr/local] [--bin-dir DIR]
 #   scripts/install.sh --uninstall [--root DIR] [--prefix /usr/local] [--purge]
+#   scripts/install.sh --check-libraries [--bin-dir DIR]
+#   scripts/install.sh --runtime-packages
+#
+# Before installing on this host, every shared library the binaries load is checked (ldd); a
+# missing one is installed from its Debian package (apt-get), and install.sh stops — naming the
+# library, the binary and the package — if it still cannot be found: a unit never dies at start
+# of a missing shared object. --check-libraries does only that; --runtime-packages prints the
+# Debian packages palm needs at run time (for images built elsewhere). palm-simguest needs no
+# Xen library; palm-source and palm-dest load Xen's toolstack libraries (libxenmisc4.17, a few
+# MiB, not the hypervisor) whichever driver they use. PALM_INSTALL_APT=0: check, never fetch.
 #
 # --root DIR     install into DIR instead of / (images, tests); systemctl is only used for /
 # --bin-dir DIR  take already-built binaries from DIR instead of building them
@@ -15,7 +25,55 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROOT="" PREFIX=/usr/local BIN_DIR="" UNINSTALL=0 PURGE=0
+# Debian packages of the shared libraries palm's binaries load, and which library comes from which.
+RUNTIME_PACKAGES="libssl3 libsystemd0 libsqlite3-0 liblz4-1 libzstd1 libxenmisc4.17 libstdc++6 libgcc-s1"
+package_for() {
+  case "$1" in
+    libssl.so.3|libcrypto.so.3) echo libssl3;;
+    libsystemd.so.0) echo libsystemd0;;
+    libsqlite3.so.0) echo libsqlite3-0;;
+    liblz4.so.1) echo liblz4-1;;
+    libzstd.so.1) echo libzstd1;;
+    libxen*.so*|libyajl.so.2) echo libxenmisc4.17;;   # Xen 4.17's toolstack; its dependencies bring the rest
+    libstdc++.so.6) echo libstdc++6;;
+    libgcc_s.so.1) echo libgcc-s1;;
+  esac
+}
+# "BINARY LIBRARY" for every library a binary in $1 loads that the dynamic linker cannot find.
+missing_libraries() {
+  local p
+  for p in $PROGRAMS; do
+    LC_ALL=C ldd "$1/$p" 2>/dev/null | awk -v b="$p" '/=> not found/ {print b, $1}'
+  done
+}
+# Installs the packages of missing libraries (apt-get, as root), then fails naming what is still missing.
+ensure_runtime_libraries() {
+  local missing packages=() unknown=() bin lib pkg
+  missing=$(missing_libraries "$1")
+  [ -z "$missing" ] && { echo "runtime libraries: every library of $PROGRAMS is present"; return 0; }
+  while read -r bin lib; do
+    pkg=$(package_for "$lib")
+    if [ -n "$pkg" ]; then packages+=("$pkg"); else unknown+=("$lib ($bin)"); fi
+  done <<< "$missing"
+  if [ ${#unknown[@]} -gt 0 ]; then
+    echo "install.sh: no Debian package is known for ${unknown[*]}; install the library, then run install.sh again" >&2
+    return 1
+  fi
+  mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
+  if [ "${PALM_INSTALL_APT:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "runtime libraries: installing ${packages[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null; } || true
+  fi
+  missing=$(missing_libraries "$1")
+  [ -z "$missing" ] && { echo "runtime libraries: installed ${packages[*]}"; return 0; }
+  while read -r bin lib; do
+    echo "install.sh: $bin needs $lib (Debian package $(package_for "$lib")), which is not installed" >&2
+  done <<< "$missing"
+  return 1
+}
+
+ROOT="" PREFIX=/usr/local BIN_DIR="" UNINSTALL=0 PURGE=0 CHECK_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT=${2:?--root needs a directory}; shift 2;;
@@ -23,7 +81,9 @@ while [ $# -gt 0 ]; do
     --bin-dir) BIN_DIR=${2:?--bin-dir needs a directory}; shift 2;;
     --uninstall) UNINSTALL=1; shift;;
     --purge) PURGE=1; shift;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    --check-libraries) CHECK_ONLY=1; shift;;
+    --runtime-packages) printf '%s\n' $RUNTIME_PACKAGES; exit 0;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "install.sh: unknown argument '$1' (see --help)" >&2; exit 64;;
   esac
 done
@@ -52,6 +112,10 @@ if [ -z "$BIN_DIR" ]; then
   BIN_DIR=.build/static/release
 fi
 for p in $PROGRAMS; do [ -x "$BIN_DIR/$p" ] || { echo "install.sh: $BIN_DIR/$p is missing" >&2; exit 1; }; done
+# The binaries run on this host (an install into --root runs elsewhere: its image brings
+# --runtime-packages itself).
+if [ -z "$ROOT" ] || [ "$CHECK_ONLY" = 1 ]; then ensure_runtime_libraries "$BIN_DIR" || exit 1; fi
+[ "$CHECK_ONLY" = 1 ] && exit 0
 
 install -d -m 0755 "$ROOT$PREFIX/bin" "$ROOT/etc/systemd/system" "$ROOT/usr/lib/sysusers.d" "$ROOT$PREFIX/share/doc/palm"
 for p in $PROGRAMS; do install -m 0755 "$BIN_DIR/$p" "$ROOT$PREFIX/bin/$p"; done

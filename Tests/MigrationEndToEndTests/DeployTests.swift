@@ -23,6 +23,43 @@ struct DeployTests {
         }
     }
 
+    @Test("install.sh refuses binaries whose shared libraries are missing, naming the binary, the library and its package")
+    func missingLibraries() throws {
+        let dir = NSTemporaryDirectory() + "palm-libs-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        try "int palm_gone(void) { return 0; }\n".write(toFile: dir + "/gone.c", atomically: true, encoding: .utf8)
+        try "int palm_gone(void); int main(void) { return palm_gone(); }\n".write(toFile: dir + "/main.c", atomically: true, encoding: .utf8)
+        // Two libraries that exist only while linking: one whose package install.sh knows (a Xen
+        // toolstack soname), one it cannot know.
+        for (file, soname) in [("libxenpalmgone.so", "libxenpalmgone.so.4.17"), ("libpalmgone.so", "libpalmgone.so.1")] {
+            let r = try ProcessRunner.run("/usr/bin/cc", ["-shared", "-fPIC", "-Wl,-soname,\(soname)", "-o", "\(dir)/\(file)", dir + "/gone.c"])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        for (binary, lib) in [("palm-dest", "xenpalmgone"), ("palm-coordinator", "palmgone")] {
+            let r = try ProcessRunner.run("/usr/bin/cc", ["-o", "\(dir)/bin/\(binary)", dir + "/main.c", "-L" + dir, "-l" + lib])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        for binary in ["palm-source", "palm-simguest"] { try FileManager.default.copyItem(atPath: "/bin/true", toPath: "\(dir)/bin/\(binary)") }
+        for file in ["libxenpalmgone.so", "libpalmgone.so"] { try FileManager.default.removeItem(atPath: "\(dir)/\(file)") }
+
+        let unknown = try ProcessRunner.run("/usr/bin/env", ["PALM_INSTALL_APT=0", "/bin/bash", repo + "/scripts/install.sh", "--check-libraries", "--bin-dir", dir + "/bin"])
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("no Debian package is known for libpalmgone.so.1 (palm-coordinator)"), "\(unknown.stderr)")
+
+        try FileManager.default.removeItem(atPath: dir + "/bin/palm-coordinator")
+        try FileManager.default.copyItem(atPath: "/bin/true", toPath: dir + "/bin/palm-coordinator")
+        let known = try ProcessRunner.run("/usr/bin/env", ["PALM_INSTALL_APT=0", "/bin/bash", repo + "/scripts/install.sh", "--check-libraries", "--bin-dir", dir + "/bin"])
+        #expect(known.status != 0)
+        #expect(known.stderr.contains("palm-dest needs libxenpalmgone.so.4.17 (Debian package libxenmisc4.17), which is not installed"), "\(known.stderr)")
+
+        // The real binaries: every library present.
+        let real = try ProcessRunner.run("/usr/bin/env", ["PALM_INSTALL_APT=0", "/bin/bash", repo + "/scripts/install.sh", "--check-libraries", "--bin-dir", SimCluster.binDir])
+        #expect(real.status == 0, "\(real.stdout)\(real.stderr)")
+        let ldd = try ProcessRunner.run("/usr/bin/ldd", [SimCluster.bin("palm-simguest")])
+        #expect(!ldd.stdout.contains("libxen"), "palm-simguest must load no Xen library: \(ldd.stdout)")
+    }
+
     @Test("install into a root: binaries, units, configs, user; systemd-analyze verify passes; security scores printed")
     func installVerifyScore() throws {
         let root = NSTemporaryDirectory() + "palm-root-\(UUID().uuidString.prefix(8))"

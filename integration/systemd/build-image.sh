@@ -7,7 +7,11 @@
 set -euo pipefail
 CACHE=${1:?usage: build-image.sh CACHE_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
-STAMP=$(sha256sum "$HERE/build-image.sh" "$HERE/guest-job.service" | sha256sum | cut -c1-16)
+# The debootstrapped base is kept across image rebuilds (it is the slow part). It carries palm's
+# runtime libraries as a host where scripts/install.sh has run would (the VM has no network for
+# install.sh to fetch them; the job checks that install.sh finds every one of them).
+PACKAGES=systemd-sysv,dbus,openssl,kmod,procps,iproute2,$(cd "$HERE/../.." && scripts/install.sh --runtime-packages | paste -sd, -)
+STAMP=$( (cat "$HERE/build-image.sh" "$HERE/guest-job.service"; echo "$PACKAGES") | sha256sum | cut -c1-16)
 if [ -f "$CACHE/image.$STAMP" ] && [ -f "$CACHE/rootfs.cpio.zst" ] && [ -f "$CACHE/vmlinuz" ]; then
   echo "image: cached ($CACHE)"; exit 0
 fi
@@ -18,8 +22,6 @@ MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2
 [ -n "$MIRROR" ] || MIRROR=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list)
 KV=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {sub("linux-image-", "", $2); print $2; exit}')
 
-# The debootstrapped base is kept across image rebuilds (it is the slow part).
-PACKAGES=systemd-sysv,dbus,openssl,libsqlite3-0,libssl3,kmod,procps,iproute2
 if [ ! -f "base.$PACKAGES" ]; then
   echo "image: debootstrap bookworm from $MIRROR"
   rm -rf base base.*

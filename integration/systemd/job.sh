@@ -13,6 +13,8 @@ W=/root/work; mkdir -p "$W"
 step "install with scripts/install.sh"
 "$S/repo/scripts/install.sh" --bin-dir "$S/bin" || { echo "FAIL install"; exit 1; }
 echo "systemd $(systemctl --version | head -1 | cut -d' ' -f2), PID 1: $(cat /proc/1/comm)"
+check "every installed binary finds each of its shared libraries" sh -c '! ldd /usr/local/bin/palm-* | grep -q "not found"'
+check "palm-simguest loads no Xen library" sh -c '! ldd /usr/local/bin/palm-simguest | grep -q libxen'
 
 step "certificates and configuration"
 CA="$S/repo/certs/palm-ca --dir $W/ca"

@@ -2,8 +2,9 @@
 # The systemd integration test: boots Debian 12 with systemd as PID 1 under QEMU (TCG), installs
 # palm in it with scripts/install.sh, runs the three units and a sim migration through the
 # coordinator CLI, and checks systemctl and journalctl from inside (job.sh). Exit 0 iff every
-# check passed. The image is cached in .build/integration-systemd (rebuilt when build-image.sh
-# changes); binaries are built with the static Swift standard library.
+# check passed. The image is cached in $SYSTEMD_IT_CACHE (default /var/cache/palm/systemd-it,
+# outside the clone so CI runs on one machine share it; rebuilt when build-image.sh changes);
+# binaries are built with the static Swift standard library.
 #   integration/systemd/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +18,7 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-CACHE=.build/integration-systemd
+CACHE=${SYSTEMD_IT_CACHE:-/var/cache/palm/systemd-it}
 "$HERE/build-image.sh" "$CACHE/image"
 T1=$(date +%s)
 
