@@ -47,7 +47,7 @@ cp "kern/boot/vmlinuz-$KV" vmlinuz
 depmod -b kern "$KV"
 rm -rf rootfs/lib/modules/*; mkdir -p "rootfs/lib/modules/$KV"
 cp kern/lib/modules/"$KV"/modules.{order,builtin*} "rootfs/lib/modules/$KV/"
-for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback 9p 9pnet_virtio virtio_pci loop; do
+for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge 9p 9pnet_virtio virtio_pci loop; do
   modprobe -d kern -S "$KV" --show-depends $m; done | awk '$1 == "insmod" {print $2}' | sort -u | while read -r f; do
     r=${f#*kern/}; mkdir -p "rootfs/$(dirname "$r")"; cp "$f" "rootfs/$r"; done
 depmod -b rootfs "$KV"
@@ -58,10 +58,21 @@ echo 'XENCONSOLED_ARGS="--log=guest --log-dir=/var/log/xen/console"' > rootfs/et
 echo xenrig-dom0 > rootfs/etc/hostname
 printf '127.0.0.1 localhost\n' > rootfs/etc/hosts
 
-# 4. The PVH guest: busybox + memcheck (static) in an initramfs, its xl config.
-mkdir -p domu-root/bin domu-root/proc domu-root/sys domu-root/dev rootfs/root/domu
+# 4. The PVH guest: busybox + memcheck (static) in an initramfs, its xl config, and the front-end
+#    drivers of its vif and disk (insmod-ed by its init in dependency order, from lib/modules/order).
+mkdir -p domu-root/bin domu-root/proc domu-root/sys domu-root/dev domu-root/lib/modules rootfs/root/domu
 cp "$(command -v busybox)" domu-root/bin/busybox
-for a in sh mount cat sleep grep echo sed head; do ln -sf busybox "domu-root/bin/$a"; done
+for a in $(busybox --list); do [ "$a" = busybox ] || ln -sf busybox "domu-root/bin/$a"; done
+for m in xen-netfront xen-blkfront; do modprobe -d kern -S "$KV" --show-depends $m; done | awk '$1 == "insmod" && !seen[$2]++ {print $2}' \
+  | while read -r f; do
+      b=$(basename "$f")
+      case "$b" in
+        *.ko.xz) xz -dc "$f" > "domu-root/lib/modules/${b%.xz}"; b=${b%.xz};;
+        *.ko.zst) zstd -dcq "$f" > "domu-root/lib/modules/${b%.zst}"; b=${b%.zst};;
+        *) cp "$f" domu-root/lib/modules/;;
+      esac
+      echo "$b" >> domu-root/lib/modules/order
+    done
 gcc -O2 -static -o domu-root/bin/memcheck "$HERE/guest/memcheck.c"
 install -m 0755 "$HERE/guest/domu-init" domu-root/init
 (cd domu-root && find . | cpio -o -H newc 2>/dev/null | gzip -9) > rootfs/root/domu/domu.cpio.gz

@@ -1,10 +1,13 @@
 #!/bin/bash
 # Runs inside the rig's dom0 (integration/xenrig/run.sh puts it on the 9p share as run.sh):
-# a 128 MiB PVH guest running memcheck is (1) sent by palm-source to a palm-dest that is killed
-# mid-transfer — it must keep running on the source; (2) live-migrated by palm-source → palm-dest
-# over mTLS with a ticket and attestation — ≥ 2 pre-copy rounds, the guest keeps running, its
-# memory check passes, the source domain is gone; (3) migrated by `xl migrate` in the same boot.
-# Downtime of (2) and (3) is measured the same way, from dom0 (tools/xenwatch.c).
+# a 128 MiB PVH guest running memcheck, with a vif on dom0's bridge and a loop-backed disk, is
+# (1) sent by palm-source to a palm-dest that is killed mid-transfer — it must keep running on the
+# source; (2) live-migrated by palm-source → palm-dest over mTLS with a ticket and attestation —
+# ≥ 2 pre-copy rounds, the guest keeps running, its memory check passes, the source domain is
+# gone, dom0's TCP connection to it survives, its disk data reads back the same; (3) migrated by
+# `xl migrate` in the same boot. Downtime of (2) and (3) is measured the same ways, from dom0: the
+# domains' states (tools/xenwatch.c) and the network — the longest gap in replies to a ping every
+# 10 ms, and the echoes on a TCP connection held across the move (tools/netwatch.c).
 set -u
 # palm's binaries, xenwatch and the certificates came in the dom0 initramfs (run.sh).
 H=/mnt/host B=/usr/local/bin W=/tmp/palm CADIR=/root/palm/ca
@@ -45,12 +48,16 @@ finish() {
 t start
 xl info | grep -E "^(xen_version|total_memory|free_memory)"
 sed "s/^extra = .*/extra = \"console=hvc0 rdinit=\/init memcheck=${MEMCHECK:-8,32,100}\"/" /root/domu/pvh.cfg > $W/pvh.cfg
+# The guest's network and disk: a bridge in dom0 (10.99.0.1/24) and a raw image on a loop device.
+{ ip link add xenbr0 type bridge && ip addr add 10.99.0.1/24 dev xenbr0 && ip link set xenbr0 up; } || { fail "dom0 bridge xenbr0"; finish; }
+{ truncate -s 16M /dev/shm/pvh-disk.img && losetup /dev/loop7 /dev/shm/pvh-disk.img; } || { fail "loop device for the guest's disk"; finish; }
+GUEST_IP=10.99.0.2
 # Under TCG the guest's own boot sometimes triple-faults: such a boot is thrown away and retried
 # (at most three times); later on, a guest fault fails the check that sees it.
 booted=""
 for attempt in 1 2 3; do
   xl destroy pvh >/dev/null 2>&1; rm -f /var/log/xen/console/guest-pvh.log
-  timeout 300 xl -vv create $W/pvh.cfg > $W/create.log 2>&1 || { fail "xl create"; tail -30 $W/create.log; xl dmesg | tail -20; finish; }
+  timeout 300 xl -vv create $W/pvh.cfg > $W/create.log 2>&1 || { fail "xl create"; tail -30 $W/create.log; grep -v "^++++ [A-Z_]*=" /var/log/xen/xen-hotplug.log | head -120; xl dmesg | tail -20; finish; }
   # Wait until memcheck runs, or the domain is shut down / crashed (s or c in xl's State column).
   within 180 sh -c 'grep -q "memcheck: .* written" /var/log/xen/console/guest-pvh.log 2>/dev/null || xl list pvh | awk "NR == 2 {exit (\$5 ~ /[sc]/) ? 0 : 1}"' 
   grep -q "memcheck: .* written" /var/log/xen/console/guest-pvh.log 2>/dev/null && { booted=$attempt; break; }
@@ -59,6 +66,18 @@ done
 [ -n "$booted" ] || { fail "guest booted with memcheck"; finish; }
 pass "PVH guest booted, memcheck running ($(grep -m1 'memcheck:' /var/log/xen/console/guest-pvh.log))"
 t guest-up
+check "the guest wrote its disk data ($(consoles | grep -m1 'domU disk:' | cut -c1-60)…)" within 120 sh -c "grep -q 'domU disk: wrote' /var/log/xen/console/guest-pvh.log"
+DISK0=$(consoles | sed -n 's/.*domU disk: wrote 4 MiB, sha256 \([0-9a-f]*\).*/\1/p' | head -1)
+check "the guest answers pings on dom0's bridge" within 120 busybox ping -c 1 -W 1 $GUEST_IP
+disksum() { timeout 60 busybox nc $GUEST_IP 7001 </dev/null 2>/dev/null | tr -d ' \n'; }
+# netwatch_start NAME / netwatch_stop NAME: the network's view of one migration, in $W/NAME.net.
+netwatch_start() {
+  $B/netwatch $GUEST_IP 7000 > $W/$1.net 2>&1 &
+  NETWATCH=$!
+  within 90 grep -q "netwatch: ready" $W/$1.net || fail "netwatch reaches the guest before $1 ($(cat $W/$1.net))"
+}
+netwatch_stop() { kill -TERM $NETWATCH 2>/dev/null; wait $NETWATCH 2>/dev/null; cat $W/$1.net; }
+net() { sed -n "s/.*\b$2=\([a-z0-9.]*\).*/\1/p" $W/$1.net | tail -1; }
 
 # Configuration: one dom0 is both hosts (the rig's certificates are for 127.0.0.1).
 CA=$CADIR/ca.pem C=$CADIR/issued/xenrig.pem K=$CADIR/issued/xenrig.key
@@ -135,6 +154,7 @@ check "palm-dest sees only the devices its unit allows ($(ls /proc/$DEST/root/de
 check "palm-dest restarted destroys the half-built incoming domain the killed one left" within 60 sh -c '! xl list | grep -q -- "--incoming"'
 ticket
 S0=$(sweeps); F0=$(count "memcheck: FAIL"); A0=$(count "domU alive")
+netwatch_start palm
 $B/xenwatch pvh 900 > $W/palm.watch &
 WATCH=$!
 t palm-start
@@ -147,7 +167,10 @@ unmonitor
 T1=$(date +%s.%N)
 t palm-end
 settle_watch
+netwatch_stop palm
 check "palm-source migrate exits 0" [ $rc -eq 0 ]
+check "dom0's TCP connection to the guest survives palm's move (every byte echoed)" [ "$(net palm tcp)" = alive ]
+check "the guest's disk data reads back the same after palm's move" [ -n "$DISK0" -a "$(disksum)" = "$DISK0" ]
 cat $W/palm.json
 PRE=$(grep -o '"final" *: *false' $W/palm.json | wc -l)
 check "at least two pre-copy rounds ($PRE)" [ "$PRE" -ge 2 ]
@@ -166,6 +189,7 @@ kill $DEST 2>/dev/null; wait $DEST 2>/dev/null
 
 # (3) The same guest, same boot: xl migrate to localhost.
 S0=$(sweeps); A0=$(count "domU alive")
+netwatch_start xl
 $B/xenwatch pvh 900 > $W/xl.watch &
 WATCH=$!
 t xl-start
@@ -175,7 +199,9 @@ rc=$?
 T1=$(date +%s.%N)
 t xl-end
 settle_watch
+netwatch_stop xl
 check "xl migrate exits 0" [ $rc -eq 0 ]
+check "the guest's disk data reads back the same after xl's move" [ -n "$DISK0" -a "$(disksum)" = "$DISK0" ]
 tail -3 $W/xl.log
 check "guest console continues after xl migrate" within 90 sh -c "[ \$(cat /var/log/xen/console/guest-pvh*.log | grep -c 'domU alive') -ge $((A0 + 2)) ]"
 XL_TOTAL=$(awk -v a=$T0 -v b=$T1 'BEGIN {printf "%.2f", b - a}')
@@ -183,11 +209,13 @@ XL_DOWN=$(sed -n 's/downtime_ms=\([0-9.]*\).*/\1/p' $W/xl.watch)
 
 {
   echo "== 128 MiB PVH guest (memcheck ${MEMCHECK:-8,32,100}), localhost in one dom0, Xen under QEMU TCG =="
-  printf '%-28s %12s %14s\n' "" "total s" "downtime ms"
-  printf '%-28s %12s %14s\n' "palm (mTLS, ticket, attest.)" "$PALM_TOTAL" "${PALM_DOWN:-?}"
-  printf '%-28s %12s %14s\n' "xl migrate (plain)" "$XL_TOTAL" "${XL_DOWN:-?}"
-  awk -v pt="$PALM_TOTAL" -v xt="$XL_TOTAL" -v pd="${PALM_DOWN:-0}" -v xd="${XL_DOWN:-0}" 'BEGIN {
-    printf "ratio palm / xl: total %.2f, downtime %s\n", pt / xt, (xd > 0 && pd > 0) ? sprintf("%.2f", pd / xd) : "?" }'
+  printf '%-28s %9s %12s %16s %15s\n' "" "total s" "downtime ms" "network gap ms" "TCP connection"
+  printf '%-28s %9s %12s %16s %15s\n' "palm (mTLS, ticket, attest.)" "$PALM_TOTAL" "${PALM_DOWN:-?}" "$(net palm ping_gap_ms)" "$(net palm tcp)"
+  printf '%-28s %9s %12s %16s %15s\n' "xl migrate (plain)" "$XL_TOTAL" "${XL_DOWN:-?}" "$(net xl ping_gap_ms)" "$(net xl tcp)"
+  awk -v pt="$PALM_TOTAL" -v xt="$XL_TOTAL" -v pd="${PALM_DOWN:-0}" -v xd="${XL_DOWN:-0}" -v pn="$(net palm ping_gap_ms)" -v xn="$(net xl ping_gap_ms)" 'BEGIN {
+    printf "ratio palm / xl: total %.2f, downtime %s, network gap %s\n", pt / xt, (xd > 0 && pd > 0) ? sprintf("%.2f", pd / xd) : "?",
+      (xn > 0 && pn > 0) ? sprintf("%.2f", pn / xn) : "?" }'
+  echo "(downtime: xenwatch, domain states polled every 1 ms; network gap: the longest time between two replies to a ping every 10 ms from dom0)"
   echo "palm's downtime as palm-source measured it, by phase (s):" $(sed -n '/"downtimePhases"/,/}/p' $W/palm.json | grep -v downtimePhases | tr -d ' ",}')
 } | tee $W/results
 finish

@@ -52,6 +52,7 @@ for p in palm-coordinator palm-source palm-dest; do strip -o "$STAGE/usr/local/b
 cp "$HERE/as-unit.sh" "$STAGE/usr/local/bin/"
 mkdir -p "$STAGE/root/palm/units" && cp deploy/palm-source.service deploy/palm-dest.service "$STAGE/root/palm/units/"
 gcc -O2 -Wall -o "$STAGE/usr/local/bin/xenwatch" "$HERE/tools/xenwatch.c" -lxenctrl -lxenstore
+gcc -O2 -Wall -o "$STAGE/usr/local/bin/netwatch" "$HERE/tools/netwatch.c"
 certs/palm-ca --dir "$STAGE/root/palm/ca" init >/dev/null 2>&1
 certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig --ip 127.0.0.1 >/dev/null 2>&1
 certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-coordinator --role coordinator >/dev/null 2>&1
