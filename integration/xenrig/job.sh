@@ -207,6 +207,52 @@ check "guest console continues after xl migrate" within 90 sh -c "[ \$(cat /var/
 XL_TOTAL=$(awk -v a=$T0 -v b=$T1 'BEGIN {printf "%.2f", b - a}')
 XL_DOWN=$(sed -n 's/downtime_ms=\([0-9.]*\).*/\1/p' $W/xl.watch)
 
+# (4) The operator's path: palm-coordinator in dom0 with both hosts' agents; the operator asks
+# `palm-coordinator migrate pvh --to xenrig-b --wait`. One dom0 plays both hosts: host A
+# ("xenrig": palm-source serve, Xen driver) reports the guest; host B ("xenrig-b") receives with
+# palm-dest serve on the same Xen, and its heartbeat agent uses the sim driver, so the one Xen's
+# domains are reported once (by A — which therefore still lists pvh after the move).
+t operator-start
+CB=$CADIR/issued/xenrig-b.pem KB=$CADIR/issued/xenrig-b.key CC=$CADIR/issued/xenrig-coordinator.pem
+{ printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "xen"\n[xen]\nsuspend_timeout_s = 60\n' "$CB" "$KB" "$CA"
+  printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[security]\ncoordinator_certificate = "%s"\n[state]\ndirectory = "%s"\n' "$CC" "$W/dest-b-state"; } > $W/dest-b.toml
+$AS_DEST $B/palm-dest serve --config $W/dest-b.toml > $W/dest-b.out 2> $W/dest-b.log &
+DESTB=$!
+within 60 grep -q listening $W/dest-b.out || { fail "host B's palm-dest listening"; cat $W/dest-b.log; finish; }
+PORTB=$(awk -F: '/listening/ {print $NF}' $W/dest-b.out)
+{ printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n' "$CC" "$CADIR/issued/xenrig-coordinator.key" "$CA"
+  printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[state]\ndatabase = "%s"\n[access]\npolicy = "/root/palm/policy.toml"\n' "$W/coordinator.sqlite"
+  printf '[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\n'
+  $B/palm-dest measure --config $W/dest-b.toml; } > $W/coordinator.toml
+$B/palm-coordinator serve --config $W/coordinator.toml > $W/coordinator.out 2> $W/coordinator.log &
+COORD=$!
+within 60 grep -q listening $W/coordinator.out || { fail "palm-coordinator listening"; cat $W/coordinator.log; finish; }
+link() { printf '[coordinator]\naddress = "127.0.0.1:7400"\ncertificate = "%s"\nadvertise = "127.0.0.1:%s"\n' "$CC" "$1"; }
+{ tls; printf '[state]\ndirectory = "%s"\n' "$W/source-a-state"; link 7401; } > $W/source-a.toml
+{ printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-b-sim"\n' "$CB" "$KB" "$CA"
+  printf '[state]\ndirectory = "%s"\n' "$W/source-b-state"; link $PORTB; } > $W/source-b.toml
+$AS_SOURCE $B/palm-source serve --config $W/source-a.toml 2> $W/source-a.log &
+SRCA=$!
+$B/palm-source serve --config $W/source-b.toml 2> $W/source-b.log &
+SRCB=$!
+export PALM_SERVER=127.0.0.1:7400 PALM_CERT=$CADIR/issued/ops.pem PALM_KEY=$CADIR/issued/ops.key PALM_CA=$CA
+check "the coordinator sees both hosts up and pvh on host A" within 120 sh -c "$B/palm-coordinator vms 2>/dev/null | grep -w pvh | grep -qv xenrig-b && [ \$($B/palm-coordinator hosts 2>/dev/null | grep -cw up) -ge 2 ]"
+$B/palm-coordinator hosts; $B/palm-coordinator vms
+BEFORE=$(domid pvh); F0=$(count "memcheck: FAIL"); A0=$(count "domU alive")
+netwatch_start operator
+check "palm-coordinator migrate pvh --to xenrig-b --wait exits 0" timeout 900 $B/palm-coordinator migrate pvh --to xenrig-b --wait
+netwatch_stop operator
+$B/palm-coordinator history
+check "the coordinator recorded the migration committed" sh -c "$B/palm-coordinator history | grep 'pvh' | grep -q committed"
+check "pvh runs under a new domid ($BEFORE → $(domid pvh))" sh -c "[ -n \"\$(xl domid pvh 2>/dev/null)\" ] && [ \"\$(xl domid pvh)\" != $BEFORE ]"
+check "exactly one domain named pvh* after the operator's move" [ "$(xl list | awk 'NR > 1 && $1 ~ /^pvh/' | wc -l)" = 1 ]
+check "guest console continues after the operator's move" within 90 sh -c "[ \$(cat /var/log/xen/console/guest-pvh*.log | grep -c 'domU alive') -ge $((A0 + 2)) ]"
+check "dom0's TCP connection survives the operator's move" [ "$(net operator tcp)" = alive ]
+check "memcheck reports no corrupted page after the operator's move" [ "$(count 'memcheck: FAIL')" = "$F0" ]
+check "the audit log verifies" $B/palm-coordinator audit verify --db $W/coordinator.sqlite --coordinator-cert $CC
+kill $SRCA $SRCB $DESTB $COORD 2>/dev/null; wait $SRCA $SRCB $DESTB $COORD 2>/dev/null
+t operator-end
+
 {
   echo "== 128 MiB PVH guest (memcheck ${MEMCHECK:-8,32,100}), localhost in one dom0, Xen under QEMU TCG =="
   printf '%-28s %9s %12s %16s %15s\n' "" "total s" "downtime ms" "network gap ms" "TCP connection"

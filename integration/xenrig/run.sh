@@ -55,7 +55,11 @@ gcc -O2 -Wall -o "$STAGE/usr/local/bin/xenwatch" "$HERE/tools/xenwatch.c" -lxenc
 gcc -O2 -Wall -o "$STAGE/usr/local/bin/netwatch" "$HERE/tools/netwatch.c"
 certs/palm-ca --dir "$STAGE/root/palm/ca" init >/dev/null 2>&1
 certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig --ip 127.0.0.1 >/dev/null 2>&1
-certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-coordinator --role coordinator >/dev/null 2>&1
+certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-coordinator --role coordinator --ip 127.0.0.1 >/dev/null 2>&1
+# The operator's path: a second host identity (one dom0 plays both hosts) and an operator.
+certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-b --ip 127.0.0.1 >/dev/null 2>&1
+certs/palm-ca --dir "$STAGE/root/palm/ca" operator ops --role operator >/dev/null 2>&1
+cp deploy/policy.toml "$STAGE/root/palm/policy.toml"
 { cat "$CACHE/dom0.cpio.zst"; (cd "$STAGE" && find . | cpio -o -H newc 2>/dev/null | zstd -q -T0); } > "$SHARE/dom0.cpio.zst"
 rm -rf "$STAGE"
 # The capability bounding set palm-dest's unit grants, as /proc/PID/status prints it.
