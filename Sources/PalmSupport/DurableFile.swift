@@ -15,25 +15,28 @@ public enum DurableFile {
         }
     }
 
-    /// Replaces `path` with `bytes` (mode 0600).
+    /// Replaces `path` with `bytes` (mode 0600). Safe for writers racing on one path: each
+    /// writes its own temporary file (mkstemp beside `path`), so the last rename wins whole; a
+    /// failed write removes its temporary file.
     public static func write(_ bytes: [UInt8], to path: String) throws {
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw Failure.write(path: tmp, errno: errno) }
+        var template = Array((path + ".XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw Failure.write(path: path, errno: errno) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let tmp = String(cString: template)
+        func fail(_ e: Int32, _ at: String) -> Failure { close(fd); unlink(tmp); return Failure.write(path: at, errno: e) }
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
             if n < 0 {
                 if errno == EINTR { continue }
-                let e = errno
-                close(fd)
-                throw Failure.write(path: tmp, errno: e)
+                throw fail(errno, tmp)
             }
             written += n
         }
-        guard fsync(fd) == 0 else { let e = errno; close(fd); throw Failure.write(path: tmp, errno: e) }
+        guard fsync(fd) == 0 else { throw fail(errno, tmp) }
         close(fd)
-        guard rename(tmp, path) == 0 else { throw Failure.write(path: path, errno: errno) }
+        guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); throw Failure.write(path: path, errno: e) }
         let dir = (path as NSString).deletingLastPathComponent
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_CLOEXEC)
         if dfd >= 0 { fsync(dfd); close(dfd) }

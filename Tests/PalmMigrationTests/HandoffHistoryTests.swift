@@ -1,5 +1,6 @@
 import Foundation
 import PalmMigration
+import PalmSupport
 import PalmWire
 import Testing
 
@@ -51,5 +52,27 @@ struct HandoffHistoryTests {
         h.record(-0.5, for: destination(4))
         h.record(.nan, for: destination(4))
         #expect(h.typical(for: destination(4)) == nil, "negative or NaN measurements are not recorded")
+    }
+}
+
+@Suite("DurableFile")
+struct DurableFileTests {
+    @Test("writers racing on one path: each write succeeds, the file is one writer's bytes, whole; no temporary file is left")
+    func concurrentWriters() throws {
+        let dir = NSTemporaryDirectory() + "palm-durable-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/history.json"
+        let payloads = (0..<8).map { [UInt8](repeating: UInt8(65 + $0), count: (8 - $0) << 13) }   // different lengths: an interleaving shows
+        let failures = LockedValueBox<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: 400) { i in
+            do { try DurableFile.write(payloads[i % payloads.count], to: path) } catch {
+                failures.withLockedValue { $0.append("\(error)") }
+            }
+        }
+        #expect(failures.withLockedValue { $0 }.isEmpty, "every writer's write succeeds: \(failures.withLockedValue { $0.prefix(3) })")
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(payloads.contains(bytes), "a mix of writers' bytes: \(bytes.count) bytes starting \(bytes.prefix(2))")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["history.json"])
     }
 }
