@@ -12,9 +12,14 @@ public struct SourceAgent {
     public let configuration: SourceConfiguration
     public let logger: Logger
 
-    public init(configuration: SourceConfiguration, logger: Logger) {
+    /// Measured hand-off costs for the downtime prediction; one per agent process, so migrations
+    /// running at once share it (default: read from the state directory).
+    public let handoffHistory: HandoffHistory
+
+    public init(configuration: SourceConfiguration, logger: Logger, handoffHistory: HandoffHistory? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.handoffHistory = handoffHistory ?? HandoffHistory(path: configuration.stateDirectory + "/handoff-history.json")
     }
 
     public struct Request: Sendable {
@@ -114,7 +119,7 @@ public struct SourceAgent {
         options.streams = request.streams ?? configuration.streams
         options.compression = request.compression ?? configuration.compression
         options.hypervisorName = hypervisor.name
-        options.handoffHistory = HandoffHistory(path: configuration.stateDirectory + "/handoff-history.json")
+        options.handoffHistory = handoffHistory
         var log = logger
         log[metadataKey: "VM"] = "\(request.vm)"
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? request.host)"

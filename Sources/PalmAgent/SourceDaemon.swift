@@ -27,6 +27,8 @@ public final class SourceDaemon: @unchecked Sendable {
     private var currentConfiguration: SourceConfiguration
     public let link: SourceConfiguration.CoordinatorLink
     let logger: Logger
+    /// One for every migration this daemon runs (they may run at once).
+    let handoffHistory: HandoffHistory
     let hypervisor: Hypervisor
     let context: TLSContext
     let coordinatorPin: CertificateIdentity
@@ -72,6 +74,7 @@ public final class SourceDaemon: @unchecked Sendable {
         context = try TLSContext(configuration: configuration.tls)
         coordinatorPin = try CertificateIdentity.load(pemFile: link.certificate)
         coordinatorKey = try VerifyingKey(certificateFile: link.certificate)
+        handoffHistory = HandoffHistory(path: configuration.stateDirectory + "/handoff-history.json")
         outbox = configuration.stateDirectory + "/outbox"
         orders = configuration.stateDirectory + "/orders"
         for dir in [outbox, orders] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
@@ -285,7 +288,7 @@ public final class SourceDaemon: @unchecked Sendable {
     private func execute(_ order: MigrationOrder, _ request: SourceAgent.Request) {
         let outcome: MigrationOutcome
         do {
-            let report = try SourceAgent(configuration: configuration, logger: logger).migrate(request) { [self] p in
+            let report = try SourceAgent(configuration: configuration, logger: logger, handoffHistory: handoffHistory).migrate(request) { [self] p in
                 lock.lock()
                 running[order.id]?.progress = MigrationProgressReport(id: order.id, phase: p.phase.rawValue, round: p.round,
                                                                       pagesLeft: p.pagesLeftInRound, bytesPerSecond: p.bytesPerSecond)

@@ -299,7 +299,7 @@ public final class MigrationSender {
                         metadata: ["ROUND": "0", "event": "\(PalmEvent.stopAndCopy.rawValue)"])
             s.finalChunks = s.dirty.nonzeroWords
             let final = try runRound(&s, round: 0, pages: s.dirty, phase: .stopAndCopy, final: true)
-            s.predicted = final.seconds + s.costs.fixed(changedChunks: s.dirty.nonzeroWords)
+            s.predicted = final.seconds + s.costs.fixed(changedChunks: s.finalChunks)
         }
     }
 
