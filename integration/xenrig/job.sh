@@ -81,9 +81,13 @@ net() { sed -n "s/.*\b$2=\([a-z0-9.]*\).*/\1/p" $W/$1.net | tail -1; }
 
 # Configuration: one dom0 is both hosts (the rig's certificates are for 127.0.0.1).
 CA=$CADIR/ca.pem C=$CADIR/issued/xenrig.pem K=$CADIR/issued/xenrig.key
-tls() { printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "xen"\n[xen]\nsuspend_timeout_s = 60\n' "$C" "$K" "$CA"; }
-{ tls; printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[security]\ncoordinator_certificate = "%s"\n[state]\ndirectory = "%s"\n' \
-    "$CADIR/issued/xenrig-coordinator.pem" "$W/dest-state"; } > $W/dest.toml
+CC=$CADIR/issued/xenrig-coordinator.pem
+certs() { printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n' "$1" "$2" "$CA"; }   # CERT KEY
+tls() { certs "${1:-$C}" "${2:-$K}"; printf '[hypervisor]\ndriver = "xen"\n[xen]\nsuspend_timeout_s = 60\n'; }   # [CERT KEY]
+dest_config() {  # STATE_DIR [CERT KEY]: a palm-dest on the Xen driver, any free port, the rig's coordinator
+  tls "${@:2}"; printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[security]\ncoordinator_certificate = "%s"\n[state]\ndirectory = "%s"\n' "$CC" "$1"
+}
+dest_config "$W/dest-state" > $W/dest.toml
 { tls; printf '[state]\ndirectory = "%s"\n[attestation]\n' "$W/source-state"; $B/palm-dest measure --config $W/dest.toml; } > $W/source.toml \
   || { fail "palm-dest measure (xen driver in dom0)"; finish; }
 grep -A3 '^\[attestation\]' $W/source.toml
@@ -109,8 +113,8 @@ settle_watch() { within 15 sh -c "! kill -0 $WATCH 2>/dev/null"; kill $WATCH 2>/
 # access their units in deploy/ grant (as-unit.sh reads them from the unit files).
 # (A simple command, not a function, so that $! is the agent's pid: as-unit.sh execs into it.)
 UNITS=/root/palm/units AS_DEST="$B/as-unit.sh /root/palm/units/palm-dest.service" AS_SOURCE="$B/as-unit.sh /root/palm/units/palm-source.service"
-start_dest() {  # $1 log name, env passed through
-  $AS_DEST $B/palm-dest serve --config $W/dest.toml > $W/$1.out 2> $W/$1.log &
+start_dest() {  # LOG_NAME [CONFIG]: sets DEST and PORT; env passed through
+  $AS_DEST $B/palm-dest serve --config "${2:-$W/dest.toml}" > $W/$1.out 2> $W/$1.log &
   DEST=$!
   within 60 grep -q listening $W/$1.out || { fail "palm-dest listening"; cat $W/$1.log; finish; }
   PORT=$(awk -F: '/listening/ {print $NF}' $W/$1.out)
@@ -213,14 +217,11 @@ XL_DOWN=$(sed -n 's/downtime_ms=\([0-9.]*\).*/\1/p' $W/xl.watch)
 # palm-dest serve on the same Xen, and its heartbeat agent uses the sim driver, so the one Xen's
 # domains are reported once (by A — which therefore still lists pvh after the move).
 t operator-start
-CB=$CADIR/issued/xenrig-b.pem KB=$CADIR/issued/xenrig-b.key CC=$CADIR/issued/xenrig-coordinator.pem
-{ printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "xen"\n[xen]\nsuspend_timeout_s = 60\n' "$CB" "$KB" "$CA"
-  printf '[listen]\naddress = "127.0.0.1"\nport = 0\n[security]\ncoordinator_certificate = "%s"\n[state]\ndirectory = "%s"\n' "$CC" "$W/dest-b-state"; } > $W/dest-b.toml
-$AS_DEST $B/palm-dest serve --config $W/dest-b.toml > $W/dest-b.out 2> $W/dest-b.log &
-DESTB=$!
-within 60 grep -q listening $W/dest-b.out || { fail "host B's palm-dest listening"; cat $W/dest-b.log; finish; }
-PORTB=$(awk -F: '/listening/ {print $NF}' $W/dest-b.out)
-{ printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n' "$CC" "$CADIR/issued/xenrig-coordinator.key" "$CA"
+CB=$CADIR/issued/xenrig-b.pem KB=$CADIR/issued/xenrig-b.key
+dest_config "$W/dest-b-state" "$CB" "$KB" > $W/dest-b.toml
+start_dest dest-b $W/dest-b.toml
+DESTB=$DEST PORTB=$PORT
+{ certs "$CC" "$CADIR/issued/xenrig-coordinator.key"
   printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[state]\ndatabase = "%s"\n[access]\npolicy = "/root/palm/policy.toml"\n' "$W/coordinator.sqlite"
   printf '[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\n'
   $B/palm-dest measure --config $W/dest-b.toml; } > $W/coordinator.toml
@@ -229,7 +230,7 @@ COORD=$!
 within 60 grep -q listening $W/coordinator.out || { fail "palm-coordinator listening"; cat $W/coordinator.log; finish; }
 link() { printf '[coordinator]\naddress = "127.0.0.1:7400"\ncertificate = "%s"\nadvertise = "127.0.0.1:%s"\n' "$CC" "$1"; }
 { tls; printf '[state]\ndirectory = "%s"\n' "$W/source-a-state"; link 7401; } > $W/source-a.toml
-{ printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "%s"\n[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-b-sim"\n' "$CB" "$KB" "$CA"
+{ certs "$CB" "$KB"; printf '[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-b-sim"\n'
   printf '[state]\ndirectory = "%s"\n' "$W/source-b-state"; link $PORTB; } > $W/source-b.toml
 $AS_SOURCE $B/palm-source serve --config $W/source-a.toml 2> $W/source-a.log &
 SRCA=$!
