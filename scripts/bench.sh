@@ -411,14 +411,12 @@ EOT
 # The downtime prediction, case by case (REPEAT times each): predicted against actual, and where
 # the actual downtime went (pause, final round, state, destination ready, commit).
 bench_prediction() {
-  : > "$WORK/results.jsonl"
   local reps=${REPEAT:-3}
-  rm -f "$WORK"/errors.*
   echo "== Downtime prediction: predicted vs actual, with the actual downtime's phases (ms), $reps runs each =="
   printf '  %-16s %9s %9s %7s %7s %7s %7s %7s %7s\n' case actual predicted error pause final state ready commit
   for c in "1G idle N=1" "1G idle N=4" "1G moderate N=1" "1G moderate N=4" "4G idle N=4" "4G moderate N=4"; do
     read -r mem wl n <<<"$c"
-    local args=(--memory "$mem" --rate 0)
+    local args=(--memory "$mem" --rate 0) errors=() basis=""
     [ "$wl" = moderate ] && args=(--memory "$mem" --rate 10000 --pattern hot-set --working-set 64M)
     for r in $(seq "$reps"); do
       use_cluster "$BIN"
@@ -427,10 +425,11 @@ bench_prediction() {
           ((.predictedDowntimeSeconds - .downtimeSeconds) / .downtimeSeconds * 100),
           (.downtimePhases | .pause, .finalRound, .captureState, .destinationReady, .commit | . * 1000)] | @tsv' "$WORK/r.json" \
         | awk -F'\t' '{printf "  %-16s %6.1f ms %6.1f ms %+6.0f%% %7.2f %7.2f %7.2f %7.2f %7.2f\n", $1,$2,$3,$4,$5,$6,$7,$8,$9}'
-      jq -r '[.predictionBasis, ((.predictedDowntimeSeconds - .downtimeSeconds) / .downtimeSeconds * 100)] | @tsv' "$WORK/r.json" >> "$WORK/errors.$r"
+      errors+=("$(jq -r '(.predictedDowntimeSeconds - .downtimeSeconds) / .downtimeSeconds * 100' "$WORK/r.json")")
+      basis=$(jq -r .predictionBasis "$WORK/r.json")
     done
-    for r in $(seq "$reps"); do tail -1 "$WORK/errors.$r" | cut -f2; done | median \
-      | awk -v c="$c" -v b="$(tail -1 "$WORK/errors.$reps" | cut -f1)" '{printf "  %-16s median error %+.0f%% (last run predicted from the %s)\n", c, $1, b}'
+    printf '%s\n' "${errors[@]}" | median \
+      | awk -v c="$c" -v b="$basis" '{printf "  %-16s median error %+.0f%% (last run predicted from the %s)\n", c, $1, b}'
   done
   echo "  target: prediction within ±30 % (idle and moderate, 1 GiB and 4 GiB); the first migration of a run has only the model,"
   echo "  later ones the measured cost of earlier hand-offs to the same destination (HandoffHistory)"
