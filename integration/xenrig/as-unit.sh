@@ -9,6 +9,9 @@
 # unit lists it in ReadWritePaths=. dom0 has no systemd; this is the part of a unit that decides
 # whether the agent can do its work at all.
 #   as-unit.sh UNIT_FILE COMMAND [ARG…]
+# With AS_UNIT_STAMP=FILE, the wall clock (date +%s.%N) is written to FILE just before the exec
+# into COMMAND: this shell emulation of the sandbox costs seconds under TCG (dozens of forks),
+# where systemd builds it natively before a unit's process starts, so timings start there.
 set -euo pipefail
 UNIT=$1; shift
 field() { sed -n "s/^$1=//p" "$UNIT"; }
@@ -31,8 +34,10 @@ if [ "$(field DevicePolicy | tail -1)" = closed ]; then
     for d in '"$ALLOWED"'; do [ -e "/run/as-unit-dev/${d#/dev/}" ] && bindnode "$d"; done
     if [ '"$SHM"' = yes ]; then mkdir -p /dev/shm && mount --bind /run/as-unit-dev/shm /dev/shm; fi
     umount -l /run/as-unit-dev
+    [ -z "${AS_UNIT_STAMP:-}" ] || date +%s.%N > "$AS_UNIT_STAMP"
     exec setpriv --reuid '"$USER_NAME"' --regid '"$USER_NAME"' --init-groups --inh-caps -all --ambient-caps -all \
       --bounding-set -all,'"$CAPS"' '"${NNP[*]}"' -- "$@"' as-unit "$@"
 fi
+[ -z "${AS_UNIT_STAMP:-}" ] || date +%s.%N > "$AS_UNIT_STAMP"
 exec setpriv --reuid "$USER_NAME" --regid "$USER_NAME" --init-groups --inh-caps -all --ambient-caps -all \
   --bounding-set "-all,$CAPS" "${NNP[@]}" -- "$@"
