@@ -34,6 +34,8 @@ let package = Package(
         .systemLibrary(name: "CXen", pkgConfig: "xencontrol", providers: [.apt(["libxen-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // PostgreSQL's own client library (system OpenSSL for its TLS): the coordinator's shared state.
+        .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // One C shim per library: macros, variadics and constants Swift cannot import.
         .target(name: "COpenSSLShims", dependencies: ["COpenSSL"]),
@@ -68,9 +70,9 @@ let package = Package(
 
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
         .target(name: "PalmSecurity", dependencies: ["PalmWire", "PalmTLS"]),
-        // The coordinator: SQLite state (GRDB), signed audit chain, access policy.
+        // The coordinator: state in SQLite (GRDB) or PostgreSQL (libpq), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
-            "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "TOMLKit",
+            "CPostgres", "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "TOMLKit",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
@@ -106,7 +108,7 @@ let package = Package(
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
             "PalmSupport", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl",
-            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -117,7 +119,7 @@ let package = Package(
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmCoordinatorTests", dependencies: [
-            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport", .product(name: "GRDB", package: "GRDB.swift"),
+            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport",
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmWire"]),

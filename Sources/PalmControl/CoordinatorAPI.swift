@@ -64,6 +64,9 @@ public enum CoordinatorAction: String, CaseIterable, Sendable, Codable {
     case migrate, cancel, evacuate, maintenance, rebalance
     case auditVerify = "audit.verify"
     case agentHeartbeat = "agent.heartbeat"
+
+    /// Answered by every coordinator, followers included; the others only by the leader.
+    public var isReadOnly: Bool { [.hosts, .vms, .status, .history, .auditVerify].contains(self) }
 }
 
 /// One request: an action, its string arguments and, for `agent.heartbeat`, the host's report.
@@ -85,8 +88,12 @@ public struct APIResponse: Codable, Sendable, Equatable {
     public var error: String?
     public var rows: [[String: String]]
     public var orders: AgentOrders?
-    public init(ok: Bool, error: String? = nil, rows: [[String: String]] = [], orders: AgentOrders? = nil) {
+    /// Set by a follower refusing a write: the leader's name and address as the lease names them
+    /// (a client fails over to the endpoint it configured for that leader, or tries the next).
+    public var leader: String?
+    public init(ok: Bool, error: String? = nil, rows: [[String: String]] = [], orders: AgentOrders? = nil, leader: String? = nil) {
         self.ok = ok
+        self.leader = leader
         self.error = error
         self.rows = rows
         self.orders = orders

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import PalmTLS
 import PalmWire
 
@@ -57,18 +56,18 @@ public final class AuditLog: @unchecked Sendable {
     @discardableResult
     public func append(actor: String, role: String, action: String, target: String, allowed: Bool,
                        detail: String = "", time: Date = Date()) throws -> Entry {
-        try store.queue.write { db in
+        try store.write { db in
             try append(in: db, actor: actor, role: role, action: action, target: target, allowed: allowed, detail: detail, time: time)
         }
     }
 
     /// Appends inside the caller's transaction, so a decision and its effect commit together.
     @discardableResult
-    public func append(in db: Database, actor: String, role: String, action: String, target: String, allowed: Bool,
+    public func append(in db: StoreConnection, actor: String, role: String, action: String, target: String, allowed: Bool,
                        detail: String = "", time: Date = Date()) throws -> Entry {
         guard let key else { throw AuditError.readOnly }
         do {
-            let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            let last = try db.row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             var e = Entry(seq: (last?["seq"] as Int64? ?? 0) + 1, time: time.timeIntervalSince1970, actor: actor, role: role,
                           action: action, target: target, allowed: allowed, detail: detail,
                           prevHash: last?["hash"] ?? AuditLog.genesis, hash: "", signature: "")
@@ -80,7 +79,7 @@ public final class AuditLog: @unchecked Sendable {
                 """, arguments: [e.seq, e.time, e.actor, e.role, e.action, e.target, e.allowed, e.detail, e.prevHash, e.hash, e.signature])
             let head = try AuditHead.signed(seq: e.seq, hash: e.hash, key: key)
             let file = headFile, announce = onHead
-            db.afterNextTransaction(onCommit: { _ in
+            db.afterCommit({
                 if let file { try? head.save(to: file) }
                 announce(head)
             })
@@ -89,10 +88,10 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     public func entries() throws -> [Entry] {
-        try store.queue.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY seq").map { r in
-                Entry(seq: r["seq"], time: r["time"], actor: r["actor"], role: r["role"], action: r["action"], target: r["target"],
-                      allowed: r["allowed"], detail: r["detail"], prevHash: r["prev_hash"], hash: r["hash"], signature: r["signature"])
+        try store.read { db in
+            try db.rows("SELECT * FROM audit ORDER BY seq").map { r in
+                Entry(seq: try r.get("seq"), time: try r.get("time"), actor: try r.get("actor"), role: try r.get("role"), action: try r.get("action"), target: try r.get("target"),
+                      allowed: try r.get("allowed"), detail: try r.get("detail"), prevHash: try r.get("prev_hash"), hash: try r.get("hash"), signature: try r.get("signature"))
             }
         }
     }

@@ -10,7 +10,15 @@ public struct CoordinatorConfiguration: Sendable {
     public var tls: TLSConfiguration
     public var listenAddress: String
     public var listenPort: UInt16
+    /// Where clients reach this coordinator (`listen.advertise`, default address:port): what a
+    /// follower names when it sends a write to the leader.
+    public var advertiseAddress: String
+    /// The SQLite file (`state.database`; used when `store` is SQLite).
     public var database: String
+    /// Where the state lives: `[state] backend = "sqlite"` (default) or `"postgresql"` with `url`.
+    public var store: StoreLocation
+    /// Seconds the leader lease lasts unless renewed (`[state] lease_s`; renewed every third of it).
+    public var leaseDuration: Double
     /// The audit chain's head, kept outside the database (`state.audit_head`).
     public var auditHeadFile: String
     public var policyFile: String
@@ -57,11 +65,27 @@ public struct CoordinatorConfiguration: Sendable {
         }
         var requestLimits = RequestLimits()
         requestLimits.auditedDenialsPerMinute = try f.int("access.max_audited_denials_per_minute", default: 20, range: 1...100_000)
+        let database = try f.string("state.database", default: "/var/lib/palm/coordinator/palm.sqlite")
+        let store: StoreLocation
+        switch try f.string("state.backend", default: "sqlite") {
+        case "sqlite":
+            store = .sqlite(path: database)
+        case "postgresql":
+            let url = try f.string("state.url")
+            do { try PostgresStore.validate(url: url) } catch {
+                throw ConfigError.invalidValue(file: path, key: "state.url", reason: "\(error)")
+            }
+            store = .postgresql(url: url, connectTimeout: try f.int("state.connect_timeout_s", default: 5, range: 1...300))
+        case let other:
+            throw ConfigError.invalidValue(file: path, key: "state.backend", reason: "'\(other)' is not sqlite or postgresql")
+        }
         let config = CoordinatorConfiguration(
             file: path, tls: try .load(f),
             listenAddress: try f.string("listen.address", default: "0.0.0.0"),
             listenPort: UInt16(try f.int("listen.port", default: 7400, range: 0...65535)),
-            database: try f.string("state.database", default: "/var/lib/palm/coordinator/palm.sqlite"),
+            advertiseAddress: try f.string("listen.advertise", default: "\(try f.string("listen.address", default: "0.0.0.0")):\(try f.int("listen.port", default: 7400, range: 0...65535))"),
+            database: database, store: store,
+            leaseDuration: try f.double("state.lease_s", default: 10, range: 1...3600),
             auditHeadFile: try f.string("state.audit_head", default: "/var/lib/palm/coordinator/audit-head"),
             policyFile: try f.string("access.policy", default: "/etc/palm/policy.toml"),
             ticketValidity: UInt64(try f.int("tickets.validity_s", default: 300, range: 5...86_400)),

@@ -21,6 +21,9 @@ public final class CoordinatorServer: @unchecked Sendable {
     private var stopped = false
     private var tlsContext: TLSContext
     private let schedulerDone = DispatchSemaphore(value: 0)
+    private let leaseDone = DispatchSemaphore(value: 0)
+    /// Called when this coordinator becomes leader or follower (and at the first renewal).
+    public var onLeadership: @Sendable (LeaderLease.State) -> Void = { _ in }
     let limits: ServerLimits
     private var pool: ConnectionPool!
 
@@ -57,6 +60,10 @@ public final class CoordinatorServer: @unchecked Sendable {
     public func run() {
         Thread { [self] in scheduleLoop(); schedulerDone.signal() }.start()
         defer { schedulerDone.wait() }
+        if let lease = service.lease {
+            Thread { [self] in leaseLoop(lease); leaseDone.signal() }.start()
+        }
+        defer { if service.lease != nil { leaseDone.wait() } }
         pool.start()
         defer { pool.stop() }
         let gate = AdmissionGate(listener: listener, limits: limits.admission) { [self] admission in
@@ -114,7 +121,7 @@ public final class CoordinatorServer: @unchecked Sendable {
     private func poke() {
         wake.lock()
         pending = true
-        wake.signal()
+        wake.broadcast()
         wake.unlock()
     }
 
@@ -145,10 +152,34 @@ public final class CoordinatorServer: @unchecked Sendable {
         }
     }
 
+    /// Renews (or tries to take) the lease every third of its duration; a renewal that fails
+    /// (database unreachable) leaves this coordinator a follower until one succeeds. Stopping
+    /// resigns the lease, so a standby takes over at once after a clean shutdown.
+    private func leaseLoop(_ lease: LeaderLease) {
+        var last: LeaderLease.State?
+        while true {
+            let state: LeaderLease.State
+            do { state = try lease.renew() } catch {
+                logger.error("leader lease: \(error)")
+                state = lease.current
+            }
+            if state != last {
+                last = state
+                onLeadership(state)
+                if case .leader = state { poke() }
+            }
+            wake.lock()
+            if !stopped { _ = wake.wait(until: Date(timeIntervalSinceNow: lease.duration / 3)) }
+            let stop = stopped
+            wake.unlock()
+            if stop { lease.resign(); return }
+        }
+    }
+
     public func close() {
         wake.lock()
         stopped = true
-        wake.signal()
+        wake.broadcast()
         wake.unlock()
         listener.close()
     }

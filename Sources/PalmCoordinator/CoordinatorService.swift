@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import PalmControl
 import PalmSecurity
 import PalmTLS
@@ -50,6 +49,10 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Agents seen since this coordinator started (their first heartbeat is audited).
     private var seenAgents: Set<String> = []
     private let seenLock = NSLock()
+    /// With coordinators sharing a PostgreSQL database: who leads. A follower answers the
+    /// read-only actions (without auditing them: the chain takes the leader's entries only) and
+    /// refuses the others naming the leader; it runs no scheduling cycle. nil: always the leader.
+    public var lease: LeaderLease?
     /// The coordinator certificate's key, to verify the audit chain on request (`audit.verify`).
     public var auditKey: VerifyingKey?
     /// What a request may hold; what denials are audited one by one.
@@ -114,6 +117,15 @@ public final class CoordinatorService: @unchecked Sendable {
         let policy = self.policy
         var decision = policy.decide(role: caller.role, action: action, host: nil)
         for host in hosts where decision.allowed { decision = policy.decide(role: caller.role, action: action, host: host) }
+        if let lease, case let .follower(leader, address, _) = lease.current {
+            let named = leader.map { l in address.map { "\(l) at \($0)" } ?? l }
+            guard action.isReadOnly else {
+                return APIResponse(ok: false, error: "this coordinator is a follower: '\(action.rawValue)' goes to the leader"
+                                   + (named.map { " (\($0))" } ?? " (none holds the lease right now; retry)"), leader: named)
+            }
+            guard decision.allowed else { return APIResponse(ok: false, error: "access denied: \(decision.reason)") }
+            do { return try perform(action, request, caller) } catch { return APIResponse(ok: false, error: "\(error)") }
+        }
         if shouldAudit(action, caller: caller, allowed: decision.allowed) {
             record(caller, action.rawValue, target: target(of: request), allowed: decision.allowed, reason: decision.reason)
         }
@@ -142,10 +154,10 @@ public final class CoordinatorService: @unchecked Sendable {
     /// One line for `STATUS=`: hosts up and migrations in flight.
     public func statusLine() -> String {
         let now = clock()
-        let (up, total, running) = (try? store.queue.read { db -> (Int, Int, Int) in
-            (try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM host WHERE last_heartbeat >= ?", arguments: [now - settings.hostTimeout]) ?? 0,
-             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM host") ?? 0,
-             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM migration WHERE state IN \(CoordinatorService.activeStates)") ?? 0)
+        let (up, total, running) = (try? store.read { db -> (Int, Int, Int) in
+            (try db.value(Int.self, "SELECT COUNT(*) FROM host WHERE last_heartbeat >= ?", arguments: [now - settings.hostTimeout]) ?? 0,
+             try db.value(Int.self, "SELECT COUNT(*) FROM host") ?? 0,
+             try db.value(Int.self, "SELECT COUNT(*) FROM migration WHERE state IN \(CoordinatorService.activeStates)") ?? 0)
         }) ?? (0, 0, 0)
         return "\(up)/\(total) hosts up, \(running) migration\(running == 1 ? "" : "s") in flight"
     }
@@ -177,7 +189,7 @@ public final class CoordinatorService: @unchecked Sendable {
             return args["host"].map { [$0] } ?? []
         case .migrate:
             guard let vm = args["vm"] else { return [] }
-            let from = try store.queue.read { try String.fetchOne($0, sql: "SELECT host FROM vm WHERE name = ?", arguments: [vm]) }
+            let from = try store.read { try $0.value(String.self, "SELECT host FROM vm WHERE name = ?", arguments: [vm]) }
             return [from, args["to"]].compactMap { $0 }
         case .cancel:
             guard let id = args["id"] else { return [] }

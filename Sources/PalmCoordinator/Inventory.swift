@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import PalmConfig
 import PalmControl
 import PalmTLS
@@ -20,7 +19,7 @@ extension CoordinatorService {
     /// is involved, the whole heartbeat is written durably before its orders go out.
     func heartbeat(_ report: HostReport, from caller: CertificateIdentity) throws -> AgentOrders {
         guard let name = caller.commonName, !name.isEmpty else { throw ServiceError.badArgument("the agent certificate has no CN") }
-        let busy = try store.queue.read { try involved($0, host: name) }
+        let busy = try store.read { try involved($0, host: name) }
         let routine = report.outcomes.isEmpty && report.active.isEmpty && !busy
         do {
             return try heartbeat(report, host: name, caller: caller, durable: !routine)
@@ -32,11 +31,11 @@ extension CoordinatorService {
     private enum HeartbeatNotRoutine: Error { case instance }
 
     /// Whether a migration of this host is in a state a heartbeat may change.
-    private func involved(_ db: Database, host: String) throws -> Bool {
-        try Bool.fetchOne(db.cachedStatement(sql: """
+    private func involved(_ db: StoreConnection, host: String) throws -> Bool {
+        try db.value(Bool.self, """
             SELECT EXISTS(SELECT 1 FROM migration WHERE source = ? AND state IN ('ticketed', 'running', 'in-doubt'))
                 OR EXISTS(SELECT 1 FROM migration WHERE destination = ? AND state = 'in-doubt')
-            """), arguments: [host, host]) ?? true
+            """, arguments: [host, host]) ?? true
     }
 
     private func heartbeat(_ report: HostReport, host name: String, caller: CertificateIdentity, durable: Bool) throws -> AgentOrders {
@@ -44,13 +43,13 @@ extension CoordinatorService {
         let actor = CoordinatorService.actor(caller)
         var orders = AgentOrders(allowlist: settings.allowlist, heartbeatInterval: settings.heartbeatInterval)
         try store.write(durable: durable) { db in
-            try db.cachedStatement(sql: """
+            try db.execute(sql: """
                 INSERT INTO host (name, fingerprint, address, destination_address, cpus, cpu_load, memory_total, memory_used, last_heartbeat)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint, address = excluded.address,
                   destination_address = excluded.destination_address, cpus = excluded.cpus, cpu_load = excluded.cpu_load,
                   memory_total = excluded.memory_total, memory_used = excluded.memory_used, last_heartbeat = excluded.last_heartbeat
-                """).execute(arguments: [name, caller.fingerprint.hex, hostPart(report.destinationAddress), report.destinationAddress,
+                """, arguments: [name, caller.fingerprint.hex, hostPart(report.destinationAddress), report.destinationAddress,
                                          report.cpus, report.cpuLoad, report.memoryTotal, report.memoryUsed, now])
             try updateVMs(db, host: name, report.vms)
             // A migration became ticketed since the check: roll back, write it durably.
@@ -72,21 +71,21 @@ extension CoordinatorService {
             try reconcile(db, host: name, active: active, reported: Set(report.outcomes.map(\.id)), vms: report.vms, actor: actor, now: now)
 
             // Orders: every ticketed migration of this source, unless its ticket expired meanwhile.
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE source = ? AND state = 'ticketed' ORDER BY created", arguments: [name]) {
+            for row in try db.rows("SELECT * FROM migration WHERE source = ? AND state = 'ticketed' ORDER BY created", arguments: [name]) {
                 let m = try MigrationRecord(row: row)
                 if let expires = row["ticket_expires"] as Double?, expires <= now {
                     try transition(db, m.id, from: .ticketed, to: .aborted, detail: "the ticket expired before \(name) asked for its orders", now: now)
                     continue
                 }
                 guard let ticket = row["ticket"] as String?,
-                      let address = try String.fetchOne(db, sql: "SELECT destination_address FROM host WHERE name = ?", arguments: [m.destination]) else { continue }
+                      let address = try db.value(String.self, "SELECT destination_address FROM host WHERE name = ?", arguments: [m.destination]) else { continue }
                 orders.start.append(MigrationOrder(id: m.id, vm: m.vm, destinationHost: m.destination, destinationAddress: address,
                                                    ticket: ticket, mode: m.mode, downtimeMs: row["downtime_target_ms"]))
                 try transition(db, m.id, from: .ticketed, to: .running, detail: "handed to the source agent", now: now)
                 try audit.append(in: db, actor: actor, role: "agent", action: "migration.start", target: m.vm, allowed: true,
                                  detail: "\(m.id): order handed to \(name) → \(m.destination) at \(address)")
             }
-            orders.cancel = try String.fetchAll(db, sql: "SELECT id FROM migration WHERE source = ? AND state = 'running' AND cancel_requested = 1",
+            orders.cancel = try db.values(String.self, "SELECT id FROM migration WHERE source = ? AND state = 'running' AND cancel_requested = 1",
                                                 arguments: [name])
         }
         if !orders.start.isEmpty || !report.outcomes.isEmpty { onWork() }
@@ -97,26 +96,27 @@ extension CoordinatorService {
 
     /// Brings the host's VM rows in line with its report, writing only what changed (most
     /// heartbeats change nothing). Statements are cached: this runs for every heartbeat.
-    private func updateVMs(_ db: Database, host: String, _ vms: [VMReport]) throws {
+    private func updateVMs(_ db: StoreConnection, host: String, _ vms: [VMReport]) throws {
         var known: [String: (UInt64, Double, Double)] = [:]
-        let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT name, memory_bytes, dirty_rate, cpu FROM vm WHERE host = ?"), arguments: [host])
-        while let r = try rows.next() { known[r[0]] = (UInt64(r[1] as Int64), r[2], r[3]) }
+        for r in try db.rows("SELECT name, memory_bytes, dirty_rate, cpu FROM vm WHERE host = ?", arguments: [host]) {
+            known[try r.get("name")] = (try r.get("memory_bytes"), try r.get("dirty_rate"), try r.get("cpu"))
+        }
         let names = Set(vms.map(\.name))
-        let delete = try db.cachedStatement(sql: "DELETE FROM vm WHERE name = ? AND host = ?")
-        for existing in known.keys where !names.contains(existing) { try delete.execute(arguments: [existing, host]) }
-        let upsert = try db.cachedStatement(sql: """
-            INSERT INTO vm (name, host, memory_bytes, dirty_rate, cpu) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT(name) DO UPDATE SET host = excluded.host, memory_bytes = excluded.memory_bytes,
-              dirty_rate = excluded.dirty_rate, cpu = excluded.cpu
-            """)
+        for existing in known.keys where !names.contains(existing) {
+            try db.execute(sql: "DELETE FROM vm WHERE name = ? AND host = ?", arguments: [existing, host])
+        }
         for vm in vms {
             if let k = known[vm.name], k.0 == vm.memoryBytes, k.1 == vm.dirtyRate, k.2 == vm.cpu { continue }
-            try upsert.execute(arguments: [vm.name, host, vm.memoryBytes, vm.dirtyRate, vm.cpu])
+            try db.execute(sql: """
+                INSERT INTO vm (name, host, memory_bytes, dirty_rate, cpu) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET host = excluded.host, memory_bytes = excluded.memory_bytes,
+                  dirty_rate = excluded.dirty_rate, cpu = excluded.cpu
+                """, arguments: [vm.name, host, vm.memoryBytes, vm.dirtyRate, vm.cpu])
         }
     }
 
-    private func apply(_ outcome: MigrationOutcome, _ db: Database, source: String, actor: String, now: Double) throws {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM migration WHERE id = ? AND source = ?", arguments: [outcome.id, source]) else { return }
+    private func apply(_ outcome: MigrationOutcome, _ db: StoreConnection, source: String, actor: String, now: Double) throws {
+        guard let row = try db.row("SELECT * FROM migration WHERE id = ? AND source = ?", arguments: [outcome.id, source]) else { return }
         let m = try MigrationRecord(row: row)
         let next: MigrationRecordState
         switch outcome.result {
@@ -134,19 +134,19 @@ extension CoordinatorService {
                          detail: "\(m.id): \(m.source) → \(m.destination): \(outcome.detail)")
     }
 
-    private func movedVM(_ db: Database, _ m: MigrationRecord, now: Double) throws {
+    private func movedVM(_ db: StoreConnection, _ m: MigrationRecord, now: Double) throws {
         try db.execute(sql: "UPDATE vm SET host = ?, last_moved = ? WHERE name = ?", arguments: [m.destination, now, m.vm])
         try finishEvacuationIfDrained(db, host: m.source, now: now)
     }
 
-    private func reconcile(_ db: Database, host: String, active: Set<String>, reported: Set<String>, vms: [VMReport],
+    private func reconcile(_ db: StoreConnection, host: String, active: Set<String>, reported: Set<String>, vms: [VMReport],
                            actor: String, now: Double) throws {
         let here = Set(vms.map(\.name))
         // This host's own running migrations that its agent no longer knows.
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE source = ? AND state = 'running'", arguments: [host]) {
+        for row in try db.rows("SELECT * FROM migration WHERE source = ? AND state = 'running'", arguments: [host]) {
             let m = try MigrationRecord(row: row)
             guard !active.contains(m.id), !reported.contains(m.id) else { continue }
-            let onDest = try Bool.fetchOne(db, sql: "SELECT 1 FROM vm WHERE name = ? AND host = ?", arguments: [m.vm, m.destination]) ?? false
+            let onDest = try db.value(Bool.self, "SELECT 1 FROM vm WHERE name = ? AND host = ?", arguments: [m.vm, m.destination]) ?? false
             let (next, why): (MigrationRecordState, String) =
                 here.contains(m.vm) ? (.aborted, "the source agent restarted; the VM runs on the source")
                 : onDest ? (.committed, "the source agent restarted; the destination runs the VM")
@@ -157,7 +157,7 @@ extension CoordinatorService {
                              allowed: true, detail: "\(m.id): reconciled: \(why)")
         }
         // In-doubt migrations this host's inventory settles.
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE state = 'in-doubt' AND (source = ? OR destination = ?)", arguments: [host, host]) {
+        for row in try db.rows("SELECT * FROM migration WHERE state = 'in-doubt' AND (source = ? OR destination = ?)", arguments: [host, host]) {
             let m = try MigrationRecord(row: row)
             guard let vm = vms.first(where: { $0.name == m.vm }) else { continue }
             let next: MigrationRecordState = host == m.destination ? .committed : .aborted
@@ -171,27 +171,26 @@ extension CoordinatorService {
     }
 
     func setMaintenance(host: String, on: Bool, actor: String) throws {
-        try store.queue.write { db in
-            try db.execute(sql: "UPDATE host SET maintenance = ?, evacuating = CASE WHEN ? THEN evacuating ELSE 0 END WHERE name = ?",
-                           arguments: [on, on, host])
-            guard db.changesCount == 1 else { throw ServiceError.noSuchHost(host) }
+        try store.write { db in
+            let changed = try db.execute(sql: "UPDATE host SET maintenance = ?, evacuating = CASE WHEN ? = 1 THEN evacuating ELSE 0 END WHERE name = ?",
+                                         arguments: [on, on, host])
+            guard changed == 1 else { throw ServiceError.noSuchHost(host) }
         }
     }
 
     /// Puts `host` into maintenance and drains it: every scheduling cycle moves what the limits allow.
     func startEvacuation(host: String, actor: String) throws {
-        try store.queue.write { db in
-            try db.execute(sql: "UPDATE host SET maintenance = 1, evacuating = 1 WHERE name = ?", arguments: [host])
-            guard db.changesCount == 1 else { throw ServiceError.noSuchHost(host) }
-            let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vm WHERE host = ?", arguments: [host]) ?? 0
+        try store.write { db in
+            guard try db.execute(sql: "UPDATE host SET maintenance = 1, evacuating = 1 WHERE name = ?", arguments: [host]) == 1 else { throw ServiceError.noSuchHost(host) }
+            let count = try db.value(Int.self, "SELECT COUNT(*) FROM vm WHERE host = ?", arguments: [host]) ?? 0
             try audit.append(in: db, actor: actor, role: "operator", action: "evacuation.started", target: host, allowed: true,
                              detail: "\(count) VMs to move; \(host) is in maintenance")
         }
     }
 
-    func finishEvacuationIfDrained(_ db: Database, host: String, now: Double) throws {
-        guard try Bool.fetchOne(db, sql: "SELECT evacuating FROM host WHERE name = ?", arguments: [host]) == true,
-              try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vm WHERE host = ?", arguments: [host]) == 0 else { return }
+    func finishEvacuationIfDrained(_ db: StoreConnection, host: String, now: Double) throws {
+        guard try db.value(Bool.self, "SELECT evacuating FROM host WHERE name = ?", arguments: [host]) == true,
+              try db.value(Int.self, "SELECT COUNT(*) FROM vm WHERE host = ?", arguments: [host]) == 0 else { return }
         try db.execute(sql: "UPDATE host SET evacuating = 0 WHERE name = ?", arguments: [host])
         try audit.append(in: db, actor: "coordinator", role: "coordinator", action: "evacuation.done", target: host, allowed: true,
                          detail: "\(host) holds no VMs; it stays in maintenance")
@@ -199,28 +198,28 @@ extension CoordinatorService {
 
     func hostRows() throws -> [[String: String]] {
         let now = clock()
-        return try store.queue.read { db in
-            try Row.fetchAll(db, sql: """
+        return try store.read { db in
+            try db.rows("""
                 SELECT h.*, (SELECT COUNT(*) FROM vm WHERE vm.host = h.name) AS vms FROM host h ORDER BY name
                 """).map { r -> [String: String] in
                 let last = r["last_heartbeat"] as Double?
                 let up = last.map { now - $0 <= settings.hostTimeout } ?? false
-                let state = (r["evacuating"] as Bool) ? "evacuating" : (r["maintenance"] as Bool) ? "maintenance" : up ? "up" : "down"
-                let total = r["memory_total"] as Int64, used = r["memory_used"] as Int64
-                return ["host": r["name"], "address": r["destination_address"], "state": state,
-                        "maintenance": (r["maintenance"] as Bool) ? "on" : "off",
-                        "cpu": String(format: "%.0f%%", (r["cpu_load"] as Double) * 100),
-                        "memory": "\(used >> 20)/\(total >> 20) MiB", "vms": "\(r["vms"] as Int64)",
-                        "fingerprint": String((r["fingerprint"] as String).prefix(16))]
+                let state = (try r.get("evacuating") as Bool) ? "evacuating" : (try r.get("maintenance") as Bool) ? "maintenance" : up ? "up" : "down"
+                let total = (try r.get("memory_total") as Int64), used = (try r.get("memory_used") as Int64)
+                return ["host": try r.get("name"), "address": try r.get("destination_address"), "state": state,
+                        "maintenance": (try r.get("maintenance") as Bool) ? "on" : "off",
+                        "cpu": String(format: "%.0f%%", (try r.get("cpu_load") as Double) * 100),
+                        "memory": "\(used >> 20)/\(total >> 20) MiB", "vms": "\(try r.get("vms") as Int64)",
+                        "fingerprint": String((try r.get("fingerprint") as String).prefix(16))]
             }
         }
     }
 
     func vmRows() throws -> [[String: String]] {
-        try store.queue.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM vm ORDER BY name").map { r in
-                ["vm": r["name"], "host": r["host"], "memory": "\((r["memory_bytes"] as Int64) >> 20) MiB",
-                 "dirty_pages_s": String(format: "%.0f", r["dirty_rate"] as Double), "cpu": String(format: "%.2f", r["cpu"] as Double)]
+        try store.read { db in
+            try db.rows("SELECT * FROM vm ORDER BY name").map { r in
+                ["vm": try r.get("name"), "host": try r.get("host"), "memory": "\((try r.get("memory_bytes") as Int64) >> 20) MiB",
+                 "dirty_pages_s": String(format: "%.0f", (try r.get("dirty_rate") as Double)), "cpu": String(format: "%.2f", (try r.get("cpu") as Double))]
             }
         }
     }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import PalmWire
 
 /// One migration as the coordinator records it.
@@ -24,20 +23,20 @@ public struct MigrationRecord: Sendable, Equatable {
     public var totalSeconds: Double?
     public var cancelRequested: Bool
 
-    init(row r: Row) throws {
-        id = r["id"]
-        vm = r["vm"]
-        source = r["source"]
-        destination = r["destination"]
-        guard let s = MigrationRecordState(rawValue: r["state"]) else {
+    init(row r: StoreRow) throws {
+        id = try r.get("id")
+        vm = try r.get("vm")
+        source = try r.get("source")
+        destination = try r.get("destination")
+        guard let s = MigrationRecordState(rawValue: try r.get("state")) else {
             throw CoordinatorService.ServiceError.refused("migration \(id) has an unknown state in the database")
         }
         state = s
-        kind = r["kind"]
-        mode = r["mode"]
-        requestedBy = r["requested_by"]
-        created = r["created"]
-        updated = r["updated"]
+        kind = try r.get("kind")
+        mode = try r.get("mode")
+        requestedBy = try r.get("requested_by")
+        created = try r.get("created")
+        updated = try r.get("updated")
         reason = r["reason"]
         detail = r["detail"]
         phase = r["phase"]
@@ -46,7 +45,7 @@ public struct MigrationRecord: Sendable, Equatable {
         rate = r["rate"]
         downtimeMs = r["downtime_ms"]
         totalSeconds = r["total_seconds"]
-        cancelRequested = r["cancel_requested"]
+        cancelRequested = try r.get("cancel_requested")
     }
 
     /// The record as a table row (what `status`, `history` and `migrate` print).
@@ -74,17 +73,17 @@ extension CoordinatorService {
 
     func migration(matching id: String) throws -> MigrationRecord {
         guard !id.isEmpty, id.allSatisfy(\.isHexDigit) else { throw ServiceError.badArgument("a migration id is hexadecimal") }
-        let rows = try store.queue.read { try Row.fetchAll($0, sql: "SELECT * FROM migration WHERE id LIKE ? LIMIT 2", arguments: [id.lowercased() + "%"]) }
+        let rows = try store.read { try $0.rows("SELECT * FROM migration WHERE id LIKE ? LIMIT 2", arguments: [id.lowercased() + "%"]) }
         guard let first = rows.first else { throw ServiceError.noSuchMigration(id) }
         guard rows.count == 1 else { throw ServiceError.ambiguousMigration(id) }
         return try MigrationRecord(row: first)
     }
 
     func history(limit: Int, vm: String?) throws -> [MigrationRecord] {
-        try store.queue.read { db in
+        try store.read { db in
             let rows = vm == nil
-                ? try Row.fetchAll(db, sql: "SELECT * FROM migration ORDER BY created DESC LIMIT ?", arguments: [limit])
-                : try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE vm = ? ORDER BY created DESC LIMIT ?", arguments: [vm, limit])
+                ? try db.rows("SELECT * FROM migration ORDER BY created DESC LIMIT ?", arguments: [limit])
+                : try db.rows("SELECT * FROM migration WHERE vm = ? ORDER BY created DESC LIMIT ?", arguments: [vm, limit])
             return try rows.map(MigrationRecord.init(row:))
         }
     }
@@ -93,21 +92,21 @@ extension CoordinatorService {
     /// free slot.
     func requestMigration(vm: String, to: String, mode: String, downtimeMs: Double?, actor: String) throws -> [String: String] {
         let now = clock()
-        return try store.queue.write { db in
-            guard let source = try String.fetchOne(db, sql: "SELECT host FROM vm WHERE name = ?", arguments: [vm]) else {
+        return try store.write { db in
+            guard let source = try db.value(String.self, "SELECT host FROM vm WHERE name = ?", arguments: [vm]) else {
                 throw ServiceError.noSuchVM(vm)
             }
-            guard let dest = try Row.fetchOne(db, sql: "SELECT * FROM host WHERE name = ?", arguments: [to]) else {
+            guard let dest = try db.row("SELECT * FROM host WHERE name = ?", arguments: [to]) else {
                 throw ServiceError.noSuchHost(to)
             }
             guard source != to else { throw ServiceError.refused("\(vm) already runs on \(to)") }
-            if dest["maintenance"] as Bool { throw ServiceError.refused("\(to) is in maintenance: it receives no VMs") }
-            let memory = try Int64.fetchOne(db, sql: "SELECT memory_bytes FROM vm WHERE name = ?", arguments: [vm]) ?? 0
-            let free = (dest["memory_total"] as Int64) - (dest["memory_used"] as Int64)
+            if try dest.get("maintenance") as Bool { throw ServiceError.refused("\(to) is in maintenance: it receives no VMs") }
+            let memory = try db.value(Int64.self, "SELECT memory_bytes FROM vm WHERE name = ?", arguments: [vm]) ?? 0
+            let free = (try dest.get("memory_total") as Int64) - (try dest.get("memory_used") as Int64)
             if memory > free {
                 throw ServiceError.refused("\(to) has \(max(free, 0) >> 20) MiB free; \(vm) needs \(memory >> 20) MiB")
             }
-            if let busy = try String.fetchOne(db, sql: "SELECT id FROM migration WHERE vm = ? AND state IN ('requested', 'ticketed', 'running', 'in-doubt')",
+            if let busy = try db.value(String.self, "SELECT id FROM migration WHERE vm = ? AND state IN ('requested', 'ticketed', 'running', 'in-doubt')",
                                               arguments: [vm]) {
                 throw ServiceError.refused("\(vm) is already migrating (\(busy.prefix(8)))")
             }
@@ -118,7 +117,7 @@ extension CoordinatorService {
                 """, arguments: [id, vm, source, to, actor, now, now, mode, downtimeMs])
             try audit.append(in: db, actor: actor, role: "operator", action: "migration.requested", target: vm, allowed: true,
                              detail: "\(id): \(source) → \(to) (\(mode))")
-            return try MigrationRecord(row: try Row.fetchOne(db, sql: "SELECT * FROM migration WHERE id = ?", arguments: [id])!).row
+            return try MigrationRecord(row: try db.row("SELECT * FROM migration WHERE id = ?", arguments: [id])!).row
         }
     }
 
@@ -128,7 +127,7 @@ extension CoordinatorService {
     func cancel(id: String, actor: String) throws -> [String: String] {
         let m = try migration(matching: id)
         let now = clock()
-        return try store.queue.write { db in
+        return try store.write { db in
             switch m.state {
             case .requested, .ticketed:
                 try transition(db, m.id, from: m.state, to: .cancelled, detail: "cancelled by \(actor) before it started", now: now)
@@ -141,12 +140,12 @@ extension CoordinatorService {
             }
             try audit.append(in: db, actor: actor, role: "operator", action: "migration.cancel", target: m.vm, allowed: true,
                              detail: "\(m.id): \(m.state == .running ? "asked the source agent to cancel" : "cancelled")")
-            return try MigrationRecord(row: try Row.fetchOne(db, sql: "SELECT * FROM migration WHERE id = ?", arguments: [m.id])!).row
+            return try MigrationRecord(row: try db.row("SELECT * FROM migration WHERE id = ?", arguments: [m.id])!).row
         }
     }
 
     /// Moves a record to `to`, refusing any step the state machine does not allow.
-    func transition(_ db: Database, _ id: String, from: MigrationRecordState, to: MigrationRecordState, detail: String, now: Double) throws {
+    func transition(_ db: StoreConnection, _ id: String, from: MigrationRecordState, to: MigrationRecordState, detail: String, now: Double) throws {
         _ = try from.moving(to: to)
         try db.execute(sql: "UPDATE migration SET state = ?, detail = ?, updated = ? WHERE id = ? AND state = ?",
                        arguments: [to.rawValue, detail, now, id, from.rawValue])

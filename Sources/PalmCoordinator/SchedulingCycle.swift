@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import PalmSecurity
 import PalmWire
 
@@ -8,46 +7,47 @@ import PalmWire
 /// those. Agents pick their tickets up with their next heartbeat.
 extension CoordinatorService {
     /// Loads the cluster as the scheduler sees it.
-    func snapshot(_ db: Database, now: Double) throws -> ClusterSnapshot {
-        let hosts = try Row.fetchAll(db, sql: "SELECT * FROM host ORDER BY name").map { r in
-            ClusterSnapshot.Host(name: r["name"], cpus: Double(r["cpus"] as Int64), cpuLoad: r["cpu_load"],
-                                 memoryTotal: UInt64(r["memory_total"] as Int64), memoryUsed: UInt64(r["memory_used"] as Int64),
+    func snapshot(_ db: StoreConnection, now: Double) throws -> ClusterSnapshot {
+        let hosts = try db.rows("SELECT * FROM host ORDER BY name").map { r in
+            ClusterSnapshot.Host(name: try r.get("name"), cpus: Double(try r.get("cpus") as Int64), cpuLoad: try r.get("cpu_load"),
+                                 memoryTotal: UInt64(try r.get("memory_total") as Int64), memoryUsed: UInt64(try r.get("memory_used") as Int64),
                                  up: (r["last_heartbeat"] as Double?).map { now - $0 <= settings.hostTimeout } ?? false,
-                                 maintenance: r["maintenance"], evacuating: r["evacuating"])
+                                 maintenance: try r.get("maintenance"), evacuating: try r.get("evacuating"))
         }
         var failed: [String: Double] = [:]
-        for r in try Row.fetchAll(db, sql: "SELECT vm, MAX(updated) AS t FROM migration WHERE state = 'aborted' AND updated > ? GROUP BY vm",
+        for r in try db.rows("SELECT vm, MAX(updated) AS t FROM migration WHERE state = 'aborted' AND updated > ? GROUP BY vm",
                                   arguments: [now - settings.scheduler.retryDelay]) {
-            failed[r["vm"]] = r["t"]
+            failed[try r.get("vm")] = try r.get("t")
         }
-        let vms = try Row.fetchAll(db, sql: "SELECT * FROM vm").map { r in
-            ClusterSnapshot.VM(name: r["name"], host: r["host"], memoryBytes: UInt64(r["memory_bytes"] as Int64),
-                               dirtyRate: r["dirty_rate"], cpu: r["cpu"], lastMoved: r["last_moved"], lastFailed: failed[r["name"]])
+        let vms = try db.rows("SELECT * FROM vm").map { r in
+            ClusterSnapshot.VM(name: try r.get("name"), host: try r.get("host"), memoryBytes: UInt64(try r.get("memory_bytes") as Int64),
+                               dirtyRate: try r.get("dirty_rate"), cpu: try r.get("cpu"), lastMoved: r["last_moved"], lastFailed: failed[try r.get("name") as String])
         }
-        let inFlight = try Row.fetchAll(db, sql: "SELECT vm, source, destination FROM migration WHERE state IN \(CoordinatorService.activeStates)")
-            .map { ClusterSnapshot.InFlight(vm: $0["vm"], source: $0["source"], destination: $0["destination"]) }
+        let inFlight = try db.rows("SELECT vm, source, destination FROM migration WHERE state IN \(CoordinatorService.activeStates)")
+            .map { ClusterSnapshot.InFlight(vm: try $0.get("vm"), source: try $0.get("source"), destination: try $0.get("destination")) }
         return ClusterSnapshot(hosts: hosts, vms: vms, inFlight: inFlight)
     }
 
     /// What a cycle would do now, changing nothing (`rebalance --dry-run`).
     public func dryRunPlan() throws -> Scheduler.Plan {
         let now = clock()
-        let snap = try store.queue.read { try snapshot($0, now: now) }
+        let snap = try store.read { try snapshot($0, now: now) }
         return Scheduler(policy: settings.scheduler).plan(snap, now: now, balance: true)
     }
 
     /// Runs one cycle and returns its plan (the moves it ticketed and its notes).
     @discardableResult
     public func runCycle(balance: Bool? = nil, requestedBy: String = "scheduler") throws -> Scheduler.Plan {
+        guard lease?.isLeader ?? true else { return Scheduler.Plan(notes: ["a follower schedules nothing"]) }
         let now = clock()
-        return try store.queue.write { db in
-            for id in try String.fetchAll(db, sql: "SELECT id FROM migration WHERE state = 'ticketed' AND ticket_expires <= ?", arguments: [now]) {
+        return try store.write { db in
+            for id in try db.values(String.self, "SELECT id FROM migration WHERE state = 'ticketed' AND ticket_expires <= ?", arguments: [now]) {
                 try transition(db, id, from: .ticketed, to: .aborted, detail: "the ticket expired before the source agent asked for it", now: now)
             }
             var snap = try snapshot(db, now: now)
             var notes: [String] = []
             try ticketRequested(db, &snap, notes: &notes, now: now)
-            let waiting = Set(try String.fetchAll(db, sql: "SELECT vm FROM migration WHERE state = 'requested'"))
+            let waiting = Set(try db.values(String.self, "SELECT vm FROM migration WHERE state = 'requested'"))
             snap.vms.removeAll { waiting.contains($0.name) }
             var plan = Scheduler(policy: settings.scheduler).plan(snap, now: now, balance: balance ?? settings.autoBalance)
             for move in plan.moves {
@@ -66,9 +66,9 @@ extension CoordinatorService {
     }
 
     /// Tickets operators' requests, oldest first, while both hosts and the cluster have slots.
-    private func ticketRequested(_ db: Database, _ snap: inout ClusterSnapshot, notes: inout [String], now: Double) throws {
+    private func ticketRequested(_ db: StoreConnection, _ snap: inout ClusterSnapshot, notes: inout [String], now: Double) throws {
         let policy = settings.scheduler
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM migration WHERE state = 'requested' ORDER BY created") {
+        for row in try db.rows("SELECT * FROM migration WHERE state = 'requested' ORDER BY created") {
             let m = try MigrationRecord(row: row)
             guard let dest = snap.hosts.first(where: { $0.name == m.destination }),
                   snap.vms.contains(where: { $0.name == m.vm && $0.host == m.source }) else {
@@ -93,16 +93,16 @@ extension CoordinatorService {
 
     /// Signs the ticket of a requested migration and records its nonce: from here its source agent
     /// receives it with its next heartbeat.
-    private func ticket(_ db: Database, id: String, now: Double) throws {
+    private func ticket(_ db: StoreConnection, id: String, now: Double) throws {
         guard let issuer else { throw ServiceError.refused("this coordinator has no ticket key") }
-        guard let row = try Row.fetchOne(db, sql: """
+        guard let row = try db.row("""
             SELECT m.vm, v.memory_bytes, s.fingerprint AS sfp, d.fingerprint AS dfp FROM migration m
             JOIN vm v ON v.name = m.vm JOIN host s ON s.name = m.source JOIN host d ON d.name = m.destination WHERE m.id = ?
             """, arguments: [id]),
-              let source = Digest32(hex: row["sfp"]), let dest = Digest32(hex: row["dfp"]), let mid = Hex.decode(id) else {
+              let source = Digest32(hex: try row.get("sfp")), let dest = Digest32(hex: try row.get("dfp")), let mid = Hex.decode(id) else {
             throw ServiceError.refused("migration \(id) refers to an unknown VM or host")
         }
-        let t = try issuer.issue(vm: row["vm"], memoryBytes: UInt64(row["memory_bytes"] as Int64), source: source, destination: dest,
+        let t = try issuer.issue(vm: try row.get("vm"), memoryBytes: UInt64(try row.get("memory_bytes") as Int64), source: source, destination: dest,
                                  now: UInt64(now), validity: settings.ticketValidity, migrationID: mid)
         try db.execute(sql: "INSERT INTO ticket_nonce (nonce, migration, expires) VALUES (?, ?, ?)",
                        arguments: [t.nonce.hex, id, Double(t.notAfter)])

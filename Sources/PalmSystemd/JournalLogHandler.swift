@@ -39,6 +39,8 @@ public struct JournalLogHandler: LogHandler {
         .recovery: "3b282306e42645bfa211305de7d45ab2",
         .migrationScheduled: "e3ac525177614288a8b5956740670838",
         .auditHead: "11e948e00c9749da94bfedbc1638133a",
+        .leaderElected: "6809b40cef074e649fff5d573969c7e0",
+        .leaderFollowing: "175cccf0d44340b48438e8e747b18210",
     ]
 
     public static func priority(_ level: Logger.Level) -> Int {

@@ -19,4 +19,6 @@ public enum PalmEvent: String, CaseIterable, Sendable {
     case recovery = "migration.recovered"
     case migrationScheduled = "migration.scheduled"
     case auditHead = "audit.head"
+    case leaderElected = "coordinator.leading"
+    case leaderFollowing = "coordinator.following"
 }

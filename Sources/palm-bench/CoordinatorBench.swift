@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import GRDB
 import PalmControl
 import PalmCoordinator
 import PalmTLS
@@ -21,7 +20,7 @@ struct SchedulerCycle: ParsableCommand {
         let store = try CoordinatorStore(path: path)
         var rng = SystemRandomNumberGenerator()
         let now = Date().timeIntervalSince1970
-        try store.queue.write { db in
+        try store.write { db in
             for h in 0..<hosts {
                 try db.execute(sql: """
                     INSERT INTO host (name, fingerprint, address, destination_address, cpus, cpu_load, memory_total, memory_used, last_heartbeat)
@@ -57,7 +56,7 @@ struct SchedulerCycle: ParsableCommand {
             moves = try service.runCycle(balance: true).moves.count
             cycle.append(Date().timeIntervalSince(t1))
             _ = plan
-            try store.queue.write { try $0.execute(sql: "DELETE FROM migration; DELETE FROM ticket_nonce") }
+            try store.write { try $0.execute(sql: "DELETE FROM migration"); try $0.execute(sql: "DELETE FROM ticket_nonce") }
         }
         func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
         print(String(format: "scheduling cycle, %d hosts × %d VMs: median %.0f ms (snapshot + plan + %d tickets), planner with snapshot %.0f ms; target < 1000 ms → %.2f of the budget",

@@ -20,7 +20,7 @@ struct Serve: ParsableCommand {
                 fail("error: \(c.tls.certificateChain) does not carry the coordinator role (certs/palm-ca host NAME --role coordinator)")
                 throw ExitCode(1)
             }
-            let store = try CoordinatorStore(path: c.database)
+            let store = try CoordinatorStore(c.store)
             let key = try SigningKey(pemFile: c.tls.privateKey)
             let audit = AuditLog(store: store, key: key, headFile: c.auditHeadFile)
             audit.onHead = { head in
@@ -32,6 +32,12 @@ struct Serve: ParsableCommand {
                                              policy: try AccessPolicy.load(path: c.policyFile),
                                              settings: CoordinatorSettings(c), ticketKey: key, requestLimits: c.requestLimits)
             service.auditKey = try VerifyingKey(certificateFile: c.tls.certificateChain)
+            // PostgreSQL: coordinators share the database, one leads by lease. SQLite: the one
+            // coordinator takes the same lease (and a second one started on the file is fenced).
+            let name = context.localIdentity.commonName ?? context.localIdentity.fingerprint.hex
+            let lease = LeaderLease(store: store, holder: name, address: "\(c.advertiseAddress)", duration: c.leaseDuration)
+            service.lease = lease
+            try lease.renew()
             DescriptorLimit.raise(toServe: c.limits.maxConnections + c.limits.admission.maxPending + c.limits.admission.maxHandshakes,
                                   logger: logger)
             let server = try CoordinatorServer(host: c.listenAddress, port: c.listenPort, context: context, service: service,
@@ -41,6 +47,15 @@ struct Serve: ParsableCommand {
             server.beatInterval = runtime.liveness.maxWait(fallback: 5)
             server.onBeat = { runtime.liveness.beat($0) }
             server.onStatus = { runtime.notifier.status($0) }
+            server.onLeadership = { state in
+                switch state {
+                case let .leader(epoch):
+                    logger.notice("leading the cluster (epoch \(epoch), \(store.backend.name))", metadata: ["event": "\(PalmEvent.leaderElected.rawValue)", "EPOCH": "\(epoch)"])
+                case let .follower(leader, address, epoch):
+                    logger.notice("following \(leader ?? "nobody yet")\(address.map { " at \($0)" } ?? "") (epoch \(epoch)): answering reads only",
+                                  metadata: ["event": "\(PalmEvent.leaderFollowing.rawValue)", "EPOCH": "\(epoch)"])
+                }
+            }
             print("listening on \(c.listenAddress):\(server.listener.port)")
             fflush(stdout)
             runtime.run(status: "listening on \(c.listenAddress):\(server.listener.port); " + service.statusLine(),

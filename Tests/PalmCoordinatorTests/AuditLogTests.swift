@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 @testable import PalmCoordinator
 import PalmTestSupport
 import PalmTLS
@@ -11,9 +10,9 @@ struct AuditLogTests {
     let pki = TestPKI.shared
 
     /// A log with five signed entries in a fresh database, its head kept in `path + ".head"`.
-    func fiveEntries() throws -> (AuditLog, CoordinatorStore, String) {
+    func fiveEntries(_ backend: TestBackend = .sqlite) throws -> (AuditLog, CoordinatorStore, String) {
         let path = NSTemporaryDirectory() + "palm-audit-\(UUID().uuidString).sqlite"
-        let store = try CoordinatorStore(path: path)
+        let store = try CoordinatorStore(backend == .sqlite ? .sqlite(path: path) : try backend.freshLocation())
         let log = AuditLog(store: store, key: try SigningKey(pemFile: pki.key("coord")), headFile: path + ".head")
         for i in 1...5 {
             try log.append(actor: "alice", role: "operator", action: "migrate", target: "vm-\(i)", allowed: i != 3,
@@ -24,23 +23,23 @@ struct AuditLogTests {
 
     var coordinatorKey: VerifyingKey { try! VerifyingKey(certificateFile: pki.cert("coord")) }
 
-    @Test("an intact log verifies; allowed and denied decisions are both recorded")
-    func intact() throws {
-        let (log, _, _) = try fiveEntries()
+    @Test("an intact log verifies; allowed and denied decisions are both recorded", arguments: TestBackend.allCases)
+    func intact(backend: TestBackend) throws {
+        let (log, _, _) = try fiveEntries(backend)
         #expect(try log.verify(coordinatorKey: coordinatorKey) == 5)
         #expect(try log.entries().map(\.allowed) == [true, true, false, true, true])
     }
 
-    @Test("an entry edited on disk is named")
-    func edited() throws {
-        let (log, store, _) = try fiveEntries()
-        try store.queue.write { try $0.execute(sql: "UPDATE audit SET target = 'vm-other' WHERE seq = 2") }
+    @Test("an entry edited on disk is named", arguments: TestBackend.allCases)
+    func edited(backend: TestBackend) throws {
+        let (log, store, _) = try fiveEntries(backend)
+        try store.write { try $0.execute(sql: "UPDATE audit SET target = 'vm-other' WHERE seq = 2") }
         #expect(throws: AuditLog.AuditError.edited(seq: 2)) { try log.verify(coordinatorKey: coordinatorKey) }
     }
 
-    @Test("an entry edited and re-chained (without the coordinator key) fails its signature")
-    func rehashed() throws {
-        let (log, store, _) = try fiveEntries()
+    @Test("an entry edited and re-chained (without the coordinator key) fails its signature", arguments: TestBackend.allCases)
+    func rehashed(backend: TestBackend) throws {
+        let (log, store, _) = try fiveEntries(backend)
         // The attacker flips the denied decision and rebuilds a consistent hash chain from there,
         // signing with the only key it has.
         let mallory = try SigningKey(pemFile: pki.key("mallory"))
@@ -51,7 +50,7 @@ struct AuditLogTests {
             entries[i].hash = SHA256.hash(entries[i].canonical).hex
             entries[i].signature = Hex.encode(try mallory.sign(Array(entries[i].hash.utf8)))
         }
-        try store.queue.write { db in
+        try store.write { db in
             for e in entries[2...] {
                 try db.execute(sql: "UPDATE audit SET allowed = ?, prev_hash = ?, hash = ?, signature = ? WHERE seq = ?",
                                arguments: [e.allowed, e.prevHash, e.hash, e.signature, e.seq])
@@ -67,24 +66,24 @@ struct AuditLogTests {
         let ok = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args)
         #expect(ok.status == 0)
         #expect(ok.stdout.contains("5 entries"))
-        try store.queue.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 2") }
+        try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 2") }
         let bad = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args)
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("audit entries between 1 and 3 were deleted"), "stderr: \(bad.stderr)")
     }
 
-    @Test("a deleted entry is named")
-    func deleted() throws {
-        let (log, store, _) = try fiveEntries()
-        try store.queue.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 3") }
+    @Test("a deleted entry is named", arguments: TestBackend.allCases)
+    func deleted(backend: TestBackend) throws {
+        let (log, store, _) = try fiveEntries(backend)
+        try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 3") }
         #expect(throws: AuditLog.AuditError.deleted(after: 2, seq: 4)) { try log.verify(coordinatorKey: coordinatorKey) }
     }
 
-    @Test("reordered entries are named")
-    func reordered() throws {
-        let (log, store, _) = try fiveEntries()
+    @Test("reordered entries are named", arguments: TestBackend.allCases)
+    func reordered(backend: TestBackend) throws {
+        let (log, store, _) = try fiveEntries(backend)
         // Swap the sequence numbers of entries 2 and 4 (each row keeps its own valid hash and signature).
-        try store.queue.write { db in
+        try store.write { db in
             try db.execute(sql: "UPDATE audit SET seq = 100 WHERE seq = 2")
             try db.execute(sql: "UPDATE audit SET seq = 2 WHERE seq = 4")
             try db.execute(sql: "UPDATE audit SET seq = 4 WHERE seq = 100")
@@ -99,22 +98,22 @@ struct AuditLogTests {
         }
     }
 
-    @Test("a log verified against another key fails at the first entry")
-    func otherKey() throws {
-        let (log, _, _) = try fiveEntries()
+    @Test("a log verified against another key fails at the first entry", arguments: TestBackend.allCases)
+    func otherKey(backend: TestBackend) throws {
+        let (log, _, _) = try fiveEntries(backend)
         #expect(throws: AuditLog.AuditError.badSignature(seq: 1)) {
             try log.verify(coordinatorKey: try VerifyingKey(certificateFile: pki.cert("server")))
         }
     }
 
-    @Test("the head outside the database shows the newest entries deleted — one, a hundred or all of them", arguments: [1, 100, 105])
-    func tailTruncation(_ deleted: Int) throws {
-        let (log, store, path) = try fiveEntries()
+    @Test("the head outside the database shows the newest entries deleted — one, a hundred or all of them", arguments: TestBackend.allCases, [1, 100, 105])
+    func tailTruncation(backend: TestBackend, _ deleted: Int) throws {
+        let (log, store, path) = try fiveEntries(backend)
         for i in 6...105 { try log.append(actor: "alice", role: "operator", action: "hosts", target: "\(i)", allowed: true) }
         let head = try AuditHead.load(from: path + ".head")
         #expect(head.seq == 105)
         #expect(try log.verify(coordinatorKey: coordinatorKey, head: head) == 105)
-        try store.queue.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > ?", arguments: [105 - deleted]) }
+        try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > ?", arguments: [105 - deleted]) }
         // The chain alone still looks intact …
         #expect(try log.verify(coordinatorKey: coordinatorKey) == 105 - deleted)
         // … against the head it does not.
@@ -129,7 +128,7 @@ struct AuditLogTests {
         for i in 6...10 { try log.append(actor: "alice", role: "operator", action: "hosts", target: "\(i)", allowed: true) }
         let anchor = try AuditHead.load(from: path + ".head")  // what the journal (or a copy) kept
         try FileManager.default.copyItem(atPath: path + ".head", toPath: path + ".head-copy")
-        try store.queue.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > 5") }
+        try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > 5") }
         // The coordinator writes on: the next entries chain onto the shortened log.
         for i in 6...12 { try log.append(actor: "eve", role: "auditor", action: "hosts", target: "x\(i)", allowed: true) }
         #expect(try log.verify(coordinatorKey: coordinatorKey) == 12)
@@ -144,20 +143,25 @@ struct AuditLogTests {
         #expect(try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args + ["--head", path + ".head"]).status == 0)
     }
 
-    @Test("a head not signed by the coordinator is refused")
-    func forgedHead() throws {
-        let (log, _, path) = try fiveEntries()
+    @Test("a head not signed by the coordinator is refused", arguments: TestBackend.allCases)
+    func forgedHead(backend: TestBackend) throws {
+        let (log, _, path) = try fiveEntries(backend)
         var head = try AuditHead.load(from: path + ".head")
         head.signature = Hex.encode(try SigningKey(pemFile: pki.key("mallory")).sign(head.signedBytes))
         #expect(throws: AuditLog.AuditError.headNotSigned) { try log.verify(coordinatorKey: coordinatorKey, head: head) }
     }
 
-    @Test("the schema is versioned: a database records the migrations applied to it")
-    func schema() throws {
-        let (_, store, path) = try fiveEntries()
-        #expect(try store.appliedMigrations() == ["v1: hosts, vms, migrations, nonces, audit", "v2: heartbeats, orders, progress, outcomes"])
+    @Test("the schema is versioned: a database records the migrations applied to it", arguments: TestBackend.allCases)
+    func schema(backend: TestBackend) throws {
+        let location = try backend.freshLocation()
+        let store = try CoordinatorStore(location)
+        let log = AuditLog(store: store, key: try SigningKey(pemFile: pki.key("coord")))
+        for i in 1...5 { try log.append(actor: "alice", role: "operator", action: "hosts", target: "\(i)", allowed: true) }
+        #expect(try store.appliedMigrations() == StoreSchema.migrations.map(\.name))
+        #expect(StoreSchema.migrations.first?.name == "v1: hosts, vms, migrations, nonces, audit")
         // Reopening applies nothing twice and keeps the data.
-        let again = try CoordinatorStore(path: path)
+        let again = try CoordinatorStore(location)
+        #expect(try again.appliedMigrations() == StoreSchema.migrations.map(\.name))
         #expect(try AuditLog(store: again, key: nil).entries().count == 5)
     }
 }

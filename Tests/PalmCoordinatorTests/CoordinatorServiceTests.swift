@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import PalmControl
 import PalmCoordinator
 import PalmSecurity
@@ -8,21 +7,38 @@ import PalmTLS
 import PalmWire
 import Testing
 
+extension TestBackend {
+    /// A new, empty database on this backend.
+    func freshLocation() throws -> StoreLocation {
+        switch self {
+        case .sqlite: return .sqlite(path: NSTemporaryDirectory() + "palm-coord-\(UUID().uuidString).sqlite")
+        case .postgresql: return .postgresql(url: try PostgresTestServer.shared.get().newDatabaseURL(), connectTimeout: 5)
+        }
+    }
+}
+
 /// A coordinator service on a fresh database with a clock the test drives, and three agents
 /// (server, client, mallory: agent certificates) plus the operators alice and eve.
 final class ServiceHarness: @unchecked Sendable {
     let pki = TestPKI.shared
-    let path = NSTemporaryDirectory() + "palm-coord-\(UUID().uuidString).sqlite"
+    let location: StoreLocation
     var now = 1_800_000_000.0
     var service: CoordinatorService!
 
-    init(policy: String = AccessPolicy.defaultText, settings: CoordinatorSettings = CoordinatorSettings()) throws {
+    init(backend: TestBackend = .sqlite, policy: String = AccessPolicy.defaultText, settings: CoordinatorSettings = CoordinatorSettings()) throws {
+        location = try backend.freshLocation()
         try open(policy: policy, settings: settings)
+    }
+
+    /// A second coordinator on an existing database (coordinators sharing PostgreSQL).
+    init(location: StoreLocation) throws {
+        self.location = location
+        try open()
     }
 
     /// (Re)opens the service on the same database, as a restarted coordinator does.
     func open(policy: String = AccessPolicy.defaultText, settings: CoordinatorSettings = CoordinatorSettings()) throws {
-        let store = try CoordinatorStore(path: path)
+        let store = try CoordinatorStore(location)
         let key = try SigningKey(pemFile: pki.key("coord"))
         var s = settings
         s.scheduler.holdTime = 0
@@ -59,9 +75,9 @@ final class ServiceHarness: @unchecked Sendable {
 /// inventory in and the orders out; every migration moves through its state machine once.
 @Suite("Coordinator service", .serialized)
 struct CoordinatorServiceTests {
-    @Test("an agent's heartbeat registers its host and VMs; an operator lists them and sets maintenance; audited")
-    func inventory() throws {
-        let h = try ServiceHarness()
+    @Test("an agent's heartbeat registers its host and VMs; an operator lists them and sets maintenance; audited", arguments: TestBackend.allCases)
+    func inventory(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("web-1"), ServiceHarness.vm("db-1", 1024)])
         try h.heartbeat("server", vms: [ServiceHarness.vm("web-1"), ServiceHarness.vm("db-1", 1024)])
         let hosts = try h.call("alice", "hosts")
@@ -81,12 +97,13 @@ struct CoordinatorServiceTests {
         #expect(audit[3].actor.hasPrefix("alice") && audit[3].role == "operator" && audit[3].target == "server")
     }
 
-    @Test("unauthorized callers are denied, and the denial is audited", arguments: [
+    @Test("unauthorized callers are denied, and the denial is audited", arguments: TestBackend.allCases, [
         ("eve", "maintenance"), ("server", "hosts"), ("alice", "audit.verify"), ("eve", "agent.heartbeat"),
         ("eve", "migrate"), ("server", "migrate"), ("eve", "cancel"), ("alice", "agent.heartbeat"),
     ])
-    func denied(_ caller: String, _ action: String) throws {
-        let h = try ServiceHarness()
+    func denied(backend: TestBackend, _ pair: (String, String)) throws {
+        let (caller, action) = pair
+        let h = try ServiceHarness(backend: backend)
         let r = try h.call(caller, action, ["host": "server", "mode": "on"])
         #expect(!r.ok)
         #expect(r.error?.hasPrefix("access denied") == true, "\(r.error ?? "")")
@@ -94,16 +111,16 @@ struct CoordinatorServiceTests {
         #expect(!last.allowed && last.action == action && last.actor.hasPrefix(caller))
     }
 
-    @Test("an unknown action is refused and audited")
-    func unknownAction() throws {
-        let h = try ServiceHarness()
+    @Test("an unknown action is refused and audited", arguments: TestBackend.allCases)
+    func unknownAction(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         #expect(try h.call("alice", "format-disks").error == "unknown action 'format-disks'")
         #expect(try h.service.audit.entries().last?.allowed == false)
     }
 
-    @Test("a migration: requested → ticketed → handed out with a valid ticket → running → committed, once")
-    func lifecycle() throws {
-        let h = try ServiceHarness()
+    @Test("a migration: requested → ticketed → handed out with a valid ticket → running → committed, once", arguments: TestBackend.allCases)
+    func lifecycle(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("web-1")])
         try h.heartbeat("client", vms: [])
         let m = try h.call("alice", "migrate", ["vm": "web-1", "to": "client"])
@@ -143,7 +160,7 @@ struct CoordinatorServiceTests {
         #expect(try h.service.audit.entries().map(\.action).contains("migration.committed"))
     }
 
-    @Test("migrate refusals name the reason", arguments: [
+    @Test("migrate refusals name the reason", arguments: TestBackend.allCases, [
         (["vm": "nope", "to": "client"], "no VM named 'nope'"),
         (["vm": "web-1", "to": "nowhere"], "no host named 'nowhere'"),
         (["vm": "web-1", "to": "server"], "web-1 already runs on server"),
@@ -151,8 +168,9 @@ struct CoordinatorServiceTests {
         (["vm": "web-1", "to": "client", "mode": "warp"], "bad argument: mode must be pre-copy or stop-and-copy"),
         (["vm": "web-1"], "missing argument 'to'"),
     ])
-    func refusals(_ args: [String: String], _ error: String) throws {
-        let h = try ServiceHarness()
+    func refusals(backend: TestBackend, _ pair: ([String: String], String)) throws {
+        let (args, error) = pair
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("web-1")])
         try h.heartbeat("client", vms: [])
         try h.heartbeat("mallory", vms: [])
@@ -160,26 +178,26 @@ struct CoordinatorServiceTests {
         #expect(try h.call("alice", "migrate", args).error == error)
     }
 
-    @Test("a migration to a host without room for the VM is refused at once, naming both sizes")
-    func noRoom() throws {
-        let h = try ServiceHarness()
+    @Test("a migration to a host without room for the VM is refused at once, naming both sizes", arguments: TestBackend.allCases)
+    func noRoom(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("big", 1024)])
         try h.heartbeat("client", vms: [ServiceHarness.vm("other", 200)], memory: 512 << 20)
         #expect(try h.call("alice", "migrate", ["vm": "big", "to": "client"]).error == "client has 312 MiB free; big needs 1024 MiB")
     }
 
-    @Test("a VM already migrating cannot be asked to migrate again")
-    func noDoubleMigration() throws {
-        let h = try ServiceHarness()
+    @Test("a VM already migrating cannot be asked to migrate again", arguments: TestBackend.allCases)
+    func noDoubleMigration(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("web-1")])
         try h.heartbeat("client", vms: [])
         #expect(try h.call("alice", "migrate", ["vm": "web-1", "to": "client"]).ok)
         #expect(try h.call("alice", "migrate", ["vm": "web-1", "to": "client"]).error?.contains("already migrating") == true)
     }
 
-    @Test("cancel: a ticketed migration ends at once; a running one is cancelled by its agent; a finished one cannot be")
-    func cancel() throws {
-        let h = try ServiceHarness()
+    @Test("cancel: a ticketed migration ends at once; a running one is cancelled by its agent; a finished one cannot be", arguments: TestBackend.allCases)
+    func cancel(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("a"), ServiceHarness.vm("b")])
         try h.heartbeat("client", vms: [])
         let first = try #require(try h.call("alice", "migrate", ["vm": "a", "to": "client"]).rows.first?["id"])
@@ -200,11 +218,11 @@ struct CoordinatorServiceTests {
         #expect(try h.call("alice", "cancel", ["id": "zz"]).error == "bad argument: a migration id is hexadecimal")
     }
 
-    @Test("a ticket not picked up before it expires is aborted, never handed out late")
-    func ticketExpiry() throws {
+    @Test("a ticket not picked up before it expires is aborted, never handed out late", arguments: TestBackend.allCases)
+    func ticketExpiry(backend: TestBackend) throws {
         var settings = CoordinatorSettings()
         settings.ticketValidity = 60
-        let h = try ServiceHarness(settings: settings)
+        let h = try ServiceHarness(backend: backend, settings: settings)
         try h.heartbeat("server", vms: [ServiceHarness.vm("web-1")])
         try h.heartbeat("client", vms: [])
         let id = try #require(try h.call("alice", "migrate", ["vm": "web-1", "to": "client"]).rows.first?["id"])
@@ -214,9 +232,9 @@ struct CoordinatorServiceTests {
         #expect(try h.state(id) == "aborted")
     }
 
-    @Test("reconciliation: a restarted agent that forgot a migration — the VM's location decides")
-    func reconcile() throws {
-        let h = try ServiceHarness()
+    @Test("reconciliation: a restarted agent that forgot a migration — the VM's location decides", arguments: TestBackend.allCases)
+    func reconcile(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("stays"), ServiceHarness.vm("moved")])
         try h.heartbeat("client", vms: [])
         let stays = try #require(try h.call("alice", "migrate", ["vm": "stays", "to": "client"]).rows.first?["id"])
@@ -233,9 +251,9 @@ struct CoordinatorServiceTests {
         #expect(try h.state(moved) == "committed")
     }
 
-    @Test("an in-doubt migration is settled by the destination reporting the VM")
-    func inDoubt() throws {
-        let h = try ServiceHarness()
+    @Test("an in-doubt migration is settled by the destination reporting the VM", arguments: TestBackend.allCases)
+    func inDoubt(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("v")])
         try h.heartbeat("client", vms: [])
         let id = try #require(try h.call("alice", "migrate", ["vm": "v", "to": "client"]).rows.first?["id"])
@@ -251,9 +269,9 @@ struct CoordinatorServiceTests {
         #expect(try h.state(id) == "committed")
     }
 
-    @Test("a coordinator restarted mid-migration keeps the migration and records the outcome the agent repeats")
-    func restart() throws {
-        let h = try ServiceHarness()
+    @Test("a coordinator restarted mid-migration keeps the migration and records the outcome the agent repeats", arguments: TestBackend.allCases)
+    func restart(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend)
         try h.heartbeat("server", vms: [ServiceHarness.vm("v")])
         try h.heartbeat("client", vms: [])
         let id = try #require(try h.call("alice", "migrate", ["vm": "v", "to": "client"]).rows.first?["id"])
@@ -267,9 +285,9 @@ struct CoordinatorServiceTests {
         #expect(try h.call("alice", "history").rows.count == 1)
     }
 
-    @Test("host groups scope an operator: a migration touching a host outside them is denied")
-    func scoped() throws {
-        let h = try ServiceHarness(policy: """
+    @Test("host groups scope an operator: a migration touching a host outside them is denied", arguments: TestBackend.allCases)
+    func scoped(backend: TestBackend) throws {
+        let h = try ServiceHarness(backend: backend, policy: """
         [roles.operator]
         actions = ["migrate", "status"]
         host_groups = ["rack-1"]
@@ -285,11 +303,11 @@ struct CoordinatorServiceTests {
         #expect(try h.call("alice", "migrate", ["vm": "v", "to": "client"]).ok)
     }
 
-    @Test("evacuate: the host goes into maintenance and its VMs leave within the limits; done when empty")
-    func evacuate() throws {
+    @Test("evacuate: the host goes into maintenance and its VMs leave within the limits; done when empty", arguments: TestBackend.allCases)
+    func evacuate(backend: TestBackend) throws {
         var settings = CoordinatorSettings()
         settings.scheduler.maxPerHost = 1
-        let h = try ServiceHarness(settings: settings)
+        let h = try ServiceHarness(backend: backend, settings: settings)
         try h.heartbeat("server", vms: [ServiceHarness.vm("a", 256), ServiceHarness.vm("b", 1024)])
         try h.heartbeat("client", vms: [])
         try h.heartbeat("mallory", vms: [])
