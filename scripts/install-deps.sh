@@ -8,7 +8,9 @@ PACKAGES=(
   libssl-dev openssl            # TLS 1.3, ECDSA, digests; the `openssl` CLI runs the cluster CA
   libsystemd-dev systemd        # sd_notify, journald; systemd-analyze for unit checks
   libxen-dev                    # libxenctrl, libxenforeignmemory (the Xen driver)
-  libsqlite3-dev sqlite3        # the coordinator's state
+  libsqlite3-dev sqlite3        # the coordinator's state (one coordinator, embedded)
+  libpq-dev                     # the coordinator's state shared by two or more (PostgreSQL client)
+  postgresql postgresql-client  # the tests' private PostgreSQL cluster (initdb/pg_ctl, psql)
   liblz4-dev libzstd-dev        # MEMORY batch compression (lz4, zstd)
   iproute2                      # network namespaces for multi-host tests
   util-linux                    # unshare, for private mount namespaces in tests
