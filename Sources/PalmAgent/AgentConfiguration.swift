@@ -54,8 +54,10 @@ public struct SourceConfiguration {
 
     /// Where `palm-source serve` reports: `[coordinator]`.
     public struct CoordinatorLink: Sendable, Equatable {
-        /// HOST:PORT of palm-coordinator serve.
-        public var address: String
+        /// HOST:PORT of palm-coordinator serve (`address`), or of each coordinator sharing the
+        /// cluster's database (`endpoints = [...]`): tried in order, the leader found by failover.
+        public var endpoints: [String]
+        public var address: String { endpoints.joined(separator: ", ") }
         /// The coordinator's certificate: the only server this agent takes orders from, and the key
         /// every ticket must be signed with.
         public var certificate: String
@@ -64,17 +66,25 @@ public struct SourceConfiguration {
 
         /// All three keys, or none (then `serve` refuses to start).
         static func load(_ f: ConfigFile) throws -> CoordinatorLink? {
-            let address = try f.optionalString("coordinator.address")
+            let single = try f.optionalString("coordinator.address")
+            let list = try f.stringArray("coordinator.endpoints")
             let certificate = try f.optionalString("coordinator.certificate")
             let advertise = try f.optionalString("coordinator.advertise")
-            guard address != nil || certificate != nil || advertise != nil else { return nil }
-            for (key, value) in [("address", address), ("certificate", certificate), ("advertise", advertise)] where value == nil {
-                throw ConfigError.missingKey(file: f.path, key: "coordinator.\(key)")
+            guard single != nil || !list.isEmpty || certificate != nil || advertise != nil else { return nil }
+            if single != nil && !list.isEmpty {
+                throw ConfigError.invalidValue(file: f.path, key: "coordinator.endpoints", reason: "give address or endpoints, not both")
             }
-            for (key, value) in [("address", address!), ("advertise", advertise!)] where Endpoint(value) == nil {
-                throw ConfigError.invalidValue(file: f.path, key: "coordinator.\(key)", reason: "'\(value)' is not HOST:PORT")
+            let endpoints = single.map { [$0] } ?? list
+            guard !endpoints.isEmpty else { throw ConfigError.missingKey(file: f.path, key: "coordinator.address") }
+            guard endpoints.count <= 16 else {
+                throw ConfigError.invalidValue(file: f.path, key: "coordinator.endpoints", reason: "at most 16 coordinators")
             }
-            return CoordinatorLink(address: address!, certificate: certificate!, advertise: advertise!)
+            guard let certificate else { throw ConfigError.missingKey(file: f.path, key: "coordinator.certificate") }
+            guard let advertise else { throw ConfigError.missingKey(file: f.path, key: "coordinator.advertise") }
+            for (key, value) in endpoints.map({ (single == nil ? "coordinator.endpoints" : "coordinator.address", $0) }) + [("coordinator.advertise", advertise)] where Endpoint(value) == nil {
+                throw ConfigError.invalidValue(file: f.path, key: key, reason: "'\(value)' is not HOST:PORT")
+            }
+            return CoordinatorLink(endpoints: endpoints, certificate: certificate, advertise: advertise)
         }
     }
 

@@ -53,6 +53,8 @@ public final class SourceDaemon: @unchecked Sendable {
     private let lock = NSCondition()
     private var running: [String: Running] = [:]
     private var lastContact = "not yet reported to the coordinator"
+    /// The highest leader epoch seen in orders: orders of a lower one come from a deposed leader.
+    private var highestEpoch: Int64 = 0
     private var measuredDirtyRate: [String: Double] = [:]
     private var allowlist = AttestationAllowlist()
     private var interval = 5.0
@@ -107,7 +109,7 @@ public final class SourceDaemon: @unchecked Sendable {
     /// Heartbeats until ``stop()``; then waits for the migrations in flight (``stop()`` cancelled
     /// those before their commit point) and reports how they ended.
     public func run() {
-        var client: CoordinatorClient?
+        var client: CoordinatorFailover?
         var failures = 0
         while !isStopped {
             onBeat()
@@ -124,17 +126,26 @@ public final class SourceDaemon: @unchecked Sendable {
     }
 
     /// One heartbeat; false when the coordinator could not be reached or refused it.
-    private func heartbeat(_ client: inout CoordinatorClient?) -> Bool {
+    private func heartbeat(_ client: inout CoordinatorFailover?) -> Bool {
         do {
-            if client == nil { client = try connect() }
-            let response = try client!.call(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: try report()))
+            let failover = try client ?? connect()
+            client = failover
+            let response = try failover.call(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: try report()))
             guard response.ok, let orders = response.orders else {
                 logger.error("the coordinator refused the heartbeat: \(response.error ?? "no orders")")
                 setContact("the coordinator refused the heartbeat: \(response.error ?? "no orders")")
-                client = nil
+                failover.reset()
                 return false
             }
-            setContact("reporting to \(link.address)")
+            if let epoch = orders.epoch {
+                let seen = lock.withLock { () -> Int64 in highestEpoch = max(highestEpoch, epoch); return highestEpoch }
+                guard epoch >= seen else {
+                    logger.error("refused orders of epoch \(epoch) from \(failover.answering.map { "\($0.host):\($0.port)" } ?? "?"): a leader of epoch \(seen) has spoken since (a deposed coordinator)")
+                    failover.reset()
+                    return false
+                }
+            }
+            setContact("reporting to \(failover.answering.map { "\($0.host):\($0.port)" } ?? link.address)")
             if !isStopped { apply(orders) } else { acknowledge(orders) }
             return true
         } catch {
@@ -182,13 +193,14 @@ public final class SourceDaemon: @unchecked Sendable {
         lock.unlock()
     }
 
-    private func connect() throws -> CoordinatorClient {
-        guard let endpoint = Endpoint(link.address) else { throw DaemonError.notConfigured(configuration.file) }
+    private func connect() throws -> CoordinatorFailover {
+        let targets = link.endpoints.compactMap { Endpoint($0) }.map { CoordinatorFailover.Target(host: $0.host, port: $0.port) }
+        guard targets.count == link.endpoints.count else { throw DaemonError.notConfigured(configuration.file) }
         var tls = configuration.tls
         tls.connectTimeout = min(tls.connectTimeout, beatInterval)
         tls.handshakeTimeout = min(tls.handshakeTimeout, beatInterval)
         tls.ioTimeout = min(tls.ioTimeout, beatInterval)
-        return try CoordinatorClient(host: endpoint.host, port: endpoint.port, context: try TLSContext(configuration: tls), pinned: coordinatorPin.fingerprint)
+        return CoordinatorFailover(targets: targets, context: try TLSContext(configuration: tls), pinned: coordinatorPin.fingerprint)
     }
 
     /// This host as the coordinator should see it.

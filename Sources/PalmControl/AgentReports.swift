@@ -110,6 +110,9 @@ public struct AgentOrders: Codable, Sendable, Equatable {
     public var allowlist: AttestationAllowlist
     /// Seconds until the next heartbeat.
     public var heartbeatInterval: Double
+    /// The leader's lease epoch when it issued these orders (nil from a coordinator without one).
+    /// An agent that has seen a higher epoch refuses them: they come from a deposed leader.
+    public var epoch: Int64?
 
     public init(start: [MigrationOrder] = [], cancel: [String] = [], acknowledged: [String] = [],
                 allowlist: AttestationAllowlist = AttestationAllowlist(), heartbeatInterval: Double = 5) {

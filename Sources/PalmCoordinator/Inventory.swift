@@ -42,6 +42,7 @@ extension CoordinatorService {
         let now = clock()
         let actor = CoordinatorService.actor(caller)
         var orders = AgentOrders(allowlist: settings.allowlist, heartbeatInterval: settings.heartbeatInterval)
+        if let lease, case let .leader(epoch) = lease.current { orders.epoch = epoch }
         try store.write(durable: durable) { db in
             try db.execute(sql: """
                 INSERT INTO host (name, fingerprint, address, destination_address, cpus, cpu_load, memory_total, memory_used, last_heartbeat)

@@ -6,7 +6,7 @@ import PalmTLS
 
 /// How an operator reaches the coordinator; each option falls back to an environment variable.
 struct ClientOptions: ParsableArguments {
-    @Option(help: "The coordinator, HOST:PORT (or PALM_SERVER).") var server: String?
+    @Option(help: "The coordinator, HOST:PORT; with two or more, a comma list tried in order (or PALM_SERVER).") var server: String?
     @Option(help: "Your certificate (PEM) (or PALM_CERT).") var cert: String?
     @Option(help: "Its private key (PEM) (or PALM_KEY).") var key: String?
     @Option(help: "The cluster CA certificate (or PALM_CA).") var ca: String?
@@ -18,20 +18,29 @@ struct ClientOptions: ParsableArguments {
         throw ValidationError("--\(flag) (or \(env)) is required")
     }
 
+    /// `--server` / PALM_SERVER: one HOST:PORT or a comma list of them (at most 16).
+    private func endpoints() throws -> [Endpoint] {
+        let text = try setting(server, "PALM_SERVER", "server")
+        let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !parts.isEmpty, parts.count <= 16 else { throw ValidationError("--server takes 1 to 16 HOST:PORT, comma-separated") }
+        return try parts.map { p in
+            guard let e = Endpoint(p) else { throw ValidationError("--server must be HOST:PORT (comma-separated), not '\(p)'") }
+            return e
+        }
+    }
+
     func validate() throws {
-        let s = try setting(server, "PALM_SERVER", "server")
-        guard Endpoint(s) != nil else { throw ValidationError("--server must be HOST:PORT, not '\(s)'") }
+        _ = try endpoints()
         for (v, e, f) in [(cert, "PALM_CERT", "cert"), (key, "PALM_KEY", "key"), (ca, "PALM_CA", "ca")] { _ = try setting(v, e, f) }
     }
 
     /// Connects; exits 2 naming the failure when the coordinator cannot be reached or authenticated.
-    func connect() throws -> CoordinatorClient {
+    func connect() throws -> CoordinatorFailover {
         do {
-            let address = try setting(server, "PALM_SERVER", "server")
-            guard let endpoint = Endpoint(address) else { throw ValidationError("--server must be HOST:PORT, not '\(address)'") }
+            let targets = try endpoints().map { CoordinatorFailover.Target(host: $0.host, port: $0.port) }
             let tls = TLSConfiguration(certificateChain: try setting(cert, "PALM_CERT", "cert"), privateKey: try setting(key, "PALM_KEY", "key"),
                                        trustRoots: try setting(ca, "PALM_CA", "ca"))
-            return try CoordinatorClient(host: endpoint.host, port: endpoint.port, context: try TLSContext(configuration: tls))
+            return CoordinatorFailover(targets: targets, context: try TLSContext(configuration: tls))
         } catch {
             fail("cannot reach the coordinator: \(error)")
             throw ExitCode(2)
@@ -39,11 +48,11 @@ struct ClientOptions: ParsableArguments {
     }
 
     /// Sends one request; a refusal is printed and exits 1.
-    func call(_ request: APIRequest, on client: CoordinatorClient? = nil) throws -> [[String: String]] {
+    func call(_ request: APIRequest, on client: CoordinatorFailover? = nil) throws -> [[String: String]] {
         let c = try client ?? connect()
         let response: APIResponse
         do { response = try c.call(request) } catch {
-            fail("the coordinator connection failed: \(error)")
+            fail("cannot reach the coordinator: \(error)")
             throw ExitCode(2)
         }
         guard response.ok else {

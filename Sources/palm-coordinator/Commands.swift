@@ -130,7 +130,7 @@ struct Rebalance: ParsableCommand {
 /// Follows a migration's status until it ends, drawing a progress bar (round, pages left, rate, ETA).
 struct ProgressWatcher {
     let client: ClientOptions
-    let connection: CoordinatorClient
+    let connection: CoordinatorFailover
     let quiet: Bool
 
     func follow(_ id: String) throws -> [String: String] {
