@@ -17,7 +17,8 @@ struct Audit: ParsableCommand {
                 the log still holds the newest entry the coordinator recorded: entries removed from the end, or an \
                 older database put back, are reported as tampering.
                 """)
-        @Option(help: "The coordinator database.") var db: String = "/var/lib/palm/coordinator/palm.sqlite"
+        @Option(help: "The coordinator database (SQLite).") var db: String = "/var/lib/palm/coordinator/palm.sqlite"
+        @Option(help: "The coordinators' PostgreSQL database instead (postgresql://USER@HOST:PORT/DB).") var url: String?
         @Option(help: "The coordinator's certificate (PEM).") var coordinatorCert: String = "/etc/palm/tls/coordinator.pem"
         @Option(help: "An audit head file (state.audit_head of coordinator.toml, or a copy).") var head: String?
         @Option(help: "The newest entry's sequence number, as the journal recorded it (with --head-hash).") var headSeq: Int64?
@@ -30,8 +31,14 @@ struct Audit: ParsableCommand {
 
         func run() throws {
             do {
-                guard FileManager.default.fileExists(atPath: db) else { throw ValidationError("no database at \(db)") }
-                let log = AuditLog(store: try CoordinatorStore(path: db), key: nil)
+                let location: StoreLocation
+                if let url {
+                    location = .postgresql(url: url, connectTimeout: 5)
+                } else {
+                    guard FileManager.default.fileExists(atPath: db) else { throw ValidationError("no database at \(db)") }
+                    location = .sqlite(path: db)
+                }
+                let log = AuditLog(store: try CoordinatorStore(location), key: nil)
                 let key = try VerifyingKey(certificateFile: coordinatorCert)
                 var anchor: AuditHead?
                 if let head { anchor = try AuditHead.load(from: head) }

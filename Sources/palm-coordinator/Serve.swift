@@ -34,10 +34,12 @@ struct Serve: ParsableCommand {
             service.auditKey = try VerifyingKey(certificateFile: c.tls.certificateChain)
             // PostgreSQL: coordinators share the database, one leads by lease. SQLite: the one
             // coordinator takes the same lease (and a second one started on the file is fenced).
-            let name = context.localIdentity.commonName ?? context.localIdentity.fingerprint.hex
+            // The holder names this process's coordinator: its certificate's CN and where it listens
+            // (coordinators of one cluster may share one certificate).
+            let name = (context.localIdentity.commonName ?? context.localIdentity.fingerprint.hex) + "@" + c.advertiseAddress
             let lease = LeaderLease(store: store, holder: name, address: "\(c.advertiseAddress)", duration: c.leaseDuration)
             service.lease = lease
-            try lease.renew()
+            try lease.renew(takeOver: store.backend.dialect == .sqlite)
             DescriptorLimit.raise(toServe: c.limits.maxConnections + c.limits.admission.maxPending + c.limits.admission.maxHandshakes,
                                   logger: logger)
             let server = try CoordinatorServer(host: c.listenAddress, port: c.listenPort, context: context, service: service,

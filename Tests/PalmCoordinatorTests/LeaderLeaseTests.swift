@@ -88,6 +88,14 @@ struct LeaderLeaseTests {
         #expect(try lb.renew() == .leader(epoch: first + 1))
     }
 
+    @Test("SQLite: a restarted coordinator takes the lease at once with a new epoch; the stale process is fenced")
+    func sqliteTakeOver() throws {
+        let (a, la, _, lb) = try pair(.sqlite, duration: 30)
+        guard case let .leader(first) = try la.renew() else { Issue.record("no first leader"); return }
+        #expect(try lb.renew(takeOver: true) == .leader(epoch: first + 1))
+        #expect(throws: StoreError.notLeader(leader: nil)) { try a.service.store.write { try $0.execute(sql: "DELETE FROM host") } }
+    }
+
     func epoch(of lease: LeaderLease) throws -> Int64 {
         guard case let .leader(e) = lease.current else { throw StoreError.notLeader(leader: nil) }
         return e

@@ -11,8 +11,9 @@ public final class CoordinatorProcess: @unchecked Sendable {
     private var logText = ""
 
     /// `extra` is appended to the generated coordinator.toml (e.g. a `[scheduler]` table).
+    /// `state` adds keys to its `[state]` table (e.g. a PostgreSQL backend).
     public init(pki: TestPKI, address: String = "127.0.0.1", port: UInt16 = 0, cert: String = "coord", withCRL: Bool = false,
-                extra: String = "") throws {
+                state: String = "", extra: String = "", listenExtra: String = "") throws {
         dir = NSTemporaryDirectory() + "palm-coordinator-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         database = dir + "/palm.sqlite"
@@ -27,8 +28,10 @@ public final class CoordinatorProcess: @unchecked Sendable {
         [listen]
         address = "\(address)"
         port = \(port)
+        \(listenExtra)
         [state]
         database = "\(database)"
+        \(state)
         [access]
         policy = "\(dir)/policy.toml"
         \(extra)
@@ -83,6 +86,12 @@ public final class CoordinatorProcess: @unchecked Sendable {
             if !logLock.wait(until: deadline) { return logText.contains(marker) }
         }
         return true
+    }
+
+    /// Sends `signal` (SIGSTOP / SIGCONT: a frozen and resumed coordinator).
+    public func signal(_ signal: Int32) {
+        guard let p = process, p.isRunning else { return }
+        Foundation.kill(p.processIdentifier, signal)
     }
 
     public func kill() {

@@ -24,6 +24,16 @@ public final class NetnsCluster: @unchecked Sendable {
     public let bridgeAddress: String
     public private(set) var hosts: [Host] = []
     public private(set) var coordinator: CoordinatorProcess!
+    /// With `coordinators: 2`: both, sharing the PostgreSQL database `stateURL` (the first is
+    /// ``coordinator``); each on its own address of the bridge, port 7400, one certificate.
+    public private(set) var coordinators: [CoordinatorProcess] = []
+    /// HOST:PORT of each coordinator, in ``coordinators``' order (what `--server` lists).
+    public var coordinatorEndpoints: [String] {
+        coordinators.count > 1 ? coordinatorAddresses.map { "\($0):7400" } : ["\(bridgeAddress):\(coordinator.port)"]
+    }
+    private var coordinatorAddresses: [String] = []
+    /// The coordinators' certificate (PEM path).
+    public private(set) var coordinatorCertificate = ""
     /// The agents by "host/which" (which: "source" or "dest").
     private var agents: [String: Process] = [:]
     private static let instances = LockedValueBox(0)
@@ -32,7 +42,8 @@ public final class NetnsCluster: @unchecked Sendable {
 
     /// Creates the namespaces, certificates, configurations and the coordinator (not started).
     /// `coordinatorExtra` adds tables to coordinator.toml (e.g. `[tickets]`).
-    public init(hosts count: Int, memoryLimit: String, scheduler: String, coordinatorExtra: String = "") throws {
+    public init(hosts count: Int, memoryLimit: String, scheduler: String, coordinatorExtra: String = "",
+                coordinators coordinatorCount: Int = 1, stateURL: String? = nil) throws {
         // Several clusters can run at once (suites in parallel, other test processes): each claims
         // a number by creating its bridge, which fails if another holds it.
         var claimed: Int?
@@ -54,7 +65,11 @@ public final class NetnsCluster: @unchecked Sendable {
         for i in 1...max(count, 1) { _ = try? ProcessRunner.run("/usr/sbin/ip", ["netns", "del", "palm-\(tag)-h\(i)"]) }
         try ip("addr", "add", "\(bridgeAddress)/24", "dev", bridge)
         try ip("link", "set", bridge, "up")
-        try pki.mintHost("coord-\(tag)", ip: bridgeAddress, role: "coordinator")
+        coordinatorAddresses = (1...max(coordinatorCount, 1)).map { "10.213.\(n).\($0)" }
+        for extra in coordinatorAddresses.dropFirst() { try ip("addr", "add", "\(extra)/24", "dev", bridge) }
+        let coordCert = coordinatorCount > 1 ? "coordha-\(tag)" : "coord-\(tag)"
+        coordinatorCertificate = pki.cert(coordCert)
+        try pki.mintHost(coordCert, ip: bridgeAddress, role: "coordinator", moreIPs: Array(coordinatorAddresses.dropFirst()))
         var configs: [String] = []
         for i in 1...count {
             let name = "h\(i)-\(tag)", ns = "palm-\(tag)-h\(i)", address = "10.213.\(n).\(10 + i)"
@@ -86,7 +101,7 @@ public final class NetnsCluster: @unchecked Sendable {
             address = "\(address)"
             port = 7410
             [security]
-            coordinator_certificate = "\(pki.cert("coord-\(tag)"))"
+            coordinator_certificate = "\(pki.cert(coordCert))"
             [state]
             directory = "\(host.dir)/dest-state"
             """).write(toFile: host.dir + "/dest.toml", atomically: true, encoding: .utf8)
@@ -94,8 +109,8 @@ public final class NetnsCluster: @unchecked Sendable {
             [state]
             directory = "\(host.dir)/source-state"
             [coordinator]
-            address = "\(bridgeAddress):PORT"
-            certificate = "\(pki.cert("coord-\(tag)"))"
+            \(coordinatorCount > 1 ? "endpoints = [\(coordinatorAddresses.map { "\"\($0):7400\"" }.joined(separator: ", "))]" : "address = \"\(bridgeAddress):PORT\"")
+            certificate = "\(pki.cert(coordCert))"
             advertise = "\(address):7410"
             """).write(toFile: host.dir + "/source.toml", atomically: true, encoding: .utf8)
             configs.append(host.dir + "/dest.toml")
@@ -114,7 +129,8 @@ public final class NetnsCluster: @unchecked Sendable {
             }
         }
         func list(_ s: Set<String>) -> String { "[" + s.sorted().map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
-        coordinator = try CoordinatorProcess(pki: pki, address: bridgeAddress, cert: "coord-\(tag)", extra: """
+        let state = stateURL.map { "backend = \"postgresql\"\nurl = \"\($0)\"\nlease_s = 1\n" } ?? ""
+        let tables = """
             [agents]
             heartbeat_interval_s = 0.2
             host_timeout_s = 10
@@ -126,14 +142,21 @@ public final class NetnsCluster: @unchecked Sendable {
             allowed_configs = \(list(configsAllowed))
             allowed_hypervisors = \(list(hypervisors))
             \(coordinatorExtra)
-            """)
+            """
+        for (k, address) in coordinatorAddresses.enumerated() {
+            let listen = coordinatorCount > 1 ? "advertise = \"\(address):7400\"\n" : ""
+            let c = try CoordinatorProcess(pki: pki, address: address, port: coordinatorCount > 1 ? 7400 : 0, cert: coordCert,
+                                           state: state, extra: tables, listenExtra: listen)
+            if k == 0 { coordinator = c }
+            coordinators.append(c)
+        }
     }
 
     deinit { shutdown() }
 
     /// Starts the coordinator, then both agents on every host.
     public func start() throws {
-        try coordinator.start()
+        for c in coordinators { try c.start() }
         for host in hosts {
             let path = host.dir + "/source.toml"
             let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -218,9 +241,9 @@ public final class NetnsCluster: @unchecked Sendable {
     }
 
     /// Runs an operator command as alice against the coordinator.
-    public func cli(_ args: [String], as who: String = "alice") throws -> ProcessRunner.Result {
+    public func cli(_ args: [String], as who: String = "alice", servers: [String]? = nil) throws -> ProcessRunner.Result {
         try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args + [
-            "--server", "\(bridgeAddress):\(coordinator.port)", "--cert", pki.cert(who), "--key", pki.key(who), "--ca", pki.caCert])
+            "--server", (servers ?? coordinatorEndpoints).joined(separator: ","), "--cert", pki.cert(who), "--key", pki.key(who), "--ca", pki.caCert])
     }
 
     /// `vms --json` as a VM → host map.
@@ -257,7 +280,7 @@ public final class NetnsCluster: @unchecked Sendable {
         agents = [:]
         for m in mounts { _ = try? ProcessRunner.run("/usr/bin/umount", ["-l", m]) }
         mounts = []
-        coordinator?.kill()
+        for c in coordinators { c.kill() }
         for host in hosts {
             if let h = try? host.hypervisor { for vm in (try? h.listVMs()) ?? [] { try? h.destroy(vm: vm.name) } }
             try? FileManager.default.removeItem(atPath: host.root)

@@ -67,11 +67,11 @@ public final class TestPKI: @unchecked Sendable {
     }
 
     /// Mints (once) a host certificate for `name` carrying `ip`, with `role`.
-    public func mintHost(_ name: String, ip: String, role: String = "agent") throws {
+    public func mintHost(_ name: String, ip: String, role: String = "agent", moreIPs: [String] = []) throws {
         lock.lock()
         defer { lock.unlock() }
         guard !FileManager.default.fileExists(atPath: cert(name)) else { return }
-        try ca("--dir", ca, "host", name, "--ip", ip, "--role", role)
+        try run(TestPKI.palmCA, ["--dir", ca, "host", name, "--ip", ip, "--role", role] + moreIPs.flatMap { ["--ip", $0] })
     }
     private let lock = NSLock()
 

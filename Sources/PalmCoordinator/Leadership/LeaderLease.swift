@@ -76,8 +76,11 @@ public final class LeaderLease: @unchecked Sendable {
     public var isLeader: Bool { if case .leader = current { return true }; return false }
 
     /// Takes the lease if it is free or expired, renews it if held; returns the state after.
+    /// `takeOver` takes it even from a live holder, with a new epoch: what the single coordinator
+    /// of an SQLite file does when it starts (it is the only one meant to run; a stale process
+    /// still running on the file is fenced off instead of blocking the restart for a lease).
     @discardableResult
-    public func renew() throws -> State {
+    public func renew(takeOver: Bool = false) throws -> State {
         let started = MonotonicClock.now()
         let now = Self.now(store.backend.dialect)
         let result: State
@@ -87,11 +90,11 @@ public final class LeaderLease: @unchecked Sendable {
                 let current: String = try row?.get("holder") ?? ""
                 let epoch: Int64 = try row?.get("epoch") ?? 0
                 let live: Bool = row?["live"] ?? false
-                if live && current != holder {
+                if live && current != holder && !takeOver {
                     return .follower(leader: current, address: row?["address"], epoch: epoch)
                 }
                 // Ours and live: the same epoch. Free, expired, or ours but lapsed: a new one.
-                let next = (live && current == holder) ? epoch : epoch + 1
+                let next = (live && current == holder && !takeOver) ? epoch : epoch + 1
                 try c.execute(sql: "UPDATE leader_lease SET holder = ?, address = ?, epoch = ?, expires = \(now) + ? WHERE id = 1",
                               arguments: [holder, address, next, duration])
                 return .leader(epoch: next)
