@@ -99,6 +99,10 @@ public struct CoordinatorConfiguration: Sendable {
                 configs: try f.stringArray("attestation.allowed_configs").map { $0.lowercased() },
                 hypervisors: try f.stringArray("attestation.allowed_hypervisors")),
             limits: limits, requestLimits: requestLimits)
+        if case .postgresql = store, ["0.0.0.0", "::", "[::]"].contains(where: { config.advertiseAddress.hasPrefix($0 + ":") }) {
+            throw ConfigError.invalidValue(file: path, key: "listen.advertise",
+                                           reason: "with backend = \"postgresql\" each coordinator says where clients reach it (HOST:PORT, not a wildcard address)")
+        }
         for v in config.allowlist.agents + config.allowlist.configs where Digest32(hex: v) == nil {
             throw ConfigError.invalidValue(file: path, key: "attestation", reason: "'\(v)' is not a SHA-256 in hex")
         }

@@ -13,11 +13,12 @@ struct SchedulerCycle: ParsableCommand {
     @Option var vms = 20_000
     @Option(help: "Coordinator key (signs the tickets the cycle issues).") var key: String
     @Option(help: "Runs.") var runs = 5
+    @Option(help: "A fresh PostgreSQL database (postgresql://…) instead of a temporary SQLite file.") var url: String?
 
     func run() throws {
         let path = NSTemporaryDirectory() + "palm-bench-\(getpid()).sqlite"
         defer { for s in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + s) } }
-        let store = try CoordinatorStore(path: path)
+        let store = try CoordinatorStore(url.map { .postgresql(url: $0, connectTimeout: 5) } ?? .sqlite(path: path))
         var rng = SystemRandomNumberGenerator()
         let now = Date().timeIntervalSince1970
         try store.write { db in
@@ -59,7 +60,7 @@ struct SchedulerCycle: ParsableCommand {
             try store.write { try $0.execute(sql: "DELETE FROM migration"); try $0.execute(sql: "DELETE FROM ticket_nonce") }
         }
         func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
-        print(String(format: "scheduling cycle, %d hosts × %d VMs: median %.0f ms (snapshot + plan + %d tickets), planner with snapshot %.0f ms; target < 1000 ms → %.2f of the budget",
+        print("scheduling cycle (\(store.backend.name)), " + String(format: "%d hosts × %d VMs: median %.0f ms (snapshot + plan + %d tickets), planner with snapshot %.0f ms; target < 1000 ms → %.2f of the budget",
                      hosts, vms, median(cycle) * 1000, moves, median(planner) * 1000, median(cycle)))
     }
 }

@@ -37,6 +37,7 @@ struct Serve: ParsableCommand {
             // The holder names this process's coordinator: its certificate's CN and where it listens
             // (coordinators of one cluster may share one certificate).
             let name = (context.localIdentity.commonName ?? context.localIdentity.fingerprint.hex) + "@" + c.advertiseAddress
+                + " on " + ProcessInfo.processInfo.hostName
             let lease = LeaderLease(store: store, holder: name, address: "\(c.advertiseAddress)", duration: c.leaseDuration)
             service.lease = lease
             try lease.renew(takeOver: store.backend.dialect == .sqlite)
