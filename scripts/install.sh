@@ -125,6 +125,7 @@ for u in $UNITS; do
   chmod 0644 "$ROOT/etc/systemd/system/$u"
 done
 install -m 0644 README.md "$ROOT$PREFIX/share/doc/palm/README.md"
+install -m 0644 deploy/coordinator-ha.toml "$ROOT$PREFIX/share/doc/palm/coordinator-ha.toml.example"
 
 # The coordinator runs as the system user palm (the agents need root for the hypervisor).
 echo 'u palm - "palm coordinator" /nonexistent /usr/sbin/nologin' > "$ROOT/usr/lib/sysusers.d/palm.conf"

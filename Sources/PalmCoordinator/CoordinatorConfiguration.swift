@@ -67,6 +67,7 @@ public struct CoordinatorConfiguration: Sendable {
         requestLimits.auditedDenialsPerMinute = try f.int("access.max_audited_denials_per_minute", default: 20, range: 1...100_000)
         let database = try f.string("state.database", default: "/var/lib/palm/coordinator/palm.sqlite")
         let store: StoreLocation
+        let connectTimeout = try f.int("state.connect_timeout_s", default: 5, range: 1...300)
         switch try f.string("state.backend", default: "sqlite") {
         case "sqlite":
             store = .sqlite(path: database)
@@ -75,7 +76,7 @@ public struct CoordinatorConfiguration: Sendable {
             do { try PostgresStore.validate(url: url) } catch {
                 throw ConfigError.invalidValue(file: path, key: "state.url", reason: "\(error)")
             }
-            store = .postgresql(url: url, connectTimeout: try f.int("state.connect_timeout_s", default: 5, range: 1...300))
+            store = .postgresql(url: url, connectTimeout: connectTimeout)
         case let other:
             throw ConfigError.invalidValue(file: path, key: "state.backend", reason: "'\(other)' is not sqlite or postgresql")
         }

@@ -39,6 +39,21 @@ struct ExampleConfigTests {
         #expect(c.scheduler.imbalanceThreshold == 0.15 && c.scheduler.maxPerHost == 1 && c.scheduler.maxConcurrent == 4)
         #expect(c.scheduler.holdTime == 300 && c.scheduler.retryDelay == 60 && c.scheduler.linkRate == 1e9)
         #expect(c.allowlist.agents.isEmpty, "deny by default")
+        #expect(c.store == .sqlite(path: "/var/lib/palm/coordinator/palm.sqlite") && c.leaseDuration == 10)
+    }
+
+    @Test("coordinator-ha.toml: PostgreSQL, an advertised address, the lease; a wildcard advertise is refused")
+    func coordinatorHA() throws {
+        let c = try CoordinatorConfiguration.load(path: deploy + "/coordinator-ha.toml")
+        #expect(c.store == .postgresql(url: "postgresql://palm@db.example:5432/palm?sslmode=verify-full", connectTimeout: 5))
+        #expect(c.advertiseAddress == "10.0.0.1:7400" && c.leaseDuration == 10)
+        let path = NSTemporaryDirectory() + "palm-coord-\(UUID().uuidString.prefix(6)).toml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let text = try String(contentsOfFile: deploy + "/coordinator-ha.toml", encoding: .utf8)
+        try text.replacingOccurrences(of: "advertise = \"10.0.0.1:7400\"\n", with: "").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try CoordinatorConfiguration.load(path: path) }
+        try text.replacingOccurrences(of: "postgresql://palm@db", with: "mysql://palm@db").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try CoordinatorConfiguration.load(path: path) }
     }
 
     @Test("source.toml's [coordinator] table: all three keys or none")

@@ -127,3 +127,19 @@ struct PostgresConnectionErrorTests {
         }
     }
 }
+
+/// PostgreSQL restarted under a coordinator: the next transaction reconnects, nothing is lost.
+@Suite("PostgreSQL restart")
+struct PostgresRestartTests {
+    @Test("the server restarts between heartbeats: the coordinator reconnects, every committed write is there")
+    func restart() throws {
+        let server = try PostgresTestServer.privateServer()
+        let h = try ServiceHarness(location: .postgresql(url: try server.newDatabaseURL(), connectTimeout: 5))
+        for i in 0..<20 { try h.heartbeat("server", vms: (0...i).map { ServiceHarness.vm("vm-\($0)") }) }
+        try server.restart()
+        // The first transaction after the restart finds its connection dropped and reconnects.
+        try h.heartbeat("client", vms: [ServiceHarness.vm("db-1")])
+        #expect(try h.call("alice", "vms").rows.count == 21)
+        #expect(try h.call("alice", "hosts").rows.count == 2)
+    }
+}

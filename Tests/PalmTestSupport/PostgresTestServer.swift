@@ -1,4 +1,5 @@
 import Foundation
+import PalmSupport
 
 /// A private PostgreSQL cluster for the tests: Debian's server binaries, `initdb` into a temporary
 /// directory (as the `postgres` system user: initdb refuses root), password (SCRAM) authentication
@@ -10,7 +11,10 @@ public final class PostgresTestServer: @unchecked Sendable {
     public static let user = "palm", password = "palm-test-password"
 
     /// The shared server, started on first use (the error says why it could not be).
-    public static let shared: Result<PostgresTestServer, Error> = Result { try PostgresTestServer() }
+    public static let shared: Result<PostgresTestServer, Error> = Result { try PostgresTestServer(allowExternal: true) }
+
+    /// A server of its own (for a test that restarts it), stopped at exit like the shared one.
+    public static func privateServer() throws -> PostgresTestServer { try PostgresTestServer(allowExternal: false) }
 
     public let host = "127.0.0.1"
     public let port: Int
@@ -19,8 +23,10 @@ public final class PostgresTestServer: @unchecked Sendable {
     private let counter = NSLock()
     private var databases = 0
 
-    private nonisolated(unsafe) static var dataDirectory: String?
+    private static let started = LockedValueBox<[String]>([])
     private nonisolated(unsafe) static var binDirectory: String?
+    private let dataDirectory: String
+    private let owner: String
 
     /// The URL of the cluster's `postgres` database (administration).
     public var adminURL: String { external ?? url(database: "postgres") }
@@ -29,20 +35,22 @@ public final class PostgresTestServer: @unchecked Sendable {
         "postgresql://\(Self.user):\(password)@\(host):\(port)/\(database)"
     }
 
-    private init() throws {
+    private init(allowExternal: Bool) throws {
         bin = try Self.serverBinaries()
-        if let given = ProcessInfo.processInfo.environment["PALM_TEST_POSTGRES_URL"], !given.isEmpty {
+        if allowExternal, let given = ProcessInfo.processInfo.environment["PALM_TEST_POSTGRES_URL"], !given.isEmpty {
             external = given
             port = URLComponents(string: given)?.port ?? 5432
+            dataDirectory = ""
+            owner = ""
             return
         }
         external = nil
         let dir = "/tmp/palm-pg-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let owner = try Self.run("/usr/bin/id", ["-u", "postgres"]).status == 0 ? "postgres" : "nobody"
+        owner = try Self.run("/usr/bin/id", ["-u", "postgres"]).status == 0 ? "postgres" : "nobody"
+        dataDirectory = dir + "/data"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try "\(Self.password)\n".write(toFile: dir + "/pw", atomically: true, encoding: .utf8)
         _ = try Self.run("/bin/chown", ["-R", owner, dir])
-        Self.dataDirectory = dir + "/data"
         Self.binDirectory = bin
         let initdb = try Self.run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/initdb", "-D", dir + "/data", "-U", Self.user,
                                                         "--pwfile", dir + "/pw", "--auth", "scram-sha-256", "-E", "UTF8", "--no-sync"])
@@ -56,7 +64,8 @@ public final class PostgresTestServer: @unchecked Sendable {
             ])
             if start.status == 0 {
                 port = p
-                atexit { PostgresTestServer.stop() }
+                let first = Self.started.withLockedValue { list in list.append(dir + "/data"); return list.count == 1 }
+                if first { atexit { PostgresTestServer.stopAll() } }
                 return
             }
             lastError = start.stderr + ((try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? "")
@@ -94,11 +103,19 @@ public final class PostgresTestServer: @unchecked Sendable {
         return r.stdout
     }
 
-    private static func stop() {
-        guard let data = dataDirectory, let bin = binDirectory else { return }
+    private static func stopAll() {
+        guard let bin = binDirectory else { return }
         let owner = (try? run("/usr/bin/id", ["-u", "postgres"]).status) == 0 ? "postgres" : "nobody"
-        _ = try? run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"])
-        try? FileManager.default.removeItem(atPath: (data as NSString).deletingLastPathComponent)
+        for data in started.current {
+            _ = try? run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"])
+            try? FileManager.default.removeItem(atPath: (data as NSString).deletingLastPathComponent)
+        }
+    }
+
+    /// Restarts the server (`pg_ctl restart -m fast`: every connection is dropped).
+    public func restart() throws {
+        let r = try Self.run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/pg_ctl", "-D", dataDirectory, "-l", (dataDirectory as NSString).deletingLastPathComponent + "/log", "-m", "fast", "-w", "restart"])
+        guard r.status == 0 else { throw Failure.start(r.stdout) }
     }
 
     private static func serverBinaries() throws -> String {
@@ -120,28 +137,8 @@ public final class PostgresTestServer: @unchecked Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    /// Runs a tool to its end with posix_spawn and waitpid; its output goes to a temporary file
-    /// (`pg_ctl start` leaves a server behind that inherits the descriptors: a pipe would never
-    /// reach end-of-file).
     private static func run(_ tool: String, _ args: [String]) throws -> ProcessRunner.Result {
-        let out = "/tmp/palm-pg-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        defer { unlink(out) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ([tool] + args).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, tool, &actions, nil, argv, environ)
-        guard rc == 0 else { return ProcessRunner.Result(status: -1, stdout: "", stderr: "cannot run \(tool): \(String(cString: strerror(rc)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-        let exited = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return ProcessRunner.Result(status: exited, stdout: text, stderr: text)
+        try ProcessRunner.run(tool, args)
     }
 }
 

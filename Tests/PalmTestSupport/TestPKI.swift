@@ -87,7 +87,10 @@ public final class TestPKI: @unchecked Sendable {
     }
 }
 
-/// Runs a command to completion and captures its output.
+/// Runs a command to completion and captures its output: posix_spawn and waitpid on its own pid,
+/// output through temporary files. (Foundation's Process missed the exit of children in this
+/// test process now and then — a zombie, waitUntilExit forever — and a pipe never reaches
+/// end-of-file while a daemon the command started, e.g. `pg_ctl start`'s server, holds it.)
 public enum ProcessRunner {
     public struct Result: Sendable {
         public let status: Int32
@@ -96,21 +99,26 @@ public enum ProcessRunner {
     }
 
     public static func run(_ tool: String, _ args: [String], stdin: Data? = nil) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = input
-        try p.run()
-        if let stdin { input.fileHandleForWriting.write(stdin) }
-        try input.fileHandleForWriting.close()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                      stderr: String(decoding: e, as: UTF8.self))
+        let base = NSTemporaryDirectory() + "palm-run-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let (inPath, outPath, errPath) = (base + ".in", base + ".out", base + ".err")
+        defer { for p in [inPath, outPath, errPath] { unlink(p) } }
+        try (stdin ?? Data()).write(to: URL(fileURLWithPath: inPath))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let argv = ([tool] + args).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, tool, &actions, nil, argv, environ)
+        guard rc == 0 else { throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: tool, "errno": rc]) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return Result(status: exited, stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+                      stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
     }
 }
 

@@ -67,7 +67,14 @@ final class PostgresConnection: StoreConnection {
     func transaction<T>(begin: String, _ body: (PostgresConnection) throws -> T) throws -> T {
         try ensureConnected()
         commitHooks = []
-        try execute(sql: begin, arguments: [])
+        do {
+            try execute(sql: begin, arguments: [])
+        } catch StoreError.connectionLost {
+            // The server dropped the connection since the last transaction (a restart, a
+            // failover): nothing of this transaction ran yet, so reconnect once and begin again.
+            try ensureConnected()
+            try execute(sql: begin, arguments: [])
+        }
         let result: T
         do {
             result = try body(self)
