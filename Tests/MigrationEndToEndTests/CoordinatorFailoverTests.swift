@@ -78,6 +78,73 @@ struct CoordinatorFailoverTests {
         #expect(audit.status == 0, "\(audit.stdout)\(audit.stderr)")
     }
 
+    @Test("kill -9 the leader with a migration ticketed but not started: the new leader hands it out once, it commits once")
+    func killLeaderTicketed() throws {
+        let url = try PostgresTestServer.shared.get().newDatabaseURL()
+        let cluster = try NetnsCluster(hosts: 2, memoryLimit: "1G", scheduler: "auto_balance = false", coordinators: 2, stateURL: url)
+        defer { cluster.shutdown() }
+        let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
+        try create("vm", on: h1)
+        try cluster.start()
+        let first = try #require(leader(cluster))
+        #expect(try cluster.await(30) { try cluster.placement().count == 1 })
+        // The source agent is down: the migration is ticketed and waits for it.
+        cluster.killAgent(h1, "source")
+        let started = try cluster.cli(["migrate", "vm", "--to", h2.name, "--json"])
+        let id = try #require(try JSONDecoder().decode([[String: String]].self, from: Data(started.stdout.utf8)).first?["id"], "\(started.stderr)")
+        #expect(try cluster.await(30) { try cluster.cli(["status", id, "--json"]).stdout.contains("\"state\" : \"ticketed\"") })
+        cluster.coordinators[first].kill()
+        #expect(cluster.coordinators[1 - first].waitForLog("leading the cluster", timeout: 10))
+        try cluster.startAgent(h1, "source")
+        let ended = try cluster.await(120) {
+            let s = try cluster.cli(["status", id, "--json"]).stdout
+            return ["committed", "aborted", "cancelled"].contains { s.contains("\"state\" : \"\($0)\"") }
+        }
+        #expect(ended)
+        #expect(try cluster.cli(["status", id, "--json"]).stdout.contains("\"state\" : \"committed\""), "\(cluster.agentLog(h1, "source"))")
+        #expect(try cluster.runningOn("vm") == [h2.name])
+        #expect(try history(cluster).count == 1)
+        // Handed out once: one order in the source agent's log.
+        #expect(cluster.agentLog(h1, "source").components(separatedBy: "coordinator ordered migration \(id)").count - 1 == 1)
+    }
+
+    @Test("kill -9 the leader in the middle of evacuating a host with 4 VMs: the standby finishes it; each VM moved once, none lost")
+    func killLeaderMidEvacuation() throws {
+        let url = try PostgresTestServer.shared.get().newDatabaseURL()
+        let cluster = try NetnsCluster(hosts: 3, memoryLimit: "1G", scheduler: "auto_balance = false\nmax_per_host = 1\nmax_concurrent = 1",
+                                       coordinators: 2, stateURL: url)
+        defer { cluster.shutdown() }
+        let (h1, h2, h3) = (cluster.hosts[0], cluster.hosts[1], cluster.hosts[2])
+        let vms = ["e1", "e2", "e3", "e4"]
+        for vm in vms { try create(vm, on: h1) }
+        try cluster.start()
+        let first = try #require(leader(cluster))
+        #expect(try cluster.await(30) { try cluster.placement().count == 4 })
+        let evacuate = try cluster.cli(["evacuate", h1.name])
+        #expect(evacuate.status == 0, "\(evacuate.stderr)")
+        // Kill the leader once the first VM has left and before the last has.
+        let midway = try cluster.await(120) {
+            let left = try cluster.placement().values.filter { $0 != h1.name }.count
+            return left >= 1 && left < 4
+        }
+        #expect(midway)
+        cluster.coordinators[first].kill()
+        #expect(cluster.coordinators[1 - first].waitForLog("leading the cluster", timeout: 10))
+        let drained = try cluster.await(180) {
+            let p = try cluster.placement()
+            let settled = try history(cluster).allSatisfy { ["committed", "aborted", "cancelled"].contains($0["state"] ?? "") }
+            return p.count == 4 && !p.values.contains(h1.name) && settled
+        }
+        let placed = try cluster.placement()
+        #expect(drained, "placement \(placed)\n\(cluster.coordinators[1 - first].log)")
+        for vm in vms {
+            let on = try cluster.runningOn(vm)
+            #expect(on.count == 1 && [h2.name, h3.name].contains(on[0]), "\(vm) runs on \(on)")
+        }
+        let moves = try history(cluster).filter { $0["state"] == "committed" }
+        #expect(Set(moves.compactMap { $0["vm"] }) == Set(vms) && moves.count == 4, "\(moves)")
+    }
+
     @Test("a leader frozen with SIGSTOP and resumed after the takeover follows: it refuses orders and nothing it is asked runs")
     func frozenLeader() throws {
         let url = try PostgresTestServer.shared.get().newDatabaseURL()
