@@ -19,12 +19,6 @@ struct ClusterEndToEndTests {
         max_concurrent = 2
         """
 
-    func create(_ vm: String, on host: NetnsCluster.Host, memory: String = "128M", rate: Int = 2000) throws {
-        let r = try ProcessRunner.run(SimCluster.bin("palm-simguest"),
-                                      ["create", vm, "--root", host.root, "--memory", memory, "--rate", "\(rate)"])
-        guard r.status == 0 else { throw SimClusterError.command("palm-simguest create: \(r.stderr)") }
-    }
-
     /// Exactly one copy runs, where the coordinator says, and its self-check passes.
     func verify(_ cluster: NetnsCluster, _ vm: String, on hostName: String) throws {
         #expect(try cluster.runningOn(vm) == [hostName], "\(vm)")
@@ -44,7 +38,7 @@ struct ClusterEndToEndTests {
         defer { cluster.shutdown() }
         let (h1, h2, h3) = (cluster.hosts[0], cluster.hosts[1], cluster.hosts[2])
         let vms = ["vm-a", "vm-b", "vm-c", "vm-d"]
-        for vm in vms { try create(vm, on: h1) }
+        for vm in vms { try cluster.createVM(vm, on: h1) }
         try cluster.start()
 
         // Balance: h1 holds 512 MiB of 1 GiB, the others nothing; the coordinator spreads it until
@@ -89,8 +83,8 @@ struct ClusterEndToEndTests {
         let cluster = try NetnsCluster(hosts: 2, memoryLimit: "2G", scheduler: "auto_balance = false")
         defer { cluster.shutdown() }
         let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
-        try create("small", on: h1)
-        try create("big", on: h1, memory: "1G", rate: 30_000)
+        try cluster.createVM("small", on: h1)
+        try cluster.createVM("big", on: h1, memory: "1G", rate: 30_000)
         try cluster.start()
         #expect(try cluster.await(30) { try cluster.placement().count == 2 })
 
@@ -99,8 +93,7 @@ struct ClusterEndToEndTests {
         #expect(wait.stdout.contains(": committed, downtime"), "\(wait.stdout)")
         try verify(cluster, "small", on: h2.name)
 
-        let started = try cluster.cli(["migrate", "big", "--to", h2.name, "--json"])
-        let id = try #require(try JSONDecoder().decode([[String: String]].self, from: Data(started.stdout.utf8)).first?["id"], "\(started.stderr)")
+        let id = try cluster.requestMigration("big", to: h2)
         // Kill the coordinator while the source agent is streaming pages.
         let streaming = try cluster.await(60) {
             let s = try cluster.cli(["status", id, "--json"]).stdout
@@ -109,13 +102,7 @@ struct ClusterEndToEndTests {
         #expect(streaming)
         cluster.coordinator.kill()
         try cluster.coordinator.start()
-        let ended = try cluster.await(120) {
-            let s = try cluster.cli(["status", id, "--json"]).stdout
-            return ["committed", "aborted", "cancelled"].contains { s.contains("\"state\" : \"\($0)\"") }
-        }
-        #expect(ended)
-        let status = try cluster.cli(["status", id, "--json"]).stdout
-        #expect(status.contains("\"state\" : \"committed\""), "\(status)\n\(cluster.agentLog(h1, "source"))")
+        #expect(try cluster.awaitCommitted(id), "\((try? cluster.status(id)) ?? "")\n\(cluster.agentLog(h1, "source"))")
         try verify(cluster, "big", on: h2.name)
         // Nothing forgotten, nothing run twice.
         #expect(try history(cluster).filter { $0["vm"] == "big" }.count == 1)
@@ -131,7 +118,7 @@ struct ClusterEndToEndTests {
             line.hasPrefix("allowed_agents") ? "allowed_agents = [\"\(String(repeating: "ab", count: 32))\"]" : String(line)
         }.joined(separator: "\n")
         try replaced.write(toFile: cluster.coordinator.configPath, atomically: true, encoding: .utf8)
-        try create("vm", on: cluster.hosts[0])
+        try cluster.createVM("vm", on: cluster.hosts[0])
         try cluster.start()
         #expect(try cluster.await(30) { try cluster.placement().count == 1 })
         let r = try cluster.cli(["migrate", "vm", "--to", cluster.hosts[1].name, "--wait"])

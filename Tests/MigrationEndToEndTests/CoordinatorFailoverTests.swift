@@ -8,10 +8,23 @@ import Testing
 /// recorded once with its true outcome, new orders go through, the audit chain stays one chain.
 @Suite("Coordinator failover (PostgreSQL, network namespaces)", .serialized)
 struct CoordinatorFailoverTests {
-    func create(_ vm: String, on host: NetnsCluster.Host, memory: String = "128M", rate: Int = 2000) throws {
-        let r = try ProcessRunner.run(SimCluster.bin("palm-simguest"),
-                                      ["create", vm, "--root", host.root, "--memory", memory, "--rate", "\(rate)"])
-        guard r.status == 0 else { throw SimClusterError.command("palm-simguest create: \(r.stderr)") }
+    /// Two coordinators on a fresh database, `hosts` sim hosts, `vms` (name, memory, rate) on the
+    /// first host, everything started and reported; the index of the coordinator that leads.
+    func haCluster(hosts: Int = 2, memoryLimit: String = "1G", scheduler: String = "auto_balance = false",
+                   vms: [(String, String, Int)]) throws -> (NetnsCluster, Int, String) {
+        let url = try PostgresTestServer.shared.get().newDatabaseURL()
+        let cluster = try NetnsCluster(hosts: hosts, memoryLimit: memoryLimit, scheduler: scheduler, coordinators: 2, stateURL: url)
+        for (vm, memory, rate) in vms { try cluster.createVM(vm, on: cluster.hosts[0], memory: memory, rate: rate) }
+        try cluster.start()
+        guard let first = leader(cluster) else {
+            cluster.shutdown()
+            throw SimClusterError.command("no coordinator leads:\n\(cluster.coordinators.map(\.log).joined(separator: "\n---\n"))")
+        }
+        guard try cluster.await(30, { try cluster.placement().count == vms.count }) else {
+            cluster.shutdown()
+            throw SimClusterError.command("the agents did not report \(vms.count) VMs")
+        }
+        return (cluster, first, url)
     }
 
     func history(_ cluster: NetnsCluster) throws -> [[String: String]] {
@@ -30,22 +43,15 @@ struct CoordinatorFailoverTests {
 
     @Test("kill -9 the leader mid-pre-copy: the standby leads within the lease + 2 s, the migration is recorded once as committed, a new one runs")
     func killLeaderMidPrecopy() throws {
-        let url = try PostgresTestServer.shared.get().newDatabaseURL()
-        let cluster = try NetnsCluster(hosts: 2, memoryLimit: "2G", scheduler: "auto_balance = false", coordinators: 2, stateURL: url)
+        let (cluster, first, url) = try haCluster(memoryLimit: "2G", vms: [("big", "1G", 30_000), ("small", "128M", 2000)])
         defer { cluster.shutdown() }
         let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
-        try create("big", on: h1, memory: "1G", rate: 30_000)
-        try create("small", on: h1)
-        try cluster.start()
-        let first = try #require(leader(cluster), "no coordinator leads:\n\(cluster.coordinators.map(\.log).joined(separator: "\n---\n"))")
         let standby = 1 - first
         #expect(cluster.coordinators[standby].waitForLog("following"), "\(cluster.coordinators[standby].log)")
-        #expect(try cluster.await(30) { try cluster.placement().count == 2 })
 
-        let started = try cluster.cli(["migrate", "big", "--to", h2.name, "--json"])
-        let id = try #require(try JSONDecoder().decode([[String: String]].self, from: Data(started.stdout.utf8)).first?["id"], "\(started.stderr)")
+        let id = try cluster.requestMigration("big", to: h2)
         let streaming = try cluster.await(60) {
-            let s = try cluster.cli(["status", id, "--json"]).stdout
+            let s = try cluster.status(id)
             return s.contains("\"precopy\"") || s.contains("\"state\" : \"committed\"")
         }
         #expect(streaming)
@@ -57,13 +63,7 @@ struct CoordinatorFailoverTests {
         print(String(format: "failover: the standby leads %.2f s after kill -9 of the leader (lease 1 s)", takeover))
 
         // The migration's outcome reaches the new leader through the agents' heartbeats.
-        let ended = try cluster.await(120) {
-            let s = try cluster.cli(["status", id, "--json"]).stdout
-            return ["committed", "aborted", "cancelled"].contains { s.contains("\"state\" : \"\($0)\"") }
-        }
-        #expect(ended)
-        let status = try cluster.cli(["status", id, "--json"]).stdout
-        #expect(status.contains("\"state\" : \"committed\""), "\(status)\n\(cluster.agentLog(h1, "source"))")
+        #expect(try cluster.awaitCommitted(id), "\((try? cluster.status(id)) ?? "")\n\(cluster.agentLog(h1, "source"))")
         #expect(try cluster.runningOn("big") == [h2.name])
         #expect(try history(cluster).filter { $0["vm"] == "big" }.count == 1)
 
@@ -80,28 +80,17 @@ struct CoordinatorFailoverTests {
 
     @Test("kill -9 the leader with a migration ticketed but not started: the new leader hands it out once, it commits once")
     func killLeaderTicketed() throws {
-        let url = try PostgresTestServer.shared.get().newDatabaseURL()
-        let cluster = try NetnsCluster(hosts: 2, memoryLimit: "1G", scheduler: "auto_balance = false", coordinators: 2, stateURL: url)
+        let (cluster, first, _) = try haCluster(vms: [("vm", "128M", 2000)])
         defer { cluster.shutdown() }
         let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
-        try create("vm", on: h1)
-        try cluster.start()
-        let first = try #require(leader(cluster))
-        #expect(try cluster.await(30) { try cluster.placement().count == 1 })
         // The source agent is down: the migration is ticketed and waits for it.
         cluster.killAgent(h1, "source")
-        let started = try cluster.cli(["migrate", "vm", "--to", h2.name, "--json"])
-        let id = try #require(try JSONDecoder().decode([[String: String]].self, from: Data(started.stdout.utf8)).first?["id"], "\(started.stderr)")
-        #expect(try cluster.await(30) { try cluster.cli(["status", id, "--json"]).stdout.contains("\"state\" : \"ticketed\"") })
+        let id = try cluster.requestMigration("vm", to: h2)
+        #expect(try cluster.await(30) { try cluster.status(id).contains("\"state\" : \"ticketed\"") })
         cluster.coordinators[first].kill()
         #expect(cluster.coordinators[1 - first].waitForLog("leading the cluster", timeout: 10))
         try cluster.startAgent(h1, "source")
-        let ended = try cluster.await(120) {
-            let s = try cluster.cli(["status", id, "--json"]).stdout
-            return ["committed", "aborted", "cancelled"].contains { s.contains("\"state\" : \"\($0)\"") }
-        }
-        #expect(ended)
-        #expect(try cluster.cli(["status", id, "--json"]).stdout.contains("\"state\" : \"committed\""), "\(cluster.agentLog(h1, "source"))")
+        #expect(try cluster.awaitCommitted(id), "\(cluster.agentLog(h1, "source"))")
         #expect(try cluster.runningOn("vm") == [h2.name])
         #expect(try history(cluster).count == 1)
         // Handed out once: one order in the source agent's log.
@@ -110,16 +99,11 @@ struct CoordinatorFailoverTests {
 
     @Test("kill -9 the leader in the middle of evacuating a host with 4 VMs: the standby finishes it; each VM moved once, none lost")
     func killLeaderMidEvacuation() throws {
-        let url = try PostgresTestServer.shared.get().newDatabaseURL()
-        let cluster = try NetnsCluster(hosts: 3, memoryLimit: "1G", scheduler: "auto_balance = false\nmax_per_host = 1\nmax_concurrent = 1",
-                                       coordinators: 2, stateURL: url)
+        let vms = ["e1", "e2", "e3", "e4"]
+        let (cluster, first, _) = try haCluster(hosts: 3, scheduler: "auto_balance = false\nmax_per_host = 1\nmax_concurrent = 1",
+                                                vms: vms.map { ($0, "128M", 2000) })
         defer { cluster.shutdown() }
         let (h1, h2, h3) = (cluster.hosts[0], cluster.hosts[1], cluster.hosts[2])
-        let vms = ["e1", "e2", "e3", "e4"]
-        for vm in vms { try create(vm, on: h1) }
-        try cluster.start()
-        let first = try #require(leader(cluster))
-        #expect(try cluster.await(30) { try cluster.placement().count == 4 })
         let evacuate = try cluster.cli(["evacuate", h1.name])
         #expect(evacuate.status == 0, "\(evacuate.stderr)")
         // Kill the leader once the first VM has left and before the last has.
@@ -147,15 +131,10 @@ struct CoordinatorFailoverTests {
 
     @Test("a leader frozen with SIGSTOP and resumed after the takeover follows: it refuses orders and nothing it is asked runs")
     func frozenLeader() throws {
-        let url = try PostgresTestServer.shared.get().newDatabaseURL()
-        let cluster = try NetnsCluster(hosts: 2, memoryLimit: "1G", scheduler: "auto_balance = false", coordinators: 2, stateURL: url)
+        let (cluster, first, _) = try haCluster(vms: [("vm", "128M", 2000)])
         defer { cluster.shutdown() }
         let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
-        try create("vm", on: h1)
-        try cluster.start()
-        let first = try #require(leader(cluster))
         let standby = 1 - first
-        #expect(try cluster.await(30) { try cluster.placement().count == 1 })
         cluster.coordinators[first].signal(SIGSTOP)
         #expect(cluster.coordinators[standby].waitForLog("leading the cluster", timeout: 10), "\(cluster.coordinators[standby].log)")
         cluster.coordinators[first].signal(SIGCONT)

@@ -246,6 +246,34 @@ public final class NetnsCluster: @unchecked Sendable {
             "--server", (servers ?? coordinatorEndpoints).joined(separator: ","), "--cert", pki.cert(who), "--key", pki.key(who), "--ca", pki.caCert])
     }
 
+    /// A sim VM on `host` (before or after the agents start; they report it).
+    public func createVM(_ vm: String, on host: Host, memory: String = "128M", rate: Int = 2000) throws {
+        let r = try ProcessRunner.run(SimCluster.bin("palm-simguest"),
+                                      ["create", vm, "--root", host.root, "--memory", memory, "--rate", "\(rate)"])
+        guard r.status == 0 else { throw SimClusterError.command("palm-simguest create: \(r.stderr)") }
+    }
+
+    /// `status ID --json`.
+    public func status(_ id: String) throws -> String { try cli(["status", id, "--json"]).stdout }
+
+    /// Waits (bounded) until migration `id` ended; true when it ended committed.
+    public func awaitCommitted(_ id: String, timeout: Double = 120) throws -> Bool {
+        _ = try self.await(timeout) {
+            let s = try status(id)
+            return ["committed", "aborted", "cancelled"].contains { s.contains("\"state\" : \"\($0)\"") }
+        }
+        return try status(id).contains("\"state\" : \"committed\"")
+    }
+
+    /// `migrate VM --to HOST --json`: the new migration's id.
+    public func requestMigration(_ vm: String, to host: Host) throws -> String {
+        let r = try cli(["migrate", vm, "--to", host.name, "--json"])
+        guard let id = (try? JSONDecoder().decode([[String: String]].self, from: Data(r.stdout.utf8)))?.first?["id"] else {
+            throw SimClusterError.command("migrate \(vm): \(r.stderr)")
+        }
+        return id
+    }
+
     /// `vms --json` as a VM → host map.
     public func placement() throws -> [String: String] {
         let r = try cli(["vms", "--json"])
