@@ -24,8 +24,10 @@ certs/palm-ca --dir "$WORK/ca" host bench-coordinator --role coordinator >/dev/n
 CERT="$WORK/ca/issued/bench.pem" KEY="$WORK/ca/issued/bench.key" CA="$WORK/ca/ca.pem"
 COORD_CERT="$WORK/ca/issued/bench-coordinator.pem" COORD_KEY="$WORK/ca/issued/bench-coordinator.key"
 RA=/dev/shm/palm-bench-a RB=/dev/shm/palm-bench-b
-DEST_PID="" PORT=""
+DEST_PID="" PORT="" PG_DIR="" PG_OWNER=postgres
 cleanup() {
+  # A private PostgreSQL server (bench_coordinator_postgresql) is stopped and removed.
+  [ -n "$PG_DIR" ] && { runuser -u $PG_OWNER -- "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1; rm -rf "$PG_DIR"; }
   [ -n "$DEST_PID" ] && { kill $DEST_PID 2>/dev/null; wait $DEST_PID 2>/dev/null; }
   for r in $RA $RB; do [ -d $r ] && for vm in $("$BIN/palm-simguest" list --root $r 2>/dev/null | cut -f1); do
     "$BIN/palm-simguest" destroy "$vm" --root $r >/dev/null 2>&1 || true; done; done
@@ -412,13 +414,15 @@ EOT
 # The same on PostgreSQL (a private cluster in $WORK, started and stopped here), and the failover
 # time of two coordinators sharing it: kill -9 of the leader → first heartbeat the standby answers.
 bench_coordinator_postgresql() {
-  local pki=$1 agents=$2 bin owner=postgres port url
+  local pki=$1 agents=$2 bin owner=postgres port url pg
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
   id -u postgres >/dev/null 2>&1 || owner=nobody
-  mkdir -p "$WORK/pg" && echo bench > "$WORK/pg/pw" && chown -R $owner "$WORK/pg"
+  PG_OWNER=$owner
+  # The server runs as $owner (initdb refuses root), so its directory is outside the private $WORK.
+  pg=$(mktemp -d /tmp/palm-bench-pg.XXXXXX) && PG_DIR=$pg && echo bench > "$pg/pw" && chown -R $owner "$pg"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  runuser -u $owner -- "$bin/initdb" -D "$WORK/pg/data" -U palm --pwfile "$WORK/pg/pw" --auth scram-sha-256 -E UTF8 >/dev/null
-  runuser -u $owner -- "$bin/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w start -o "-c listen_addresses=127.0.0.1 -p $port -k $WORK/pg" >/dev/null
+  runuser -u $owner -- "$bin/initdb" -D "$pg/data" -U palm --pwfile "$pg/pw" --auth scram-sha-256 -E UTF8 >/dev/null
+  runuser -u $owner -- "$bin/pg_ctl" -D "$pg/data" -l "$pg/log" -w start -o "-c listen_addresses=127.0.0.1 -p $port -k $pg" >/dev/null
   url="postgresql://palm:bench@127.0.0.1:$port"
   for db in cycle hb ha; do PGPASSWORD=bench psql "$url/postgres" -qAt -c "CREATE DATABASE $db"; done
   echo "== Coordinator on PostgreSQL 15 (same machine, durable commits): one scheduling cycle, 1,000 hosts × 20,000 VMs =="
@@ -448,7 +452,8 @@ bench_coordinator_postgresql() {
   t1=$(date +%s.%N)
   awk -v a=$t0 -v b=$t1 'BEGIN {printf "  failover: %.2f s from kill -9 of the leader to the first heartbeat the standby answered (lease 1 s; target ≤ lease + 2 s)\n", b - a}'
   kill $pa $pb 2>/dev/null; wait $pa $pb 2>/dev/null || true
-  runuser -u $owner -- "$bin/pg_ctl" -D "$WORK/pg/data" -m fast -w stop >/dev/null
+  runuser -u $owner -- "$bin/pg_ctl" -D "$pg/data" -m fast -w stop >/dev/null
+  rm -rf "$pg"; PG_DIR=""
 }
 
 # The downtime prediction, case by case (REPEAT times each): predicted against actual, and where
