@@ -53,8 +53,9 @@ public final class SourceDaemon: @unchecked Sendable {
     private let lock = NSCondition()
     private var running: [String: Running] = [:]
     private var lastContact = "not yet reported to the coordinator"
-    /// The highest leader epoch seen in orders: orders of a lower one come from a deposed leader.
-    private var highestEpoch: Int64 = 0
+    /// The highest leader epoch seen in orders (kept across restarts): orders of a lower one come
+    /// from a deposed leader.
+    let epochFloor: LeaderEpochFloor
     private var measuredDirtyRate: [String: Double] = [:]
     private var allowlist = AttestationAllowlist()
     private var interval = 5.0
@@ -79,6 +80,7 @@ public final class SourceDaemon: @unchecked Sendable {
         handoffHistory = HandoffHistory(path: configuration.stateDirectory + "/handoff-history.json")
         outbox = configuration.stateDirectory + "/outbox"
         orders = configuration.stateDirectory + "/orders"
+        epochFloor = LeaderEpochFloor(path: configuration.stateDirectory + "/leader-epoch")
         for dir in [outbox, orders] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
     }
 
@@ -138,9 +140,8 @@ public final class SourceDaemon: @unchecked Sendable {
                 return false
             }
             if let epoch = orders.epoch {
-                let seen = lock.withLock { () -> Int64 in highestEpoch = max(highestEpoch, epoch); return highestEpoch }
-                guard epoch >= seen else {
-                    logger.error("refused orders of epoch \(epoch) from \(failover.answering.map { "\($0.host):\($0.port)" } ?? "?"): a leader of epoch \(seen) has spoken since (a deposed coordinator)")
+                guard epochFloor.admit(epoch) else {
+                    logger.error("refused orders of epoch \(epoch) from \(failover.answering.map { "\($0.host):\($0.port)" } ?? "?"): a leader of epoch \(epochFloor.current) has spoken since (a deposed coordinator), or the epoch could not be recorded")
                     failover.reset()
                     return false
                 }
