@@ -61,7 +61,7 @@ let package = Package(
         // Checked TOML configuration files shared by the agents and the coordinator.
         .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmTLS", "TOMLKit"]),
         // The coordinator's API as agents and operators speak it: requests, reports, orders, client.
-        .target(name: "PalmControl", dependencies: ["PalmWire", "PalmTLS"]),
+        .target(name: "PalmControl", dependencies: ["PalmConfig", "PalmWire", "PalmTLS"]),
 
         // sd_notify, the watchdog, signals and the journald LogHandler for the three daemons.
         .target(name: "PalmSystemd", dependencies: [

@@ -141,12 +141,12 @@ public final class SourceDaemon: @unchecked Sendable {
             }
             if let epoch = orders.epoch {
                 guard epochFloor.admit(epoch) else {
-                    logger.error("refused orders of epoch \(epoch) from \(failover.answering.map { "\($0.host):\($0.port)" } ?? "?"): a leader of epoch \(epochFloor.current) has spoken since (a deposed coordinator), or the epoch could not be recorded")
+                    logger.error("refused orders of epoch \(epoch) from \(failover.answering?.description ?? "?"): a leader of epoch \(epochFloor.current) has spoken since (a deposed coordinator), or the epoch could not be recorded")
                     failover.reset()
                     return false
                 }
             }
-            setContact("reporting to \(failover.answering.map { "\($0.host):\($0.port)" } ?? link.address)")
+            setContact("reporting to \(failover.answering?.description ?? link.address)")
             if !isStopped { apply(orders) } else { acknowledge(orders) }
             return true
         } catch {
@@ -195,7 +195,7 @@ public final class SourceDaemon: @unchecked Sendable {
     }
 
     private func connect() throws -> CoordinatorFailover {
-        let targets = link.endpoints.compactMap { Endpoint($0) }.map { CoordinatorFailover.Target(host: $0.host, port: $0.port) }
+        let targets = link.endpoints.compactMap { Endpoint($0) }
         guard targets.count == link.endpoints.count else { throw DaemonError.notConfigured(configuration.file) }
         var tls = configuration.tls
         tls.connectTimeout = min(tls.connectTimeout, beatInterval)

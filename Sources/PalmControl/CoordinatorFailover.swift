@@ -1,3 +1,4 @@
+import PalmConfig
 import PalmTLS
 import PalmWire
 
@@ -11,25 +12,18 @@ import PalmWire
 /// refusal on the merits — is returned as is. Every server must pass the same checks as a single
 /// coordinator (the coordinator role and, when `pinned` is given, that certificate).
 public final class CoordinatorFailover {
-    public struct Target: Sendable, Equatable {
-        public var host: String
-        public var port: UInt16
-        public init(host: String, port: UInt16) { self.host = host; self.port = port }
-        var text: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-    }
-
-    public let targets: [Target]
-    private let connect: (Target) throws -> CoordinatorClient
+    public let targets: [Endpoint]
+    private let connect: (Endpoint) throws -> CoordinatorClient
     private var current: Int = 0
     private var client: CoordinatorClient?
 
-    public init(targets: [Target], context: TLSContext, pinned: Digest32? = nil) {
+    public init(targets: [Endpoint], context: TLSContext, pinned: Digest32? = nil) {
         self.targets = targets
         connect = { t in try CoordinatorClient(host: t.host, port: t.port, context: context, pinned: pinned) }
     }
 
     /// The endpoint of the last answer.
-    public var answering: Target? { targets.isEmpty ? nil : targets[current] }
+    public var answering: Endpoint? { targets.isEmpty ? nil : targets[current] }
 
     public enum Failure: Error, CustomStringConvertible {
         /// No endpoint answered, or only followers did (with what each said).
@@ -45,16 +39,16 @@ public final class CoordinatorFailover {
         for _ in 0..<(2 * max(targets.count, 1)) where !targets.isEmpty {
             let target = targets[current]
             do {
-                if client == nil { client = try connect(target) }
-                guard let c = client else { continue }
+                let c = try client ?? connect(target)
+                client = c
                 let response = try c.call(request)
                 guard !response.ok, let leader = response.leader else { return response }
-                failures.append("\(target.text) follows \(leader)")
+                failures.append("\(target.description) follows \(leader)")
                 client = nil
                 // The leader's advertised address, if it is one of ours; else the next endpoint.
-                if let i = targets.firstIndex(where: { leader.hasSuffix(" at " + $0.text) }), i != current { current = i } else { advance() }
+                if let i = targets.firstIndex(where: { leader.hasSuffix(" at " + $0.description) }), i != current { current = i } else { advance() }
             } catch {
-                failures.append("\(target.text): \(error)")
+                failures.append("\(target.description): \(error)")
                 client = nil
                 advance()
             }

@@ -65,6 +65,8 @@ public struct CoordinatorConfiguration: Sendable {
         }
         var requestLimits = RequestLimits()
         requestLimits.auditedDenialsPerMinute = try f.int("access.max_audited_denials_per_minute", default: 20, range: 1...100_000)
+        let listenAddress = try f.string("listen.address", default: "0.0.0.0")
+        let listenPort = UInt16(try f.int("listen.port", default: 7400, range: 0...65535))
         let database = try f.string("state.database", default: "/var/lib/palm/coordinator/palm.sqlite")
         let store: StoreLocation
         let connectTimeout = try f.int("state.connect_timeout_s", default: 5, range: 1...300)
@@ -82,9 +84,8 @@ public struct CoordinatorConfiguration: Sendable {
         }
         let config = CoordinatorConfiguration(
             file: path, tls: try .load(f),
-            listenAddress: try f.string("listen.address", default: "0.0.0.0"),
-            listenPort: UInt16(try f.int("listen.port", default: 7400, range: 0...65535)),
-            advertiseAddress: try f.string("listen.advertise", default: "\(try f.string("listen.address", default: "0.0.0.0")):\(try f.int("listen.port", default: 7400, range: 0...65535))"),
+            listenAddress: listenAddress, listenPort: listenPort,
+            advertiseAddress: try f.string("listen.advertise", default: Endpoint(host: listenAddress, port: listenPort).description),
             database: database, store: store,
             leaseDuration: try f.double("state.lease_s", default: 10, range: 1...3600),
             auditHeadFile: try f.string("state.audit_head", default: "/var/lib/palm/coordinator/audit-head"),

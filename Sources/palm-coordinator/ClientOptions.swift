@@ -37,7 +37,7 @@ struct ClientOptions: ParsableArguments {
     /// Connects; exits 2 naming the failure when the coordinator cannot be reached or authenticated.
     func connect() throws -> CoordinatorFailover {
         do {
-            let targets = try endpoints().map { CoordinatorFailover.Target(host: $0.host, port: $0.port) }
+            let targets = try endpoints()
             let tls = TLSConfiguration(certificateChain: try setting(cert, "PALM_CERT", "cert"), privateKey: try setting(key, "PALM_KEY", "key"),
                                        trustRoots: try setting(ca, "PALM_CA", "ca"))
             return CoordinatorFailover(targets: targets, context: try TLSContext(configuration: tls))

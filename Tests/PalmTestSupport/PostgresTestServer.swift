@@ -46,19 +46,19 @@ public final class PostgresTestServer: @unchecked Sendable {
         }
         external = nil
         let dir = "/tmp/palm-pg-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        owner = try Self.run("/usr/bin/id", ["-u", "postgres"]).status == 0 ? "postgres" : "nobody"
+        owner = try ProcessRunner.run("/usr/bin/id", ["-u", "postgres"]).status == 0 ? "postgres" : "nobody"
         dataDirectory = dir + "/data"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try "\(Self.password)\n".write(toFile: dir + "/pw", atomically: true, encoding: .utf8)
-        _ = try Self.run("/bin/chown", ["-R", owner, dir])
+        _ = try ProcessRunner.run("/bin/chown", ["-R", owner, dir])
         Self.binDirectory = bin
-        let initdb = try Self.run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/initdb", "-D", dir + "/data", "-U", Self.user,
+        let initdb = try ProcessRunner.run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/initdb", "-D", dir + "/data", "-U", Self.user,
                                                         "--pwfile", dir + "/pw", "--auth", "scram-sha-256", "-E", "UTF8", "--no-sync"])
         guard initdb.status == 0 else { throw Failure.initdb(initdb.stderr) }
         var lastError = ""
         for _ in 0..<3 {
             let p = try Self.freePort()
-            let start = try Self.run("/usr/sbin/runuser", [
+            let start = try ProcessRunner.run("/usr/sbin/runuser", [
                 "-u", owner, "--", bin + "/pg_ctl", "-D", dir + "/data", "-l", dir + "/log", "-w", "-t", "60", "start",
                 "-o", "-c listen_addresses=127.0.0.1 -p \(p) -k \(dir) -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             ])
@@ -89,7 +89,7 @@ public final class PostgresTestServer: @unchecked Sendable {
     public func newDatabaseURL() throws -> String {
         let name = counter.withLock { databases += 1; return "palm_test_\(getpid())_\(databases)" }
         let admin = adminURL
-        let r = try Self.run("/usr/bin/psql", [admin, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", "CREATE DATABASE \(name)"])
+        let r = try ProcessRunner.run("/usr/bin/psql", [admin, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", "CREATE DATABASE \(name)"])
         guard r.status == 0 else { throw Failure.createdb(r.stderr) }
         guard var c = URLComponents(string: admin) else { throw Failure.createdb("bad admin URL") }
         c.path = "/" + name
@@ -98,23 +98,23 @@ public final class PostgresTestServer: @unchecked Sendable {
 
     /// Runs SQL as the admin user on `database` (tests that sabotage the server's state).
     public func psql(_ sql: String, database: String = "postgres") throws -> String {
-        let r = try Self.run("/usr/bin/psql", [url(database: database), "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+        let r = try ProcessRunner.run("/usr/bin/psql", [url(database: database), "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
         guard r.status == 0 else { throw Failure.createdb(r.stderr) }
         return r.stdout
     }
 
     private static func stopAll() {
         guard let bin = binDirectory else { return }
-        let owner = (try? run("/usr/bin/id", ["-u", "postgres"]).status) == 0 ? "postgres" : "nobody"
+        let owner = (try? ProcessRunner.run("/usr/bin/id", ["-u", "postgres"]).status) == 0 ? "postgres" : "nobody"
         for data in started.current {
-            _ = try? run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"])
+            _ = try? ProcessRunner.run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"])
             try? FileManager.default.removeItem(atPath: (data as NSString).deletingLastPathComponent)
         }
     }
 
     /// Restarts the server (`pg_ctl restart -m fast`: every connection is dropped).
     public func restart() throws {
-        let r = try Self.run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/pg_ctl", "-D", dataDirectory, "-l", (dataDirectory as NSString).deletingLastPathComponent + "/log", "-m", "fast", "-w", "restart"])
+        let r = try ProcessRunner.run("/usr/sbin/runuser", ["-u", owner, "--", bin + "/pg_ctl", "-D", dataDirectory, "-l", (dataDirectory as NSString).deletingLastPathComponent + "/log", "-m", "fast", "-w", "restart"])
         guard r.status == 0 else { throw Failure.start(r.stdout) }
     }
 
@@ -137,9 +137,6 @@ public final class PostgresTestServer: @unchecked Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    private static func run(_ tool: String, _ args: [String]) throws -> ProcessRunner.Result {
-        try ProcessRunner.run(tool, args)
-    }
 }
 
 /// The state backends a store-level test runs against.

@@ -189,8 +189,9 @@ check "memcheck completes a full sweep after the move (every page checked)" with
 check "memcheck reports no corrupted page" [ "$(count 'memcheck: FAIL')" = "$F0" ]
 # palm's total runs from its agent's exec (as xl's from xl's): as-unit.sh's sandbox set-up before
 # it is systemd's work on a real host and is printed apart.
-SANDBOX=$(awk -v a=$T0 -v b="$(cat $W/palm.exec 2>/dev/null || echo $T0)" 'BEGIN {printf "%.2f", b - a}')
-PALM_TOTAL=$(awk -v a="$(cat $W/palm.exec 2>/dev/null || echo $T0)" -v b=$T1 'BEGIN {printf "%.2f", b - a}')
+EXEC=$(cat $W/palm.exec 2>/dev/null || echo $T0)
+SANDBOX=$(awk -v a=$T0 -v b=$EXEC 'BEGIN {printf "%.2f", b - a}')
+PALM_TOTAL=$(awk -v a=$EXEC -v b=$T1 'BEGIN {printf "%.2f", b - a}')
 PALM_DOWN=$(sed -n 's/downtime_ms=\([0-9.]*\).*/\1/p' $W/palm.watch)
 kill $DEST 2>/dev/null; wait $DEST 2>/dev/null
 

@@ -26,20 +26,12 @@ extension StoreConnection {
 
     /// The first column of the first row (nil: no row, or NULL).
     public func value<T: SQLValueConvertible>(_ type: T.Type, _ sql: String, arguments: [any SQLValueConvertible] = []) throws -> T? {
-        guard let r = try fetchRows(sql: sql, arguments: arguments).first, let v = r.values.first else { return nil }
-        if case .null = v { return nil }
-        guard let t = T(sqlValue: v) else { throw StoreError.badColumn(r.columns.first { $0.value == 0 }?.key ?? "0", expected: "\(T.self)") }
-        return t
+        try fetchRows(sql: sql, arguments: arguments).first.flatMap { try $0.first(T.self) }
     }
 
     /// The first column of every row (NULLs skipped).
     public func values<T: SQLValueConvertible>(_ type: T.Type, _ sql: String, arguments: [any SQLValueConvertible] = []) throws -> [T] {
-        try fetchRows(sql: sql, arguments: arguments).compactMap { r in
-            guard let v = r.values.first else { return nil }
-            if case .null = v { return nil }
-            guard let t = T(sqlValue: v) else { throw StoreError.badColumn("0", expected: "\(T.self)") }
-            return t
-        }
+        try fetchRows(sql: sql, arguments: arguments).compactMap { try $0.first(T.self) }
     }
 }
 

@@ -22,6 +22,15 @@ public struct StoreRow: Sendable {
         return v
     }
 
+    /// The first column's value (nil: NULL or no column); another type throws, naming the column.
+    func first<T: SQLValueConvertible>(_ type: T.Type) throws -> T? {
+        guard let v = values.first, v != .null else { return nil }
+        guard let t = T(sqlValue: v) else {
+            throw StoreError.badColumn(columns.first { $0.value == 0 }?.key ?? "1", expected: "\(T.self)")
+        }
+        return t
+    }
+
     /// The column's value, or nil when it is NULL, absent or of another type.
     public subscript<T: SQLValueConvertible>(_ column: String) -> T? {
         T(sqlValue: value(column))
