@@ -58,9 +58,10 @@ public struct SourceConfiguration {
         /// cluster's database (`endpoints = [...]`): tried in order, the leader found by failover.
         public var endpoints: [String]
         public var address: String { endpoints.joined(separator: ", ") }
-        /// The coordinator's certificate: the only server this agent takes orders from, and the key
-        /// every ticket must be signed with.
-        public var certificate: String
+        /// The coordinators' certificates (`certificate`, or `certificates = [...]` with one per
+        /// coordinator): the only servers this agent takes orders from, and the keys one of which
+        /// must have signed every ticket.
+        public var certificates: [String]
         /// HOST:PORT at which other hosts reach this host's palm-dest.
         public var advertise: String
 
@@ -68,9 +69,9 @@ public struct SourceConfiguration {
         static func load(_ f: ConfigFile) throws -> CoordinatorLink? {
             let single = try f.optionalString("coordinator.address")
             let list = try f.stringArray("coordinator.endpoints")
-            let certificate = try f.optionalString("coordinator.certificate")
+            let certificates = try f.oneOrMany("coordinator.certificate", "coordinator.certificates", limit: 16)
             let advertise = try f.optionalString("coordinator.advertise")
-            guard single != nil || !list.isEmpty || certificate != nil || advertise != nil else { return nil }
+            guard single != nil || !list.isEmpty || !certificates.isEmpty || advertise != nil else { return nil }
             if single != nil && !list.isEmpty {
                 throw ConfigError.invalidValue(file: f.path, key: "coordinator.endpoints", reason: "give address or endpoints, not both")
             }
@@ -79,12 +80,12 @@ public struct SourceConfiguration {
             guard endpoints.count <= 16 else {
                 throw ConfigError.invalidValue(file: f.path, key: "coordinator.endpoints", reason: "at most 16 coordinators")
             }
-            guard let certificate else { throw ConfigError.missingKey(file: f.path, key: "coordinator.certificate") }
+            guard !certificates.isEmpty else { throw ConfigError.missingKey(file: f.path, key: "coordinator.certificate") }
             guard let advertise else { throw ConfigError.missingKey(file: f.path, key: "coordinator.advertise") }
             for (key, value) in endpoints.map({ (single == nil ? "coordinator.endpoints" : "coordinator.address", $0) }) + [("coordinator.advertise", advertise)] where Endpoint(value) == nil {
                 throw ConfigError.invalidValue(file: f.path, key: key, reason: "'\(value)' is not HOST:PORT")
             }
-            return CoordinatorLink(endpoints: endpoints, certificate: certificate, advertise: advertise)
+            return CoordinatorLink(endpoints: endpoints, certificates: certificates, advertise: advertise)
         }
     }
 
@@ -148,8 +149,10 @@ public struct DestinationConfiguration {
     /// Days a finished migration stays in the ledger.
     public var ledgerRetention: Double
     public var stateDirectory: String
-    /// The coordinator's certificate: tickets must be signed by its key.
-    public var coordinatorCertificate: String
+    /// The coordinators' certificates (`security.coordinator_certificate`, or
+    /// `security.coordinator_certificates = [...]`, one per coordinator): every ticket must be
+    /// signed by one of their keys.
+    public var coordinatorCertificates: [String]
     public var clockSkew: UInt64
 
     public static let defaultPath = "/etc/palm/dest.toml"
@@ -166,8 +169,9 @@ public struct DestinationConfiguration {
             admission: try AdmissionGate.Limits.load(f),
             ledgerRetention: try f.double("state.ledger_retention_days", default: 30, range: 1...3650),
             stateDirectory: try f.string("state.directory", default: "/var/lib/palm/dest"),
-            coordinatorCertificate: try f.string("security.coordinator_certificate"),
+            coordinatorCertificates: try f.oneOrMany("security.coordinator_certificate", "security.coordinator_certificates", limit: 16),
             clockSkew: UInt64(try f.int("security.clock_skew_s", default: 30, range: 0...3600)))
+        guard !config.coordinatorCertificates.isEmpty else { throw ConfigError.missingKey(file: path, key: "security.coordinator_certificate") }
         try f.finish()
         return config
     }

@@ -39,10 +39,10 @@ public enum CLI {
 
     /// Runs `evidence verify` for `program`: exit 0 when every check passes, 1 when one fails,
     /// 2 when the file or certificate cannot be read.
-    public static func runEvidenceVerify(program: String, path: String, coordinatorCertificate: () throws -> String) throws {
+    public static func runEvidenceVerify(program: String, path: String, coordinatorCertificates: () throws -> [String]) throws {
         let ok: Bool
         do {
-            ok = try verifyEvidence(path: path, coordinatorCertificate: try coordinatorCertificate())
+            ok = try verifyEvidence(path: path, coordinatorCertificates: try coordinatorCertificates())
         } catch {
             fail(program, error)
             throw ExitCode(2)
@@ -50,15 +50,20 @@ public enum CLI {
         if !ok { throw ExitCode(1) }
     }
 
-    /// `evidence verify`: prints every check; true when all passed.
-    public static func verifyEvidence(path: String, coordinatorCertificate: String) throws -> Bool {
+    /// `evidence verify`: prints every check; true when all passed. The ticket must be signed by
+    /// one of the coordinators whose certificates (PEM files) are listed.
+    public static func verifyEvidence(path: String, coordinatorCertificates: [String]) throws -> Bool {
         let evidence = try Evidence.load(path)
-        guard let pem = try? String(contentsOfFile: coordinatorCertificate, encoding: .utf8) else {
-            throw ConfigError.unreadable(file: coordinatorCertificate, reason: "cannot read the coordinator certificate")
+        let pems = try coordinatorCertificates.map { file in
+            guard let pem = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigError.unreadable(file: file, reason: "cannot read the coordinator certificate")
+            }
+            return pem
         }
+        let coordinators = try CoordinatorTrust(certificatePEMs: pems)
         print("evidence of migration \(evidence.migrationID) (\(evidence.vm)), recorded by the \(evidence.recordedBy)")
         var ok = true
-        for c in evidence.verify(coordinatorCertificate: pem) {
+        for c in evidence.verify(coordinators: coordinators) {
             print("  \(c.passed ? "OK  " : "FAIL") \(c.name)\(c.detail.isEmpty ? "" : ": \(c.detail)")")
             ok = ok && c.passed
         }

@@ -4,12 +4,14 @@ import PalmSecurity
 import PalmTLS
 import PalmWire
 
-/// The destination's protections for one connection: ticket (signature, window, this host, the
-/// TLS peer as source, never seen before), the VM matching the ticket, a signed attestation bound
+/// The destination's protections for one connection: ticket (a listed coordinator's signature,
+/// window, this host, the TLS peer as source, an epoch no lower than any accepted here, never seen
+/// before), the VM matching the ticket, a signed attestation bound
 /// to the session, the source's manifest and COMMIT signatures, and its own READY signature.
 final class DestinationSecurity {
     let validator: TicketValidator
     let replayCache: ReplayCache
+    let epochFloor: LeaderEpochFloor
     let measurement: Measurement
     let key: SigningKey
     let local: CertificateIdentity
@@ -19,13 +21,14 @@ final class DestinationSecurity {
     let evidenceDirectory: String
     private(set) var ticket: MigrationTicket?
 
-    init(validator: TicketValidator, replayCache: ReplayCache, measurement: Measurement, key: SigningKey,
+    init(validator: TicketValidator, replayCache: ReplayCache, epochFloor: LeaderEpochFloor, measurement: Measurement, key: SigningKey,
          local: CertificateIdentity, peerKey: VerifyingKey, peerPEM: String, ledger: DestinationLedger, evidenceDirectory: String) {
         self.peerPEM = peerPEM
         self.evidenceDirectory = evidenceDirectory
         self.ledger = ledger
         self.validator = validator
         self.replayCache = replayCache
+        self.epochFloor = epochFloor
         self.measurement = measurement
         self.key = key
         self.local = local
@@ -41,6 +44,9 @@ final class DestinationSecurity {
         s.authorize = { [self] hello, peer in
             do {
                 let t = try validator.validate(hello.ticket, destination: local.fingerprint, peer: peer.fingerprint, now: Self.now())
+                guard epochFloor.admit(Int64(clamping: t.epoch)) else {
+                    throw TicketError.staleEpoch(ticket: t.epoch, highest: UInt64(clamping: epochFloor.current))
+                }
                 try replayCache.insert(nonce: t.nonce.hex, expiry: t.notAfter + 3600)
                 ticket = t
             } catch let e as TicketError {

@@ -28,6 +28,8 @@ public final class DestinationServer: @unchecked Sendable {
     public let hypervisor: Hypervisor
     let listener: TLSListener
     let replayCache: ReplayCache
+    /// The highest leader epoch of a ticket accepted here (`STATE/ticket-epoch`).
+    let epochFloor: LeaderEpochFloor
     let ledger: DestinationLedger
     let logger: Logger
     /// Reception slots: one per migration whose ticket verified.
@@ -59,7 +61,7 @@ public final class DestinationServer: @unchecked Sendable {
         init(_ c: DestinationConfiguration, hypervisor: Hypervisor) throws {
             context = try TLSContext(configuration: c.tls)
             signingKey = try SigningKey(pemFile: c.tls.privateKey)
-            validator = TicketValidator(coordinatorKey: try VerifyingKey(certificateFile: c.coordinatorCertificate), clockSkew: c.clockSkew)
+            validator = TicketValidator(coordinators: try CoordinatorTrust(certificateFiles: c.coordinatorCertificates), clockSkew: c.clockSkew)
             measurement = try Measurement.measure(configPath: c.file, hypervisor: hypervisor)
         }
     }
@@ -76,6 +78,7 @@ public final class DestinationServer: @unchecked Sendable {
         credentials = try Credentials(configuration, hypervisor: hypervisor)
         replayCache = try ReplayCache(path: configuration.stateDirectory + "/replay-cache",
                                       now: UInt64(Date().timeIntervalSince1970))
+        epochFloor = LeaderEpochFloor(path: configuration.stateDirectory + "/ticket-epoch")
         listener = try TLSListener(host: configuration.listenAddress, port: configuration.listenPort, context: credentials.context)
         slots = ReceptionSlots(capacity: configuration.maxConcurrent)
     }
@@ -206,7 +209,7 @@ public final class DestinationServer: @unchecked Sendable {
     }
 
     private func receive(_ first: Message, channel: TLSChannel, credentials: Credentials, log: Logger) {
-        let security = DestinationSecurity(validator: credentials.validator, replayCache: replayCache, measurement: credentials.measurement,
+        let security = DestinationSecurity(validator: credentials.validator, replayCache: replayCache, epochFloor: epochFloor, measurement: credentials.measurement,
                                            key: credentials.signingKey, local: credentials.context.localIdentity, peerKey: channel.peerKey,
                                            peerPEM: channel.peer.pem, ledger: ledger,
                                            evidenceDirectory: self.configuration.stateDirectory + "/evidence")

@@ -31,8 +31,8 @@ public final class SourceDaemon: @unchecked Sendable {
     let handoffHistory: HandoffHistory
     let hypervisor: Hypervisor
     let context: TLSContext
-    let coordinatorPin: CertificateIdentity
-    let coordinatorKey: VerifyingKey
+    /// The coordinators this agent takes orders from (pinned) and whose tickets it runs.
+    let coordinators: CoordinatorTrust
     let outbox: String
     let orders: String
 
@@ -75,8 +75,7 @@ public final class SourceDaemon: @unchecked Sendable {
         self.logger = logger
         hypervisor = try configuration.hypervisor.make()
         context = try TLSContext(configuration: configuration.tls)
-        coordinatorPin = try CertificateIdentity.load(pemFile: link.certificate)
-        coordinatorKey = try VerifyingKey(certificateFile: link.certificate)
+        coordinators = try CoordinatorTrust(certificateFiles: link.certificates)
         handoffHistory = HandoffHistory(path: configuration.stateDirectory + "/handoff-history.json")
         outbox = configuration.stateDirectory + "/outbox"
         orders = configuration.stateDirectory + "/orders"
@@ -201,7 +200,7 @@ public final class SourceDaemon: @unchecked Sendable {
         tls.connectTimeout = min(tls.connectTimeout, beatInterval)
         tls.handshakeTimeout = min(tls.handshakeTimeout, beatInterval)
         tls.ioTimeout = min(tls.ioTimeout, beatInterval)
-        return CoordinatorFailover(targets: targets, context: try TLSContext(configuration: tls), pinned: coordinatorPin.fingerprint)
+        return CoordinatorFailover(targets: targets, context: try TLSContext(configuration: tls), pinned: Set(coordinators.fingerprints))
     }
 
     /// This host as the coordinator should see it.
@@ -273,13 +272,16 @@ public final class SourceDaemon: @unchecked Sendable {
         Thread { [self] in execute(order, request) }.start()
     }
 
-    /// Checks an order before acting on it: a ticket signed by the coordinator, for this VM, this
-    /// host and this migration, currently valid.
+    /// Checks an order before acting on it: a ticket signed by a configured coordinator, for this
+    /// VM, this host and this migration, currently valid, of an epoch no lower than any seen.
     private func validate(_ order: MigrationOrder) throws -> SourceAgent.Request {
         guard let bytes = Hex.decode(order.ticket) else { throw MigrationError.ticketRejected("the ticket is not hex") }
         let ticket = try MigrationTicket.decode(bytes)
-        _ = try TicketValidator(coordinatorKey: coordinatorKey, clockSkew: 60)
+        _ = try TicketValidator(coordinators: coordinators, clockSkew: 60)
             .validate(bytes, destination: ticket.destination, peer: context.localIdentity.fingerprint, now: UInt64(Date().timeIntervalSince1970))
+        guard epochFloor.admit(Int64(clamping: ticket.epoch)) else {
+            throw MigrationError.ticketRejected(TicketError.staleEpoch(ticket: ticket.epoch, highest: UInt64(clamping: epochFloor.current)).description)
+        }
         guard ticket.id == order.id, ticket.vm == order.vm else {
             throw MigrationError.ticketRejected("the ticket is for another migration or VM")
         }

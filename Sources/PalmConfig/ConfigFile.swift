@@ -79,6 +79,18 @@ public final class ConfigFile {
         }
     }
 
+    /// A value that may be one string (`single`) or a list (`list`), never both; at most `limit`
+    /// entries. Empty when neither key is set.
+    public func oneOrMany(_ single: String, _ list: String, limit: Int) throws -> [String] {
+        let one = try optionalString(single)
+        let many = try stringArray(list)
+        if one != nil && !many.isEmpty {
+            throw ConfigError.invalidValue(file: path, key: list, reason: "give \(single) or \(list), not both")
+        }
+        guard many.count <= limit else { throw ConfigError.invalidValue(file: path, key: list, reason: "at most \(limit) entries") }
+        return one.map { [$0] } ?? many
+    }
+
     public func int(_ key: String, default def: Int, range: ClosedRange<Int>) throws -> Int {
         guard let v = value(key) else { return def }
         guard let i = v.int else { throw ConfigError.wrongType(file: path, key: key, expected: "an integer") }

@@ -6,17 +6,17 @@ public final class CoordinatorClient {
     let channel: TLSChannel
 
     /// Connects and checks that the server is the coordinator: its certificate carries the
-    /// coordinator role and, when `pinned` is given (agents pin the configured coordinator
-    /// certificate), has exactly that fingerprint.
-    public init(host: String, port: UInt16, context: TLSContext, serverName: String? = nil, pinned: Digest32? = nil) throws {
+    /// coordinator role and, when `pinned` is given (agents pin the configured coordinators'
+    /// certificates), has one of those fingerprints.
+    public init(host: String, port: UInt16, context: TLSContext, serverName: String? = nil, pinned: Set<Digest32>? = nil) throws {
         channel = try TLSChannel.connect(host: host, port: port, serverName: serverName, context: context)
         guard channel.peer.role == .coordinator else {
             channel.close()
             throw TLSError.certificateRejected(code: 0, reason: "the server's certificate does not carry the coordinator role")
         }
-        if let pinned, channel.peer.fingerprint != pinned {
+        if let pinned, !pinned.contains(channel.peer.fingerprint) {
             channel.close()
-            throw TLSError.certificateRejected(code: 0, reason: "the server (\(channel.peer)) is not the configured coordinator")
+            throw TLSError.certificateRejected(code: 0, reason: "the server (\(channel.peer)) is not a configured coordinator")
         }
     }
 

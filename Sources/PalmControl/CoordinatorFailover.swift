@@ -10,14 +10,14 @@ import PalmWire
 /// instead of hanging; a follower's refusal (a response naming a leader) moves on to the endpoint
 /// whose address the leader advertises, or to the next one; any other answer — success or a
 /// refusal on the merits — is returned as is. Every server must pass the same checks as a single
-/// coordinator (the coordinator role and, when `pinned` is given, that certificate).
+/// coordinator (the coordinator role and, when `pinned` is given, one of those certificates).
 public final class CoordinatorFailover {
     public let targets: [Endpoint]
     private let connect: (Endpoint) throws -> CoordinatorClient
     private var current: Int = 0
     private var client: CoordinatorClient?
 
-    public init(targets: [Endpoint], context: TLSContext, pinned: Digest32? = nil) {
+    public init(targets: [Endpoint], context: TLSContext, pinned: Set<Digest32>? = nil) {
         self.targets = targets
         connect = { t in try CoordinatorClient(host: t.host, port: t.port, context: context, pinned: pinned) }
     }

@@ -1,5 +1,6 @@
 import PalmSupport
 import Foundation
+import PalmSecurity
 import PalmTLS
 import PalmWire
 
@@ -35,9 +36,10 @@ public struct AuditHead: Codable, Equatable, Sendable {
         return head
     }
 
-    public func isSigned(by key: VerifyingKey) -> Bool {
+    /// True when one of the listed coordinators signed this head.
+    public func isSigned(by coordinators: CoordinatorTrust) -> Bool {
         guard let sig = Hex.decode(signature) else { return false }
-        return key.isValidSignature(sig, for: signedBytes)
+        return coordinators.verifies(sig, for: signedBytes)
     }
 
     public func save(to path: String) throws {

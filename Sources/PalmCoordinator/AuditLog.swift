@@ -1,4 +1,5 @@
 import Foundation
+import PalmSecurity
 import PalmTLS
 import PalmWire
 
@@ -8,7 +9,7 @@ import PalmWire
 /// reordered or deleted. Removing entries from the end of the log, or restoring an older copy of
 /// the database, is not visible in the chain itself: after every committed append the signed
 /// ``AuditHead`` is written to `headFile` and handed to `onHead` (the daemon logs it to the
-/// journal), and `verify(coordinatorKey:head:)` checks the chain against such an anchor.
+/// journal), and `verify(coordinators:head:)` checks the chain against such an anchor.
 public final class AuditLog: @unchecked Sendable {
     let store: CoordinatorStore
     let key: SigningKey?
@@ -118,12 +119,12 @@ public final class AuditLog: @unchecked Sendable {
             switch self {
             case .readOnly: return "the audit log was opened without the coordinator key"
             case let .edited(s): return "audit entry \(s) was edited (its content does not match its hash)"
-            case let .badSignature(s): return "audit entry \(s) is not signed by the coordinator"
+            case let .badSignature(s): return "audit entry \(s) is not signed by any listed coordinator"
             case let .deleted(a, s): return "audit entries between \(a) and \(s) were deleted"
             case let .reordered(s): return "audit entry \(s) does not chain to the entry before it (reordered or replaced)"
             case let .truncated(h, l): return "the audit head names entry \(h) but the log ends at \(l): entries were removed from its end"
             case let .rolledBack(s): return "audit entry \(s) is not the one the head names: the log was rolled back and written anew"
-            case .headNotSigned: return "the audit head is not signed by the coordinator"
+            case .headNotSigned: return "the audit head is not signed by any listed coordinator"
             case let .unreadableHead(p): return "cannot read an audit head from \(p)"
             }
         }
@@ -133,10 +134,10 @@ public final class AuditLog: @unchecked Sendable {
     /// holds the entry it names (no tail truncation, no rollback); throws the first problem, naming
     /// the entry. Returns the entry count.
     @discardableResult
-    public func verify(coordinatorKey: VerifyingKey, head: AuditHead? = nil) throws -> Int {
-        let all = try verifiedChain(coordinatorKey)
+    public func verify(coordinators: CoordinatorTrust, head: AuditHead? = nil) throws -> Int {
+        let all = try verifiedChain(coordinators)
         if let head {
-            guard head.isSigned(by: coordinatorKey) else { throw AuditError.headNotSigned }
+            guard head.isSigned(by: coordinators) else { throw AuditError.headNotSigned }
             try Self.check(all, holdsEntry: head.seq, hash: head.hash)
         }
         return all.count
@@ -145,21 +146,22 @@ public final class AuditLog: @unchecked Sendable {
     /// The same against the newest entry as the journal recorded it (`audit.head` events carry
     /// the sequence and hash): the chain must still hold that very entry. Returns the entry count.
     @discardableResult
-    public func verify(coordinatorKey: VerifyingKey, headSeq: Int64, headHash: String) throws -> Int {
-        let all = try verifiedChain(coordinatorKey)
+    public func verify(coordinators: CoordinatorTrust, headSeq: Int64, headHash: String) throws -> Int {
+        let all = try verifiedChain(coordinators)
         try Self.check(all, holdsEntry: headSeq, hash: headHash)
         return all.count
     }
 
-    /// Every entry, once the whole chain has checked out.
-    private func verifiedChain(_ coordinatorKey: VerifyingKey) throws -> [Entry] {
+    /// Every entry, once the whole chain has checked out: each signed by one of `coordinators`
+    /// (the leader of its time; the chain runs on across leaders).
+    private func verifiedChain(_ coordinators: CoordinatorTrust) throws -> [Entry] {
         let all = try entries()
         var previous: Entry?
         for e in all {
             if let p = previous, e.seq != p.seq + 1 { throw AuditError.deleted(after: p.seq, seq: e.seq) }
             if previous == nil, e.seq != 1 { throw AuditError.deleted(after: 0, seq: e.seq) }
             guard SHA256.hash(e.canonical).hex == e.hash else { throw AuditError.edited(seq: e.seq) }
-            guard let sig = Hex.decode(e.signature), coordinatorKey.isValidSignature(sig, for: Array(e.hash.utf8)) else {
+            guard let sig = Hex.decode(e.signature), coordinators.verifies(sig, for: Array(e.hash.utf8)) else {
                 throw AuditError.badSignature(seq: e.seq)
             }
             guard e.prevHash == (previous?.hash ?? AuditLog.genesis) else { throw AuditError.reordered(seq: e.seq) }

@@ -19,6 +19,9 @@ public struct CoordinatorConfiguration: Sendable {
     public var store: StoreLocation
     /// Seconds the leader lease lasts unless renewed (`[state] lease_s`; renewed every third of it).
     public var leaseDuration: Double
+    /// Every coordinator that may lead on this state (`state.coordinator_certificates`, this one's
+    /// own certificate by default): the keys the audit chain may be signed with.
+    public var coordinatorCertificates: [String]
     /// The audit chain's head, kept outside the database (`state.audit_head`).
     public var auditHeadFile: String
     public var policyFile: String
@@ -82,12 +85,18 @@ public struct CoordinatorConfiguration: Sendable {
         case let other:
             throw ConfigError.invalidValue(file: path, key: "state.backend", reason: "'\(other)' is not sqlite or postgresql")
         }
+        let tls = try TLSConfiguration.load(f)
+        let coordinators = try f.stringArray("state.coordinator_certificates")
+        guard coordinators.count <= 16 else {
+            throw ConfigError.invalidValue(file: path, key: "state.coordinator_certificates", reason: "at most 16 coordinators")
+        }
         let config = CoordinatorConfiguration(
-            file: path, tls: try .load(f),
+            file: path, tls: tls,
             listenAddress: listenAddress, listenPort: listenPort,
             advertiseAddress: try f.string("listen.advertise", default: Endpoint(host: listenAddress, port: listenPort).description),
             database: database, store: store,
             leaseDuration: try f.double("state.lease_s", default: 10, range: 1...3600),
+            coordinatorCertificates: coordinators.isEmpty ? [tls.certificateChain] : coordinators,
             auditHeadFile: try f.string("state.audit_head", default: "/var/lib/palm/coordinator/audit-head"),
             policyFile: try f.string("access.policy", default: "/etc/palm/policy.toml"),
             ticketValidity: UInt64(try f.int("tickets.validity_s", default: 300, range: 5...86_400)),

@@ -53,8 +53,15 @@ public final class CoordinatorService: @unchecked Sendable {
     /// read-only actions (without auditing them: the chain takes the leader's entries only) and
     /// refuses the others naming the leader; it runs no scheduling cycle. nil: always the leader.
     public var lease: LeaderLease?
-    /// The coordinator certificate's key, to verify the audit chain on request (`audit.verify`).
-    public var auditKey: VerifyingKey?
+    /// The epoch this coordinator leads under (0 without a lease): what its tickets and orders carry.
+    var leaderEpoch: Int64? {
+        guard let lease else { return 0 }
+        if case let .leader(epoch) = lease.current { return epoch }
+        return nil
+    }
+    /// The coordinators whose keys may have signed audit entries (`state.coordinator_certificates`,
+    /// this one's by default), to verify the chain on request (`audit.verify`).
+    public var auditTrust: CoordinatorTrust?
     /// What a request may hold; what denials are audited one by one.
     public let requestLimits: RequestLimits
     private let denials: DenialLimiter
@@ -250,10 +257,10 @@ public final class CoordinatorService: @unchecked Sendable {
             return APIResponse(ok: true, rows: plan.rows)
         case .auditVerify:
             // The whole chain, and against the head kept outside the database when there is one.
-            guard let key = auditKey else { return APIResponse(ok: true, rows: [["entries": "\(try audit.entries().count)"]]) }
+            guard let trust = auditTrust else { return APIResponse(ok: true, rows: [["entries": "\(try audit.entries().count)"]]) }
             let head = audit.headFile.flatMap { FileManager.default.fileExists(atPath: $0) ? try? AuditHead.load(from: $0) : nil }
             do {
-                let n = try audit.verify(coordinatorKey: key, head: head)
+                let n = try audit.verify(coordinators: trust, head: head)
                 return APIResponse(ok: true, rows: [["entries": "\(n)", "head": head.map { "\($0.seq)" } ?? "-", "verdict": "intact"]])
             } catch let e as AuditLog.AuditError {
                 return APIResponse(ok: false, error: "AUDIT LOG TAMPERED: \(e)")

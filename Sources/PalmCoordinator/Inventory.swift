@@ -1,7 +1,9 @@
 import Foundation
 import PalmConfig
 import PalmControl
+import PalmSecurity
 import PalmTLS
+import PalmWire
 
 /// Hosts and VMs as the agents report them, and what a heartbeat changes.
 ///
@@ -42,7 +44,7 @@ extension CoordinatorService {
         let now = clock()
         let actor = CoordinatorService.actor(caller)
         var orders = AgentOrders(allowlist: settings.allowlist, heartbeatInterval: settings.heartbeatInterval)
-        if let lease, case let .leader(epoch) = lease.current { orders.epoch = epoch }
+        if lease != nil, let epoch = leaderEpoch { orders.epoch = epoch }
         try store.write(durable: durable) { db in
             try db.execute(sql: """
                 INSERT INTO host (name, fingerprint, address, destination_address, cpus, cpu_load, memory_total, memory_used, last_heartbeat)
@@ -78,8 +80,9 @@ extension CoordinatorService {
                     try transition(db, m.id, from: .ticketed, to: .aborted, detail: "the ticket expired before \(name) asked for its orders", now: now)
                     continue
                 }
-                guard let ticket = row["ticket"] as String?,
+                guard let signed = row["ticket"] as String?,
                       let address = try db.value(String.self, "SELECT destination_address FROM host WHERE name = ?", arguments: [m.destination]) else { continue }
+                let ticket = try ticketUnderCurrentEpoch(db, id: m.id, signed, epoch: orders.epoch)
                 orders.start.append(MigrationOrder(id: m.id, vm: m.vm, destinationHost: m.destination, destinationAddress: address,
                                                    ticket: ticket, mode: m.mode, downtimeMs: row["downtime_target_ms"]))
                 try transition(db, m.id, from: .ticketed, to: .running, detail: "handed to the source agent", now: now)
@@ -94,6 +97,16 @@ extension CoordinatorService {
     }
 
     private func hostPart(_ address: String) -> String { Endpoint(address)?.host ?? address }
+
+    /// A ticket signed under an earlier leader's epoch and never handed out is signed anew under
+    /// this leader's (same migration, window and nonce), so the agents' epoch floors admit it.
+    private func ticketUnderCurrentEpoch(_ db: StoreConnection, id: String, _ hex: String, epoch: Int64?) throws -> String {
+        guard let epoch, let issuer, let bytes = Hex.decode(hex), let old = try? MigrationTicket.decode(bytes),
+              old.epoch < UInt64(clamping: epoch) else { return hex }
+        let renewed = Hex.encode(try issuer.reissue(old, epoch: UInt64(clamping: epoch)).encoded())
+        try db.execute(sql: "UPDATE migration SET ticket = ? WHERE id = ?", arguments: [renewed, id])
+        return renewed
+    }
 
     /// Brings the host's VM rows in line with its report, writing only what changed (most
     /// heartbeats change nothing). Statements are cached: this runs for every heartbeat.

@@ -103,7 +103,8 @@ extension CoordinatorService {
             throw ServiceError.refused("migration \(id) refers to an unknown VM or host")
         }
         let t = try issuer.issue(vm: try row.get("vm"), memoryBytes: UInt64(try row.get("memory_bytes") as Int64), source: source, destination: dest,
-                                 now: UInt64(now), validity: settings.ticketValidity, migrationID: mid)
+                                 now: UInt64(now), validity: settings.ticketValidity,
+                                 epoch: UInt64(clamping: leaderEpoch ?? 0), migrationID: mid)
         try db.execute(sql: "INSERT INTO ticket_nonce (nonce, migration, expires) VALUES (?, ?, ?)",
                        arguments: [t.nonce.hex, id, Double(t.notAfter)])
         try db.execute(sql: "UPDATE migration SET ticket = ?, ticket_expires = ? WHERE id = ?",

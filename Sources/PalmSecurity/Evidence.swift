@@ -69,9 +69,9 @@ public struct Evidence: Codable, Equatable, Sendable {
         public var detail: String
     }
 
-    /// Verifies every signature and every binding between the pieces. `coordinatorCertificate`
-    /// is the PEM certificate whose key must have signed the ticket.
-    public func verify(coordinatorCertificate: String) -> [Check] {
+    /// Verifies every signature and every binding between the pieces. `coordinators` are the
+    /// coordinators one of which must have signed the ticket.
+    public func verify(coordinators: CoordinatorTrust) -> [Check] {
         var checks: [Check] = []
         func check(_ name: String, _ detail: String = "", _ body: () throws -> Bool) {
             do { checks.append(Check(name: name, passed: try body(), detail: detail)) } catch {
@@ -88,9 +88,9 @@ public struct Evidence: Codable, Equatable, Sendable {
         var manifest: Manifest?
         if case let .manifest(m)? = try? Message.decodeFrame(Array(self.manifest)) { manifest = m }
 
-        check("ticket signed by the coordinator") {
+        check("ticket signed by a listed coordinator") {
             guard let ticket else { return false }
-            return try VerifyingKey(certificatePEM: coordinatorCertificate).isValidSignature(ticket.signature, for: ticket.signedBytes)
+            return coordinators.verifies(ticket.signature, for: ticket.signedBytes)
         }
         check("ticket names this migration, VM and hosts") {
             guard let ticket, let sourceID, let destID else { return false }

@@ -19,7 +19,8 @@ struct Audit: ParsableCommand {
                 """)
         @Option(help: "The coordinator database (SQLite).") var db: String = "/var/lib/palm/coordinator/palm.sqlite"
         @Option(help: "The coordinators' PostgreSQL database instead (postgresql://USER@HOST:PORT/DB).") var url: String?
-        @Option(help: "The coordinator's certificate (PEM).") var coordinatorCert: String = "/etc/palm/tls/coordinator.pem"
+        @Option(help: "A coordinator's certificate (PEM); repeat it for every coordinator that has led on this database.")
+        var coordinatorCert: [String] = ["/etc/palm/tls/coordinator.pem"]
         @Option(help: "An audit head file (state.audit_head of coordinator.toml, or a copy).") var head: String?
         @Option(help: "The newest entry's sequence number, as the journal recorded it (with --head-hash).") var headSeq: Int64?
         @Option(help: "The newest entry's hash, as the journal recorded it (with --head-seq).") var headHash: String?
@@ -39,18 +40,18 @@ struct Audit: ParsableCommand {
                     location = .sqlite(path: db)
                 }
                 let log = AuditLog(store: try CoordinatorStore(location), key: nil)
-                let key = try VerifyingKey(certificateFile: coordinatorCert)
+                let coordinators = try CoordinatorTrust(certificateFiles: coordinatorCert)
                 var anchor: AuditHead?
                 if let head { anchor = try AuditHead.load(from: head) }
                 let n: Int
                 if let seq = headSeq, let hash = headHash {
                     // The journal's copy carries no signature to check: the chain must hold this very entry.
-                    n = try log.verify(coordinatorKey: key, headSeq: seq, headHash: hash)
+                    n = try log.verify(coordinators: coordinators, headSeq: seq, headHash: hash)
                 } else {
-                    n = try log.verify(coordinatorKey: key, head: anchor)
+                    n = try log.verify(coordinators: coordinators, head: anchor)
                 }
                 let checked = anchor.map { " up to the head (entry \($0.seq))" } ?? headSeq.map { " up to entry \($0)" } ?? ""
-                print("audit log intact\(checked): \(n) entries, every hash chained and signed by the coordinator")
+                print("audit log intact\(checked): \(n) entries, every hash chained and signed by a listed coordinator")
             } catch let e as ValidationError {
                 throw e
             } catch let e as AuditLog.AuditError {
@@ -80,6 +81,9 @@ struct Ticket: ParsableCommand {
         @Option(help: "The source host's certificate (PEM).") var sourceCert: String
         @Option(help: "The destination host's certificate (PEM).") var destCert: String
         @Option(help: "Seconds the ticket stays valid.") var validity: UInt64 = 300
+        @Option(help: ArgumentHelp("The leader epoch to sign the ticket under.",
+                                   discussion: "A destination refuses a ticket of a lower epoch than the highest it has accepted; give the epoch the cluster's coordinator leads under (palm-coordinator log: coordinator.leading)."))
+        var epoch: UInt64 = 0
         @Option(help: "Where to write the ticket.") var out: String
 
         func run() throws {
@@ -90,12 +94,12 @@ struct Ticket: ParsableCommand {
                 let ticket = try issuer.issue(vm: vm, memoryBytes: bytes,
                                               source: try CertificateIdentity.load(pemFile: sourceCert).fingerprint,
                                               destination: try CertificateIdentity.load(pemFile: destCert).fingerprint,
-                                              now: UInt64(Date().timeIntervalSince1970), validity: validity)
+                                              now: UInt64(Date().timeIntervalSince1970), validity: validity, epoch: epoch)
                 guard FileManager.default.createFile(atPath: out, contents: Data(ticket.encoded()),
                                                      attributes: [.posixPermissions: 0o600]) else {
                     throw ValidationError("cannot write '\(out)'")
                 }
-                print("ticket \(ticket.id) for \(vm): valid \(validity) s, written to \(out)")
+                print("ticket \(ticket.id) for \(vm): valid \(validity) s, epoch \(epoch), written to \(out)")
             } catch let e as ValidationError {
                 throw e
             } catch {

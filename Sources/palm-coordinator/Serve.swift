@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmCoordinator
+import PalmSecurity
 import PalmSystemd
 import PalmTLS
 import PalmWire
@@ -31,7 +32,12 @@ struct Serve: ParsableCommand {
             let service = CoordinatorService(store: store, audit: audit,
                                              policy: try AccessPolicy.load(path: c.policyFile),
                                              settings: CoordinatorSettings(c), ticketKey: key, requestLimits: c.requestLimits)
-            service.auditKey = try VerifyingKey(certificateFile: c.tls.certificateChain)
+            let trust = try CoordinatorTrust(certificateFiles: c.coordinatorCertificates)
+            guard trust.trusts(context.localIdentity.fingerprint) else {
+                fail("error: \(c.file): state.coordinator_certificates does not list this coordinator's own certificate (\(c.tls.certificateChain))")
+                throw ExitCode(1)
+            }
+            service.auditTrust = trust
             // PostgreSQL: coordinators share the database, one leads by lease. SQLite: the one
             // coordinator takes the same lease (and a second one started on the file is fenced).
             // The holder names this process's coordinator: its certificate's CN and where it listens

@@ -75,12 +75,13 @@ struct EvidenceCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check every signature of an evidence file.")
         @Argument(help: "The evidence file (STATE_DIR/evidence/ID.evidence.json).") var file: String
-        @Option(help: "The coordinator's certificate (default: security.coordinator_certificate of --config).") var coordinatorCert: String?
+        @Option(help: "A coordinator's certificate (PEM), repeated for each (default: security.coordinator_certificates of --config).")
+        var coordinatorCert: [String] = []
         @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
 
         func run() throws {
             try CLI.runEvidenceVerify(program: "palm-dest", path: file) {
-                try coordinatorCert ?? DestinationConfiguration.load(path: config).coordinatorCertificate
+                try coordinatorCert.isEmpty ? DestinationConfiguration.load(path: config).coordinatorCertificates : coordinatorCert
             }
         }
     }

@@ -159,7 +159,8 @@ struct EvidenceCommand: ParsableCommand {
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check every signature of an evidence file.")
         @Argument(help: "The evidence file (STATE_DIR/evidence/ID.evidence.json).") var file: String
-        @Option(help: "The coordinator's certificate (PEM), whose key must have signed the ticket.") var coordinatorCert: String
+        @Option(help: "A coordinator's certificate (PEM); repeat it for each coordinator that may have signed the ticket.")
+        var coordinatorCert: [String]
 
         func run() throws {
             try CLI.runEvidenceVerify(program: "palm-source", path: file) { coordinatorCert }

@@ -53,7 +53,7 @@ struct AgentOrderAttackTests {
         let (agent, log) = try serveSource(cluster, coordinatorPort: rogue.port)
         defer { stop(agent) }
         let refused = NetnsCluster.poll(30) {
-            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("is not the configured coordinator")
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("is not a configured coordinator")
         }
         #expect(refused, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         let hosts = try CoordinatorClient(host: "127.0.0.1", port: rogue.port, context: pki.context("alice"))
@@ -61,7 +61,7 @@ struct AgentOrderAttackTests {
         #expect(hosts.ok && hosts.rows.isEmpty, "the agent must not have reported to the rogue server: \(hosts.rows)")
     }
 
-    @Test("orders whose ticket is forged, or names another source host, are refused and reported; the VM stays")
+    @Test("orders whose ticket is forged, names another source host, or was signed under an older leader epoch than the orders' are refused and reported; the VM stays")
     func forgedOrders() throws {
         let cluster = try SimCluster()
         defer { cluster.shutdown() }
@@ -75,7 +75,10 @@ struct AgentOrderAttackTests {
             .issue(vm: "victim", memoryBytes: 16 << 20, source: fp("client"), destination: fp("server"), now: now, validity: 300)
         let elsewhere = try TicketIssuer(key: SigningKey(pemFile: pki.key("coord")))
             .issue(vm: "victim", memoryBytes: 16 << 20, source: fp("mallory"), destination: fp("server"), now: now, validity: 300)
-        let orders = [forged, elsewhere].map { t in
+        // Signed by the coordinator key for this very host, but under epoch 3 in orders of epoch 5.
+        let stale = try TicketIssuer(key: SigningKey(pemFile: pki.key("coord")))
+            .issue(vm: "victim", memoryBytes: 16 << 20, source: fp("client"), destination: fp("server"), now: now, validity: 300, epoch: 3)
+        let orders = [forged, elsewhere, stale].map { t in
             MigrationOrder(id: t.id, vm: "victim", destinationHost: "server", destinationAddress: "127.0.0.1:9", ticket: Hex.encode(t.encoded()))
         }
         let outcomes = Background<[MigrationOutcome]> {
@@ -86,8 +89,10 @@ struct AgentOrderAttackTests {
             while true {
                 let request = try CoordinatorAPI.receive(APIRequest.self, from: channel)
                 let reported = request.report?.outcomes ?? []
-                if reported.count == 2 { return reported }
-                try CoordinatorAPI.send(APIResponse(ok: true, orders: AgentOrders(start: first ? orders : [], heartbeatInterval: 0.1)), on: channel)
+                if reported.count == 3 { return reported }
+                var answer = AgentOrders(start: first ? orders : [], heartbeatInterval: 0.1)
+                answer.epoch = 5
+                try CoordinatorAPI.send(APIResponse(ok: true, orders: answer), on: channel)
                 first = false
             }
         }
@@ -95,13 +100,15 @@ struct AgentOrderAttackTests {
         defer { stop(agent) }
         let reported = try outcomes.value()
         let logText = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        #expect(reported.count == 2, "\(logText)")
+        #expect(reported.count == 3, "\(logText)")
         let byID = Dictionary(uniqueKeysWithValues: reported.map { ($0.id, $0) })
         #expect(byID[forged.id]?.result == .aborted)
         #expect(byID[forged.id]?.detail.contains("order refused") == true && byID[forged.id]?.detail.contains("signature") == true,
                 "\(byID[forged.id]?.detail ?? "")")
         #expect(byID[elsewhere.id]?.result == .aborted)
         #expect(byID[elsewhere.id]?.detail.contains("order refused") == true, "\(byID[elsewhere.id]?.detail ?? "")")
+        #expect(byID[stale.id]?.result == .aborted)
+        #expect(byID[stale.id]?.detail.contains("leader epoch 3") == true, "\(byID[stale.id]?.detail ?? "")")
         #expect(try cluster.runningCopies("victim") == (true, false))
     }
 }

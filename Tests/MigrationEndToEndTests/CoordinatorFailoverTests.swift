@@ -11,8 +11,8 @@ struct CoordinatorFailoverTests {
     /// Two coordinators on a fresh database, `hosts` sim hosts, `vms` (name, memory, rate) on the
     /// first host, everything started and reported; the index of the coordinator that leads.
     func haCluster(hosts: Int = 2, memoryLimit: String = "1G", scheduler: String = "auto_balance = false",
-                   vms: [(String, String, Int)]) throws -> (NetnsCluster, Int, String) {
-        let url = try PostgresTestServer.shared.get().newDatabaseURL()
+                   vms: [(String, String, Int)], server: PostgresTestServer? = nil) throws -> (NetnsCluster, Int, String) {
+        let url = try (server ?? PostgresTestServer.shared.get()).newDatabaseURL()
         let cluster = try NetnsCluster(hosts: hosts, memoryLimit: memoryLimit, scheduler: scheduler, coordinators: 2, stateURL: url)
         for (vm, memory, rate) in vms { try cluster.createVM(vm, on: cluster.hosts[0], memory: memory, rate: rate) }
         try cluster.start()
@@ -72,10 +72,57 @@ struct CoordinatorFailoverTests {
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
         #expect(try cluster.runningOn("small") == [h2.name])
         #expect(try cluster.await(10) { try cluster.placement()["small"] == h2.name })
-        // One audit chain across both leaders.
+        // One audit chain across both leaders, each entry signed by the leader of its time: it
+        // verifies with both coordinators' certificates…
+        let certs = cluster.coordinatorCertificates
         let audit = try ProcessRunner.run(SimCluster.bin("palm-coordinator"),
-                                          ["audit", "verify", "--url", url, "--coordinator-cert", cluster.coordinatorCertificate])
+                                          ["audit", "verify", "--url", url] + certs.flatMap { ["--coordinator-cert", $0] })
         #expect(audit.status == 0, "\(audit.stdout)\(audit.stderr)")
+        // …and not with the first leader's alone: the second leader's entries are not its.
+        let firstOnly = try ProcessRunner.run(SimCluster.bin("palm-coordinator"),
+                                              ["audit", "verify", "--url", url, "--coordinator-cert", certs[first]])
+        #expect(firstOnly.status == 1 && firstOnly.stderr.contains("not signed by any listed coordinator"), "\(firstOnly.stdout)\(firstOnly.stderr)")
+    }
+
+    @Test("kill -9 the idle leader: the standby leads within the lease + 2 s and the next order, through the endpoint list, commits once")
+    func killIdleLeader() throws {
+        let (cluster, first, _) = try haCluster(vms: [("vm", "128M", 2000)])
+        defer { cluster.shutdown() }
+        let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
+        let standby = 1 - first
+        #expect(cluster.coordinators[standby].waitForLog("following"), "\(cluster.coordinators[standby].log)")
+        let killed = Date()
+        cluster.coordinators[first].kill()
+        #expect(cluster.coordinators[standby].waitForLog("leading the cluster", timeout: 10), "\(cluster.coordinators[standby].log)")
+        let takeover = Date().timeIntervalSince(killed)
+        #expect(takeover <= 1 + 2, "the standby led \(takeover) s after the kill (lease 1 s)")
+        // The agents find the new leader on their own: both hosts report to it.
+        #expect(try cluster.await(10) { try cluster.placement()["vm"] == h1.name })
+        let moved = try cluster.cli(["migrate", "vm", "--to", h2.name, "--wait"])
+        #expect(moved.status == 0, "\(moved.stdout)\(moved.stderr)")
+        #expect(try cluster.runningOn("vm") == [h2.name])
+        #expect(try history(cluster).filter { $0["state"] == "committed" }.count == 1)
+    }
+
+    @Test("PostgreSQL restarted under load (heartbeats, a migration in pre-copy): the coordinators reconnect, one leads, the migration is recorded once as committed, a new one runs")
+    func postgresRestartUnderLoad() throws {
+        let server = try PostgresTestServer.privateServer()
+        let (cluster, _, _) = try haCluster(memoryLimit: "2G", vms: [("big", "1G", 30_000), ("small", "128M", 2000)], server: server)
+        defer { cluster.shutdown() }
+        let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
+        let id = try cluster.requestMigration("big", to: h2)
+        #expect(try cluster.await(60) {
+            let s = try cluster.status(id)
+            return s.contains("\"precopy\"") || s.contains("\"state\" : \"committed\"")
+        })
+        try server.restart()
+        #expect(try cluster.awaitCommitted(id), "\((try? cluster.status(id)) ?? "")\n\(cluster.coordinators.map(\.log).joined(separator: "\n---\n"))")
+        #expect(try cluster.runningOn("big") == [h2.name])
+        #expect(try history(cluster).filter { $0["vm"] == "big" }.count == 1)
+        let again = try cluster.cli(["migrate", "small", "--to", h2.name, "--wait"])
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        #expect(try cluster.runningOn("small") == [h2.name])
+        #expect(try cluster.runningOn("big") == [h2.name] && !cluster.agentLog(h1, "source").contains("FATAL"))
     }
 
     @Test("kill -9 the leader with a migration ticketed but not started: the new leader hands it out once, it commits once")

@@ -115,6 +115,40 @@ struct ProtectionAttackTests {
         #expect(try c.sourceHypervisor().awaitSelfCheck(vm: "once").passed)
     }
 
+    @Test("a ticket of an older leader epoch than one the destination accepted is refused (a deposed coordinator's), also after a restart")
+    func staleEpochTicket() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        try c.createVM("new", memory: "32M")
+        try c.createVM("old", memory: "32M")
+        _ = try c.migrate("new", ticket: try c.issueTicket("new", epoch: 7))
+        // Signed by the same coordinator key, valid, unused: only its epoch is older.
+        let stale = try c.issueTicket("old", epoch: 6)
+        let (status, _, err) = try c.startMigration("old", ticket: stale).finish()
+        #expect(status != 0)
+        #expect(err.contains("leader epoch 6") && err.contains("epoch 7"), "stderr: \(err)")
+        #expect(try c.runningCopies("old") == (source: true, dest: false))
+        // The floor is on disk: a restarted destination still refuses; the current epoch passes.
+        c.killDest()
+        try c.startDest()
+        let (status2, _, err2) = try c.startMigration("old", ticket: try c.issueTicket("old", epoch: 6)).finish()
+        #expect(status2 != 0)
+        #expect(err2.contains("leader epoch 6"), "stderr: \(err2)")
+        _ = try c.migrate("old", ticket: try c.issueTicket("old", epoch: 7))
+        #expect(try c.runningCopies("old") == (source: false, dest: true))
+    }
+
+    @Test("a ticket whose epoch was raised after signing is refused as forged")
+    func raisedEpoch() throws {
+        let c = try SimCluster(); defer { c.shutdown() }
+        try c.startDest()
+        let rogue = try RogueSource(cert: "client", port: c.destPort)
+        var t = try ticket()
+        t.epoch += 1
+        expectAbort(try rogue.hello(ticket: t.encoded()), .ticketRejected, "forged")
+        expectNothingOnDest(c)
+    }
+
     @Test("replaying a whole recorded session creates nothing: the TLS handshake cannot be replayed")
     func replayedSession() throws {
         let c = try SimCluster(); defer { c.shutdown() }

@@ -1,5 +1,6 @@
 import Foundation
 @testable import PalmCoordinator
+import PalmSecurity
 import PalmTestSupport
 import PalmTLS
 import PalmWire
@@ -21,12 +22,12 @@ struct AuditLogTests {
         return (log, store, path)
     }
 
-    var coordinatorKey: VerifyingKey { try! VerifyingKey(certificateFile: pki.cert("coord")) }
+    var coordinatorKey: CoordinatorTrust { try! CoordinatorTrust(certificateFiles: [pki.cert("coord")]) }
 
     @Test("an intact log verifies; allowed and denied decisions are both recorded", arguments: TestBackend.allCases)
     func intact(backend: TestBackend) throws {
         let (log, _, _) = try fiveEntries(backend)
-        #expect(try log.verify(coordinatorKey: coordinatorKey) == 5)
+        #expect(try log.verify(coordinators: coordinatorKey) == 5)
         #expect(try log.entries().map(\.allowed) == [true, true, false, true, true])
     }
 
@@ -34,7 +35,7 @@ struct AuditLogTests {
     func edited(backend: TestBackend) throws {
         let (log, store, _) = try fiveEntries(backend)
         try store.write { try $0.execute(sql: "UPDATE audit SET target = 'vm-other' WHERE seq = 2") }
-        #expect(throws: AuditLog.AuditError.edited(seq: 2)) { try log.verify(coordinatorKey: coordinatorKey) }
+        #expect(throws: AuditLog.AuditError.edited(seq: 2)) { try log.verify(coordinators: coordinatorKey) }
     }
 
     @Test("an entry edited and re-chained (without the coordinator key) fails its signature", arguments: TestBackend.allCases)
@@ -56,7 +57,7 @@ struct AuditLogTests {
                                arguments: [e.allowed, e.prevHash, e.hash, e.signature, e.seq])
             }
         }
-        #expect(throws: AuditLog.AuditError.badSignature(seq: 3)) { try log.verify(coordinatorKey: coordinatorKey) }
+        #expect(throws: AuditLog.AuditError.badSignature(seq: 3)) { try log.verify(coordinators: coordinatorKey) }
     }
 
     @Test("palm-coordinator audit verify: exit 0 on an intact log, 1 naming the entry on a tampered one")
@@ -76,7 +77,7 @@ struct AuditLogTests {
     func deleted(backend: TestBackend) throws {
         let (log, store, _) = try fiveEntries(backend)
         try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 3") }
-        #expect(throws: AuditLog.AuditError.deleted(after: 2, seq: 4)) { try log.verify(coordinatorKey: coordinatorKey) }
+        #expect(throws: AuditLog.AuditError.deleted(after: 2, seq: 4)) { try log.verify(coordinators: coordinatorKey) }
     }
 
     @Test("reordered entries are named", arguments: TestBackend.allCases)
@@ -89,7 +90,7 @@ struct AuditLogTests {
             try db.execute(sql: "UPDATE audit SET seq = 4 WHERE seq = 100")
         }
         #expect {
-            try log.verify(coordinatorKey: coordinatorKey)
+            try log.verify(coordinators: coordinatorKey)
         } throws: { error in
             switch error as? AuditLog.AuditError {
             case .edited(seq: 2)?, .reordered(seq: 2)?: return true
@@ -102,7 +103,20 @@ struct AuditLogTests {
     func otherKey(backend: TestBackend) throws {
         let (log, _, _) = try fiveEntries(backend)
         #expect(throws: AuditLog.AuditError.badSignature(seq: 1)) {
-            try log.verify(coordinatorKey: try VerifyingKey(certificateFile: pki.cert("server")))
+            try log.verify(coordinators: try CoordinatorTrust(certificateFiles: [pki.cert("server")]))
+        }
+    }
+
+    @Test("one chain across two leaders: it verifies with both coordinators' certificates listed, and fails at the second leader's first entry with only the first's", arguments: TestBackend.allCases)
+    func twoLeaders(backend: TestBackend) throws {
+        let (first, store, _) = try fiveEntries(backend)
+        let second = AuditLog(store: store, key: try SigningKey(pemFile: pki.key("coord2")))
+        for i in 1...3 { try second.append(actor: "alice", role: "operator", action: "migrate", target: "vm-\(i)", allowed: true, detail: "") }
+        let both = try CoordinatorTrust(certificateFiles: [pki.cert("coord"), pki.cert("coord2")])
+        #expect(try first.verify(coordinators: both) == 8)
+        #expect(throws: AuditLog.AuditError.badSignature(seq: 6)) { try first.verify(coordinators: coordinatorKey) }
+        #expect(throws: AuditLog.AuditError.badSignature(seq: 1)) {
+            try first.verify(coordinators: try CoordinatorTrust(certificateFiles: [pki.cert("coord2")]))
         }
     }
 
@@ -112,13 +126,13 @@ struct AuditLogTests {
         for i in 6...105 { try log.append(actor: "alice", role: "operator", action: "hosts", target: "\(i)", allowed: true) }
         let head = try AuditHead.load(from: path + ".head")
         #expect(head.seq == 105)
-        #expect(try log.verify(coordinatorKey: coordinatorKey, head: head) == 105)
+        #expect(try log.verify(coordinators: coordinatorKey, head: head) == 105)
         try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > ?", arguments: [105 - deleted]) }
         // The chain alone still looks intact …
-        #expect(try log.verify(coordinatorKey: coordinatorKey) == 105 - deleted)
+        #expect(try log.verify(coordinators: coordinatorKey) == 105 - deleted)
         // … against the head it does not.
         #expect(throws: AuditLog.AuditError.truncated(head: 105, last: Int64(105 - deleted))) {
-            try log.verify(coordinatorKey: coordinatorKey, head: head)
+            try log.verify(coordinators: coordinatorKey, head: head)
         }
     }
 
@@ -131,8 +145,8 @@ struct AuditLogTests {
         try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > 5") }
         // The coordinator writes on: the next entries chain onto the shortened log.
         for i in 6...12 { try log.append(actor: "eve", role: "auditor", action: "hosts", target: "x\(i)", allowed: true) }
-        #expect(try log.verify(coordinatorKey: coordinatorKey) == 12)
-        #expect(throws: AuditLog.AuditError.rolledBack(seq: 10)) { try log.verify(coordinatorKey: coordinatorKey, head: anchor) }
+        #expect(try log.verify(coordinators: coordinatorKey) == 12)
+        #expect(throws: AuditLog.AuditError.rolledBack(seq: 10)) { try log.verify(coordinators: coordinatorKey, head: anchor) }
         let args = ["audit", "verify", "--db", path, "--coordinator-cert", pki.cert("coord")]
         let cli = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args + ["--head", path + ".head-copy"])
         #expect(cli.status == 1)
@@ -148,7 +162,7 @@ struct AuditLogTests {
         let (log, _, path) = try fiveEntries(backend)
         var head = try AuditHead.load(from: path + ".head")
         head.signature = Hex.encode(try SigningKey(pemFile: pki.key("mallory")).sign(head.signedBytes))
-        #expect(throws: AuditLog.AuditError.headNotSigned) { try log.verify(coordinatorKey: coordinatorKey, head: head) }
+        #expect(throws: AuditLog.AuditError.headNotSigned) { try log.verify(coordinators: coordinatorKey, head: head) }
     }
 
     @Test("the schema is versioned: a database records the migrations applied to it", arguments: TestBackend.allCases)

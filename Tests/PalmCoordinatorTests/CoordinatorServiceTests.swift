@@ -135,7 +135,7 @@ struct CoordinatorServiceTests {
         #expect(order.destinationAddress == "10.0.0.6:7410")
         // The ticket is the protected-migration ticket: signed by the coordinator, bound to both hosts.
         let bytes = try #require(Hex.decode(order.ticket))
-        let ticket = try TicketValidator(coordinatorKey: VerifyingKey(certificateFile: h.pki.cert("coord")), clockSkew: 0)
+        let ticket = try TicketValidator(coordinators: CoordinatorTrust(certificateFiles: [h.pki.cert("coord")]), clockSkew: 0)
             .validate(bytes, destination: try h.id("client").fingerprint, peer: try h.id("server").fingerprint, now: UInt64(h.now))
         #expect(ticket.id == id && ticket.memoryBytes == 512 << 20)
         #expect(try h.state(id) == "running")
@@ -389,9 +389,9 @@ struct CoordinatorServiceTests {
         let wrongPin = try CertificateIdentity.load(pemFile: pki.cert("server")).fingerprint
         let context = try pki.context("server")
         #expect(throws: TLSError.self) {
-            _ = try CoordinatorClient(host: "127.0.0.1", port: coordinator.port, context: context, pinned: wrongPin)
+            _ = try CoordinatorClient(host: "127.0.0.1", port: coordinator.port, context: context, pinned: [wrongPin])
         }
         _ = try CoordinatorClient(host: "127.0.0.1", port: coordinator.port, context: pki.context("server"),
-                                  pinned: try CertificateIdentity.load(pemFile: pki.cert("coord")).fingerprint)
+                                  pinned: [try CertificateIdentity.load(pemFile: pki.cert("coord")).fingerprint])
     }
 }

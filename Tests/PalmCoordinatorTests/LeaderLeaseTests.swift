@@ -1,7 +1,9 @@
 import Foundation
 @testable import PalmCoordinator
 import PalmControl
+import PalmSecurity
 import PalmTestSupport
+import PalmWire
 import Testing
 
 /// Two coordinators on one database: one leader by lease, followers read-only, takeover after
@@ -94,6 +96,31 @@ struct LeaderLeaseTests {
         guard case let .leader(first) = try la.renew() else { Issue.record("no first leader"); return }
         #expect(try lb.renew(takeOver: true) == .leader(epoch: first + 1))
         #expect(throws: StoreError.notLeader(leader: nil)) { try a.service.store.write { try $0.execute(sql: "DELETE FROM host") } }
+    }
+
+    @Test("tickets carry the leader's epoch; one ticketed by a deposed leader is handed out by the new one signed under its epoch, same migration and nonce",
+          arguments: TestBackend.allCases)
+    func ticketEpoch(backend: TestBackend) throws {
+        let (a, la, b, lb) = try pair(backend, duration: 1)
+        guard case let .leader(first) = try la.renew() else { Issue.record("no first leader"); return }
+        try a.heartbeat("server", vms: [ServiceHarness.vm("web-1")])
+        try a.heartbeat("client", vms: [])
+        let id = try #require(try a.call("alice", "migrate", ["vm": "web-1", "to": "client"]).rows.first?["id"])
+        try a.service.runCycle(balance: false)
+        let stored = try #require(try a.service.store.read { try $0.value(String.self, "SELECT ticket FROM migration WHERE id = ?", arguments: [id]) })
+        let old = try MigrationTicket.decode(try #require(Hex.decode(stored)))
+        #expect(old.epoch == UInt64(first))
+
+        // A dies before the source asked for its orders; B leads and hands the migration out.
+        let second = try #require(try leads(lb, within: 5))
+        let orders = try b.heartbeat("server", vms: [ServiceHarness.vm("web-1")])
+        #expect(orders.epoch == second)
+        let order = try #require(orders.start.first)
+        let bytes = try #require(Hex.decode(order.ticket))
+        let handed = try TicketValidator(coordinators: CoordinatorTrust(certificateFiles: [b.pki.cert("coord")]), clockSkew: 0)
+            .validate(bytes, destination: try b.id("client").fingerprint, peer: try b.id("server").fingerprint, now: UInt64(b.now))
+        #expect(handed.epoch == UInt64(second) && second > first)
+        #expect(handed.id == id && handed.nonce == old.nonce && handed.notAfter == old.notAfter)
     }
 
     func epoch(of lease: LeaderLease) throws -> Int64 {

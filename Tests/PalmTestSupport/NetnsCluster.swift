@@ -25,15 +25,16 @@ public final class NetnsCluster: @unchecked Sendable {
     public private(set) var hosts: [Host] = []
     public private(set) var coordinator: CoordinatorProcess!
     /// With `coordinators: 2`: both, sharing the PostgreSQL database `stateURL` (the first is
-    /// ``coordinator``); each on its own address of the bridge, port 7400, one certificate.
+    /// ``coordinator``); each on its own address of the bridge, port 7400, its own certificate.
     public private(set) var coordinators: [CoordinatorProcess] = []
     /// HOST:PORT of each coordinator, in ``coordinators``' order (what `--server` lists).
     public var coordinatorEndpoints: [String] {
         coordinators.count > 1 ? coordinatorAddresses.map { "\($0):7400" } : ["\(bridgeAddress):\(coordinator.port)"]
     }
     private var coordinatorAddresses: [String] = []
-    /// The coordinators' certificate (PEM path).
-    public private(set) var coordinatorCertificate = ""
+    /// Each coordinator's certificate (PEM path), in ``coordinators``' order: every agent and
+    /// every coordinator lists them all.
+    public private(set) var coordinatorCertificates: [String] = []
     /// The agents by "host/which" (which: "source" or "dest").
     private var agents: [String: Process] = [:]
     private static let instances = LockedValueBox(0)
@@ -67,9 +68,10 @@ public final class NetnsCluster: @unchecked Sendable {
         try ip("link", "set", bridge, "up")
         coordinatorAddresses = (1...max(coordinatorCount, 1)).map { "10.213.\(n).\($0)" }
         for extra in coordinatorAddresses.dropFirst() { try ip("addr", "add", "\(extra)/24", "dev", bridge) }
-        let coordCert = coordinatorCount > 1 ? "coordha-\(tag)" : "coord-\(tag)"
-        coordinatorCertificate = pki.cert(coordCert)
-        try pki.mintHost(coordCert, ip: bridgeAddress, role: "coordinator", moreIPs: Array(coordinatorAddresses.dropFirst()))
+        let coordCerts = coordinatorAddresses.indices.map { coordinatorCount > 1 ? "coordha\($0 + 1)-\(tag)" : "coord-\(tag)" }
+        for (cert, address) in zip(coordCerts, coordinatorAddresses) { try pki.mintHost(cert, ip: address, role: "coordinator") }
+        coordinatorCertificates = coordCerts.map { pki.cert($0) }
+        let certList = "[" + coordinatorCertificates.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
         var configs: [String] = []
         for i in 1...count {
             let name = "h\(i)-\(tag)", ns = "palm-\(tag)-h\(i)", address = "10.213.\(n).\(10 + i)"
@@ -101,7 +103,7 @@ public final class NetnsCluster: @unchecked Sendable {
             address = "\(address)"
             port = 7410
             [security]
-            coordinator_certificate = "\(pki.cert(coordCert))"
+            coordinator_certificates = \(certList)
             [state]
             directory = "\(host.dir)/dest-state"
             """).write(toFile: host.dir + "/dest.toml", atomically: true, encoding: .utf8)
@@ -110,7 +112,7 @@ public final class NetnsCluster: @unchecked Sendable {
             directory = "\(host.dir)/source-state"
             [coordinator]
             \(coordinatorCount > 1 ? "endpoints = [\(coordinatorAddresses.map { "\"\($0):7400\"" }.joined(separator: ", "))]" : "address = \"\(bridgeAddress):PORT\"")
-            certificate = "\(pki.cert(coordCert))"
+            certificates = \(certList)
             advertise = "\(address):7410"
             """).write(toFile: host.dir + "/source.toml", atomically: true, encoding: .utf8)
             configs.append(host.dir + "/dest.toml")
@@ -129,7 +131,7 @@ public final class NetnsCluster: @unchecked Sendable {
             }
         }
         func list(_ s: Set<String>) -> String { "[" + s.sorted().map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
-        let state = stateURL.map { "backend = \"postgresql\"\nurl = \"\($0)\"\nlease_s = 1\n" } ?? ""
+        let state = stateURL.map { "backend = \"postgresql\"\nurl = \"\($0)\"\nlease_s = 1\ncoordinator_certificates = \(certList)\n" } ?? ""
         let tables = """
             [agents]
             heartbeat_interval_s = 0.2
@@ -145,7 +147,7 @@ public final class NetnsCluster: @unchecked Sendable {
             """
         for (k, address) in coordinatorAddresses.enumerated() {
             let listen = coordinatorCount > 1 ? "advertise = \"\(address):7400\"\n" : ""
-            let c = try CoordinatorProcess(pki: pki, address: address, port: coordinatorCount > 1 ? 7400 : 0, cert: coordCert,
+            let c = try CoordinatorProcess(pki: pki, address: address, port: coordinatorCount > 1 ? 7400 : 0, cert: coordCerts[k],
                                            state: state, extra: tables, listenExtra: listen)
             if k == 0 { coordinator = c }
             coordinators.append(c)

@@ -207,13 +207,13 @@ public final class SimCluster: @unchecked Sendable {
 
     /// Issues a ticket with `palm-coordinator ticket issue` and returns its path.
     public func issueTicket(_ vm: String, memoryBytes: UInt64? = nil, source: String = "client", dest: String? = nil,
-                            key: String? = nil, validity: Int = 300) throws -> String {
+                            key: String? = nil, validity: Int = 300, epoch: UInt64 = 0) throws -> String {
         let bytes = try memoryBytes ?? (try sourceHypervisor().openImage(vm: vm).layout.pageCount * 4096)
         let path = dir + "/ticket-\(vm)-\(UUID().uuidString.prefix(6))"
         let r = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), [
             "ticket", "issue", "--key", key ?? pki.key("coord"), "--vm", vm, "--memory", "\(bytes)",
             "--source-cert", pki.cert(source), "--dest-cert", pki.cert(dest ?? destCert),
-            "--validity", "\(validity)", "--out", path])
+            "--validity", "\(validity)", "--epoch", "\(epoch)", "--out", path])
         guard r.status == 0 else { throw SimClusterError.command("ticket issue: \(r.stderr)") }
         return path
     }

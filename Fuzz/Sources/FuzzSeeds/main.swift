@@ -29,7 +29,7 @@ func page(_ pfn: UInt64, text: Bool) -> [UInt8] {
     return p
 }
 
-let ticket = MigrationTicket(migrationID: Array(0..<16), vm: "vm-7", memoryBytes: 1 << 30, source: d(1), destination: d(2),
+let ticket = MigrationTicket(epoch: 7, migrationID: Array(0..<16), vm: "vm-7", memoryBytes: 1 << 30, source: d(1), destination: d(2),
                              notBefore: 1_800_000_000, notAfter: 1_800_000_300, nonce: d(3), signature: [0x30, 0x45] + [UInt8](repeating: 7, count: 69))
 let attestation = Attestation(sourceNonce: d(4), exporter: d(5), agentDigest: d(6), configDigest: d(7), hypervisor: "sim",
                               hypervisorVersion: "palm-sim 1", timestampMillis: 1_800_000_000_000, signature: [0x30, 0x44, 1, 2, 3])

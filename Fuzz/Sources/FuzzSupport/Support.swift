@@ -1,4 +1,5 @@
 import Foundation
+import PalmSecurity
 import PalmTLS
 import PalmWire
 
@@ -28,6 +29,11 @@ public final class MemoryStream: ByteStream {
 /// The verifying key of ``fuzzCertificatePEM``.
 public let fuzzKey: VerifyingKey = {
     do { return try VerifyingKey(certificatePEM: fuzzCertificatePEM) } catch { fatalError("fuzz certificate: \(error)") }
+}()
+
+/// ``fuzzCertificatePEM`` as the one trusted coordinator.
+public let fuzzCoordinators: CoordinatorTrust = {
+    do { return try CoordinatorTrust(certificatePEMs: [fuzzCertificatePEM]) } catch { fatalError("fuzz certificate: \(error)") }
 }()
 
 /// The input as bytes.

@@ -10,7 +10,7 @@ public func fuzzTicket(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     if let t = try? MigrationTicket.decode(bytes) {
         require((try? MigrationTicket.decode(t.encoded())) == t, "ticket round trip")
     }
-    let validator = TicketValidator(coordinatorKey: fuzzKey, clockSkew: 30)
+    let validator = TicketValidator(coordinators: fuzzCoordinators, clockSkew: 30)
     let result = try? validator.validate(bytes, destination: .zero, peer: .zero, now: 1_800_000_000)
     require(result == nil, "a ticket nobody signed was accepted")
     return 0
