@@ -26,6 +26,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        // The HTTP server of the metrics endpoint: sockets and Swift concurrency, no SwiftNIO (build cost).
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.0"),
     ],
     targets: [
         // System libraries (pkg-config names as Debian ships them).
@@ -68,11 +72,22 @@ let package = Package(
             "CSystemdShims", "PalmWire", .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // What the daemons count and measure, through swift-metrics (names in MetricName).
+        .target(name: "PalmMetrics", dependencies: ["PalmSupport", .product(name: "Metrics", package: "swift-metrics")]),
+        // GET /metrics: the Prometheus registry behind swift-metrics, served by FlyingFox; linked
+        // only by the three daemons.
+        .target(name: "PalmMetricsEndpoint", dependencies: [
+            "PalmConfig", "PalmMetrics", "PalmSupport", .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "FlyingFox", package: "FlyingFox"),
+            .product(name: "FlyingSocks", package: "FlyingFox"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
         .target(name: "PalmSecurity", dependencies: ["PalmWire", "PalmTLS"]),
         // The coordinator: state in SQLite (GRDB) or PostgreSQL (libpq), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
-            "CPostgres", "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "TOMLKit",
+            "CPostgres", "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "PalmMetrics", "TOMLKit",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
@@ -84,22 +99,22 @@ let package = Package(
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
             "PalmSupport", "PalmWire", "PalmTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl",
-            "TOMLKit", .product(name: "Logging", package: "swift-log"),
+            "PalmMetrics", "TOMLKit", .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .executableTarget(name: "palm-source", dependencies: [
-            "PalmAgent", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-dest", dependencies: [
-            "PalmAgent", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmCoordinator", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSystemd", "PalmTLS", "PalmWire",
+            "PalmCoordinator", "PalmMetrics", "PalmMetricsEndpoint", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSupport", "PalmSystemd", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -51,6 +51,8 @@ public struct SourceConfiguration {
     public var resolveTimeout: Double
     /// `palm-source serve`: the coordinator it reports to and takes orders from.
     public var coordinator: CoordinatorLink?
+    /// Where `serve` exposes its metrics (`[metrics] listen`); nil: not at all.
+    public var metricsListen: Endpoint? = nil
 
     /// Where `palm-source serve` reports: `[coordinator]`.
     public struct CoordinatorLink: Sendable, Equatable {
@@ -107,7 +109,7 @@ public struct SourceConfiguration {
         policy.linkRatio = try f.double("policy.link_ratio", default: 1.0, range: 0.1...10)
         policy.minimumGain = try f.double("policy.minimum_gain", default: 0.1, range: 0...1)
         policy.maxProjectedRounds = try f.double("policy.max_projected_rounds", default: 5, range: 1...100)
-        let config = SourceConfiguration(
+        var config = SourceConfiguration(
             file: path, tls: try .load(f), hypervisor: try .load(f), policy: policy,
             batchPages: try f.int("migration.batch_pages", default: 256, range: 1...1000),
             streams: try f.int("migration.streams", default: SourceConfiguration.defaultStreams, range: 1...WireProtocol.maxStreams),
@@ -127,6 +129,7 @@ public struct SourceConfiguration {
                 throw ConfigError.invalidValue(file: path, key: key, reason: "'\(v)' is not a SHA-256 in hex")
             }
         }
+        config.metricsListen = try MetricsSettings.listen(f)
         try f.finish()
         return config
     }
@@ -154,12 +157,14 @@ public struct DestinationConfiguration {
     /// signed by one of their keys.
     public var coordinatorCertificates: [String]
     public var clockSkew: UInt64
+    /// Where `serve` exposes its metrics (`[metrics] listen`); nil: not at all.
+    public var metricsListen: Endpoint? = nil
 
     public static let defaultPath = "/etc/palm/dest.toml"
 
     public static func load(path: String) throws -> DestinationConfiguration {
         let f = try ConfigFile(path: path)
-        let config = DestinationConfiguration(
+        var config = DestinationConfiguration(
             file: path, tls: try .load(f), hypervisor: try .load(f),
             listenAddress: try f.string("listen.address", default: "0.0.0.0"),
             listenPort: UInt16(try f.int("listen.port", default: 7410, range: 0...65535)),
@@ -172,6 +177,7 @@ public struct DestinationConfiguration {
             coordinatorCertificates: try f.oneOrMany("security.coordinator_certificate", "security.coordinator_certificates", limit: 16),
             clockSkew: UInt64(try f.int("security.clock_skew_s", default: 30, range: 0...3600)))
         guard !config.coordinatorCertificates.isEmpty else { throw ConfigError.missingKey(file: path, key: "security.coordinator_certificate") }
+        config.metricsListen = try MetricsSettings.listen(f)
         try f.finish()
         return config
     }

@@ -1,4 +1,5 @@
 import Foundation
+import PalmMetrics
 import PalmMigration
 import PalmSecurity
 import PalmTLS
@@ -19,10 +20,13 @@ final class DestinationSecurity {
     let ledger: DestinationLedger
     let peerPEM: String
     let evidenceDirectory: String
+    let metrics: AgentMetrics
     private(set) var ticket: MigrationTicket?
 
     init(validator: TicketValidator, replayCache: ReplayCache, epochFloor: LeaderEpochFloor, measurement: Measurement, key: SigningKey,
-         local: CertificateIdentity, peerKey: VerifyingKey, peerPEM: String, ledger: DestinationLedger, evidenceDirectory: String) {
+         local: CertificateIdentity, peerKey: VerifyingKey, peerPEM: String, ledger: DestinationLedger, evidenceDirectory: String,
+         metrics: AgentMetrics) {
+        self.metrics = metrics
         self.peerPEM = peerPEM
         self.evidenceDirectory = evidenceDirectory
         self.ledger = ledger
@@ -49,6 +53,7 @@ final class DestinationSecurity {
                 }
                 try replayCache.insert(nonce: t.nonce.hex, expiry: t.notAfter + 3600)
                 ticket = t
+                metrics.started()
             } catch let e as TicketError {
                 throw MigrationError.ticketRejected(e.description)
             }

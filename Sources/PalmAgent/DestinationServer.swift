@@ -6,6 +6,7 @@ import Glibc
 import Logging
 import PalmConfig
 import PalmHypervisor
+import PalmMetrics
 import PalmMigration
 import PalmSecurity
 import PalmTLS
@@ -30,6 +31,8 @@ public final class DestinationServer: @unchecked Sendable {
     let replayCache: ReplayCache
     /// The highest leader epoch of a ticket accepted here (`STATE/ticket-epoch`).
     let epochFloor: LeaderEpochFloor
+    /// Receptions, refusals (a no-op unless the process bootstrapped a metrics backend).
+    let metrics = AgentMetrics(role: .destination)
     let ledger: DestinationLedger
     let logger: Logger
     /// Reception slots: one per migration whose ticket verified.
@@ -142,6 +145,7 @@ public final class DestinationServer: @unchecked Sendable {
             }
             if due { DestinationServer.prune(ledger, configuration: configuration, logger: logger) }
         }
+        gate.onDropCount = { [metrics] n in metrics.refused(.admission, count: n) }
         gate.onDrops = { [logger] summary in
             logger.warning("refused connections before authentication: \(summary)",
                            metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
@@ -163,6 +167,7 @@ public final class DestinationServer: @unchecked Sendable {
             channel = try TLSChannel.accept(socket: admission.socket, context: context, timeout: admission.remaining)
         } catch {
             logger.warning("refused a connection from \(admission.address): \(error)", metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+            metrics.refused((error as? TLSError)?.isCertificateRefusal == true ? .tls : .admission)
             return
         }
         defer { channel.close() }
@@ -170,6 +175,7 @@ public final class DestinationServer: @unchecked Sendable {
         var log = logger
         log[metadataKey: "PEER"] = "\(peer)"
         guard channel.peer.role == .agent else {
+            metrics.refused(.authorization)
             log.warning("refused \(peer) from \(admission.address): its certificate's role is \(channel.peer.role?.rawValue ?? "none"), not agent",
                         metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
             channel.setIOTimeout(1)
@@ -212,7 +218,7 @@ public final class DestinationServer: @unchecked Sendable {
         let security = DestinationSecurity(validator: credentials.validator, replayCache: replayCache, epochFloor: epochFloor, measurement: credentials.measurement,
                                            key: credentials.signingKey, local: credentials.context.localIdentity, peerKey: channel.peerKey,
                                            peerPEM: channel.peer.pem, ledger: ledger,
-                                           evidenceDirectory: self.configuration.stateDirectory + "/evidence")
+                                           evidenceDirectory: self.configuration.stateDirectory + "/evidence", metrics: metrics)
         var limits = MigrationReceiver.Limits()
         limits.maxStreams = configuration.maxStreams
         limits.streamTimeout = configuration.streamTimeout
@@ -221,10 +227,14 @@ public final class DestinationServer: @unchecked Sendable {
                                          limits: limits, sessions: sessions)
         do {
             guard let outcome = try receiver.run(first: first) else { return }  // a RESOLVE exchange
+            metrics.committed()
             log.notice("received \(outcome.vm): \(outcome.rounds) rounds, \(outcome.pagesReceived) pages on \(outcome.streams) stream(s), image sha256:\(outcome.imageDigest.hex)",
                        metadata: ["VM": "\(outcome.vm)"])
         } catch {
             log.warning("incoming migration failed: \(error)")
+            let failure = MigrationError.wrap(error)
+            if let refusal = failure.refusal.flatMap(AgentMetrics.Refusal.init(rawValue:)) { metrics.refused(refusal) }
+            if security.ticket != nil { metrics.aborted(reason: failure.caseName) }
         }
     }
 

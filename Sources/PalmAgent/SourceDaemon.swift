@@ -3,6 +3,7 @@ import Logging
 import PalmConfig
 import PalmControl
 import PalmHypervisor
+import PalmMetrics
 import PalmMigration
 import PalmSecurity
 import PalmTLS
@@ -31,6 +32,8 @@ public final class SourceDaemon: @unchecked Sendable {
     let handoffHistory: HandoffHistory
     let hypervisor: Hypervisor
     let context: TLSContext
+    /// Orders run and refused, pages and bytes sent (a no-op unless a metrics backend is bootstrapped).
+    let metrics = AgentMetrics(role: .source)
     /// The coordinators this agent takes orders from (pinned) and whose tickets it runs.
     let coordinators: CoordinatorTrust
     let outbox: String
@@ -260,6 +263,7 @@ public final class SourceDaemon: @unchecked Sendable {
             request = try validate(order)
         } catch {
             logger.error("refused order \(order.id) for \(order.vm): \(error)")
+            metrics.refused(.ticket)
             finish(MigrationOutcome(id: order.id, result: .aborted, detail: "order refused: \(error)"))
             return
         }
@@ -269,6 +273,7 @@ public final class SourceDaemon: @unchecked Sendable {
                                     vm: order.vm, destination: order.destinationHost)
         lock.unlock()
         logger.info("coordinator ordered migration \(order.id) of \(order.vm) to \(order.destinationHost) at \(order.destinationAddress)")
+        metrics.started()
         Thread { [self] in execute(order, request) }.start()
     }
 
@@ -310,6 +315,9 @@ public final class SourceDaemon: @unchecked Sendable {
                 lock.unlock()
                 onStatus(status)
             }
+            metrics.committed(.init(downtimeSeconds: report.downtimeSeconds, totalSeconds: report.totalSeconds, rounds: report.rounds.count))
+            let pages = report.pagesSent, zero = report.rounds.reduce(UInt64(0)) { $0 + $1.zeroPages }
+            metrics.sent(dataPages: pages - min(zero, pages), zeroPages: zero, bytes: report.bytesOnWire, compressedBatches: report.compressedBatches)
             let precopy = report.rounds.filter { !$0.final }
             lock.lock()
             if let rate = precopy.dropFirst().map(\.dirtyRate).max() ?? precopy.first?.dirtyRate { measuredDirtyRate[order.vm] = rate }
@@ -319,12 +327,17 @@ public final class SourceDaemon: @unchecked Sendable {
                                        downtimeMs: report.downtimeSeconds * 1000, totalSeconds: report.totalSeconds, rounds: report.rounds.count)
             logger.info("migration \(order.id) of \(order.vm) committed")
         } catch MigrationError.cancelled {
+            metrics.aborted(reason: MigrationError.cancelled.caseName)
             outcome = MigrationOutcome(id: order.id, result: .cancelled,
                                        detail: "\(isStopped ? "cancelled: palm-source was stopping" : "cancelled by the coordinator"); \(order.vm) runs on the source")
         } catch let MigrationError.commitInDoubt(why) {
+            metrics.inDoubt()
             outcome = MigrationOutcome(id: order.id, result: .inDoubt, detail: "commit in doubt: \(why)")
         } catch {
             logger.error("migration \(order.id) of \(order.vm) failed: \(error)")
+            let failure = MigrationError.wrap(error)
+            if let refusal = failure.refusal.flatMap(AgentMetrics.Refusal.init(rawValue:)) { metrics.refused(refusal) }
+            metrics.aborted(reason: failure.caseName)
             outcome = MigrationOutcome(id: order.id, result: .aborted, detail: "\(error)")
         }
         finish(outcome)

@@ -9,8 +9,9 @@ public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses `text`; without a port it takes `defaultPort`, or fails when there is none.
-    public init?(_ text: String, defaultPort: UInt16? = nil) {
+    /// Parses `text`; without a port it takes `defaultPort`, or fails when there is none. Port 0
+    /// ("any free port") only with `allowsAnyPort`.
+    public init?(_ text: String, defaultPort: UInt16? = nil, allowsAnyPort: Bool = false) {
         var host = text
         var portText: Substring?
         if text.hasPrefix("[") {
@@ -29,7 +30,7 @@ public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
         }
         guard !host.isEmpty else { return nil }
         if let portText {
-            guard let p = UInt16(portText), p > 0 else { return nil }
+            guard let p = UInt16(portText), p > 0 || allowsAnyPort else { return nil }
             port = p
         } else {
             guard let defaultPort else { return nil }

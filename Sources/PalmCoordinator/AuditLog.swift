@@ -1,4 +1,5 @@
 import Foundation
+import PalmMetrics
 import PalmSecurity
 import PalmTLS
 import PalmWire
@@ -83,6 +84,7 @@ public final class AuditLog: @unchecked Sendable {
             db.afterCommit({
                 if let file { try? head.save(to: file) }
                 announce(head)
+                CoordinatorMetrics().auditEntry()  // counted once committed
             })
             return e
         }

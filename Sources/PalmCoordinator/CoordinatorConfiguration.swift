@@ -39,6 +39,8 @@ public struct CoordinatorConfiguration: Sendable {
     /// What clients may cost the daemon (`[listen]`).
     public var limits: ServerLimits
     public var requestLimits: RequestLimits
+    /// Where `serve` exposes its metrics (`[metrics] listen`); nil: not at all.
+    public var metricsListen: Endpoint? = nil
 
     public static let defaultPath = "/etc/palm/coordinator.toml"
 
@@ -90,7 +92,7 @@ public struct CoordinatorConfiguration: Sendable {
         guard coordinators.count <= 16 else {
             throw ConfigError.invalidValue(file: path, key: "state.coordinator_certificates", reason: "at most 16 coordinators")
         }
-        let config = CoordinatorConfiguration(
+        var config = CoordinatorConfiguration(
             file: path, tls: tls,
             listenAddress: listenAddress, listenPort: listenPort,
             advertiseAddress: try f.string("listen.advertise", default: Endpoint(host: listenAddress, port: listenPort).description),
@@ -117,6 +119,7 @@ public struct CoordinatorConfiguration: Sendable {
         for v in config.allowlist.agents + config.allowlist.configs where Digest32(hex: v) == nil {
             throw ConfigError.invalidValue(file: path, key: "attestation", reason: "'\(v)' is not a SHA-256 in hex")
         }
+        config.metricsListen = try MetricsSettings.listen(f)
         try f.finish()
         return config
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PalmControl
+import PalmMetrics
 import PalmTLS
 import PalmWire
 
@@ -75,10 +76,12 @@ public final class CoordinatorServer: @unchecked Sendable {
             } catch {
                 logger.warning("refused a connection from \(admission.address): \(error)",
                                metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+                service.metrics.refused((error as? TLSError)?.isCertificateRefusal == true ? .tls : .admission)
             }
         }
         gate.beatInterval = beatInterval
         gate.onBeat = { [onBeat] in onBeat("accept") }
+        gate.onDropCount = { [service] n in service.metrics.refused(.admission, count: n) }
         gate.onDrops = { [logger] summary in
             logger.warning("refused connections before authentication: \(summary)",
                            metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
@@ -108,6 +111,7 @@ public final class CoordinatorServer: @unchecked Sendable {
         let actor = CoordinatorService.actor(channel.peer)
         let action = CoordinatorService.printable(request.action)
         if response.error?.hasPrefix("access denied") == true {
+            service.metrics.refused(.authorization)
             logger.warning("\(actor) \(action): \(response.error ?? "")",
                            metadata: ["event": "\(PalmEvent.accessDenied.rawValue)", "ACTOR": "\(actor)", "ACTION": "\(action)"])
         } else if request.action != CoordinatorAction.agentHeartbeat.rawValue || !response.ok {

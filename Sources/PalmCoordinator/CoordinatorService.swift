@@ -1,5 +1,6 @@
 import Foundation
 import PalmControl
+import PalmMetrics
 import PalmSecurity
 import PalmTLS
 
@@ -62,6 +63,8 @@ public final class CoordinatorService: @unchecked Sendable {
     /// The coordinators whose keys may have signed audit entries (`state.coordinator_certificates`,
     /// this one's by default), to verify the chain on request (`audit.verify`).
     public var auditTrust: CoordinatorTrust?
+    /// Heartbeats, cycles, audit entries, refusals (a no-op unless a metrics backend is bootstrapped).
+    public let metrics = CoordinatorMetrics()
     /// What a request may hold; what denials are audited one by one.
     public let requestLimits: RequestLimits
     private let denials: DenialLimiter

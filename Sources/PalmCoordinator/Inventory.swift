@@ -93,6 +93,7 @@ extension CoordinatorService {
                                                 arguments: [name])
         }
         if !orders.start.isEmpty || !report.outcomes.isEmpty { onWork() }
+        metrics.heartbeat()
         return orders
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import PalmSecurity
+import PalmSupport
 import PalmWire
 
 /// One scheduling cycle, in one transaction: expire stale tickets, ticket the operators' requests
@@ -40,6 +41,8 @@ extension CoordinatorService {
     public func runCycle(balance: Bool? = nil, requestedBy: String = "scheduler") throws -> Scheduler.Plan {
         guard lease?.isLeader ?? true else { return Scheduler.Plan(notes: ["a follower schedules nothing"]) }
         let now = clock()
+        let started = MonotonicClock.now()
+        defer { metrics.schedulingCycle(seconds: MonotonicClock.now() - started) }
         return try store.write { db in
             for id in try db.values(String.self, "SELECT id FROM migration WHERE state = 'ticketed' AND ticket_expires <= ?", arguments: [now]) {
                 try transition(db, id, from: .ticketed, to: .aborted, detail: "the ticket expired before the source agent asked for it", now: now)

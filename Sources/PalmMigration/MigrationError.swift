@@ -58,7 +58,7 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     }
 
     /// Wraps any error into a MigrationError.
-    static func wrap(_ error: Error) -> MigrationError {
+    public static func wrap(_ error: Error) -> MigrationError {
         switch error {
         case let e as MigrationError: return e
         case let e as TLSError: return .channel(e)
@@ -66,6 +66,40 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         case let e as HypervisorError: return .hypervisor(e)
         case let e as PageCodecError: return .corruptBatch(e)
         default: return .local("\(error)")
+        }
+    }
+
+    /// The case's name in snake case (`ticket_rejected`, `channel`, …): a label value with a small,
+    /// fixed set of values, for metrics.
+    public var caseName: String {
+        switch self {
+        case let .abortedByPeer(r, _): return "peer_\(r)".lowercased()
+        case .ticketRejected: return "ticket_rejected"
+        case .attestationRejected: return "attestation_rejected"
+        case .signatureRejected: return "signature_rejected"
+        case .manifestMismatch: return "manifest_mismatch"
+        case .protocolViolation: return "protocol_violation"
+        case .channel: return "channel"
+        case .hypervisor: return "hypervisor"
+        case .commitInDoubt: return "commit_in_doubt"
+        case .cancelled: return "cancelled"
+        case .streamRefused: return "stream_refused"
+        case .corruptBatch: return "corrupt_batch"
+        case .stalled: return "stalled"
+        case .busy: return "busy"
+        case .unsupportedConfig: return "unsupported_config"
+        case .local: return "local"
+        }
+    }
+
+    /// The refusal a metric counts for this failure, when it is one.
+    public var refusal: String? {
+        switch self {
+        case .ticketRejected: return "ticket"
+        case .attestationRejected: return "attestation"
+        case .signatureRejected, .manifestMismatch: return "signature"
+        case let .channel(e): return e.isCertificateRefusal ? "tls" : nil
+        default: return nil
         }
     }
 

@@ -86,6 +86,8 @@ public final class AdmissionGate: @unchecked Sendable {
     private let admit: @Sendable (Admission) -> Void
     /// Called with one summary line per report interval in which something was dropped.
     public var onDrops: @Sendable (String) -> Void = { _ in }
+    /// Called with the number of connections dropped, at the same moments as ``onDrops`` (metrics).
+    public var onDropCount: @Sendable (Int) -> Void = { _ in }
     /// Called at least every `beatInterval` seconds from the gate's loop.
     public var onBeat: @Sendable () -> Void = {}
     public var beatInterval = 5.0
@@ -209,6 +211,9 @@ public final class AdmissionGate: @unchecked Sendable {
             defer { s.drops = [:] }
             return s.drops
         }
-        if !drops.isEmpty { onDrops(Drop.allCases.compactMap { d in drops[d].map { "\($0) \(d.rawValue)" } }.joined(separator: ", ")) }
+        if !drops.isEmpty {
+            onDrops(Drop.allCases.compactMap { d in drops[d].map { "\($0) \(d.rawValue)" } }.joined(separator: ", "))
+            onDropCount(drops.values.reduce(0, +))
+        }
     }
 }

@@ -156,3 +156,17 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+
+extension TLSError {
+    /// True for a refused certificate — decided here while verifying the peer, or by the peer
+    /// with its alert — rather than a transport failure: what metrics count as a TLS refusal.
+    public var isCertificateRefusal: Bool {
+        switch self {
+        case .noPeerCertificate, .unknownCA, .certificateExpired, .certificateNotYetValid, .certificateRevoked, .wrongKeyType,
+             .wrongPurpose, .serverNameMismatch, .crlUnavailable, .certificateRejected, .rejectedByPeer:
+            return true
+        default:
+            return false
+        }
+    }
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmAgent
+import PalmMetricsEndpoint
 import PalmSystemd
 import PalmWire
 
@@ -30,7 +31,10 @@ struct Serve: ParsableCommand {
     func run() throws {
         let logger = DaemonLogging.bootstrap(identifier: "palm-dest")
         do {
-            let server = try DestinationServer(configuration: try DestinationConfiguration.load(path: config), logger: logger)
+            let configuration = try DestinationConfiguration.load(path: config)
+            let metrics = try configuration.metricsListen.map { try MetricsEndpoint.start(listen: $0, logger: logger) }
+            defer { metrics?.stop() }
+            let server = try DestinationServer(configuration: configuration, logger: logger)
             let runtime = DaemonRuntime(logger: logger)
             runtime.liveness.register("accept")
             server.beatInterval = runtime.liveness.maxWait(fallback: 5)

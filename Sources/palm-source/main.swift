@@ -4,6 +4,7 @@ import Foundation
 import PalmAgent
 import PalmConfig
 import PalmSystemd
+import PalmMetricsEndpoint
 import PalmMigration
 import PalmTLS
 import PalmWire
@@ -38,7 +39,10 @@ struct Serve: ParsableCommand {
     func run() throws {
         let logger = DaemonLogging.bootstrap(identifier: "palm-source")
         do {
-            let daemon = try SourceDaemon(configuration: try SourceConfiguration.load(path: options.config), logger: logger)
+            let configuration = try SourceConfiguration.load(path: options.config)
+            let metrics = try configuration.metricsListen.map { try MetricsEndpoint.start(listen: $0, logger: logger) }
+            defer { metrics?.stop() }
+            let daemon = try SourceDaemon(configuration: configuration, logger: logger)
             daemon.recover()
             let runtime = DaemonRuntime(logger: logger)
             runtime.liveness.register("heartbeat")

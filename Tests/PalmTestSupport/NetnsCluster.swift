@@ -44,7 +44,7 @@ public final class NetnsCluster: @unchecked Sendable {
     /// Creates the namespaces, certificates, configurations and the coordinator (not started).
     /// `coordinatorExtra` adds tables to coordinator.toml (e.g. `[tickets]`).
     public init(hosts count: Int, memoryLimit: String, scheduler: String, coordinatorExtra: String = "",
-                coordinators coordinatorCount: Int = 1, stateURL: String? = nil) throws {
+                coordinators coordinatorCount: Int = 1, stateURL: String? = nil, metrics: Bool = false) throws {
         // Several clusters can run at once (suites in parallel, other test processes): each claims
         // a number by creating its bridge, which fails if another holds it.
         var claimed: Int?
@@ -106,6 +106,7 @@ public final class NetnsCluster: @unchecked Sendable {
             coordinator_certificates = \(certList)
             [state]
             directory = "\(host.dir)/dest-state"
+            \(metrics ? "[metrics]\nlisten = \"\(address):\(NetnsCluster.metricsPort["dest"] ?? 0)\"" : "")
             """).write(toFile: host.dir + "/dest.toml", atomically: true, encoding: .utf8)
             try (common + """
             [state]
@@ -114,6 +115,7 @@ public final class NetnsCluster: @unchecked Sendable {
             \(coordinatorCount > 1 ? "endpoints = [\(coordinatorAddresses.map { "\"\($0):7400\"" }.joined(separator: ", "))]" : "address = \"\(bridgeAddress):PORT\"")
             certificates = \(certList)
             advertise = "\(address):7410"
+            \(metrics ? "[metrics]\nlisten = \"\(address):\(NetnsCluster.metricsPort["source"] ?? 0)\"" : "")
             """).write(toFile: host.dir + "/source.toml", atomically: true, encoding: .utf8)
             configs.append(host.dir + "/dest.toml")
             hosts.append(host)
@@ -148,13 +150,37 @@ public final class NetnsCluster: @unchecked Sendable {
         for (k, address) in coordinatorAddresses.enumerated() {
             let listen = coordinatorCount > 1 ? "advertise = \"\(address):7400\"\n" : ""
             let c = try CoordinatorProcess(pki: pki, address: address, port: coordinatorCount > 1 ? 7400 : 0, cert: coordCerts[k],
-                                           state: state, extra: tables, listenExtra: listen)
+                                           state: state,
+                                           extra: tables + (metrics ? "\n[metrics]\nlisten = \"\(address):\(NetnsCluster.metricsPort["coordinator"] ?? 0)\"\n" : ""),
+                                           listenExtra: listen)
             if k == 0 { coordinator = c }
             coordinators.append(c)
         }
     }
 
     deinit { shutdown() }
+
+    /// With `metrics: true`, where each daemon serves `/metrics` (on its host's or coordinator's address).
+    public static let metricsPort = ["source": 9464, "dest": 9465, "coordinator": 9466]
+
+    /// Scrapes `/metrics` of a host's agent ("source", "dest") or, with `host` nil, of the first
+    /// coordinator, with curl; the exposition is parsed strictly.
+    public func scrape(_ host: Host?, _ agent: String = "coordinator") throws -> PrometheusText {
+        let address = host?.address ?? coordinatorAddresses[0]
+        let r = try ProcessRunner.run("/usr/bin/curl", ["-sS", "--fail", "--max-time", "5",
+                                                       "http://\(address):\(NetnsCluster.metricsPort[agent] ?? 0)/metrics"])
+        guard r.status == 0 else { throw SimClusterError.command("curl \(agent) metrics: \(r.stderr)") }
+        return try PrometheusText(r.stdout)
+    }
+
+    /// The TCP ports something listens on inside a host's namespace.
+    public func listeningPorts(_ host: Host) throws -> Set<Int> {
+        let r = try ProcessRunner.run("/usr/sbin/ip", ["netns", "exec", host.namespace, "ss", "-Hltn"])
+        guard r.status == 0 else { throw SimClusterError.command("ss: \(r.stderr)") }
+        return Set(r.stdout.split(separator: "\n").compactMap { line in
+            line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first?.split(separator: ":").last.flatMap { Int($0) }
+        })
+    }
 
     /// Starts the coordinator, then both agents on every host.
     public func start() throws {
