@@ -139,6 +139,7 @@ let package = Package(
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
+        .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmSupport", "PalmTestSupport", "PalmTLS", "PalmWire",

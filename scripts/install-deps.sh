@@ -14,6 +14,7 @@ PACKAGES=(
   liblz4-dev libzstd-dev        # MEMORY batch compression (lz4, zstd)
   iproute2                      # network namespaces for multi-host tests
   util-linux                    # unshare, for private mount namespaces in tests
+  curl                          # the metrics tests scrape /metrics as Prometheus would
 )
 
 missing=()

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs palm on a host: binaries, systemd units, example configurations, the palm system user.
+# Installs palm on a host: binaries, systemd units, example configurations, the palm system user,
+# man pages and shell completions (bash, zsh, fish) generated from the commands themselves, the
+# Grafana dashboard.
 #
 #   scripts/install.sh [--root DIR] [--prefix /usr/local] [--bin-dir DIR]
 #   scripts/install.sh --uninstall [--root DIR] [--prefix /usr/local] [--purge]
@@ -91,6 +93,8 @@ done
 [ -z "$ROOT" ] || ROOT=$(realpath -m "$ROOT")
 UNITS="palm-coordinator.service palm-source.service palm-dest.service"
 PROGRAMS="palm-coordinator palm-source palm-dest palm-simguest"
+# The operators' commands: man pages and completions.
+COMMANDS="palm-coordinator palm-source palm-dest"
 LIVE_SYSTEMD=0
 [ -z "$ROOT" ] && [ -d /run/systemd/system ] && LIVE_SYSTEMD=1
 
@@ -100,6 +104,10 @@ if [ "$UNINSTALL" = 1 ]; then
   for u in $UNITS; do rm -f "$ROOT/etc/systemd/system/$u"; done
   rm -f "$ROOT/usr/lib/sysusers.d/palm.conf"
   rm -rf "$ROOT$PREFIX/share/doc/palm"
+  for p in $COMMANDS; do
+    rm -f "$ROOT$PREFIX/share/man/man1/$p.1" "$ROOT$PREFIX/share/bash-completion/completions/$p" \
+          "$ROOT$PREFIX/share/zsh/site-functions/_$p" "$ROOT$PREFIX/share/fish/vendor_completions.d/$p.fish"
+  done
   if [ "$PURGE" = 1 ]; then rm -rf "$ROOT/etc/palm" "$ROOT/var/lib/palm"; fi
   if [ "$LIVE_SYSTEMD" = 1 ]; then systemctl daemon-reload; fi
   echo "palm uninstalled from ${ROOT:-/}$([ "$PURGE" = 1 ] && echo ", configuration and state purged" || echo "; /etc/palm and /var/lib/palm kept (--purge removes them)")"
@@ -109,7 +117,7 @@ fi
 if [ -z "$BIN_DIR" ]; then
   source scripts/lib.sh
   ensure_toolchain
-  for p in $PROGRAMS; do swift build -c release --static-swift-stdlib --build-path .build/static --product "$p" >/dev/null; done
+  for p in $PROGRAMS generate-manual; do swift build -c release --static-swift-stdlib --build-path .build/static --product "$p" >/dev/null; done
   BIN_DIR=.build/static/release
 fi
 for p in $PROGRAMS; do [ -x "$BIN_DIR/$p" ] || { echo "install.sh: $BIN_DIR/$p is missing" >&2; exit 1; }; done
@@ -126,6 +134,24 @@ for u in $UNITS; do
 done
 install -m 0644 README.md "$ROOT$PREFIX/share/doc/palm/README.md"
 install -m 0644 deploy/coordinator-ha.toml "$ROOT$PREFIX/share/doc/palm/coordinator-ha.toml.example"
+install -m 0644 deploy/grafana/palm.json "$ROOT$PREFIX/share/doc/palm/grafana-palm.json"
+
+# Man pages (swift-argument-parser's generate-manual, from the commands' own help) and completions.
+MANUAL_TOOL="$BIN_DIR/generate-manual"
+if [ ! -x "$MANUAL_TOOL" ] && command -v swift >/dev/null; then
+  swift build --product generate-manual >/dev/null && MANUAL_TOOL="$(swift build --show-bin-path)/generate-manual"
+fi
+install -d -m 0755 "$ROOT$PREFIX/share/man/man1" "$ROOT$PREFIX/share/bash-completion/completions" \
+  "$ROOT$PREFIX/share/zsh/site-functions" "$ROOT$PREFIX/share/fish/vendor_completions.d"
+for p in $COMMANDS; do
+  if [ -x "$MANUAL_TOOL" ]; then
+    "$MANUAL_TOOL" "$BIN_DIR/$p" --output-directory "$ROOT$PREFIX/share/man/man1" >/dev/null
+  fi
+  "$BIN_DIR/$p" --generate-completion-script bash > "$ROOT$PREFIX/share/bash-completion/completions/$p"
+  "$BIN_DIR/$p" --generate-completion-script zsh > "$ROOT$PREFIX/share/zsh/site-functions/_$p"
+  "$BIN_DIR/$p" --generate-completion-script fish > "$ROOT$PREFIX/share/fish/vendor_completions.d/$p.fish"
+done
+[ -x "$MANUAL_TOOL" ] || echo "install.sh: man pages skipped: no generate-manual in $BIN_DIR and no Swift toolchain to build it" >&2
 
 # The coordinator runs as the system user palm (the agents need root for the hypervisor).
 echo 'u palm - "palm coordinator" /nonexistent /usr/sbin/nologin' > "$ROOT/usr/lib/sysusers.d/palm.conf"

@@ -12,6 +12,7 @@ source scripts/lib.sh
 scripts/install-deps.sh
 ensure_toolchain
 swift build --build-tests
+swift build --product generate-manual   # install.sh's man pages, in DeployTests
 swift test --skip-build
 scripts/fuzz.sh "${PALM_FUZZ_SECONDS:-15}"
 if [ "${PALM_SKIP_SYSTEMD:-0}" = 1 ]; then

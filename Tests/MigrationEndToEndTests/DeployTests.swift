@@ -74,6 +74,18 @@ struct DeployTests {
             #expect((attrs[.posixPermissions] as? Int) == 0o640, "\(c).toml must not be world-readable")
         }
         #expect(try String(contentsOfFile: "\(root)/etc/passwd", encoding: .utf8).contains("palm:x:"))
+        // Man pages and completions, generated from the commands themselves; the dashboard.
+        let share = "\(root)/usr/local/share"
+        func text(_ path: String) -> String { (try? String(contentsOfFile: share + path, encoding: .utf8)) ?? "" }
+        let installed = ["/man/man1/palm-coordinator.1", "/man/man1/palm-source.1", "/man/man1/palm-dest.1",
+                         "/bash-completion/completions/palm-coordinator", "/zsh/site-functions/_palm-source", "/fish/vendor_completions.d/palm-dest.fish",
+                         "/doc/palm/grafana-palm.json"]
+        #expect(text("/man/man1/palm-coordinator.1").contains(".Dt PALM-COORDINATOR 1") && text("/man/man1/palm-coordinator.1").contains("evacuate"),
+                "\(text("/man/man1/palm-coordinator.1").prefix(300))")
+        #expect(text("/man/man1/palm-source.1").contains("migrate"))
+        #expect(text("/bash-completion/completions/palm-coordinator").contains("evacuate"))
+        #expect(text("/zsh/site-functions/_palm-source").contains("#compdef palm-source"))
+        #expect(text("/fish/vendor_completions.d/palm-dest.fish").contains("palm-dest"))
 
         let checked = try units(in: root)
         let verify = try ProcessRunner.run("/usr/bin/systemd-analyze", ["verify"] + checked)
@@ -98,6 +110,7 @@ struct DeployTests {
         // Uninstall keeps configuration and state; --purge removes them.
         #expect(try install(["--uninstall", "--root", root]).status == 0)
         #expect(!FileManager.default.fileExists(atPath: "\(root)/usr/local/bin/palm-dest"))
+        for path in installed { #expect(!FileManager.default.fileExists(atPath: share + path), "\(path) left behind") }
         #expect(!FileManager.default.fileExists(atPath: "\(root)/etc/systemd/system/palm-dest.service"))
         #expect(FileManager.default.fileExists(atPath: "\(root)/etc/palm/policy.toml"))
         #expect(try install(["--uninstall", "--purge", "--root", root]).status == 0)

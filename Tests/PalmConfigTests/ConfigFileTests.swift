@@ -75,3 +75,40 @@ func regressionInputs() throws -> [String] {
         .appendingPathComponent("Fuzz/Regressions/FuzzConfig").path
     return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().map { dir + "/" + $0 }
 }
+
+/// `[metrics] listen`: off when absent, an IP literal with a port when set, a named error otherwise.
+@Suite("Metrics listen address")
+struct MetricsSettingsTests {
+    func listen(_ toml: String) throws -> Endpoint? {
+        let path = NSTemporaryDirectory() + "palm-metrics-\(UUID().uuidString).toml"
+        try toml.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        return try MetricsSettings.listen(try ConfigFile(path: path))
+    }
+
+    @Test("absent: off; IPv4, IPv6 and port 0 (any free port) are accepted")
+    func accepted() throws {
+        #expect(try listen("[tls]\n") == nil)
+        #expect(try listen("[metrics]\nlisten = \"127.0.0.1:9464\"\n") == Endpoint(host: "127.0.0.1", port: 9464))
+        #expect(try listen("[metrics]\nlisten = \"[::1]:9464\"\n") == Endpoint(host: "::1", port: 9464))
+        #expect(try listen("[metrics]\nlisten = \"10.0.0.5:0\"\n") == Endpoint(host: "10.0.0.5", port: 0))
+    }
+
+    @Test("a host name, a missing or bad port, a non-string: named configuration errors", arguments: [
+        "listen = \"localhost:9464\"", "listen = \"127.0.0.1\"", "listen = \"127.0.0.1:99999\"", "listen = \"127.0.0.1:x\"",
+        "listen = \":9464\"", "listen = 9464",
+    ])
+    func refused(_ line: String) {
+        do {
+            _ = try listen("[metrics]\n\(line)\n")
+            Issue.record("accepted \(line)")
+        } catch let e as ConfigError {
+            switch e {
+            case let .invalidValue(_, key, _), let .wrongType(_, key, _): #expect(key == "metrics.listen", "\(e)")
+            default: Issue.record("\(line): \(e)")
+            }
+        } catch {
+            Issue.record("\(line): \(error)")
+        }
+    }
+}
