@@ -52,9 +52,8 @@ public struct AgentMetrics: Sendable {
         let pages = MetricName.pagesSent.rawValue
         Counter(label: pages, dimensions: roleLabel + [("kind", "data")]).increment(by: Int64(clamping: dataPages))
         Counter(label: pages, dimensions: roleLabel + [("kind", "zero")]).increment(by: Int64(clamping: zeroPages))
-        Counter(label: MetricName.bytesSent.rawValue, dimensions: roleLabel + [("kind", "data")]).increment(by: Int64(clamping: bytes))
-        Counter(label: MetricName.bytesSent.rawValue, dimensions: roleLabel + [("kind", "compressed")])
-            .increment(by: Int64(clamping: compressedBatches))
+        Counter(label: MetricName.bytesSent.rawValue, dimensions: roleLabel).increment(by: Int64(clamping: bytes))
+        Counter(label: MetricName.compressedBatches.rawValue, dimensions: roleLabel).increment(by: Int64(clamping: compressedBatches))
     }
 
     /// A migration that ended before its commit point; `reason` is the failure's case name.

@@ -25,9 +25,10 @@ public enum MetricName: String, CaseIterable, Sendable {
     case rounds = "palm_migration_rounds"
     /// Pages sent (source; label `kind`: data | zero).
     case pagesSent = "palm_migration_pages_total"
-    /// Bytes on the wire (source; label `kind`: data | compressed, `compressed` counting the batches
-    /// sent compressed).
+    /// Bytes on the wire: pages, digests and records as framed (source).
     case bytesSent = "palm_migration_bytes_total"
+    /// MEMORY batches sent compressed (`migration.compression`; source).
+    case compressedBatches = "palm_migration_compressed_batches_total"
     /// Peers and requests refused (label `reason`: tls | admission | ticket | attestation |
     /// signature | authorization).
     case refusals = "palm_refusals_total"
