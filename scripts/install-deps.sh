@@ -12,6 +12,7 @@ PACKAGES=(
   libpq-dev                     # the coordinator's state shared by two or more (PostgreSQL client)
   postgresql postgresql-client  # the tests' private PostgreSQL cluster (initdb/pg_ctl, psql)
   liblz4-dev libzstd-dev        # MEMORY batch compression (lz4, zstd)
+  libcurl4-openssl-dev          # FoundationNetworking, linked statically with the metrics endpoint's HTTP server
   iproute2                      # network namespaces for multi-host tests
   util-linux                    # unshare, for private mount namespaces in tests
   curl                          # the metrics tests scrape /metrics as Prometheus would

@@ -28,13 +28,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages of the shared libraries palm's binaries load, and which library comes from which.
-RUNTIME_PACKAGES="libssl3 libsystemd0 libsqlite3-0 libpq5 liblz4-1 libzstd1 libxenmisc4.17 libstdc++6 libgcc-s1"
+RUNTIME_PACKAGES="libssl3 libsystemd0 libsqlite3-0 libpq5 liblz4-1 libzstd1 libxenmisc4.17 libcurl4 libstdc++6 libgcc-s1"
 package_for() {
   case "$1" in
     libssl.so.3|libcrypto.so.3) echo libssl3;;
     libsystemd.so.0) echo libsystemd0;;
     libsqlite3.so.0) echo libsqlite3-0;;
     libpq.so.5) echo libpq5;;
+    libcurl.so.4) echo libcurl4;;   # Foundation's networking, which the metrics endpoint's HTTP server links
     liblz4.so.1) echo liblz4-1;;
     libzstd.so.1) echo libzstd1;;
     libxen*.so*|libyajl.so.2) echo libxenmisc4.17;;   # Xen 4.17's toolstack; its dependencies bring the rest

@@ -15,6 +15,8 @@ step "install with scripts/install.sh"
 echo "systemd $(systemctl --version | head -1 | cut -d' ' -f2), PID 1: $(cat /proc/1/comm)"
 check "every installed binary finds each of its shared libraries" sh -c '! ldd /usr/local/bin/palm-* | grep -q "not found"'
 check "palm-simguest loads no Xen library" sh -c '! ldd /usr/local/bin/palm-simguest | grep -q libxen'
+check "man pages installed" sh -c 'for p in palm-coordinator palm-source palm-dest; do grep -q "^.Dt" /usr/local/share/man/man1/$p.1 || exit 1; done'
+check "bash, zsh and fish completions installed" sh -c 'grep -q evacuate /usr/local/share/bash-completion/completions/palm-coordinator && test -s /usr/local/share/zsh/site-functions/_palm-source && test -s /usr/local/share/fish/vendor_completions.d/palm-dest.fish'
 
 step "certificates and configuration"
 CA="$S/repo/certs/palm-ca --dir $W/ca"
@@ -39,7 +41,7 @@ link() { printf '[coordinator]\naddress = "127.0.0.1:7400"\ncertificate = "/etc/
 { tls /etc/palm/tls/host-a.pem /etc/palm/tls/host-a.key; sim a; link 7410; } > /etc/palm/source.toml
 { tls /etc/palm-b/host-b.pem /etc/palm-b/host-b.key; sim b; printf '[state]\ndirectory = "/var/lib/palm-b/source"\n'; link 7411; } > /etc/palm-b/source.toml
 { tls /etc/palm/tls/coordinator.pem /etc/palm/tls/coordinator.key
-  printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\n'
+  printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[metrics]\nlisten = "127.0.0.1:9466"\n[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\n'
   for key in allowed_agents allowed_configs allowed_hypervisors; do
     printf '%s = [%s]\n' $key "$(for c in /etc/palm/dest.toml /etc/palm-b/dest.toml; do palm-dest measure --config $c; done \
       | awk -F'"' -v k=$key '$0 ~ "^" k {print "\"" $2 "\""}' | sort -u | paste -sd, -)"
@@ -56,6 +58,10 @@ for u in palm-coordinator palm-dest palm-source palm-dest-b palm-source-b; do
   check "$u is active (READY=1 received)" systemctl is-active --quiet $u
 done
 systemctl --no-pager status palm-coordinator palm-source | grep -E "●|Active|Status" || true
+
+# GET /metrics from inside the unit's sandbox (bash's /dev/tcp: the image has no curl).
+scrape() { exec 3<>/dev/tcp/127.0.0.1/9466 && printf 'GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n' >&3 && cat <&3; }
+check "the coordinator unit serves Prometheus metrics ([metrics] listen)" bash -c "$(declare -f scrape); scrape | grep -q '^palm_coordinator_leader 1'"
 
 step "a VM on host A, migrated to host B through the coordinator"
 export PALM_SERVER=127.0.0.1:7400 PALM_CERT=$I/ops.pem PALM_KEY=$I/ops.key PALM_CA=$W/ca/ca.pem

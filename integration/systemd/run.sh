@@ -24,7 +24,7 @@ T1=$(date +%s)
 
 source scripts/lib.sh
 ensure_toolchain
-for p in palm-coordinator palm-source palm-dest palm-simguest; do
+for p in palm-coordinator palm-source palm-dest palm-simguest generate-manual; do
   swift build -c release --static-swift-stdlib --build-path .build/static --product "$p" >/dev/null
 done
 T2=$(date +%s)
@@ -32,7 +32,7 @@ T2=$(date +%s)
 SHARE=$(mktemp -d /tmp/palm-systemd-it.XXXXXX)
 trap 'rm -rf "$SHARE"' EXIT
 mkdir -p "$SHARE/bin" "$SHARE/repo/scripts" "$SHARE/repo/certs"
-for p in palm-coordinator palm-source palm-dest palm-simguest; do cp ".build/static/release/$p" "$SHARE/bin/"; done
+for p in palm-coordinator palm-source palm-dest palm-simguest generate-manual; do cp ".build/static/release/$p" "$SHARE/bin/"; done
 cp -r deploy README.md "$SHARE/repo/"; cp scripts/install.sh scripts/lib.sh "$SHARE/repo/scripts/"; cp certs/palm-ca "$SHARE/repo/certs/"
 cp "$HERE/job.sh" "$SHARE/job.sh"
 

@@ -22,7 +22,7 @@ KV=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {su
 
 # 1. dom0 root: Xen tools and hypervisor at the same version (security updates applied), palm's
 #    runtime libraries (OpenSSL, libsystemd, SQLite, libpq, lz4, zstd).
-PACKAGES=xen-utils-4.17,xen-hypervisor-4.17-amd64,busybox,kmod,iproute2,procps,libssl3,libsqlite3-0,libpq5,libsystemd0,liblz4-1,libzstd1,openssl
+PACKAGES=xen-utils-4.17,xen-hypervisor-4.17-amd64,busybox,kmod,iproute2,procps,libssl3,libsqlite3-0,libpq5,libcurl4,libsystemd0,liblz4-1,libzstd1,openssl
 if [ ! -f "base.$PACKAGES" ]; then
   echo "rig: debootstrap bookworm from $MIRROR"
   rm -rf base base.*
