@@ -54,7 +54,8 @@ public final class CoordinatorService: @unchecked Sendable {
     /// read-only actions (without auditing them: the chain takes the leader's entries only) and
     /// refuses the others naming the leader; it runs no scheduling cycle. nil: always the leader.
     public var lease: LeaderLease?
-    /// The epoch this coordinator leads under (0 without a lease): what its tickets and orders carry.
+    /// The epoch this coordinator leads under (0 without a lease), nil while it does not lead: what
+    /// its tickets and orders carry. Read once per cycle or heartbeat.
     var leaderEpoch: Int64? {
         guard let lease else { return 0 }
         if case let .leader(epoch) = lease.current { return epoch }

@@ -44,7 +44,11 @@ extension CoordinatorService {
         let now = clock()
         let actor = CoordinatorService.actor(caller)
         var orders = AgentOrders(allowlist: settings.allowlist, heartbeatInterval: settings.heartbeatInterval)
-        if lease != nil, let epoch = leaderEpoch { orders.epoch = epoch }
+        // One reading of the lease for the whole heartbeat: the orders, and every ticket handed out
+        // with them, carry this epoch. A lease that lapsed since the request was admitted refuses
+        // (the agent retries; the database's fence would refuse the writes anyway).
+        guard let epoch = leaderEpoch else { throw ServiceError.refused("this coordinator's leader lease lapsed; retry") }
+        if lease != nil { orders.epoch = epoch }
         try store.write(durable: durable) { db in
             try db.execute(sql: """
                 INSERT INTO host (name, fingerprint, address, destination_address, cpus, cpu_load, memory_total, memory_used, last_heartbeat)

@@ -39,7 +39,8 @@ extension CoordinatorService {
     /// Runs one cycle and returns its plan (the moves it ticketed and its notes).
     @discardableResult
     public func runCycle(balance: Bool? = nil, requestedBy: String = "scheduler") throws -> Scheduler.Plan {
-        guard lease?.isLeader ?? true else { return Scheduler.Plan(notes: ["a follower schedules nothing"]) }
+        // One reading of the lease for the whole cycle: its tickets carry this epoch.
+        guard let epoch = leaderEpoch else { return Scheduler.Plan(notes: ["a follower schedules nothing"]) }
         let now = clock()
         let started = MonotonicClock.now()
         defer { metrics.schedulingCycle(seconds: MonotonicClock.now() - started) }
@@ -49,7 +50,7 @@ extension CoordinatorService {
             }
             var snap = try snapshot(db, now: now)
             var notes: [String] = []
-            try ticketRequested(db, &snap, notes: &notes, now: now)
+            try ticketRequested(db, &snap, notes: &notes, now: now, epoch: epoch)
             let waiting = Set(try db.values(String.self, "SELECT vm FROM migration WHERE state = 'requested'"))
             snap.vms.removeAll { waiting.contains($0.name) }
             var plan = Scheduler(policy: settings.scheduler).plan(snap, now: now, balance: balance ?? settings.autoBalance)
@@ -61,7 +62,7 @@ extension CoordinatorService {
                     """, arguments: [id, move.vm, move.from, move.to, move.reason, requestedBy, now, now, move.kind.rawValue])
                 try audit.append(in: db, actor: requestedBy, role: "coordinator", action: "migration.planned", target: move.vm,
                                  allowed: true, detail: "\(id): \(move.kind.rawValue) \(move.from) → \(move.to): \(move.reason)")
-                try ticket(db, id: id, now: now)
+                try ticket(db, id: id, now: now, epoch: epoch)
             }
             plan.notes = notes + plan.notes
             return plan
@@ -69,7 +70,7 @@ extension CoordinatorService {
     }
 
     /// Tickets operators' requests, oldest first, while both hosts and the cluster have slots.
-    private func ticketRequested(_ db: StoreConnection, _ snap: inout ClusterSnapshot, notes: inout [String], now: Double) throws {
+    private func ticketRequested(_ db: StoreConnection, _ snap: inout ClusterSnapshot, notes: inout [String], now: Double, epoch: Int64) throws {
         let policy = settings.scheduler
         for row in try db.rows("SELECT * FROM migration WHERE state = 'requested' ORDER BY created") {
             let m = try MigrationRecord(row: row)
@@ -89,14 +90,14 @@ extension CoordinatorService {
                 notes.append("\(m.id.prefix(8)) (\(m.vm)) waits for a free migration slot")
                 continue
             }
-            try ticket(db, id: m.id, now: now)
+            try ticket(db, id: m.id, now: now, epoch: epoch)
             snap.inFlight.append(.init(vm: m.vm, source: m.source, destination: m.destination))
         }
     }
 
     /// Signs the ticket of a requested migration and records its nonce: from here its source agent
     /// receives it with its next heartbeat.
-    private func ticket(_ db: StoreConnection, id: String, now: Double) throws {
+    private func ticket(_ db: StoreConnection, id: String, now: Double, epoch: Int64) throws {
         guard let issuer else { throw ServiceError.refused("this coordinator has no ticket key") }
         guard let row = try db.row("""
             SELECT m.vm, v.memory_bytes, s.fingerprint AS sfp, d.fingerprint AS dfp FROM migration m
@@ -107,7 +108,7 @@ extension CoordinatorService {
         }
         let t = try issuer.issue(vm: try row.get("vm"), memoryBytes: UInt64(try row.get("memory_bytes") as Int64), source: source, destination: dest,
                                  now: UInt64(now), validity: settings.ticketValidity,
-                                 epoch: UInt64(clamping: leaderEpoch ?? 0), migrationID: mid)
+                                 epoch: UInt64(clamping: epoch), migrationID: mid)
         try db.execute(sql: "INSERT INTO ticket_nonce (nonce, migration, expires) VALUES (?, ?, ?)",
                        arguments: [t.nonce.hex, id, Double(t.notAfter)])
         try db.execute(sql: "UPDATE migration SET ticket = ?, ticket_expires = ? WHERE id = ?",

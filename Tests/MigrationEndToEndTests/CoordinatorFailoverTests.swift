@@ -41,6 +41,27 @@ struct CoordinatorFailoverTests {
         return found
     }
 
+    /// kill -9 the leader `first`; expects the standby to lead within the lease (1 s) + 2 s and
+    /// returns how long that took.
+    @discardableResult
+    func killLeader(_ cluster: NetnsCluster, _ first: Int) -> Double {
+        let standby = cluster.coordinators[1 - first]
+        let killed = Date()
+        cluster.coordinators[first].kill()
+        #expect(standby.waitForLog("leading the cluster", timeout: 10), "\(standby.log)")
+        let takeover = Date().timeIntervalSince(killed)
+        #expect(takeover <= 1 + 2, "the standby led \(takeover) s after the kill (lease 1 s)")
+        return takeover
+    }
+
+    /// Waits until migration `id` streams pages (or already committed).
+    func awaitStreaming(_ cluster: NetnsCluster, _ id: String) throws -> Bool {
+        try cluster.await(60) {
+            let s = try cluster.status(id)
+            return s.contains("\"precopy\"") || s.contains("\"state\" : \"committed\"")
+        }
+    }
+
     @Test("kill -9 the leader mid-pre-copy: the standby leads within the lease + 2 s, the migration is recorded once as committed, a new one runs")
     func killLeaderMidPrecopy() throws {
         let (cluster, first, url) = try haCluster(memoryLimit: "2G", vms: [("big", "1G", 30_000), ("small", "128M", 2000)])
@@ -50,16 +71,8 @@ struct CoordinatorFailoverTests {
         #expect(cluster.coordinators[standby].waitForLog("following"), "\(cluster.coordinators[standby].log)")
 
         let id = try cluster.requestMigration("big", to: h2)
-        let streaming = try cluster.await(60) {
-            let s = try cluster.status(id)
-            return s.contains("\"precopy\"") || s.contains("\"state\" : \"committed\"")
-        }
-        #expect(streaming)
-        let killed = Date()
-        cluster.coordinators[first].kill()
-        #expect(cluster.coordinators[standby].waitForLog("leading the cluster", timeout: 10), "\(cluster.coordinators[standby].log)")
-        let takeover = Date().timeIntervalSince(killed)
-        #expect(takeover <= 1 + 2, "the standby led \(takeover) s after the kill (lease 1 s)")
+        #expect(try awaitStreaming(cluster, id))
+        let takeover = killLeader(cluster, first)
         print(String(format: "failover: the standby leads %.2f s after kill -9 of the leader (lease 1 s)", takeover))
 
         // The migration's outcome reaches the new leader through the agents' heartbeats.
@@ -91,11 +104,7 @@ struct CoordinatorFailoverTests {
         let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
         let standby = 1 - first
         #expect(cluster.coordinators[standby].waitForLog("following"), "\(cluster.coordinators[standby].log)")
-        let killed = Date()
-        cluster.coordinators[first].kill()
-        #expect(cluster.coordinators[standby].waitForLog("leading the cluster", timeout: 10), "\(cluster.coordinators[standby].log)")
-        let takeover = Date().timeIntervalSince(killed)
-        #expect(takeover <= 1 + 2, "the standby led \(takeover) s after the kill (lease 1 s)")
+        killLeader(cluster, first)
         // The agents find the new leader on their own: both hosts report to it.
         #expect(try cluster.await(10) { try cluster.placement()["vm"] == h1.name })
         let moved = try cluster.cli(["migrate", "vm", "--to", h2.name, "--wait"])
@@ -111,11 +120,7 @@ struct CoordinatorFailoverTests {
         defer { cluster.shutdown() }
         let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
         let id = try cluster.requestMigration("big", to: h2)
-        let streaming = try cluster.await(60) {
-            let s = try cluster.status(id)
-            return s.contains("\"precopy\"") || s.contains("\"state\" : \"committed\"")
-        }
-        #expect(streaming, "\((try? cluster.status(id)) ?? "")\n\(cluster.agentLog(h1, "source"))")
+        #expect(try awaitStreaming(cluster, id), "\((try? cluster.status(id)) ?? "")\n\(cluster.agentLog(h1, "source"))")
         try server.restart()
         #expect(try cluster.awaitCommitted(id), "\((try? cluster.status(id)) ?? "")\n\(cluster.coordinators.map(\.log).joined(separator: "\n---\n"))")
         #expect(try cluster.runningOn("big") == [h2.name])
@@ -134,8 +139,7 @@ struct CoordinatorFailoverTests {
         cluster.killAgent(h1, "source")
         let id = try cluster.requestMigration("vm", to: h2)
         #expect(try cluster.await(30) { try cluster.status(id).contains("\"state\" : \"ticketed\"") })
-        cluster.coordinators[first].kill()
-        #expect(cluster.coordinators[1 - first].waitForLog("leading the cluster", timeout: 10))
+        killLeader(cluster, first)
         try cluster.startAgent(h1, "source")
         #expect(try cluster.awaitCommitted(id), "\(cluster.agentLog(h1, "source"))")
         #expect(try cluster.runningOn("vm") == [h2.name])
@@ -159,8 +163,7 @@ struct CoordinatorFailoverTests {
             return left >= 1 && left < 4
         }
         #expect(midway)
-        cluster.coordinators[first].kill()
-        #expect(cluster.coordinators[1 - first].waitForLog("leading the cluster", timeout: 10))
+        killLeader(cluster, first)
         let drained = try cluster.await(180) {
             let p = try cluster.placement()
             let settled = try history(cluster).allSatisfy { ["committed", "aborted", "cancelled"].contains($0["state"] ?? "") }
