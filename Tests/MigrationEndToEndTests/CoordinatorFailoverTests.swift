@@ -108,7 +108,7 @@ struct CoordinatorFailoverTests {
         // The agents find the new leader on their own: both hosts report to it.
         #expect(try cluster.await(10) { try cluster.placement()["vm"] == h1.name })
         let moved = try cluster.cli(["migrate", "vm", "--to", h2.name, "--wait"])
-        #expect(moved.status == 0, "\(moved.stdout)\(moved.stderr)")
+        #expect(moved.status == 0, "\(moved.stdout)\(moved.stderr)\n--- source agent ---\n\(cluster.agentLog(h1, "source").suffix(3000))\n--- new leader ---\n\(cluster.coordinators[standby].log.suffix(3000))")
         #expect(try cluster.runningOn("vm") == [h2.name])
         #expect(try history(cluster).filter { $0["state"] == "committed" }.count == 1)
     }
