@@ -83,6 +83,11 @@ public struct JournalLogHandler: LogHandler {
         return fields
     }
 
+    public func log(event: LogEvent) {
+        log(level: event.level, message: event.message, metadata: event.metadata, source: event.source,
+            file: event.file, function: event.function, line: event.line)
+    }
+
     public func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String,
                     file: String, function: String, line: UInt) {
         let items = fields(level: level, message: message, metadata: extra, file: file, function: function, line: line)

@@ -121,7 +121,7 @@ final class XenControl: @unchecked Sendable {
     /// Types of `pfns` (in place), XEN_DOMCTL_PFINFO_* in bits 28–31.
     func pfnTypes(_ domid: UInt32, _ pfns: inout [xen_pfn_t]) throws {
         let count = UInt32(pfns.count)
-        try pfns.withUnsafeMutableBufferPointer { buf in
+        _ = try pfns.withUnsafeMutableBufferPointer { buf in
             try Self.check(palm_xen_pfn_types(xch, domid, count, buf.baseAddress), "xc_get_pfn_type_batch")
         }
     }

@@ -79,7 +79,7 @@ struct Serve: ParsableCommand {
             print("listening on \(c.listenAddress):\(server.listener.port)")
             fflush(stdout)
             runtime.run(status: "listening on \(c.listenAddress):\(server.listener.port); " + service.statusLine(),
-                        serve: server.run, stop: server.close) {
+                        serve: server.run, stop: { server.close() }) {
                 // The policy and TLS material; everything else needs a restart.
                 let next = try CoordinatorConfiguration.load(path: config)
                 let policy = try AccessPolicy.load(path: next.policyFile)

@@ -42,7 +42,7 @@ struct Serve: ParsableCommand {
             server.onStatus = { runtime.notifier.status($0) }
             print("listening on \(server.configuration.listenAddress):\(server.port)")
             fflush(stdout)
-            runtime.run(status: server.status, serve: server.run, stop: server.close) {
+            runtime.run(status: server.status, serve: server.run, stop: { server.close() }) {
                 try server.reload()
                 return server.status
             }

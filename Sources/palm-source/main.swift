@@ -49,7 +49,7 @@ struct Serve: ParsableCommand {
             daemon.beatInterval = runtime.liveness.maxWait(fallback: 5)
             daemon.onBeat = { runtime.liveness.beat("heartbeat") }
             daemon.onStatus = { runtime.notifier.status($0) }
-            runtime.run(status: "reporting to \(daemon.link.address)", serve: daemon.run, stop: daemon.stop) {
+            runtime.run(status: "reporting to \(daemon.link.address)", serve: daemon.run, stop: { daemon.stop() }) {
                 try daemon.reload()
                 return "reloaded; " + daemon.status
             }

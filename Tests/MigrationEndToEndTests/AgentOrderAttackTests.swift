@@ -26,7 +26,7 @@ struct AgentOrderAttackTests {
             advertise = "127.0.0.1:7410"
             """).write(toFile: config, atomically: true, encoding: .utf8)
         let log = config + ".log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: SimCluster.bin("palm-source"))
         p.arguments = ["serve", "--config", config]

@@ -62,7 +62,7 @@ struct SoakTests {
             faults[fault.rawValue, default: 0] += 1
             if fault != .none {
                 // The fault lands at a random instant after the migration starts moving pages.
-                _ = try cluster.await(10) { ["running", "committed", "aborted", "cancelled"].contains(migrationState(cluster, id)) }
+                _ = cluster.await(10) { ["running", "committed", "aborted", "cancelled"].contains(migrationState(cluster, id)) }
                 Thread.sleep(forTimeInterval: delay)  // the schedule's own timing, not a wait for anything
                 switch fault {
                 case .killSource: cluster.killAgent(from, "source")

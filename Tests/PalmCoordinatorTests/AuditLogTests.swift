@@ -34,7 +34,7 @@ struct AuditLogTests {
     @Test("an entry edited on disk is named", arguments: TestBackend.allCases)
     func edited(backend: TestBackend) throws {
         let (log, store, _) = try fiveEntries(backend)
-        try store.write { try $0.execute(sql: "UPDATE audit SET target = 'vm-other' WHERE seq = 2") }
+        _ = try store.write { try $0.execute(sql: "UPDATE audit SET target = 'vm-other' WHERE seq = 2") }
         #expect(throws: AuditLog.AuditError.edited(seq: 2)) { try log.verify(coordinators: coordinatorKey) }
     }
 
@@ -67,7 +67,7 @@ struct AuditLogTests {
         let ok = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args)
         #expect(ok.status == 0)
         #expect(ok.stdout.contains("5 entries"))
-        try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 2") }
+        _ = try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 2") }
         let bad = try ProcessRunner.run(SimCluster.bin("palm-coordinator"), args)
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("audit entries between 1 and 3 were deleted"), "stderr: \(bad.stderr)")
@@ -76,7 +76,7 @@ struct AuditLogTests {
     @Test("a deleted entry is named", arguments: TestBackend.allCases)
     func deleted(backend: TestBackend) throws {
         let (log, store, _) = try fiveEntries(backend)
-        try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 3") }
+        _ = try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq = 3") }
         #expect(throws: AuditLog.AuditError.deleted(after: 2, seq: 4)) { try log.verify(coordinators: coordinatorKey) }
     }
 
@@ -127,7 +127,7 @@ struct AuditLogTests {
         let head = try AuditHead.load(from: path + ".head")
         #expect(head.seq == 105)
         #expect(try log.verify(coordinators: coordinatorKey, head: head) == 105)
-        try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > ?", arguments: [105 - deleted]) }
+        _ = try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > ?", arguments: [105 - deleted]) }
         // The chain alone still looks intact …
         #expect(try log.verify(coordinators: coordinatorKey) == 105 - deleted)
         // … against the head it does not.
@@ -142,7 +142,7 @@ struct AuditLogTests {
         for i in 6...10 { try log.append(actor: "alice", role: "operator", action: "hosts", target: "\(i)", allowed: true) }
         let anchor = try AuditHead.load(from: path + ".head")  // what the journal (or a copy) kept
         try FileManager.default.copyItem(atPath: path + ".head", toPath: path + ".head-copy")
-        try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > 5") }
+        _ = try store.write { try $0.execute(sql: "DELETE FROM audit WHERE seq > 5") }
         // The coordinator writes on: the next entries chain onto the shortened log.
         for i in 6...12 { try log.append(actor: "eve", role: "auditor", action: "hosts", target: "x\(i)", allowed: true) }
         #expect(try log.verify(coordinators: coordinatorKey) == 12)
