@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point down this list (DESIGN.md §3):
+// Dependencies point down this list (docs/ARCHITECTURE.md):
 //   C modules ← PalmWire ← PalmTLS ← PalmMigration/PalmSecurity ← PalmCoordinator ← executables.
 // Each C library has exactly one system-library module and one shim target, so a Swift target
 // links only the C libraries it actually reaches.

@@ -220,15 +220,8 @@ public final class SourceDaemon: @unchecked Sendable {
                      dirtyRate: measured[vm.name] ?? hypervisor.dirtyRateEstimate(vm: vm.name) ?? 0, paused: vm.state == .paused)
         }
         return HostReport(destinationAddress: link.advertise, cpus: ProcessInfo.processInfo.activeProcessorCount,
-                          cpuLoad: hypervisor.name == "sim" ? 0 : SourceDaemon.cpuLoad(),
+                          cpuLoad: hypervisor.hostCPULoad(),
                           memoryTotal: used + free, memoryUsed: used, vms: reports, active: active, outcomes: pendingOutcomes())
-    }
-
-    /// The 1-minute load average over the CPUs, 0…1.
-    static func cpuLoad() -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
-              let first = text.split(separator: " ").first, let load = Double(first) else { return 0 }
-        return min(1, load / Double(max(ProcessInfo.processInfo.activeProcessorCount, 1)))
     }
 
     private func apply(_ orders: AgentOrders) {
@@ -293,11 +286,14 @@ public final class SourceDaemon: @unchecked Sendable {
         guard let destination = Endpoint(order.destinationAddress, defaultPort: configuration.destinationPort) else {
             throw MigrationError.ticketRejected("bad destination address '\(order.destinationAddress)'")
         }
+        guard let mode = MigrationMode(name: order.mode) else {
+            throw MigrationError.unsupportedConfig("the order's mode '\(order.mode)' is not pre-copy or stop-and-copy")
+        }
         lock.lock()
         let list = allowlist
         lock.unlock()
         var request = SourceAgent.Request(vm: order.vm, host: destination.host, port: destination.port, serverName: order.destinationHost,
-                                          mode: order.mode == "stop-and-copy" ? .stopAndCopy : .preCopy,
+                                          mode: mode,
                                           downtimeTarget: order.downtimeMs.map { $0 / 1000 }, ticket: bytes)
         request.attestation = AttestationPolicy(allowedAgents: Set(list.agents), allowedConfigs: Set(list.configs),
                                                 allowedHypervisors: Set(list.hypervisors),

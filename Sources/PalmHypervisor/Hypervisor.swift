@@ -1,3 +1,4 @@
+import Foundation
 import PalmWire
 
 /// What palm needs from a hypervisor. The `xen` driver implements it with libxenctrl and
@@ -26,10 +27,20 @@ public protocol Hypervisor: AnyObject, Sendable {
     /// Pages per second the VM is expected to dirty, if the driver can tell without log-dirty
     /// (the agents otherwise report what the VM's last migration measured).
     func dirtyRateEstimate(vm: String) -> Double?
+    /// This host's CPU load, 0…1, as the coordinator's scheduler should weigh it. The default is
+    /// the 1-minute load average over the CPUs (what a dom0 sees of its host); a driver whose
+    /// hosts share one machine (sim) reports 0, since that load is no host's own.
+    func hostCPULoad() -> Double
 }
 
 extension Hypervisor {
     public func dirtyRateEstimate(vm: String) -> Double? { nil }
+
+    public func hostCPULoad() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
+              let first = text.split(separator: " ").first, let load = Double(first) else { return 0 }
+        return min(1, load / Double(max(ProcessInfo.processInfo.activeProcessorCount, 1)))
+    }
 }
 
 extension SourceDomain {

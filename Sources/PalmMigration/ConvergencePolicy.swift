@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Decides, after each pre-copy round, whether to run another round, throttle the guest, or stop
-/// and copy (DESIGN.md §5) — and, while a round runs, whether to give up on it at once. Pure: the
+/// and copy (README, "Migration") — and, while a round runs, whether to give up on it at once. Pure: the
 /// same observation always gives the same decision, so every decision can be logged with the
 /// numbers that drove it and unit-tested.
 ///

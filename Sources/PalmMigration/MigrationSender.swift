@@ -383,7 +383,7 @@ public final class MigrationSender {
                                    bytesPerSecond: 0, throttlePercent: 0))
         return MigrationReport(
             vm: s.info.name, destination: channel.peer.commonName ?? channel.peer.subject,
-            mode: options.mode == .preCopy ? "pre-copy" : "stop-and-copy", memoryBytes: s.info.memoryBytes,
+            mode: options.mode.name, memoryBytes: s.info.memoryBytes,
             totalSeconds: total, downtimeSeconds: downtime, downtimePhases: phases, predictedDowntimeSeconds: s.predicted,
             predictionBasis: s.costs.measured == nil ? "model" : "earlier hand-offs",
             downtimeTargetSeconds: options.policy.downtimeTarget, stopReason: s.stopReason.rawValue, rounds: s.rounds,

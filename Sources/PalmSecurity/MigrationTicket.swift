@@ -150,7 +150,7 @@ public struct TicketIssuer {
         var t = MigrationTicket(
             epoch: epoch, migrationID: migrationID ?? (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }, vm: vm, memoryBytes: memoryBytes,
             source: source, destination: destination, notBefore: now, notAfter: now + validity,
-            nonce: Digest32((0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) })!)
+            nonce: Digest32.random())
         t.signature = try key.sign(t.signedBytes)
         return t
     }

@@ -55,7 +55,7 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
         var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var len: UInt32 = 0
         X509_digest(certificate, EVP_sha256(), &md, &len)
-        fingerprint = Digest32(Array(md.prefix(32))) ?? .zero
+        fingerprint = Digest32(prefixOf: md)
 
         pem = CertificateIdentity.pemText(certificate)
         var t = tm()

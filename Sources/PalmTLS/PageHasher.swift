@@ -32,6 +32,6 @@ public final class PageHasher {
     public func hash(_ bytes: UnsafeRawBufferPointer) -> Digest32 {
         var out = [UInt8](repeating: 0, count: 32)
         out.withUnsafeMutableBufferPointer { hash(bytes, into: $0.baseAddress!) }
-        return Digest32(out) ?? .zero
+        return Digest32(prefixOf: out)
     }
 }

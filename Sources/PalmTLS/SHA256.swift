@@ -32,7 +32,7 @@ public struct SHA256 {
         var out = [UInt8](repeating: 0, count: 32)
         var len: UInt32 = 0
         EVP_DigestFinal_ex(context.ctx, &out, &len)
-        return Digest32(out) ?? .zero
+        return Digest32(prefixOf: out)
     }
 
     public static func hash(_ bytes: [UInt8]) -> Digest32 {

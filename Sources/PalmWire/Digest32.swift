@@ -12,6 +12,13 @@ public struct Digest32: Hashable, Sendable, CustomStringConvertible {
 
     init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 
+    /// The first 32 bytes of a buffer palm itself sized (a digest function's output buffer): a
+    /// shorter one is a programming error, not input, and traps.
+    public init(prefixOf buffer: [UInt8]) {
+        precondition(buffer.count >= Digest32.size, "a digest buffer shorter than 32 bytes")
+        bytes = Array(buffer.prefix(Digest32.size))
+    }
+
     public static let zero = Digest32(unchecked: [UInt8](repeating: 0, count: size))
 
     /// 32 bytes from the system's cryptographically secure generator (nonces).

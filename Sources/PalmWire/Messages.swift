@@ -66,6 +66,15 @@ public enum MigrationMode: UInt8, Sendable, CaseIterable {
     case preCopy = 0
     /// Pause first, copy everything, resume on the destination (the baseline).
     case stopAndCopy = 1
+
+    /// The name operators, orders and reports use: `pre-copy` or `stop-and-copy`.
+    public var name: String { self == .preCopy ? "pre-copy" : "stop-and-copy" }
+
+    /// The mode a name denotes; nil for anything else.
+    public init?(name: String) {
+        guard let mode = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = mode
+    }
 }
 
 /// CONFIG: what the destination must create before the first page arrives, and how the pages

@@ -31,11 +31,10 @@ struct HandshakeLatency: ParsableCommand {
                                           destination: dest, now: UInt64(Date().timeIntervalSince1970), validity: 60)
             let t0 = MonotonicClock.now()
             let ch = try TLSChannel.connect(host: "127.0.0.1", port: port, context: context)
-            var nonce = [UInt8](repeating: 0, count: 32)
-            for i in nonce.indices { nonce[i] = UInt8.random(in: 0...255) }
-            try ch.send(.hello(Hello(ticket: ticket.encoded(), sourceNonce: Digest32(nonce)!)))
+            let nonce = Digest32.random()
+            try ch.send(.hello(Hello(ticket: ticket.encoded(), sourceNonce: nonce)))
             guard case let .attest(a) = try FrameReader(stream: ch).readMessage() else { throw ExitCode(1) }
-            guard ch.peerKey.isValidSignature(a.signature, for: a.signedBytes), a.sourceNonce == Digest32(nonce),
+            guard ch.peerKey.isValidSignature(a.signature, for: a.signedBytes), a.sourceNonce == nonce,
                   a.exporter == (try ch.channelBinding()) else { throw ExitCode(1) }
             let t1 = MonotonicClock.now()
             try? ch.send(.abort(AbortNotice(reason: .cancelled, message: "benchmark")))

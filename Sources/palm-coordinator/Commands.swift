@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmControl
+import PalmWire
 
 struct Hosts: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the hosts: state, load, VMs.")
@@ -34,7 +35,7 @@ struct Migrate: ParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func validate() throws {
-        guard mode == "pre-copy" || mode == "stop-and-copy" else { throw ValidationError("--mode must be pre-copy or stop-and-copy") }
+        guard MigrationMode(name: mode) != nil else { throw ValidationError("--mode must be pre-copy or stop-and-copy") }
         if let d = downtimeMs, !(d > 0 && d <= 60_000) { throw ValidationError("--downtime-ms must be in (0, 60000]") }
     }
 

@@ -74,7 +74,7 @@ struct Migrate: ParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func validate() throws {
-        guard mode == "pre-copy" || mode == "stop-and-copy" else { throw ValidationError("--mode must be pre-copy or stop-and-copy") }
+        guard MigrationMode(name: mode) != nil else { throw ValidationError("--mode must be pre-copy or stop-and-copy") }
         if let d = downtimeMs, !(d > 0 && d <= 60_000) { throw ValidationError("--downtime-ms must be in (0, 60000]") }
         if let n = streams, !(1...WireProtocol.maxStreams).contains(n) { throw ValidationError("--streams must be 1 to \(WireProtocol.maxStreams)") }
         if let c = compression, PageCompression(name: c) == nil { throw ValidationError("--compression must be none, lz4 or zstd") }
@@ -91,7 +91,7 @@ struct Migrate: ParsableCommand {
                 throw ValidationError("--ticket: cannot read '\(ticket)'")
             }
             var request = SourceAgent.Request(vm: vm, host: destination.host, port: destination.port, serverName: serverName,
-                                              mode: mode == "pre-copy" ? .preCopy : .stopAndCopy,
+                                              mode: MigrationMode(name: mode) ?? .preCopy,
                                               downtimeTarget: downtimeMs.map { $0 / 1000 }, ticket: Array(ticketBytes))
             request.streams = streams
             request.compression = compression.flatMap(PageCompression.init(name:))

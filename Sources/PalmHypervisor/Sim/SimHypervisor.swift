@@ -231,6 +231,9 @@ public final class SimHypervisor: Hypervisor, @unchecked Sendable {
 
     /// Opens a VM's image for inspection (tests, digests).
     /// The workload's configured rate (palm-simguest create --rate).
+    /// 0: sim hosts share one machine, whose load is no host's own.
+    public func hostCPULoad() -> Double { 0 }
+
     public func dirtyRateEstimate(vm: String) -> Double? {
         guard SimHypervisor.validName(vm), let image = try? openImage(vm: vm) else { return nil }
         return Double(image[.rate])
