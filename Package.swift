@@ -54,7 +54,7 @@ let package = Package(
         .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmSupport", "PalmWire"]),
         // The hypervisor driver protocol and the sim driver; no C library.
         .target(name: "PalmHypervisor", dependencies: [
-            "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
+            "PalmSupport", "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
         ]),
         // The Xen driver (libxenctrl, libxenforeignmemory, libxenlight): linked only by the agents.
         .target(name: "PalmXenDriver", dependencies: ["PalmHypervisor", "PalmSupport", "PalmWire", "CXenShims"]),
@@ -69,7 +69,7 @@ let package = Package(
 
         // sd_notify, the watchdog, signals and the journald LogHandler for the three daemons.
         .target(name: "PalmSystemd", dependencies: [
-            "CSystemdShims", "PalmWire", .product(name: "Logging", package: "swift-log"),
+            "CSystemdShims", "PalmSupport", "PalmWire", .product(name: "Logging", package: "swift-log"),
         ]),
 
         // What the daemons count and measure, through swift-metrics (names in MetricName).
@@ -119,7 +119,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-simguest", dependencies: [
-            "PalmHypervisor", "PalmWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "PalmHypervisor", "PalmSupport", "PalmWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
             "PalmSupport", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl",

@@ -10,6 +10,13 @@ public enum MonotonicClock {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
+    /// Nanoseconds on CLOCK_MONOTONIC (deadlines in integer arithmetic).
+    public static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
     /// The median duration of `samples` runs of `body`: what one run is expected to cost,
     /// steadier than a single timing (a cold cache or a preempted thread skews one sample, not
     /// the median). The last run's result is returned with it.

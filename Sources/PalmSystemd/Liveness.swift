@@ -1,4 +1,5 @@
 import Foundation
+import PalmSupport
 
 /// The watchdog that proves the daemon works, not merely that a timer runs.
 ///
@@ -28,14 +29,14 @@ public final class Liveness: @unchecked Sendable {
 
     public func register(_ loop: String) { beat(loop) }
 
-    public func beat(_ loop: String, at now: Double = Liveness.now()) {
+    public func beat(_ loop: String, at now: Double = MonotonicClock.now()) {
         lock.lock()
         beats[loop] = now
         lock.unlock()
     }
 
     /// Loops that have not beaten within the interval.
-    public func stalled(now: Double = Liveness.now()) -> [String] {
+    public func stalled(now: Double = MonotonicClock.now()) -> [String] {
         guard let interval else { return [] }
         lock.lock()
         defer { lock.unlock() }
@@ -63,11 +64,5 @@ public final class Liveness: @unchecked Sendable {
                 Thread.sleep(forTimeInterval: interval / 2)
             }
         }.start()
-    }
-
-    public static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }

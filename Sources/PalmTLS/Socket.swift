@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import PalmSupport
 
 /// A monotonic deadline for bounding blocking operations.
 struct Deadline {
@@ -13,11 +14,7 @@ struct Deadline {
         instant = Deadline.now() &+ UInt64(max(0, seconds) * 1e9)
     }
 
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
+    static func now() -> UInt64 { MonotonicClock.nanoseconds() }
 
     /// Milliseconds left for poll(2), at least 0.
     var remainingMillis: Int32 {

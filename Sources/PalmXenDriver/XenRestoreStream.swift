@@ -23,9 +23,29 @@ import Glibc
 ///
 /// Every record is type (u32) + length (u32) + body padded to 8 bytes, little-endian.
 final class XenRestoreStream {
+    /// libxenguest's record types (`xg_sr_stream_format.h`, REC_TYPE_*).
     enum LibxcRecord: UInt32 {
         case end = 0x00, pageData = 0x01, tscInfo = 0x08, hvmContext = 0x09, hvmParams = 0x0a
         case staticDataEnd = 0x10, cpuidPolicy = 0x11, msrPolicy = 0x12
+    }
+
+    /// libxl's record types (`libxl_sr_stream_format.h`, REC_TYPE_*).
+    enum LibxlRecord: UInt32 {
+        case end = 0x00, libxcContext = 0x01
+    }
+
+    /// Header constants of the two streams.
+    enum Header {
+        /// libxl stream ident: "LibxlFmt".
+        static let libxlIdent: UInt64 = 0x4c69_6278_6c46_6d74
+        static let libxlVersion: UInt32 = 2
+        /// libxenguest image header: marker ~0, id "XENF", version 3.
+        static let imageMarker = UInt64.max
+        static let imageID: UInt32 = 0x5845_4E46
+        static let imageVersion: UInt32 = 3
+        /// Domain header type X86_HVM (DHDR_TYPE_X86_HVM; PVH is an HVM container).
+        static let domainX86HVM: UInt32 = 0x0000_0002
+        static let pageShift: UInt16 = 12
     }
 
     static let batchPages = 512
@@ -61,21 +81,21 @@ final class XenRestoreStream {
     // MARK: stream parts
 
     func writeHeaders(xenMajor: UInt32, xenMinor: UInt32, cpuid: [UInt8], msrs: [UInt8]) throws {
-        var w = LEWriter()
+        var w = XenStreamWriter()
         // libxl stream header (big-endian fields).
-        w.be64(0x4c69_6278_6c46_6d74)   // "LibxlFmt"
-        w.be32(2)
-        w.be32(0)
-        w.record(type: 0x01, body: [])  // LIBXC_CONTEXT
+        w.be64(Header.libxlIdent)
+        w.be32(Header.libxlVersion)
+        w.be32(0)                        // options: little-endian stream
+        w.record(type: LibxlRecord.libxcContext.rawValue, body: [])
         // libxc image header (big-endian) and domain header.
-        w.be64(UInt64.max)
-        w.be32(0x5845_4E46)             // "XENF"
-        w.be32(3)
-        w.be16(0)
-        w.be16(0)
-        w.be32(0)
-        w.u32(0x0000_0002)              // DHDR_TYPE_X86_HVM
-        w.u16(12)
+        w.be64(Header.imageMarker)
+        w.be32(Header.imageID)
+        w.be32(Header.imageVersion)
+        w.be16(0)                        // options
+        w.be16(0)                        // reserved
+        w.be32(0)                        // reserved
+        w.u32(Header.domainX86HVM)
+        w.u16(Header.pageShift)
         w.u16(0)
         w.u32(xenMajor)
         w.u32(xenMinor)
@@ -99,7 +119,7 @@ final class XenRestoreStream {
 
     func flush() throws {
         guard !pendingPFNs.isEmpty else { return }
-        var w = LEWriter()
+        var w = XenStreamWriter()
         let length = 8 + 8 * pendingPFNs.count + pendingData.count
         w.u32(LibxcRecord.pageData.rawValue)
         w.u32(UInt32(length))
@@ -115,8 +135,8 @@ final class XenRestoreStream {
     /// The hand-off records, libxenguest's END and libxl's END.
     func writeTail(_ state: XenDomainState) throws {
         try flush()
-        var w = LEWriter()
-        var tsc = LEWriter()
+        var w = XenStreamWriter()
+        var tsc = XenStreamWriter()
         tsc.u32(state.tscMode)
         tsc.u32(state.tscKHz)
         tsc.u64(state.tscNanoseconds)
@@ -125,7 +145,7 @@ final class XenRestoreStream {
         w.record(type: LibxcRecord.tscInfo.rawValue, body: tsc.bytes)
         w.record(type: LibxcRecord.hvmContext.rawValue, body: state.hvmContext)
         if !state.params.isEmpty {
-            var p = LEWriter()
+            var p = XenStreamWriter()
             p.u32(UInt32(state.params.count))
             p.u32(0)
             for (index, value) in state.params {
@@ -135,7 +155,7 @@ final class XenRestoreStream {
             w.record(type: LibxcRecord.hvmParams.rawValue, body: p.bytes)
         }
         w.record(type: LibxcRecord.end.rawValue, body: [])
-        w.record(type: 0x00, body: [])  // libxl END
+        w.record(type: LibxlRecord.end.rawValue, body: [])
         try put(w.bytes)
     }
 
@@ -170,8 +190,9 @@ final class XenRestoreStream {
     }
 }
 
-/// Little-endian byte building for Xen's stream (palm's own wire format is big-endian).
-struct LEWriter {
+/// Byte building for Xen's save/restore stream: records and most fields little-endian, the two
+/// stream headers big-endian (palm's own wire format is big-endian throughout).
+struct XenStreamWriter {
     var bytes: [UInt8] = []
     mutating func raw(_ b: [UInt8]) { bytes += b }
     mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }

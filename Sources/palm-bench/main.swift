@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PalmSupport
 import PalmTLS
 
 /// Benchmarks that print measurements; scripts/bench.sh turns them into ratios against baselines
@@ -54,7 +55,7 @@ struct TLSThroughput: ParsableCommand {
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
         defer { buf.deallocate() }
         buf.initializeMemory(as: UInt8.self, repeating: 0xA5)
-        let start = DispatchTime.now().uptimeNanoseconds
+        let start = MonotonicClock.now()
         var sent = 0
         while sent < total {
             let n = min(size, total - sent)
@@ -63,7 +64,7 @@ struct TLSThroughput: ParsableCommand {
         }
         var ack = [UInt8](repeating: 0, count: 1)
         _ = try ack.withUnsafeMutableBytes { try ch.read(into: $0) }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let seconds = MonotonicClock.now() - start
         receiverDone.wait()
         if let receiverError { throw receiverError }
         print("\(total) \(String(format: "%.6f", seconds))")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmHypervisor
+import PalmSupport
 import PalmWire
 #if canImport(Glibc)
 import Glibc
@@ -140,11 +141,7 @@ struct Run: ParsableCommand {
         for fd in fds where fd > 2 { close(fd) }
     }
 
-    func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    func now() -> Double { MonotonicClock.now() }
 
     func log(_ s: String) {
         fputs("[\(Date())] \(s)\n", stderr)

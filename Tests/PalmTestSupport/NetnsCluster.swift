@@ -192,6 +192,14 @@ public final class NetnsCluster: @unchecked Sendable {
             try startAgent(host, "dest")
             try startAgent(host, "source")
         }
+        // Every host has reported once (a test that orders a move to a host the coordinator has not
+        // heard of yet gets "no host named …"): what an operator sees in `hosts` before acting.
+        let registered = self.await(60) {
+            guard let r = try? cli(["hosts", "--json"]), r.status == 0,
+                  let rows = try? JSONDecoder().decode([[String: String]].self, from: Data(r.stdout.utf8)) else { return false }
+            return Set(rows.compactMap { $0["host"] }).isSuperset(of: hosts.map(\.name))
+        }
+        guard registered else { throw SimClusterError.command("not every host reported to the coordinator within 60 s") }
     }
 
     /// Starts (or restarts) one agent of a host: `which` is "source" or "dest".

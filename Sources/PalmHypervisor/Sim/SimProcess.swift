@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
+import PalmSupport
 
 /// Process control for sim guests: a guest is an ordinary process in its own session, so it
 /// outlives the agent that started it (like a VM outlives its toolstack). Pause and resume are
@@ -51,13 +53,10 @@ enum SimProcess {
 
     /// Polls a condition of the kernel's process table with a short back-off, bounded by `timeout`.
     static func waitUntil(timeout: Double, what: String, _ condition: () -> Bool) throws {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        let deadline = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 + timeout
+        let deadline = MonotonicClock.now() + timeout
         var delay: Int = 20_000  // ns
         while !condition() {
-            clock_gettime(CLOCK_MONOTONIC, &ts)
-            if Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9 > deadline {
+            if MonotonicClock.now() > deadline {
                 throw HypervisorError.guestFailed("timed out waiting for \(what)")
             }
             var req = timespec(tv_sec: 0, tv_nsec: delay)
@@ -204,5 +203,3 @@ final class SimThrottle: @unchecked Sendable {
         done.signal()
     }
 }
-
-import Foundation
