@@ -5,6 +5,7 @@ import PalmControl
 import PalmHypervisor
 import PalmMetrics
 import PalmMigration
+import PalmSupport
 import PalmSecurity
 import PalmTLS
 import PalmWire
@@ -343,7 +344,7 @@ public final class SourceDaemon: @unchecked Sendable {
     private func finish(_ outcome: MigrationOutcome) {
         let path = "\(outbox)/\(outcome.id).json"
         do {
-            try JSONEncoder().encode(outcome).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try DurableFile.write(Array(try JSONEncoder().encode(outcome)), to: path)
         } catch {
             logger.error("cannot record the outcome of \(outcome.id): \(error)")
         }
