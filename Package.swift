@@ -140,6 +140,7 @@ let package = Package(
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
         .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics"]),
+        .testTarget(name: "PalmSecurityTests", dependencies: ["PalmSecurity", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [
             "PalmMigration", "PalmHypervisor", "PalmSupport", "PalmTestSupport", "PalmTLS", "PalmWire",
