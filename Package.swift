@@ -73,7 +73,7 @@ let package = Package(
         ]),
 
         // What the daemons count and measure, through swift-metrics (names in MetricName).
-        .target(name: "PalmMetrics", dependencies: ["PalmSupport", .product(name: "Metrics", package: "swift-metrics")]),
+        .target(name: "PalmMetrics", dependencies: [.product(name: "Metrics", package: "swift-metrics")]),
         // GET /metrics: the Prometheus registry behind swift-metrics, served by FlyingFox; linked
         // only by the three daemons.
         .target(name: "PalmMetricsEndpoint", dependencies: [
@@ -114,7 +114,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmCoordinator", "PalmMetrics", "PalmMetricsEndpoint", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSupport", "PalmSystemd", "PalmTLS", "PalmWire",
+            "PalmCoordinator", "PalmMetrics", "PalmMetricsEndpoint", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSystemd", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

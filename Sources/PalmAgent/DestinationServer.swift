@@ -145,10 +145,10 @@ public final class DestinationServer: @unchecked Sendable {
             }
             if due { DestinationServer.prune(ledger, configuration: configuration, logger: logger) }
         }
-        gate.onDropCount = { [metrics] n in metrics.refused(.admission, count: n) }
-        gate.onDrops = { [logger] summary in
+        gate.onDrops = { [logger, metrics] summary, count in
             logger.warning("refused connections before authentication: \(summary)",
                            metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+            metrics.refused(.admission, count: count)
         }
         gate.run()
         gate.reportNow()
@@ -167,7 +167,7 @@ public final class DestinationServer: @unchecked Sendable {
             channel = try TLSChannel.accept(socket: admission.socket, context: context, timeout: admission.remaining)
         } catch {
             logger.warning("refused a connection from \(admission.address): \(error)", metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
-            metrics.refused((error as? TLSError)?.isCertificateRefusal == true ? .tls : .admission)
+            metrics.refused(AgentMetrics.Refusal(error) ?? .admission)
             return
         }
         defer { channel.close() }
@@ -233,7 +233,7 @@ public final class DestinationServer: @unchecked Sendable {
         } catch {
             log.warning("incoming migration failed: \(error)")
             let failure = MigrationError.wrap(error)
-            if let refusal = failure.refusal.flatMap(AgentMetrics.Refusal.init(rawValue:)) { metrics.refused(refusal) }
+            if let refusal = AgentMetrics.Refusal(failure) { metrics.refused(refusal) }
             if security.ticket != nil { metrics.aborted(reason: failure.caseName) }
         }
     }

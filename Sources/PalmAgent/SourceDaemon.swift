@@ -257,7 +257,7 @@ public final class SourceDaemon: @unchecked Sendable {
             request = try validate(order)
         } catch {
             logger.error("refused order \(order.id) for \(order.vm): \(error)")
-            metrics.refused(.ticket)
+            if let refusal = AgentMetrics.Refusal(error) { metrics.refused(refusal) }
             finish(MigrationOutcome(id: order.id, result: .aborted, detail: "order refused: \(error)"))
             return
         }
@@ -333,7 +333,7 @@ public final class SourceDaemon: @unchecked Sendable {
         } catch {
             logger.error("migration \(order.id) of \(order.vm) failed: \(error)")
             let failure = MigrationError.wrap(error)
-            if let refusal = failure.refusal.flatMap(AgentMetrics.Refusal.init(rawValue:)) { metrics.refused(refusal) }
+            if let refusal = AgentMetrics.Refusal(failure) { metrics.refused(refusal) }
             metrics.aborted(reason: failure.caseName)
             outcome = MigrationOutcome(id: order.id, result: .aborted, detail: "\(error)")
         }

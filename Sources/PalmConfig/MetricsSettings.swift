@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import PalmTLS
 
 /// `[metrics] listen = "IP:PORT"`: where a daemon serves `GET /metrics` for Prometheus. Off unless
 /// configured; the same key in source.toml, dest.toml and coordinator.toml.
@@ -9,15 +7,10 @@ public enum MetricsSettings {
     /// with a port (0: any free port) is a named ``ConfigError/invalidValue(file:key:reason:)``.
     public static func listen(_ f: ConfigFile) throws -> Endpoint? {
         guard let text = try f.optionalString("metrics.listen") else { return nil }
-        guard let e = Endpoint(text, allowsAnyPort: true), isIPLiteral(e.host) else {
+        guard let e = Endpoint(text, allowsAnyPort: true), TLSChannel.isIPAddress(e.host) else {
             throw ConfigError.invalidValue(file: f.path, key: "metrics.listen",
                                            reason: "'\(text)' is not IP:PORT (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\")")
         }
         return e
-    }
-
-    static func isIPLiteral(_ host: String) -> Bool {
-        var v4 = in_addr(), v6 = in6_addr()
-        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 }

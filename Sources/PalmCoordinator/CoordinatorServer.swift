@@ -81,10 +81,10 @@ public final class CoordinatorServer: @unchecked Sendable {
         }
         gate.beatInterval = beatInterval
         gate.onBeat = { [onBeat] in onBeat("accept") }
-        gate.onDropCount = { [service] n in service.metrics.refused(.admission, count: n) }
-        gate.onDrops = { [logger] summary in
+        gate.onDrops = { [logger, service] summary, count in
             logger.warning("refused connections before authentication: \(summary)",
                            metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
+            service.metrics.refused(.admission, count: count)
         }
         gate.run()
         gate.reportNow()

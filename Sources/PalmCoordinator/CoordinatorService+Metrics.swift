@@ -7,13 +7,17 @@ extension CoordinatorService {
     public func metricsInventory() -> CoordinatorMetrics.Inventory? {
         let now = clock()
         return try? store.read { db in
-            let maintenance = try db.value(Int.self, "SELECT COUNT(*) FROM host WHERE maintenance = 1") ?? 0
-            let up = try db.value(Int.self, "SELECT COUNT(*) FROM host WHERE maintenance = 0 AND last_heartbeat >= ?",
-                                  arguments: [now - settings.hostTimeout]) ?? 0
-            let all = try db.value(Int.self, "SELECT COUNT(*) FROM host") ?? 0
+            // One pass over each table (this runs at every scrape).
+            let hosts = try db.row("""
+                SELECT COUNT(*) AS total,
+                       COALESCE(SUM(CASE WHEN maintenance = 1 THEN 1 ELSE 0 END), 0) AS maintenance,
+                       COALESCE(SUM(CASE WHEN maintenance = 0 AND last_heartbeat >= ? THEN 1 ELSE 0 END), 0) AS up
+                FROM host
+                """, arguments: [now - settings.hostTimeout])
+            let (all, maintenance, up): (Int, Int, Int) = (try hosts?.get("total") ?? 0, try hosts?.get("maintenance") ?? 0, try hosts?.get("up") ?? 0)
             var migrations: [String: Int] = [:]
-            for state in CoordinatorMetrics.Inventory.migrationStates {
-                migrations[state] = try db.value(Int.self, "SELECT COUNT(*) FROM migration WHERE state = ?", arguments: [state]) ?? 0
+            for row in try db.rows("SELECT state, COUNT(*) AS n FROM migration GROUP BY state") {
+                migrations[try row.get("state")] = try row.get("n")
             }
             return CoordinatorMetrics.Inventory(hosts: ["up": up, "down": max(0, all - up - maintenance), "maintenance": maintenance],
                                                 vms: try db.value(Int.self, "SELECT COUNT(*) FROM vm") ?? 0,

@@ -21,13 +21,13 @@ public struct AgentMetrics: Sendable {
 
     public func started() {
         Counter(label: MetricName.migrationsStarted.rawValue, dimensions: roleLabel).increment()
-        Gauge(label: MetricName.migrationsInFlight.rawValue, dimensions: roleLabel).record(inFlight.add(1))
+        inFlight.increment()
     }
 
     /// A committed migration; the source adds what it measured.
     public func committed(_ measured: Measured? = nil) {
         Counter(label: MetricName.migrationsCommitted.rawValue, dimensions: roleLabel).increment()
-        Gauge(label: MetricName.migrationsInFlight.rawValue, dimensions: roleLabel).record(inFlight.add(-1))
+        inFlight.decrement()
         guard let m = measured else { return }
         Recorder(label: MetricName.downtime.rawValue, dimensions: roleLabel).record(m.downtimeSeconds)
         Recorder(label: MetricName.duration.rawValue, dimensions: roleLabel).record(m.totalSeconds)
@@ -59,19 +59,20 @@ public struct AgentMetrics: Sendable {
     /// A migration that ended before its commit point; `reason` is the failure's case name.
     public func aborted(reason: String) {
         Counter(label: MetricName.migrationsAborted.rawValue, dimensions: roleLabel + [("reason", reason)]).increment()
-        Gauge(label: MetricName.migrationsInFlight.rawValue, dimensions: roleLabel).record(inFlight.add(-1))
+        inFlight.decrement()
     }
 
     /// A migration whose commit is in doubt (resolved later by the hand-off journal).
     public func inDoubt() {
         Counter(label: MetricName.migrationsInDoubt.rawValue, dimensions: roleLabel).increment()
-        Gauge(label: MetricName.migrationsInFlight.rawValue, dimensions: roleLabel).record(inFlight.add(-1))
+        inFlight.decrement()
     }
 
     public func refused(_ reason: Refusal, count: Int = 1) {
         Counter(label: MetricName.refusals.rawValue, dimensions: roleLabel + [("reason", reason.rawValue)]).increment(by: Int64(count))
     }
 
-    /// Migrations in flight in this process, per role.
-    private var inFlight: InFlightCount { role == .source ? InFlightCount.source : InFlightCount.destination }
+    /// Migrations in flight in this process, per role: a meter the backend keeps (+1 at start, −1 at
+    /// each end).
+    private var inFlight: Meter { Meter(label: MetricName.migrationsInFlight.rawValue, dimensions: roleLabel) }
 }

@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import PalmConfig
 import PalmMetrics
+import PalmSupport
 import Prometheus
 
 /// `GET /metrics` in Prometheus' text format, on the address `[metrics] listen` names: the one
@@ -34,7 +35,7 @@ public final class MetricsEndpoint: Sendable {
         }
     }
 
-    private static let started = LockedFlag()
+    private static let started = LockedValueBox(false)
 
     private init(port: UInt16, server: HTTPServer) {
         self.port = port
@@ -44,7 +45,7 @@ public final class MetricsEndpoint: Sendable {
     /// Bootstraps metrics, binds `listen` and serves until the process ends. `beforeScrape` runs
     /// before each exposition (the coordinator sets its inventory gauges from the database there).
     public static func start(listen: Endpoint, logger: Logger, beforeScrape: @escaping @Sendable () -> Void = {}) throws -> MetricsEndpoint {
-        guard started.set() else { throw Failure.alreadyStarted }
+        guard started.withLockedValue({ was in defer { was = true }; return !was }) else { throw Failure.alreadyStarted }
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         for name in MetricName.allCases { if let b = name.buckets { factory.valueHistogramBuckets[name.rawValue] = b } }
@@ -60,7 +61,9 @@ public final class MetricsEndpoint: Sendable {
             throw Failure.badAddress(listen.host)
         }
         let ready = DispatchSemaphore(value: 0)
-        let outcome = LockedResult()
+        // How binding went, handed from the server's task to this thread: the first word counts.
+        let outcome = LockedValueBox<Result<Socket.Address?, Failure>?>(nil)
+        let report = { @Sendable (result: Result<Socket.Address?, Failure>) in outcome.withLockedValue { if $0 == nil { $0 = result } } }
         Task {
             await server.appendRoute("GET /metrics") { _ in
                 beforeScrape()
@@ -70,20 +73,21 @@ public final class MetricsEndpoint: Sendable {
             }
             Task {
                 do { try await server.run() } catch {
-                    outcome.fail("\(error)")
+                    report(.failure(.cannotListen(listen.description, "\(error)")))
                     ready.signal()
                 }
             }
             do {
                 try await server.waitUntilListening(timeout: 5)
-                outcome.succeed(await server.listeningAddress)
+                report(.success(await server.listeningAddress))
             } catch {
-                outcome.fail("not listening after 5 s: \(error)")
+                report(.failure(.cannotListen(listen.description, "not listening after 5 s: \(error)")))
             }
             ready.signal()
         }
         ready.wait()
-        let bound = try outcome.get(listen.description)
+        guard let result = outcome.current else { throw Failure.cannotListen(listen.description, "no answer from the server task") }
+        let bound = try result.get()
         let port: UInt16
         switch bound {
         case let .ip4(_, p)?, let .ip6(_, p)?: port = p

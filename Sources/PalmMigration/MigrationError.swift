@@ -92,17 +92,6 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
         }
     }
 
-    /// The refusal a metric counts for this failure, when it is one.
-    public var refusal: String? {
-        switch self {
-        case .ticketRejected: return "ticket"
-        case .attestationRejected: return "attestation"
-        case .signatureRejected, .manifestMismatch: return "signature"
-        case let .channel(e): return e.isCertificateRefusal ? "tls" : nil
-        default: return nil
-        }
-    }
-
     /// The reason to put in an ABORT sent to the peer.
     var abortReason: AbortReason {
         switch self {

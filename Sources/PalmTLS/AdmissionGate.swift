@@ -84,10 +84,9 @@ public final class AdmissionGate: @unchecked Sendable {
     private let state = LockedValueBox(State())
     /// Called for every admitted connection, on a thread of its own.
     private let admit: @Sendable (Admission) -> Void
-    /// Called with one summary line per report interval in which something was dropped.
-    public var onDrops: @Sendable (String) -> Void = { _ in }
-    /// Called with the number of connections dropped, at the same moments as ``onDrops`` (metrics).
-    public var onDropCount: @Sendable (Int) -> Void = { _ in }
+    /// Called once per report interval in which something was dropped: a summary line and the
+    /// number of connections dropped.
+    public var onDrops: @Sendable (_ summary: String, _ count: Int) -> Void = { _, _ in }
     /// Called at least every `beatInterval` seconds from the gate's loop.
     public var onBeat: @Sendable () -> Void = {}
     public var beatInterval = 5.0
@@ -212,8 +211,8 @@ public final class AdmissionGate: @unchecked Sendable {
             return s.drops
         }
         if !drops.isEmpty {
-            onDrops(Drop.allCases.compactMap { d in drops[d].map { "\($0) \(d.rawValue)" } }.joined(separator: ", "))
-            onDropCount(drops.values.reduce(0, +))
+            onDrops(Drop.allCases.compactMap { d in drops[d].map { "\($0) \(d.rawValue)" } }.joined(separator: ", "),
+                    drops.values.reduce(0, +))
         }
     }
 }

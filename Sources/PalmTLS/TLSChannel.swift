@@ -134,7 +134,8 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         return channel
     }
 
-    private static func isIPAddress(_ s: String) -> Bool {
+    /// True for an IPv4 or IPv6 address literal (what `inet_pton` accepts), false for a host name.
+    public static func isIPAddress(_ s: String) -> Bool {
         var v4 = in_addr(), v6 = in6_addr()
         return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
     }

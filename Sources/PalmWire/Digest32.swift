@@ -16,7 +16,7 @@ public struct Digest32: Hashable, Sendable, CustomStringConvertible {
     /// shorter one is a programming error, not input, and traps.
     public init(prefixOf buffer: [UInt8]) {
         precondition(buffer.count >= Digest32.size, "a digest buffer shorter than 32 bytes")
-        bytes = Array(buffer.prefix(Digest32.size))
+        bytes = buffer.count == Digest32.size ? buffer : Array(buffer.prefix(Digest32.size))
     }
 
     public static let zero = Digest32(unchecked: [UInt8](repeating: 0, count: size))

@@ -3,7 +3,6 @@ import Foundation
 import PalmCoordinator
 import PalmMetricsEndpoint
 import PalmSecurity
-import PalmSupport
 import PalmSystemd
 import PalmTLS
 import PalmWire
@@ -23,14 +22,6 @@ struct Serve: ParsableCommand {
                 fail("error: \(c.tls.certificateChain) does not carry the coordinator role (certs/palm-ca host NAME --role coordinator)")
                 throw ExitCode(1)
             }
-            // Metrics first: swift-metrics is bootstrapped before anything records.
-            let inventory = LockedValueBox<CoordinatorService?>(nil)
-            let metrics = try c.metricsListen.map { listen in
-                try MetricsEndpoint.start(listen: listen, logger: logger) {
-                    if let service = inventory.current, let now = service.metricsInventory() { service.metrics.record(now) }
-                }
-            }
-            defer { metrics?.stop() }
             let store = try CoordinatorStore(c.store)
             let key = try SigningKey(pemFile: c.tls.privateKey)
             let audit = AuditLog(store: store, key: key, headFile: c.auditHeadFile)
@@ -42,7 +33,13 @@ struct Serve: ParsableCommand {
             let service = CoordinatorService(store: store, audit: audit,
                                              policy: try AccessPolicy.load(path: c.policyFile),
                                              settings: CoordinatorSettings(c), ticketKey: key, requestLimits: c.requestLimits)
-            inventory.withLockedValue { $0 = service }
+            // Before anything records (the lease, the server): swift-metrics is bootstrapped here.
+            let metrics = try c.metricsListen.map { listen in
+                try MetricsEndpoint.start(listen: listen, logger: logger) {
+                    if let now = service.metricsInventory() { service.metrics.record(now) }
+                }
+            }
+            defer { metrics?.stop() }
             let trust = try CoordinatorTrust(certificateFiles: c.coordinatorCertificates)
             guard trust.trusts(context.localIdentity.fingerprint) else {
                 fail("error: \(c.file): state.coordinator_certificates does not list this coordinator's own certificate (\(c.tls.certificateChain))")
