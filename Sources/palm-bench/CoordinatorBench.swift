@@ -102,7 +102,10 @@ struct HeartbeatRate: ParsableCommand {
                 while Date() < deadline {
                     let r = try? clients[i].call(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: reports[i]))
                     if r?.ok == true { count.add() }
-                    i = (i + threads) % agents
+                    // Each thread keeps to its own agents (t, t + threads, …): a TLS connection is
+                    // never used by two threads at once (wrapping modulo AGENTS did that when
+                    // AGENTS is not a multiple of THREADS, and crashed in OpenSSL).
+                    i = i + threads < agents ? i + threads : t
                 }
                 group.leave()
             }.start()
