@@ -20,7 +20,7 @@ struct PalmDest: ParsableCommand {
           /var/lib/palm/dest/            state
         """,
         version: "palm-dest \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Serve.self, Measure.self, EvidenceCommand.self],
+        subcommands: [Serve.self, Measure.self, EvidenceCommand<DestinationConfiguration>.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -68,25 +68,6 @@ struct Measure: ParsableCommand {
         } catch {
             CLI.fail("palm-dest", error)
             throw ExitCode(1)
-        }
-    }
-}
-
-struct EvidenceCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "evidence", abstract: "Migration evidence.",
-                                                    subcommands: [Verify.self])
-
-    struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check every signature of an evidence file.")
-        @Argument(help: "The evidence file (STATE_DIR/evidence/ID.evidence.json).") var file: String
-        @Option(help: "A coordinator's certificate (PEM), repeated for each (default: security.coordinator_certificates of --config).")
-        var coordinatorCert: [String] = []
-        @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
-
-        func run() throws {
-            try CLI.runEvidenceVerify(program: "palm-dest", path: file) {
-                try coordinatorCert.isEmpty ? DestinationConfiguration.load(path: config).coordinatorCertificates : coordinatorCert
-            }
         }
     }
 }

@@ -24,7 +24,7 @@ struct PalmSource: ParsableCommand {
           /var/lib/palm/source/          state
         """,
         version: "palm-source \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Serve.self, Migrate.self, VMs.self, Recover.self, EvidenceCommand.self])
+        subcommands: [Serve.self, Migrate.self, VMs.self, Recover.self, EvidenceCommand<SourceConfiguration>.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -152,22 +152,6 @@ struct Recover: ParsableCommand {
         } catch {
             CLI.fail("palm-source", error)
             throw ExitCode(1)
-        }
-    }
-}
-
-struct EvidenceCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "evidence", abstract: "Migration evidence.",
-                                                    subcommands: [Verify.self])
-
-    struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check every signature of an evidence file.")
-        @Argument(help: "The evidence file (STATE_DIR/evidence/ID.evidence.json).") var file: String
-        @Option(help: "A coordinator's certificate (PEM); repeat it for each coordinator that may have signed the ticket.")
-        var coordinatorCert: [String]
-
-        func run() throws {
-            try CLI.runEvidenceVerify(program: "palm-source", path: file) { coordinatorCert }
         }
     }
 }

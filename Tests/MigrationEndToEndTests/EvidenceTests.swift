@@ -46,5 +46,18 @@ struct EvidenceTests {
         let both = try ProcessRunner.run(SimCluster.bin("palm-source"), ["evidence", "verify", files[0], "--coordinator-cert", c.pki.cert("server"),
                                                                           "--coordinator-cert", c.pki.cert("coord")])
         #expect(both.status == 0, "\(both.stdout)\(both.stderr)")
+
+        // One command for both agents: without --coordinator-cert, palm-source takes the
+        // coordinators its configuration lists ([coordinator] certificate), as palm-dest does…
+        let listed = c.dir + "/source-with-coordinator.toml"
+        try (String(contentsOfFile: c.sourceConfig, encoding: .utf8)
+            + "\n[coordinator]\naddress = \"127.0.0.1:7400\"\ncertificate = \"\(coord)\"\nadvertise = \"127.0.0.1:7410\"\n")
+            .write(toFile: listed, atomically: true, encoding: .utf8)
+        let fromConfig = try ProcessRunner.run(SimCluster.bin("palm-source"), ["evidence", "verify", files[0], "--config", listed])
+        #expect(fromConfig.status == 0, "\(fromConfig.stdout)\(fromConfig.stderr)")
+        // …and a configuration that lists none is a named error (exit 2), never an unchecked ticket.
+        let none = try ProcessRunner.run(SimCluster.bin("palm-source"), ["evidence", "verify", files[0], "--config", c.sourceConfig])
+        #expect(none.status == 2)
+        #expect(none.stderr.contains("no coordinator certificate"), "\(none.stderr)")
     }
 }
