@@ -84,7 +84,7 @@ let package = Package(
         ]),
 
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
-        .target(name: "PalmSecurity", dependencies: ["PalmWire", "PalmTLS"]),
+        .target(name: "PalmSecurity", dependencies: ["PalmSupport", "PalmWire", "PalmTLS"]),
         // The coordinator: state in SQLite (GRDB) or PostgreSQL (libpq), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
             "CPostgres", "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "PalmMetrics", "TOMLKit",

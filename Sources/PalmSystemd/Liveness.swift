@@ -8,12 +8,12 @@ import PalmSupport
 /// `WatchdogSec=` only while *every* registered loop has beaten within the watchdog interval; if
 /// one hangs (a deadlock, a stuck database, a blocked accept loop) the pings stop and systemd
 /// restarts the service. Loops must therefore wake at least every ``maxWait`` seconds.
-public final class Liveness: @unchecked Sendable {
+public final class Liveness: Sendable {
     public let interval: Double?
     private let notifier: ServiceNotifier
-    private let lock = NSLock()
-    private var beats: [String: Double] = [:]
-    private var started = false
+    /// Each loop's last beat (monotonic seconds).
+    private let beats = LockedValueBox([String: Double]())
+    private let started = LockedValueBox(false)
 
     public init(notifier: ServiceNotifier = .shared, interval: Double? = nil) {
         self.notifier = notifier
@@ -30,26 +30,23 @@ public final class Liveness: @unchecked Sendable {
     public func register(_ loop: String) { beat(loop) }
 
     public func beat(_ loop: String, at now: Double = MonotonicClock.now()) {
-        lock.lock()
-        beats[loop] = now
-        lock.unlock()
+        beats.withLockedValue { $0[loop] = now }
     }
 
     /// Loops that have not beaten within the interval.
     public func stalled(now: Double = MonotonicClock.now()) -> [String] {
         guard let interval else { return [] }
-        lock.lock()
-        defer { lock.unlock() }
-        return beats.filter { now - $0.value > interval }.map(\.key).sorted()
+        return beats.current.filter { now - $0.value > interval }.map(\.key).sorted()
     }
 
     /// Starts pinging (no-op without a watchdog). `onStall` is told once per stall.
     public func start(onStall: @escaping @Sendable ([String]) -> Void = { _ in }) {
         guard let interval else { return }
-        lock.lock()
-        defer { lock.unlock() }
-        guard !started else { return }
-        started = true
+        let first = started.withLockedValue { started in
+            defer { started = true }
+            return !started
+        }
+        guard first else { return }
         Thread { [self] in
             var reported = false
             while true {

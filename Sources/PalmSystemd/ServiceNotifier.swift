@@ -1,17 +1,17 @@
 import CSystemd
 import CSystemdShims
 import Foundation
+import PalmSupport
 
 /// The daemon's side of the systemd notification protocol (`sd_notify`, `Type=notify`).
 ///
 /// Outside systemd (`NOTIFY_SOCKET` unset) every call is a no-op, so the daemons run the same
 /// code on a terminal. Guarantees: `READY=1` is sent only by ``ready(status:)``, which the daemons
 /// call after their socket is bound and their state loaded; `STOPPING=1` before any shutdown work.
-public final class ServiceNotifier: @unchecked Sendable {
+public final class ServiceNotifier: Sendable {
     public static let shared = ServiceNotifier()
 
-    private let lock = NSLock()
-    private var lastStatus = ""
+    private let lastStatus = LockedValueBox("")
 
     public init() {}
 
@@ -29,10 +29,10 @@ public final class ServiceNotifier: @unchecked Sendable {
     /// `STATUS=`; repeated identical texts are not resent.
     public func status(_ text: String) {
         let t = ServiceNotifier.clean(text)
-        lock.lock()
-        let changed = t != lastStatus
-        lastStatus = t
-        lock.unlock()
+        let changed = lastStatus.withLockedValue { last in
+            defer { last = t }
+            return t != last
+        }
         if changed { send("STATUS=\(t)") }
     }
 

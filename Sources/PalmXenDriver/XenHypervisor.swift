@@ -1,4 +1,5 @@
 import PalmHypervisor
+import PalmSupport
 import Foundation
 import PalmWire
 
@@ -55,17 +56,16 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
     }
 
     /// Layout sizes by domid, valid while the domain's page total is unchanged.
-    private final class SizeCache: @unchecked Sendable {
-        private var entries: [UInt32: (total: UInt64, pages: UInt64)] = [:]
-        private let lock = NSLock()
+    private final class SizeCache: Sendable {
+        private let entries = LockedValueBox([UInt32: (total: UInt64, pages: UInt64)]())
         func get(_ domid: UInt32, _ total: UInt64) -> UInt64? {
-            lock.lock(); defer { lock.unlock() }
-            guard let e = entries[domid], e.total == total else { return nil }
-            return e.pages
+            entries.withLockedValue { entries in
+                guard let e = entries[domid], e.total == total else { return nil }
+                return e.pages
+            }
         }
         func set(_ domid: UInt32, _ total: UInt64, _ pages: UInt64) {
-            lock.lock(); defer { lock.unlock() }
-            entries[domid] = (total, pages)
+            entries.withLockedValue { $0[domid] = (total, pages) }
         }
     }
 

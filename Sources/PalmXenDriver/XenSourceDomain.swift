@@ -259,13 +259,12 @@ final class XenSourceDomain: SourceDomain {
 }
 
 /// How long guest suspends took on this host: the source's pause estimate for the next one.
-final class SuspendTimes: @unchecked Sendable {
-    private let lock = NSLock()
-    private var last: Double
+final class SuspendTimes: Sendable {
+    private let last: LockedValueBox<Double>
 
-    init(initial: Double) { last = initial }
+    init(initial: Double) { last = LockedValueBox(initial) }
 
-    var estimate: Double { lock.lock(); defer { lock.unlock() }; return last }
+    var estimate: Double { last.current }
 
-    func record(_ seconds: Double) { lock.lock(); last = seconds; lock.unlock() }
+    func record(_ seconds: Double) { last.withLockedValue { $0 = seconds } }
 }
