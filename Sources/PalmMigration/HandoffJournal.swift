@@ -7,11 +7,11 @@ import Glibc
 /// Durable per-migration records, one small JSON file per migration id in a directory, written
 /// with ``DurableFile`` (write-to-temp, fsync, rename, fsync of the directory): after a crash at
 /// any instant a record is either entirely old or entirely new. Both agents keep the hand-off state here.
-public final class HandoffJournal: @unchecked Sendable {
+public final class HandoffJournal: Sendable {
     public let directory: String
-    private let lock = NSLock()
-    /// How long the last writes took (fsyncs included), newest last, at most 16.
-    private var writeTimes: [Double] = []
+    /// How long the last writes took (fsyncs included), newest last, at most 16. Its lock also
+    /// serializes every file operation of the journal.
+    private let writeTimes = LockedValueBox([Double]())
 
     public init(directory: String) throws {
         self.directory = directory
@@ -21,46 +21,40 @@ public final class HandoffJournal: @unchecked Sendable {
     private func path(_ id: String) -> String { "\(directory)/\(id).json" }
 
     public func write(_ id: String, _ record: [String: String]) throws {
-        lock.lock()
-        defer { lock.unlock() }
-        try writeLocked(id, record)
+        try writeTimes.withLockedValue { try write(id, record, times: &$0) }
     }
 
     /// The median duration of this journal's recent durable writes (nil before the first): what
     /// the next one is expected to cost, steadier than any single fsync.
     public var typicalWriteSeconds: Double? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard !writeTimes.isEmpty else { return nil }
-        return writeTimes.sorted()[writeTimes.count / 2]
+        let times = writeTimes.current
+        guard !times.isEmpty else { return nil }
+        return times.sorted()[times.count / 2]
     }
 
-    func writeLocked(_ id: String, _ record: [String: String]) throws {
+    /// Writes with the lock held (`times` is the locked value).
+    private func write(_ id: String, _ record: [String: String], times: inout [Double]) throws {
         let started = MonotonicClock.now()
         defer {
-            writeTimes.append(MonotonicClock.now() - started)
-            if writeTimes.count > 16 { writeTimes.removeFirst() }
+            times.append(MonotonicClock.now() - started)
+            if times.count > 16 { times.removeFirst() }
         }
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
         try DurableFile.write(Array(data), to: path(id))
     }
 
     public func read(_ id: String) -> [String: String]? {
-        lock.lock()
-        defer { lock.unlock() }
-        return readLocked(id)
+        writeTimes.withLockedValue { _ in readUnlocked(id) }
     }
 
-    func readLocked(_ id: String) -> [String: String]? {
+    private func readUnlocked(_ id: String) -> [String: String]? {
         guard let data = FileManager.default.contents(atPath: path(id)),
               let obj = try? JSONSerialization.jsonObject(with: data) as? [String: String] else { return nil }
         return obj
     }
 
     public func remove(_ id: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        unlink(path(id))
+        writeTimes.withLockedValue { _ in _ = unlink(path(id)) }
     }
 
     /// When the record of `id` was last written.
@@ -80,12 +74,12 @@ public final class HandoffJournal: @unchecked Sendable {
     /// Runs `body` on the record of `id` under the journal's lock and stores what it returns.
     @discardableResult
     public func update<R>(_ id: String, _ body: (inout [String: String]?) throws -> R) throws -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        var record = readLocked(id)
-        let result = try body(&record)
-        if let record { try writeLocked(id, record) } else { unlink(path(id)) }
-        return result
+        try writeTimes.withLockedValue { times in
+            var record = readUnlocked(id)
+            let result = try body(&record)
+            if let record { try write(id, record, times: &times) } else { unlink(path(id)) }
+            return result
+        }
     }
 }
 
