@@ -25,7 +25,8 @@ import PalmWire
 /// ``stopGrace`` seconds; one cut short before its commit is discarded at the next start (the
 /// source resumes its VM), one cut short after it is resumed at the next start (the ledger).
 public final class DestinationServer: @unchecked Sendable {
-    public private(set) var configuration: DestinationConfiguration
+    /// The configuration now in force (a reload replaces it with the credentials, together).
+    public var configuration: DestinationConfiguration { live.current.configuration }
     public let hypervisor: Hypervisor
     let listener: TLSListener
     let replayCache: ReplayCache
@@ -40,10 +41,10 @@ public final class DestinationServer: @unchecked Sendable {
     /// Migrations being received; extra page streams find theirs here.
     public let sessions = IncomingSessions()
     private let group = DispatchGroup()
-    private let lock = NSLock()
-    private var credentials: Credentials
-    private var receiving: [Int: String] = [:]
-    private var nextSession = 0
+    /// What a reload replaces, read and replaced together.
+    private let live: LockedValueBox<(configuration: DestinationConfiguration, credentials: Credentials)>
+    /// Connections being handled: the last session number given out, and what each is receiving.
+    private let receptions = LockedValueBox((last: 0, receiving: [Int: String]()))
 
     /// The accept loop wakes (and calls ``onBeat``) at least this often.
     public var beatInterval = 5.0
@@ -72,13 +73,13 @@ public final class DestinationServer: @unchecked Sendable {
     public var port: UInt16 { listener.port }
 
     public init(configuration: DestinationConfiguration, logger: Logger) throws {
-        self.configuration = configuration
         self.logger = logger
         hypervisor = try configuration.hypervisor.make()
         ledger = try DestinationLedger(directory: configuration.stateDirectory + "/migrations")
         DestinationServer.recover(hypervisor: hypervisor, ledger: ledger, logger: logger)
         DestinationServer.prune(ledger, configuration: configuration, logger: logger)
-        credentials = try Credentials(configuration, hypervisor: hypervisor)
+        let credentials = try Credentials(configuration, hypervisor: hypervisor)
+        live = LockedValueBox((configuration, credentials))
         replayCache = try ReplayCache(path: configuration.stateDirectory + "/replay-cache",
                                       now: UInt64(Date().timeIntervalSince1970))
         epochFloor = LeaderEpochFloor(path: configuration.stateDirectory + "/ticket-epoch")
@@ -90,6 +91,7 @@ public final class DestinationServer: @unchecked Sendable {
     /// measurement take effect for the next connection. The listen address, hypervisor and state
     /// directory need a restart; a change to them is refused.
     public func reload() throws {
+        let configuration = self.configuration
         let next = try DestinationConfiguration.load(path: configuration.file)
         guard next.listenAddress == configuration.listenAddress, next.listenPort == configuration.listenPort,
               next.hypervisor == configuration.hypervisor, next.stateDirectory == configuration.stateDirectory else {
@@ -97,27 +99,21 @@ public final class DestinationServer: @unchecked Sendable {
                                            reason: "changed; these take effect only after a restart")
         }
         let fresh = try Credentials(next, hypervisor: hypervisor)
-        lock.lock()
-        credentials = fresh
-        configuration = next
-        lock.unlock()
+        live.withLockedValue { $0 = (next, fresh) }
     }
 
-    private var current: Credentials { lock.lock(); defer { lock.unlock() }; return credentials }
+    private var current: Credentials { live.current.credentials }
 
     /// The status line: what is being received now.
     public var status: String {
-        lock.lock()
-        defer { lock.unlock() }
         let address = "\(configuration.listenAddress):\(port)"
+        let receiving = receptions.current.receiving
         guard !receiving.isEmpty else { return "listening on \(address), idle" }
         return "listening on \(address); receiving \(receiving.count): " + receiving.values.sorted().joined(separator: ", ")
     }
 
     private func track(_ session: Int, _ what: String?) {
-        lock.lock()
-        receiving[session] = what
-        lock.unlock()
+        receptions.withLockedValue { $0.receiving[session] = what }
         onStatus(status)
     }
 
@@ -126,10 +122,10 @@ public final class DestinationServer: @unchecked Sendable {
         logger.info("palm-dest listening on \(configuration.listenAddress):\(port) as \(current.context.localIdentity)")
         let gate = AdmissionGate(listener: listener, limits: configuration.admission) { [self] admission in
             group.enter()
-            lock.lock()
-            nextSession += 1
-            let session = nextSession
-            lock.unlock()
+            let session = receptions.withLockedValue { r in
+                r.last += 1
+                return r.last
+            }
             defer { track(session, nil); group.leave() }
             handle(admission, session: session)
         }
