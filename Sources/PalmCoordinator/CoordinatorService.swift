@@ -1,3 +1,4 @@
+import PalmSupport
 import Foundation
 import PalmControl
 import PalmMetrics
@@ -37,10 +38,10 @@ public final class CoordinatorService: @unchecked Sendable {
     public let audit: AuditLog
     /// The access policy in force (replaced by a reload).
     public var policy: AccessPolicy {
-        get { seenLock.lock(); defer { seenLock.unlock() }; return currentPolicy }
-        set { seenLock.lock(); currentPolicy = newValue; seenLock.unlock() }
+        get { currentPolicy.current }
+        set { currentPolicy.withLockedValue { $0 = newValue } }
     }
-    private var currentPolicy: AccessPolicy
+    private let currentPolicy: LockedValueBox<AccessPolicy>
     public let settings: CoordinatorSettings
     let issuer: TicketIssuer?
     /// Seconds since 1970; tests drive it.
@@ -48,8 +49,7 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Called when a request makes a scheduling cycle worth running now.
     public var onWork: @Sendable () -> Void = {}
     /// Agents seen since this coordinator started (their first heartbeat is audited).
-    private var seenAgents: Set<String> = []
-    private let seenLock = NSLock()
+    private let seenAgents = LockedValueBox(Set<String>())
     /// With coordinators sharing a PostgreSQL database: who leads. A follower answers the
     /// read-only actions (without auditing them: the chain takes the leader's entries only) and
     /// refuses the others naming the leader; it runs no scheduling cycle. nil: always the leader.
@@ -78,7 +78,7 @@ public final class CoordinatorService: @unchecked Sendable {
         denials = DenialLimiter(perMinute: requestLimits.auditedDenialsPerMinute)
         self.store = store
         self.audit = audit
-        currentPolicy = policy
+        currentPolicy = LockedValueBox(policy)
         self.settings = settings
         issuer = ticketKey.map { TicketIssuer(key: $0) }
     }
@@ -157,9 +157,7 @@ public final class CoordinatorService: @unchecked Sendable {
     /// heartbeat changes (orders handed out, outcomes recorded) — inside the heartbeat's transaction.
     private func shouldAudit(_ action: CoordinatorAction, caller: CertificateIdentity, allowed: Bool) -> Bool {
         guard action == .agentHeartbeat, allowed else { return true }
-        seenLock.lock()
-        defer { seenLock.unlock() }
-        return seenAgents.insert(caller.fingerprint.hex).inserted
+        return seenAgents.withLockedValue { $0.insert(caller.fingerprint.hex).inserted }
     }
 
     /// One line for `STATUS=`: hosts up and migrations in flight.
