@@ -41,6 +41,8 @@ public final class DestinationServer: @unchecked Sendable {
     /// Migrations being received; extra page streams find theirs here.
     public let sessions = IncomingSessions()
     private let group = DispatchGroup()
+    /// Where a fault-injection test stops this agent (`PALM_TEST_STOP_AT`, read once at start).
+    let faults: FaultInjection
     /// What a reload replaces, read and replaced together.
     private let live: LockedValueBox<(configuration: DestinationConfiguration, credentials: Credentials)>
     /// Connections being handled: the last session number given out, and what each is receiving.
@@ -79,6 +81,8 @@ public final class DestinationServer: @unchecked Sendable {
         DestinationServer.recover(hypervisor: hypervisor, ledger: ledger, logger: logger)
         DestinationServer.prune(ledger, configuration: configuration, logger: logger)
         let credentials = try Credentials(configuration, hypervisor: hypervisor)
+        faults = try FaultInjection.fromEnvironment()
+        if let point = faults.stopAt { logger.warning("fault injection armed: receptions stop at \(point.rawValue) (\(FaultInjection.variable))") }
         live = LockedValueBox((configuration, credentials))
         replayCache = try ReplayCache(path: configuration.stateDirectory + "/replay-cache",
                                       now: UInt64(Date().timeIntervalSince1970))
@@ -220,7 +224,7 @@ public final class DestinationServer: @unchecked Sendable {
         limits.streamTimeout = configuration.streamTimeout
         limits.slots = slots
         let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log,
-                                         limits: limits, sessions: sessions)
+                                         limits: limits, sessions: sessions, faults: faults)
         do {
             guard let outcome = try receiver.run(first: first) else { return }  // a RESOLVE exchange
             metrics.committed()

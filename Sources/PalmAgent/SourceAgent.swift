@@ -120,6 +120,8 @@ public struct SourceAgent {
         options.compression = request.compression ?? configuration.compression
         options.hypervisorName = hypervisor.name
         options.handoffHistory = handoffHistory
+        options.faults = try FaultInjection.fromEnvironment()
+        if let point = options.faults.stopAt { logger.warning("fault injection armed: this migration stops at \(point.rawValue) (\(FaultInjection.variable))") }
         var log = logger
         log[metadataKey: "VM"] = "\(request.vm)"
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? request.host)"

@@ -99,6 +99,7 @@ public final class MigrationReceiver {
     let logger: Logger
     let limits: Limits
     let sessions: IncomingSessions
+    let faults: FaultInjection
     private var state = DestinationProtocolState()
     private var domain: DestinationDomain?
     private var session: IncomingSession?
@@ -107,13 +108,14 @@ public final class MigrationReceiver {
     private var holdsSlot = false
 
     public init(channel: SecureChannel, hypervisor: Hypervisor, security: Security, logger: Logger,
-                limits: Limits = Limits(), sessions: IncomingSessions = IncomingSessions()) {
+                limits: Limits = Limits(), sessions: IncomingSessions = IncomingSessions(), faults: FaultInjection = .disabled) {
         self.channel = channel
         self.hypervisor = hypervisor
         self.security = security
         self.logger = logger
         self.limits = limits
         self.sessions = sessions
+        self.faults = faults
     }
 
     /// Serves one connection whose first message (HELLO or RESOLVE) was already read: a
@@ -202,7 +204,7 @@ public final class MigrationReceiver {
         let token = Digest32.randomBytes(Prepared.tokenSize)
         let s = IncomingSession(token: token, config: config, domain: d, peer: peer.fingerprint,
                                 joinKey: try StreamJoin.key(session: channel, token: token), session: channel,
-                                timeout: limits.streamTimeout, limits: limits.wire, logger: logger)
+                                timeout: limits.streamTimeout, limits: limits.wire, logger: logger, faults: faults)
         session = s
         sessions.register(s)
         // The destination's share of a hand-off, as measured here: the commit record (one durable
@@ -245,27 +247,27 @@ public final class MigrationReceiver {
                 try s.closeRound(Int(end.round))
                 try channel.send(.roundApplied(round: end.round))
             case let .state(bytes):
-                FaultPoint.stopAndCopy.reached(logger)
+                faults.reached(.stopAndCopy, logger)
                 let t0 = MonotonicClock.now()
                 try d.restoreState(bytes)
                 stateSeconds = MonotonicClock.now() - t0
                 cpuState = bytes
             case let .manifest(manifest):
-                FaultPoint.afterManifest.reached(logger)
+                faults.reached(.afterManifest, logger)
                 let t0 = MonotonicClock.now()
                 try verify(manifest, digest: s.digest, cpuState: cpuState ?? [], peer: peer)
                 let ready = try security.signReady(manifest)
                 verifySeconds = MonotonicClock.now() - t0
                 try channel.send(.ready(signature: ready))
                 pending = (manifest, ready)
-                FaultPoint.afterReady.reached(logger)
+                faults.reached(.afterReady, logger)
             case let .commit(signature):
                 guard let (manifest, ready) = pending else { throw WireError.unexpectedMessage(.commit, state: "no manifest") }
                 try security.verifyCommit(signature, manifest, peer)
                 try security.recordCommit()
                 committed = true
                 evidence = (manifest, ready, signature)
-                FaultPoint.afterCommit.reached(logger)
+                faults.reached(.afterCommit, logger)
                 break commitLoop
             case let .abort(n), let .error(n):
                 throw MigrationError.abortedByPeer(n.reason, n.message)

@@ -40,7 +40,7 @@ extension MigrationSender {
             let chunks = s.digest.seal()
             if round == 0 {
                 s.costs.digestChunk = chunks > 0 ? (MonotonicClock.now() - t0) / Double(chunks) : 0
-                FaultPoint.precopy.reached(logger)
+                options.faults.reached(.precopy, logger)
             }
             s.costs.roundTrip = channel.roundTripTime ?? s.costs.roundTrip
             let pendingNow = s.dirty.count
@@ -74,7 +74,7 @@ extension MigrationSender {
         s.predicted = Double(s.dirty.count * s.info.pageSize) / max(s.transferRate, 1)
             + s.costs.fixed(changedChunks: s.dirty.nonzeroWords)
         try stopVM(&s)
-        FaultPoint.stopAndCopy.reached(logger)
+        options.faults.reached(.stopAndCopy, logger)
         let more = try domain.collectDirty(into: &s.dirty)
         logger.info("stop-and-copy: paused \(s.info.name); \(s.dirty.count) pages left (\(more) dirtied since the last look); predicted downtime \(String(format: "%.1f", s.predicted * 1000)) ms",
                     metadata: ["ROUND": "\(round + 1)", "event": "\(PalmEvent.stopAndCopy.rawValue)"])

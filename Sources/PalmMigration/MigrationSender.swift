@@ -34,6 +34,8 @@ public final class MigrationSender {
         public var monitorInterval = 0.1
         /// Measured costs of earlier hand-offs, for the downtime prediction (none: the model alone).
         public var handoffHistory: HandoffHistory?
+        /// Where a fault-injection test stops this sender (tests only; disabled by default).
+        public var faults: FaultInjection = .disabled
         public init() {}
     }
 
@@ -329,11 +331,11 @@ public final class MigrationSender {
                                 bytesSent: totalBytes(s), signature: [])
         manifest.signature = try security.signManifest(manifest)
         try send(.manifest(manifest))
-        FaultPoint.afterManifest.reached(logger)
+        options.faults.reached(.afterManifest, logger)
         guard case let .ready(readySignature) = try receive() else { throw WireError.unexpectedMessage(.ready, state: "handoff") }
         try security.verifyReady(readySignature, manifest, channel.peer)
         s.timeline.ready = MonotonicClock.now()
-        FaultPoint.afterReady.reached(logger)
+        options.faults.reached(.afterReady, logger)
         try checkCancelled()
 
         // Commit point. The intent is durable before the first byte of COMMIT leaves: from here
@@ -343,7 +345,7 @@ public final class MigrationSender {
         committed = true
         do {
             try send(.commit(signature: commitSignature))
-            FaultPoint.afterCommit.reached(logger)
+            options.faults.reached(.afterCommit, logger)
             guard case .done = try receive() else { throw WireError.unexpectedMessage(.done, state: "commit") }
         } catch {
             logger.error("COMMIT sent but no DONE from the destination (\(error)); \(info.name) stays paused here while the destination is asked")

@@ -26,6 +26,7 @@ final class IncomingSession: @unchecked Sendable {
     let timeout: Double
     let limits: WireLimits
     let logger: Logger
+    let faults: FaultInjection
     let pagesReceived = ManagedAtomic<UInt64>(0)
     /// Batches that arrived before their round was open and waited at the barrier.
     let barrierWaits = ManagedAtomic<Int>(0)
@@ -39,8 +40,10 @@ final class IncomingSession: @unchecked Sendable {
     private var activeStreams = 0
 
     init(token: [UInt8], config: VMConfig, domain: DestinationDomain, peer: Digest32, joinKey: [UInt8],
-         session channel: SecureChannel, timeout: Double, limits: WireLimits, logger: Logger) {
+         session channel: SecureChannel, timeout: Double, limits: WireLimits, logger: Logger,
+         faults: FaultInjection = .disabled) {
         self.logger = logger
+        self.faults = faults
         self.token = token
         self.config = config
         self.domain = domain

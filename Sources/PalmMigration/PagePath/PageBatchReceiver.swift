@@ -79,7 +79,7 @@ final class PageBatchReceiver {
         try MemoryBatchDecoder.checkData(length: dataLength, dataPages: dataPages, pageSize: pageSize, codec: h.codec)
 
         try session.awaitRoundOpen(Int(h.round))
-        if session.pagesReceived.load(ordering: .relaxed) == 0 { FaultPoint.precopy.reached(session.logger) }
+        if session.pagesReceived.load(ordering: .relaxed) == 0 { session.faults.reached(.precopy, session.logger) }
         let pages = data.reserve(dataPages * pageSize)
         if h.codec == .none {
             try readHashing(into: pages, dataPages: dataPages)
