@@ -137,7 +137,7 @@ let package = Package(
             "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport",
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmWire"]),
+        .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmSupport", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
         .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics"]),
         .testTarget(name: "PalmSecurityTests", dependencies: ["PalmSecurity", "PalmTLS", "PalmWire", "PalmTestSupport"]),
@@ -151,5 +151,5 @@ let package = Package(
             "PalmControl", "PalmCoordinator", "PalmConfig",
         ]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -23,7 +23,7 @@ public enum DurableFile {
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw Failure.write(path: path, errno: errno) }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        let tmp = String(cString: template)
+        let tmp = String(nulTerminated: template)
         func fail(_ e: Int32, _ at: String) -> Failure { close(fd); unlink(tmp); return Failure.write(path: at, errno: e) }
         var written = 0
         while written < bytes.count {

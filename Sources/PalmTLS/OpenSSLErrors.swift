@@ -1,3 +1,4 @@
+import PalmSupport
 import COpenSSLShims
 
 /// Reads OpenSSL's thread-local error queue.
@@ -17,7 +18,7 @@ enum OpenSSLErrors {
             var buf = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &buf, buf.count)
             entries.append(Entry(library: palm_err_get_lib(code), reason: palm_err_get_reason(code),
-                                 text: String(cString: buf)))
+                                 text: String(nulTerminated: buf)))
         }
         return entries
     }

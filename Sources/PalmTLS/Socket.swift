@@ -148,6 +148,6 @@ enum TCPSocket {
                 getnameinfo($0, len, &host, socklen_t(host.count), &serv, socklen_t(serv.count), NI_NUMERICHOST | NI_NUMERICSERV)
             }
         }
-        return (String(cString: host), UInt16(String(cString: serv)) ?? 0)
+        return (String(nulTerminated: host), UInt16(String(nulTerminated: serv)) ?? 0)
     }
 }

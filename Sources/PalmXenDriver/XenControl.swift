@@ -1,3 +1,4 @@
+import PalmSupport
 import PalmHypervisor
 import CXen
 import CXenShims
@@ -60,7 +61,7 @@ final class XenControl: @unchecked Sendable {
     func version() throws -> String {
         var buf = [CChar](repeating: 0, count: 64)
         try Self.check(palm_xen_version(xch, &buf, buf.count), "xc_version")
-        return String(cString: buf)
+        return String(nulTerminated: buf)
     }
 
     func physinfo() throws -> (free: UInt64, total: UInt64) {

@@ -74,7 +74,7 @@ struct Serve: ParsableCommand {
                 }
             }
             print("listening on \(c.listenAddress):\(server.listener.port)")
-            fflush(stdout)
+            fflush(nil)  // stdout: the "listening" line a supervisor or test waits for
             runtime.run(status: "listening on \(c.listenAddress):\(server.listener.port); " + service.statusLine(),
                         serve: server.run, stop: { server.close() }) {
                 // The policy and TLS material; everything else needs a restart.

@@ -41,7 +41,7 @@ struct Serve: ParsableCommand {
             server.onBeat = { runtime.liveness.beat("accept") }
             server.onStatus = { runtime.notifier.status($0) }
             print("listening on \(server.configuration.listenAddress):\(server.port)")
-            fflush(stdout)
+            fflush(nil)  // stdout: the "listening" line a supervisor or test waits for
             runtime.run(status: server.status, serve: server.run, stop: { server.close() }) {
                 try server.reload()
                 return server.status

@@ -104,7 +104,7 @@ struct Run: ParsableCommand {
         }
         img[.guestPID] = UInt64(getpid())
         print("ready \(getpid())")
-        fflush(stdout)
+        fflush(nil)  // every output stream (stdout: the readiness line)
         dup2(2, 1)  // from now on stdout is the console log
         if incoming {
             // Held until the destination resumes the VM; a closed pipe means the migration was abandoned.
@@ -144,7 +144,7 @@ struct Run: ParsableCommand {
     func now() -> Double { MonotonicClock.now() }
 
     func log(_ s: String) {
-        fputs("[\(Date())] \(s)\n", stderr)
+        FileHandle.standardError.write(Data("[\(Date())] \(s)\n".utf8))
     }
 }
 

@@ -150,7 +150,7 @@ struct RoundBarrierTests {
         let listener = try TLSListener(host: "127.0.0.1", port: 0, context: pki.context("server"))
         let sessions = IncomingSessions()
         let outcome = LockedValueBox<Result<MigrationReceiver.Outcome?, Error>?>(nil)
-        let attest: (Digest32, Digest32) throws -> Attestation = { nonce, exporter in
+        let attest: @Sendable (Digest32, Digest32) throws -> Attestation = { nonce, exporter in
             Attestation(sourceNonce: nonce, exporter: exporter, agentDigest: .zero, configDigest: .zero, hypervisor: "sim",
                         hypervisorVersion: "", timestampMillis: 0, signature: [])
         }

@@ -130,6 +130,9 @@ public final class Background<T>: @unchecked Sendable {
     private var result: Swift.Result<T, Error>?
 
     public init(_ body: @escaping () throws -> T) {
+        // Runs once, on that thread only; the caller hands it over (tests pass closures over
+        // their own non-Sendable state, as agents hand a connection to its thread).
+        nonisolated(unsafe) let body = body
         let thread = Thread { [self] in
             result = Swift.Result { try body() }
             done.signal()

@@ -1,6 +1,7 @@
 @testable import PalmXenDriver
 import PalmHypervisor
 import Dispatch
+import PalmSupport
 import PalmWire
 import Testing
 #if canImport(Glibc)
@@ -31,7 +32,7 @@ private struct StreamReader {
 private func written(_ body: (XenRestoreStream) throws -> Void) throws -> [UInt8] {
     var template = Array("/tmp/palm-xenstream.XXXXXX".utf8CString)
     let fd = mkstemp(&template)
-    let path = String(cString: template)
+    let path = String(nulTerminated: template)
     defer { unlink(path) }
     let stream = XenRestoreStream(fd: dup(fd), pageSize: 4096)
     try body(stream)

@@ -86,7 +86,8 @@ final class SimDestinationDomain: DestinationDomain {
     /// One bit per page: written with data by an earlier batch (set atomically by stream threads).
     private let written: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     private let writtenWords: Int
-    private static let zeroPage: UnsafeRawBufferPointer = {
+    /// Never written after it is made: shared read-only by every thread.
+    nonisolated(unsafe) private static let zeroPage: UnsafeRawBufferPointer = {
         let p = UnsafeMutableRawBufferPointer.allocate(byteCount: SimLayout.pageSize, alignment: 16)
         p.initializeMemory(as: UInt8.self, repeating: 0)
         return UnsafeRawBufferPointer(p)
