@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PalmControl
 import PalmCoordinator
+import PalmSupport
 import PalmTLS
 
 /// One scheduling cycle at cluster scale: a real coordinator database holding HOSTS hosts and VMS
@@ -81,7 +82,8 @@ struct HeartbeatRate: ParsableCommand {
         let parts = server.split(separator: ":")
         guard parts.count == 2, let port = UInt16(parts[1]) else { throw ValidationError("--server HOST:PORT") }
         let t0 = Date()
-        let clients = try (0..<agents).map { i in
+        // Each thread uses only its own clients (below), so sharing the array is safe.
+        nonisolated(unsafe) let clients = try (0..<agents).map { i in
             let context = try TLSContext(configuration: TLSConfiguration(certificateChain: "\(certs)/agent-\(i).pem",
                                                                          privateKey: "\(certs)/agent-\(i).key", trustRoots: ca))
             return try CoordinatorClient(host: String(parts[0]), port: port, context: context)
@@ -92,7 +94,7 @@ struct HeartbeatRate: ParsableCommand {
                        memoryUsed: UInt64(vmsPerHost) << 32,
                        vms: (0..<vmsPerHost).map { VMReport(name: "a\(i)-vm\($0)", memoryBytes: 4 << 30, dirtyRate: 1000) })
         }
-        let count = ManagedAtomicCounter()
+        let count = HeartbeatCount()
         let deadline = Date(timeIntervalSinceNow: seconds)
         let group = DispatchGroup()
         for t in 0..<threads {
@@ -116,9 +118,9 @@ struct HeartbeatRate: ParsableCommand {
     }
 }
 
-final class ManagedAtomicCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    func add() { lock.lock(); n += 1; lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+/// Successful heartbeats, counted by every load thread.
+final class HeartbeatCount: Sendable {
+    private let n = LockedValueBox(0)
+    func add() { n.withLockedValue { $0 += 1 } }
+    var value: Int { n.current }
 }

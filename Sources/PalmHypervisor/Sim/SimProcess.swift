@@ -149,26 +149,23 @@ enum SimProcess {
 
 /// Auto-converge for sim guests: stuns the guest for `percent` % of every 20 ms period with
 /// SIGSTOP/SIGCONT, the way a hypervisor takes vCPU time away, without the guest's cooperation.
-final class SimThrottle: @unchecked Sendable {
+final class SimThrottle: Sendable {
     private let pid: pid_t
-    private var percent = 0
-    private var running = false
-    private var thread: Thread?
-    private let lock = NSLock()
+    /// The stun share and whether the throttling thread runs.
+    private let state = LockedValueBox((percent: 0, running: false))
     private let done = DispatchSemaphore(value: 0)
 
     init(pid: pid_t) { self.pid = pid }
 
     func set(percent newValue: Int) {
-        lock.lock()
-        percent = max(0, min(99, newValue))
-        let start = percent > 0 && !running
-        if start { running = true }
-        lock.unlock()
+        let start = state.withLockedValue { s in
+            s.percent = max(0, min(99, newValue))
+            let start = s.percent > 0 && !s.running
+            if start { s.running = true }
+            return start
+        }
         if start {
-            let t = Thread { [self] in loop() }
-            thread = t
-            t.start()
+            Thread { [self] in loop() }.start()
         } else if newValue <= 0 {
             stop()
         }
@@ -176,10 +173,10 @@ final class SimThrottle: @unchecked Sendable {
 
     /// Stops throttling and leaves the guest running (SIGCONT).
     func stop() {
-        lock.lock()
-        let wasRunning = running
-        running = false
-        lock.unlock()
+        let wasRunning = state.withLockedValue { s in
+            defer { s.running = false }
+            return s.running
+        }
         if wasRunning {
             done.wait()
             _ = kill(pid, SIGCONT)
@@ -189,9 +186,7 @@ final class SimThrottle: @unchecked Sendable {
     private func loop() {
         let period = 20_000_000  // ns
         while true {
-            lock.lock()
-            let p = percent, go = running
-            lock.unlock()
+            let (p, go) = state.withLockedValue { ($0.percent, $0.running) }
             guard go else { break }
             _ = kill(pid, SIGSTOP)
             var off = timespec(tv_sec: 0, tv_nsec: period * p / 100)
