@@ -130,7 +130,8 @@ let package = Package(
         // Shared by the test targets: certificates minted with certs/palm-ca, process helpers.
         .target(name: "PalmTestSupport", dependencies: ["PalmSupport", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity"],
                 path: "Tests/PalmTestSupport"),
-        .testTarget(name: "PalmWireTests", dependencies: ["PalmWire"]),
+        .testTarget(name: "PalmWireTests", dependencies: ["PalmWire", "PalmTestSupport"]),
+        .testTarget(name: "PalmControlTests", dependencies: ["PalmControl", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmCoordinatorTests", dependencies: [

@@ -1,30 +1,6 @@
+import PalmTestSupport
 import PalmWire
 import Testing
-
-/// An in-memory stream that hands out at most `chunk` bytes per read.
-final class MemoryStream: ByteStream {
-    var input: [UInt8]
-    var position = 0
-    let chunk: Int
-    var output: [UInt8] = []
-
-    init(_ input: [UInt8], chunk: Int = 7) {
-        self.input = input
-        self.chunk = chunk
-    }
-
-    struct Ended: Error {}
-
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard position < input.count else { throw Ended() }
-        let n = min(chunk, buffer.count, input.count - position)
-        for i in 0..<n { buffer[i] = input[position + i] }
-        position += n
-        return n
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws { output.append(contentsOf: bytes) }
-}
 
 @Suite("FrameReader")
 struct FrameStreamTests {
