@@ -132,6 +132,7 @@ let package = Package(
                 path: "Tests/PalmTestSupport"),
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmControlTests", dependencies: ["PalmControl", "PalmWire", "PalmTestSupport"]),
+        .testTarget(name: "PalmAgentTests", dependencies: ["PalmAgent", "PalmMetrics", "PalmMigration", "PalmSecurity", "PalmTLS"]),
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmCoordinatorTests", dependencies: [

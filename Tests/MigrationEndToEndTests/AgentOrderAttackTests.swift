@@ -112,22 +112,3 @@ struct AgentOrderAttackTests {
         #expect(try cluster.runningCopies("victim") == (true, false))
     }
 }
-
-/// Orders from a deposed coordinator leader (a lower lease epoch) are refused, also after the
-/// agent restarts: the floor is kept in its state directory.
-@Suite("Leader epoch floor")
-struct LeaderEpochFloorTests {
-    @Test("a lower epoch is refused, the floor survives a restart, an unwritable floor refuses")
-    func floor() throws {
-        let dir = NSTemporaryDirectory() + "palm-epoch-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let floor = LeaderEpochFloor(path: dir + "/leader-epoch")
-        #expect(floor.admit(3) && floor.admit(3) && floor.admit(5))
-        #expect(!floor.admit(4), "a deposed leader's epoch")
-        let restarted = LeaderEpochFloor(path: dir + "/leader-epoch")
-        #expect(restarted.current == 5 && !restarted.admit(4) && restarted.admit(6))
-        let unwritable = LeaderEpochFloor(path: dir + "/no-such-dir/leader-epoch")
-        #expect(!unwritable.admit(1), "a floor that cannot be recorded refuses")
-    }
-}
