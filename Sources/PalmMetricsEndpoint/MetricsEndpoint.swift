@@ -45,7 +45,7 @@ public final class MetricsEndpoint: Sendable {
     /// Bootstraps metrics, binds `listen` and serves until the process ends. `beforeScrape` runs
     /// before each exposition (the coordinator sets its inventory gauges from the database there).
     public static func start(listen: Endpoint, logger: Logger, beforeScrape: @escaping @Sendable () -> Void = {}) throws -> MetricsEndpoint {
-        guard started.withLockedValue({ was in defer { was = true }; return !was }) else { throw Failure.alreadyStarted }
+        guard !started.exchange(true) else { throw Failure.alreadyStarted }
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         for name in MetricName.allCases { if let b = name.buckets { factory.valueHistogramBuckets[name.rawValue] = b } }

@@ -13,8 +13,9 @@ public enum FaultPoint: String, Sendable, CaseIterable {
 
 /// The one seam through which tests reach into the engine: which ``FaultPoint`` (if any) stops
 /// the agent. The engine only ever receives it as a value — ``disabled`` unless its caller passes
-/// another — and only the agents build one, from the environment variable `PALM_TEST_STOP_AT`,
-/// once at start-up (``fromEnvironment(_:)``). Disabled, a fault point costs one comparison.
+/// another — and only the agents build one, from the environment variable `PALM_TEST_STOP_AT`
+/// (``fromEnvironment(_:)``: palm-dest once at start, palm-source for each migration it runs).
+/// Disabled, a fault point costs one comparison.
 public struct FaultInjection: Sendable, Equatable {
     /// The environment variable the agents read.
     public static let variable = "PALM_TEST_STOP_AT"

@@ -16,6 +16,16 @@ public final class LockedValueBox<Value>: @unchecked Sendable {
         return try body(&value)
     }
 
+    /// Replaces the value with `newValue` and returns the one it held (a test-and-set when the
+    /// value is a flag: `!box.exchange(true)` is true for the first caller only).
+    @discardableResult
+    public func exchange(_ newValue: Value) -> Value {
+        withLockedValue { value in
+            defer { value = newValue }
+            return value
+        }
+    }
+
     /// A copy of the value.
     public var current: Value { withLockedValue { $0 } }
 }

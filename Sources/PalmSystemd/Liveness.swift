@@ -42,11 +42,7 @@ public final class Liveness: Sendable {
     /// Starts pinging (no-op without a watchdog). `onStall` is told once per stall.
     public func start(onStall: @escaping @Sendable ([String]) -> Void = { _ in }) {
         guard let interval else { return }
-        let first = started.withLockedValue { started in
-            defer { started = true }
-            return !started
-        }
-        guard first else { return }
+        guard !started.exchange(true) else { return }
         Thread { [self] in
             var reported = false
             while true {

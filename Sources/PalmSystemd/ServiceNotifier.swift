@@ -29,11 +29,7 @@ public final class ServiceNotifier: Sendable {
     /// `STATUS=`; repeated identical texts are not resent.
     public func status(_ text: String) {
         let t = ServiceNotifier.clean(text)
-        let changed = lastStatus.withLockedValue { last in
-            defer { last = t }
-            return t != last
-        }
-        if changed { send("STATUS=\(t)") }
+        if lastStatus.exchange(t) != t { send("STATUS=\(t)") }
     }
 
     public func reloading() { send("RELOADING=1\nSTATUS=reloading configuration") }

@@ -69,11 +69,7 @@ public final class AdmissionGate: @unchecked Sendable {
         public var remaining: Double { max(0.001, deadline - MonotonicClock.now()) }
 
         public func release() {
-            let first = released.withLockedValue { done -> Bool in
-                defer { done = true }
-                return !done
-            }
-            if first { gate?.leave(address) }
+            if !released.exchange(true) { gate?.leave(address) }
         }
 
         deinit { release() }
