@@ -3,6 +3,7 @@ import Logging
 import PalmHypervisor
 import PalmMigration
 import PalmSecurity
+import PalmSupport
 import PalmTLS
 import PalmWire
 
@@ -32,8 +33,8 @@ public struct SourceAgent {
         public var downtimeTarget: Double?
         /// Page streams (default: the configuration's `migration.streams`).
         public var streams: Int?
-        /// MEMORY batch codec (default: the configuration's `migration.compression`).
-        public var compression: PageCompression?
+        /// MEMORY batch compression (default: the configuration's `migration.compression`).
+        public var compression: CompressionSetting?
         /// The coordinator's ticket for this migration.
         public var ticket: [UInt8]
         /// The destination measurements accepted (default: the configuration's `[attestation]`;
@@ -62,23 +63,28 @@ public struct SourceAgent {
             throw MigrationError.ticketRejected("the ticket is for VM '\(ticket.vm)', not '\(request.vm)'")
         }
         let hypervisor = try configuration.hypervisor.make()
-        let domain = try hypervisor.openSource(vm: request.vm)
-        let context = try TLSContext(configuration: configuration.tls)
-        guard ticket.source == context.localIdentity.fingerprint else {
-            throw MigrationError.ticketRejected("the ticket names another source host")
-        }
-        /// Every connection — the session channel and each extra page stream — must reach the
-        /// ticket's destination, checked before anything is sent on it.
-        let connect = { () throws -> TLSChannel in
-            let ch = try TLSChannel.connect(host: request.host, port: request.port, serverName: request.serverName, context: context)
-            guard ch.peer.fingerprint == ticket.destination else {
-                ch.close()
-                throw MigrationError.ticketRejected("the peer at \(request.host) (\(ch.peer)) is not the ticket's destination")
+        // Opening the VM needs nothing from the destination and takes as long as connecting to it
+        // (on Xen under emulation, over a second: libxl's configuration, a scan of the page types,
+        // the CPU policy), so it runs on its own thread meanwhile. Nothing is sent before it is
+        // open; a VM that cannot be opened is reported before any connection problem, as if first.
+        let vm = request.vm
+        let opening = BackgroundResult(name: "palm-open") { try hypervisor.openSource(vm: vm) }
+        let connected = Result { () throws -> (TLSContext, TLSChannel, SigningKey) in
+            let context = try TLSContext(configuration: configuration.tls)
+            guard ticket.source == context.localIdentity.fingerprint else {
+                throw MigrationError.ticketRejected("the ticket names another source host")
             }
-            return ch
+            let channel = try Self.connect(request, context: context, destination: ticket.destination)
+            return (context, channel, try SigningKey(pemFile: configuration.tls.privateKey))
         }
-        let channel = try connect()
-        let key = try SigningKey(pemFile: configuration.tls.privateKey)
+        let domain: SourceDomain
+        do { domain = try opening.wait() } catch {
+            if case let .success((_, channel, _)) = connected { channel.close() }
+            throw error
+        }
+        let (context, channel, key) = try connected.get()
+        /// Every extra page stream must reach the ticket's destination too.
+        let connect = { () throws -> TLSChannel in try Self.connect(request, context: context, destination: ticket.destination) }
         let policy = request.attestation ?? configuration.attestation
         let peerKey = channel.peerKey
         var security = MigrationSender.Security()
@@ -129,5 +135,16 @@ public struct SourceAgent {
         let sender = MigrationSender(channel: channel, domain: domain, options: options, security: security,
                                      logger: log, cancel: request.cancel, connectStream: { _ in try connect() }, progress: progress)
         return try sender.run()
+    }
+
+    /// A connection to the request's destination whose peer is the ticket's destination, checked
+    /// before anything is sent on it (the session channel and each extra page stream).
+    private static func connect(_ request: Request, context: TLSContext, destination: Digest32) throws -> TLSChannel {
+        let ch = try TLSChannel.connect(host: request.host, port: request.port, serverName: request.serverName, context: context)
+        guard ch.peer.fingerprint == destination else {
+            ch.close()
+            throw MigrationError.ticketRejected("the peer at \(request.host) (\(ch.peer)) is not the ticket's destination")
+        }
+        return ch
     }
 }
