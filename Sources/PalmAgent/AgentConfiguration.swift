@@ -42,8 +42,8 @@ public struct SourceConfiguration {
     public var batchPages: Int
     /// Page streams per migration (the session channel included).
     public var streams: Int
-    /// The codec MEMORY batches may use.
-    public var compression: PageCompression
+    /// How MEMORY batches are compressed (`migration.compression`, default `auto`).
+    public var compression: CompressionSetting
     public var destinationPort: UInt16
     public var stateDirectory: String
     public var attestation: AttestationPolicy
@@ -113,7 +113,7 @@ public struct SourceConfiguration {
             file: path, tls: try .load(f), hypervisor: try .load(f), policy: policy,
             batchPages: try f.int("migration.batch_pages", default: 256, range: 1...1000),
             streams: try f.int("migration.streams", default: SourceConfiguration.defaultStreams, range: 1...WireProtocol.maxStreams),
-            compression: try PageCompression(name: f.oneOf("migration.compression", ["none", "lz4", "zstd"], default: "none")) ?? .none,
+            compression: try CompressionSetting(name: f.oneOf("migration.compression", CompressionSetting.names, default: "auto")) ?? .auto,
             destinationPort: UInt16(try f.int("migration.destination_port", default: 7410, range: 1...65535)),
             stateDirectory: try f.string("state.directory", default: "/var/lib/palm/source"),
             attestation: AttestationPolicy(

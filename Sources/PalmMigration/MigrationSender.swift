@@ -27,7 +27,8 @@ public final class MigrationSender {
         public var batchPages = 256
         /// Page streams, the session channel included (1 … ``WireProtocol/maxStreams``).
         public var streams = 1
-        public var compression: PageCompression = .none
+        /// How MEMORY batches are compressed (default: never).
+        public var compression: CompressionSetting = .off
         /// The source hypervisor's name, announced in CONFIG.
         public var hypervisorName = "sim"
         /// How often a running round is looked at: progress, cancellation, the policy's early stop.
@@ -247,7 +248,7 @@ public final class MigrationSender {
 
         try send(.config(VMConfig(name: info.name, mode: options.mode, pageSize: UInt32(info.pageSize), pageCount: info.pageCount,
                                   vcpus: info.vcpus, hypervisor: options.hypervisorName, platform: domain.platform,
-                                  streams: UInt8(options.streams), compression: options.compression)))
+                                  streams: UInt8(options.streams), compression: options.compression.codec)))
         guard case let .prepared(prepared) = try receive() else { throw WireError.unexpectedMessage(.prepared, state: "config") }
         s.prepared = prepared
         s.costs.destination = Double(prepared.handoffMicros) / 1e6

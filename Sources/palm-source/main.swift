@@ -69,7 +69,7 @@ struct Migrate: ParsableCommand {
     @Option(help: "Downtime target in milliseconds (overrides the configuration).") var downtimeMs: Double?
     @Option(help: "The coordinator's migration ticket (palm-coordinator ticket issue).") var ticket: String
     @Option(help: "Page streams, 1-8 (overrides migration.streams).") var streams: Int?
-    @Option(help: "MEMORY batch compression: none, lz4 or zstd (overrides migration.compression).") var compression: String?
+    @Option(help: "MEMORY batch compression: auto (lz4 where a trial measures it faster), none, lz4 or zstd (overrides migration.compression).") var compression: String?
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var options: ConfigOption
 
@@ -77,7 +77,7 @@ struct Migrate: ParsableCommand {
         guard MigrationMode(name: mode) != nil else { throw ValidationError("--mode must be pre-copy or stop-and-copy") }
         if let d = downtimeMs, !(d > 0 && d <= 60_000) { throw ValidationError("--downtime-ms must be in (0, 60000]") }
         if let n = streams, !(1...WireProtocol.maxStreams).contains(n) { throw ValidationError("--streams must be 1 to \(WireProtocol.maxStreams)") }
-        if let c = compression, PageCompression(name: c) == nil { throw ValidationError("--compression must be none, lz4 or zstd") }
+        if let c = compression, CompressionSetting(name: c) == nil { throw ValidationError("--compression must be auto, none, lz4 or zstd") }
     }
 
     func run() throws {
@@ -94,7 +94,7 @@ struct Migrate: ParsableCommand {
                                               mode: MigrationMode(name: mode) ?? .preCopy,
                                               downtimeTarget: downtimeMs.map { $0 / 1000 }, ticket: Array(ticketBytes))
             request.streams = streams
-            request.compression = compression.flatMap(PageCompression.init(name:))
+            request.compression = compression.flatMap(CompressionSetting.init(name:))
             let report = try SourceAgent(configuration: config, logger: logger)
                 .migrate(request, progress: json ? { _ in } : CLI.progressPrinter())
             print(json ? report.json() : report.rendered())

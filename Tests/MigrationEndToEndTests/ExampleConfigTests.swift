@@ -19,7 +19,7 @@ struct ExampleConfigTests {
         #expect(c.batchPages == 256)
         #expect(c.hypervisor.driver == "xen")
         #expect(c.streams == SourceConfiguration.defaultStreams && (1...8).contains(c.streams))
-        #expect(c.compression == .none)
+        #expect(c.compression == .auto)
         #expect(c.policy.throttleInitial == 50 && c.policy.throttleStep == 25 && c.policy.linkRatio == 1)
         #expect(c.hypervisor.xenSuspendEstimate == 0.3)
     }

@@ -55,7 +55,7 @@ struct MetricsTests {
         let zeroPages = source.value("palm_migration_pages_total", ["role": "source", "kind": "zero"]) ?? 0
         #expect(dataPages + zeroPages >= Double(512 << 20) / 4096, "every page at least once: \(dataPages) + \(zeroPages)")
         #expect((source.value("palm_migration_bytes_total", ["role": "source"]) ?? 0) > dataPages * 4096 * 0.9)
-        #expect(source.value("palm_migration_compressed_batches_total", ["role": "source"]) == 0, "compression is off in this cluster")
+        #expect(source.value("palm_migration_compressed_batches_total", ["role": "source"]) == 0, "random guest memory never shrinks: auto sends every batch raw")
         let dest = try cluster.scrape(h2, "dest")
         #expect(dest.value("palm_migrations_started_total", ["role": "destination"]) == 1)
         #expect(dest.value("palm_migrations_committed_total", ["role": "destination"]) == 1)

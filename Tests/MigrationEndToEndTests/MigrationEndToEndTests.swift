@@ -175,6 +175,9 @@ struct MigrationEndToEndTests {
     @Test("bad command-line input is a named error and a non-zero exit, never a crash", arguments: [
         (["migrate", "vm", "--to", "host:notaport"], "--to must be HOST or HOST:PORT"),
         (["migrate", "vm", "--to", "h", "--mode", "warp"], "--mode must be pre-copy or stop-and-copy"),
+        (["migrate", "vm", "--to", "h", "--compression", "gzip"], "--compression must be auto, none, lz4 or zstd"),
+        // The VM is opened while the destination is dialled; a missing VM is still the error
+        // named, not the refused connection (nothing listens on port 1).
         (["migrate", "nosuchvm", "--to", "127.0.0.1:1"], "no VM named 'nosuchvm'"),
     ])
     func badInput(_ args: [String], _ message: String) throws {

@@ -2,6 +2,7 @@ import Atomics
 import Foundation
 import PalmCompression
 import PalmHypervisor
+import PalmSupport
 import PalmTLS
 import PalmWire
 
@@ -25,6 +26,8 @@ final class PageStreamSender: @unchecked Sendable {
     private let pageSize: Int
     private let batchPages: Int
     private let codec: PageCodec?
+    /// `auto`: whether each batch is compressed, from this stream's own trials (nil: always ``codec``).
+    private var adaptive: AdaptiveCompression?
     private let prefix: MemoryBatchPrefix
     private let reserve: Int
     private let slots: UnsafeMutableRawBufferPointer
@@ -40,18 +43,19 @@ final class PageStreamSender: @unchecked Sendable {
     let compressedBatches = ManagedAtomic<UInt64>(0)
 
     init(index: Int, channel: SecureChannel, domain: SourceDomain, digest: ImageDigest, pageSize: Int, batchPages: Int,
-         compression: PageCompression) {
+         compression: CompressionSetting) {
         self.index = index
         self.channel = channel
         self.domain = domain
         self.digest = digest
         self.pageSize = pageSize
         self.batchPages = batchPages
-        codec = compression == .none ? nil : PageCodec(compression)
+        codec = compression.codec == .none ? nil : PageCodec(compression.codec)
+        adaptive = compression == .auto ? AdaptiveCompression() : nil
         prefix = MemoryBatchPrefix(capacityPages: batchPages)
         reserve = (WireProtocol.headerSize + MemoryBatchDecoder.headerSize + batchPages * MemoryBatchDecoder.recordSize + 63) / 64 * 64
         slots = .allocate(byteCount: reserve + batchPages * pageSize, alignment: 64)
-        packed = compression == .none ? nil : .allocate(byteCount: reserve + batchPages * pageSize, alignment: 64)
+        packed = codec == nil ? nil : .allocate(byteCount: reserve + batchPages * pageSize, alignment: 64)
         pfns = .allocate(capacity: batchPages)
         thread = JobThread(name: "palm-stream-\(index)")
     }
@@ -105,6 +109,8 @@ final class PageStreamSender: @unchecked Sendable {
 
     /// Copies, scans, hashes, (compresses) and writes `count` pages of `pfns`.
     private func sendBatch(round: UInt32, count: Int) throws {
+        let started = MonotonicClock.now()
+        let compress = adaptive?.compressNext ?? true
         let base = slots.baseAddress! + reserve
         try domain.copyPages(UnsafeBufferPointer(rebasing: pfns[0..<count]), into: base)
         prefix.begin(round: round)
@@ -126,7 +132,7 @@ final class PageStreamSender: @unchecked Sendable {
         }
         var out = UnsafeMutableRawBufferPointer(start: slots.baseAddress! + reserve, count: data * pageSize)
         var used = PageCompression.none
-        if let codec, let packed, data > 0,
+        if compress, let codec, let packed, data > 0,
            let n = codec.compress(UnsafeRawBufferPointer(out), into: UnsafeMutableRawBufferPointer(start: packed.baseAddress! + reserve, count: data * pageSize)) {
             out = UnsafeMutableRawBufferPointer(start: packed.baseAddress! + reserve, count: n)
             used = codec.codec
@@ -140,6 +146,7 @@ final class PageStreamSender: @unchecked Sendable {
         pages.wrappingIncrement(by: UInt64(count), ordering: .relaxed)
         zeroPages.wrappingIncrement(by: zeros, ordering: .relaxed)
         bytes.wrappingIncrement(by: UInt64(frame.count), ordering: .relaxed)
+        adaptive?.record(compressed: compress, seconds: MonotonicClock.now() - started, dataPages: data)
     }
 }
 
