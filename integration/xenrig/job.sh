@@ -267,7 +267,7 @@ t operator-end
     printf "ratio palm / xl: total %.2f, downtime %s, network gap %s\n", pt / xt, (xd > 0 && pd > 0) ? sprintf("%.2f", pd / xd) : "?",
       (xn > 0 && pn > 0) ? sprintf("%.2f", pn / xn) : "?" }'
   echo "(total: from the migrating process's start — palm-source's exec, after as-unit.sh's shell emulation of its unit's sandbox, $SANDBOX s here, which systemd builds natively — to its exit)"
-  echo "(downtime: xenwatch, domain states polled every 1 ms; network gap: the longest time between two replies to a ping every 10 ms from dom0)"
+  echo "(downtime: xenwatch, domain states read at each domain shutdown xenstored reports and every 1 ms while the guest is down; network gap: the longest time between two replies to a ping every 10 ms from dom0)"
   echo "palm's downtime as palm-source measured it, by phase (s):" $(sed -n '/"downtimePhases"/,/}/p' $W/palm.json | grep -v downtimePhases | tr -d ' ",}')
 } | tee $W/results
 finish

@@ -5,7 +5,7 @@
 #   xen-keys.sh --dom0 'ps; xl list'   runs commands in the shell job.sh leaves on dom0's console
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SOCK=.build/xenrig/serial.sock
+SOCK=${XENRIG_SERIAL:-${XENRIG_CACHE:-/var/cache/palm/xenrig}/serial.sock}   # where run.sh puts it
 [ -S "$SOCK" ] || { echo "xen-keys: no running rig ($SOCK missing)" >&2; exit 1; }
 python3 - "$SOCK" "$@" <<'PY'
 import socket, sys, time
