@@ -114,7 +114,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmCoordinator", "PalmMetrics", "PalmMetricsEndpoint", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSystemd", "PalmTLS", "PalmWire",
+            "PalmCoordinator", "PalmMetrics", "PalmMetricsEndpoint", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSupport", "PalmSystemd", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -138,7 +138,7 @@ let package = Package(
         .testTarget(name: "PalmCoordinatorTests", dependencies: [
             "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport",
         ]),
-        .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmWire", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmSupport", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmSupport", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
         .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics"]),

@@ -4,6 +4,7 @@ import PalmControl
 import PalmMetrics
 import PalmTLS
 import PalmWire
+import PalmSupport
 
 /// palm-coordinator serve: accepts PalmTLS connections (operators and agents, all with cluster
 /// certificates) and answers API requests through ``CoordinatorService``. Connections pass the

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PalmWire
+import PalmSupport
 
 /// What every palm daemon does around its work: READY=1 once serving, WATCHDOG=1 while its loops
 /// beat, STOPPING=1 and an orderly stop on SIGTERM, RELOADING=1 … READY=1 on SIGHUP.

@@ -2,6 +2,7 @@ import CSystemdShims
 import Foundation
 import Logging
 import PalmWire
+import PalmSupport
 
 /// A swift-log handler that writes structured entries to journald with `sd_journal_sendv`.
 ///

@@ -1,5 +1,6 @@
 import COpenSSLShims
 import Foundation
+import PalmSupport
 import PalmWire
 #if canImport(Glibc)
 import Glibc
@@ -23,10 +24,9 @@ import Glibc
 public final class TLSChannel: ByteStream, @unchecked Sendable {
     private let ssl: OpaquePointer
     private let fd: Int32
-    private var isClosed = false
-    /// Serialises `interrupt()` against `close()`, so a closed (and possibly reused) descriptor
-    /// is never shut down.
-    private let fdLock = NSLock()
+    /// Whether `close()` has run. Its lock serialises `interrupt()` (any thread) against `close()`
+    /// (the owner), so a closed — and possibly reused — descriptor is never shut down.
+    private let closed = LockedValueBox(false)
     /// Set once the handshake is over; then WANT_READ/WANT_WRITE mean the socket timed out.
     private var isBlocking = false
     /// The authenticated peer.
@@ -176,7 +176,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
     }
 
     private func read(into buffer: UnsafeMutableRawBufferPointer, deadline: Deadline) throws -> Int {
-        guard !isClosed else { throw TLSError.closed }
+        guard !closed.current else { throw TLSError.closed }
         guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
         var n = 0
         try TLSChannel.drive(ssl: ssl, fd: fd, operation: "read", deadline: deadline, blocking: isBlocking) {
@@ -194,7 +194,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
 
     /// Writes all of `bytes`; each stretch without progress is bounded by the I/O timeout.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        guard !isClosed else { throw TLSError.closed }
+        guard !closed.current else { throw TLSError.closed }
         var offset = 0
         while offset < bytes.count {
             offset += try writeSome(UnsafeRawBufferPointer(rebasing: bytes[offset...]),
@@ -232,7 +232,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
 
     /// Decrypted or received bytes that OpenSSL holds already: the next read will not wait for
     /// the socket, so a poll on ``descriptor`` would not see them.
-    public var hasBufferedInput: Bool { !isClosed && SSL_has_pending(ssl) == 1 }
+    public var hasBufferedInput: Bool { !closed.current && SSL_has_pending(ssl) == 1 }
 
     /// The lowest round-trip time TCP measured on this connection (TCP_INFO), in seconds.
     public var roundTripTime: Double? { TCPSocket.roundTripTime(fd) }
@@ -252,15 +252,15 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
 
     /// Sends close_notify (best effort, without waiting) and releases the connection. Owner only.
     public func close() {
-        fdLock.lock()
-        defer { fdLock.unlock() }
-        guard !isClosed else { return }
-        isClosed = true
-        ERR_clear_error()
-        _ = SSL_shutdown(ssl)
-        _ = OpenSSLErrors.drain()
-        SSL_free(ssl)
-        Glibc.close(fd)
+        closed.withLockedValue { isClosed in
+            guard !isClosed else { return }
+            isClosed = true
+            ERR_clear_error()
+            _ = SSL_shutdown(ssl)
+            _ = OpenSSLErrors.drain()
+            SSL_free(ssl)
+            Glibc.close(fd)
+        }
     }
 
     /// Wakes the owner from a blocked read — and, unless `keepWriting`, a blocked write — by
@@ -268,9 +268,9 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
     /// can still send, e.g. an ABORT naming the reason. Safe from any thread, at any time, any
     /// number of times.
     public func interrupt(keepWriting: Bool = false) {
-        fdLock.lock()
-        defer { fdLock.unlock() }
-        guard !isClosed else { return }
-        _ = Glibc.shutdown(fd, Int32(keepWriting ? SHUT_RD : SHUT_RDWR))
+        closed.withLockedValue { isClosed in
+            guard !isClosed else { return }
+            _ = Glibc.shutdown(fd, Int32(keepWriting ? SHUT_RD : SHUT_RDWR))
+        }
     }
 }

@@ -6,6 +6,7 @@ import PalmSecurity
 import PalmSystemd
 import PalmTLS
 import PalmWire
+import PalmSupport
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(

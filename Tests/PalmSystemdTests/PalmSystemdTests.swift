@@ -2,6 +2,7 @@ import Logging
 import PalmSystemd
 import PalmWire
 import Testing
+import PalmSupport
 
 @Suite("PalmSystemd units")
 struct PalmSystemdTests {

@@ -1,5 +1,7 @@
-/// The events palm logs, by stable name. A log call attaches one as the `event` metadata value;
-/// the journald handler (PalmSystemd) turns it into the event's `MESSAGE_ID`, so operators can
+/// The events palm logs, by stable name — here, below every library that logs (the engine, the
+/// agents, the coordinator and the journald handler name the same events), not in the wire format.
+/// A log call attaches one as the `event` metadata value; the journald handler (PalmSystemd) turns
+/// it into the event's `MESSAGE_ID`, so operators can
 /// `journalctl MESSAGE_ID=…` for every commit, abort or refusal in the cluster. Names and their
 /// MESSAGE_IDs never change once released; new events are added at the end.
 public enum PalmEvent: String, CaseIterable, Sendable {
