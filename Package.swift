@@ -83,11 +83,16 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // What palm-dest's and the coordinator's TLS servers share: the handshake of an admitted
+        // connection, every refusal logged and counted alike.
+        .target(name: "PalmServer", dependencies: [
+            "PalmMetrics", "PalmSupport", "PalmTLS", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
         .target(name: "PalmSecurity", dependencies: ["PalmSupport", "PalmWire", "PalmTLS"]),
         // The coordinator: state in SQLite (GRDB) or PostgreSQL (libpq), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
-            "CPostgres", "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "PalmMetrics", "TOMLKit",
+            "CPostgres", "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "PalmMetrics", "PalmServer", "TOMLKit",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
@@ -99,7 +104,7 @@ let package = Package(
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
             "PalmSupport", "PalmWire", "PalmTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl",
-            "PalmMetrics", "TOMLKit", .product(name: "Logging", package: "swift-log"),
+            "PalmMetrics", "PalmServer", "TOMLKit", .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -9,6 +9,7 @@ import PalmHypervisor
 import PalmMetrics
 import PalmMigration
 import PalmSecurity
+import PalmServer
 import PalmTLS
 import PalmWire
 
@@ -34,6 +35,10 @@ public final class DestinationServer: @unchecked Sendable {
     let epochFloor: LeaderEpochFloor
     /// Receptions, refusals (a no-op unless the process bootstrapped a metrics backend).
     let metrics = AgentMetrics(role: .destination)
+    /// The handshake of each admitted connection; every refusal logged and counted.
+    private var tlsAdmission: TLSAdmission {
+        TLSAdmission(logger: logger) { [metrics] reason, n in metrics.refused(reason, count: n) }
+    }
     let ledger: DestinationLedger
     let logger: Logger
     /// Reception slots: one per migration whose ticket verified.
@@ -145,11 +150,7 @@ public final class DestinationServer: @unchecked Sendable {
             }
             if due { DestinationServer.prune(ledger, configuration: configuration, logger: logger) }
         }
-        gate.onDrops = { [logger, metrics] summary, count in
-            logger.warning("refused connections before authentication: \(summary)",
-                           metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
-            metrics.refused(.admission, count: count)
-        }
+        tlsAdmission.reportDrops(of: gate)
         gate.run()
         gate.reportNow()
         if group.wait(timeout: .now() + stopGrace) == .timedOut {
@@ -162,14 +163,7 @@ public final class DestinationServer: @unchecked Sendable {
         defer { admission.release() }
         let credentials = current
         let context = credentials.context
-        let channel: TLSChannel
-        do {
-            channel = try TLSChannel.accept(socket: admission.socket, context: context, timeout: admission.remaining)
-        } catch {
-            logger.warning("refused a connection from \(admission.address): \(error)", metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
-            metrics.refused(AgentMetrics.Refusal(error) ?? .admission)
-            return
-        }
+        guard let channel = tlsAdmission.handshake(admission, context: context) else { return }
         defer { channel.close() }
         let peer = channel.peer.commonName ?? channel.peer.subject
         var log = logger

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PalmControl
 import PalmMetrics
+import PalmServer
 import PalmTLS
 import PalmWire
 import PalmSupport
@@ -68,25 +69,16 @@ public final class CoordinatorServer: @unchecked Sendable {
         defer { if service.lease != nil { leaseDone.wait() } }
         pool.start()
         defer { pool.stop() }
+        let tls = TLSAdmission(logger: logger) { [service] reason, n in service.metrics.refused(reason, count: n) }
         let gate = AdmissionGate(listener: listener, limits: limits.admission) { [self] admission in
             defer { admission.release() }
-            do {
-                let channel = try TLSChannel.accept(socket: admission.socket, context: context, timeout: admission.remaining)
-                admission.release()
-                pool.park(channel)
-            } catch {
-                logger.warning("refused a connection from \(admission.address): \(error)",
-                               metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
-                service.metrics.refused((error as? TLSError)?.isCertificateRefusal == true ? .tls : .admission)
-            }
+            guard let channel = tls.handshake(admission, context: context) else { return }
+            admission.release()
+            pool.park(channel)
         }
         gate.beatInterval = beatInterval
         gate.onBeat = { [onBeat] in onBeat("accept") }
-        gate.onDrops = { [logger, service] summary, count in
-            logger.warning("refused connections before authentication: \(summary)",
-                           metadata: ["event": "\(PalmEvent.connectionRefused.rawValue)"])
-            service.metrics.refused(.admission, count: count)
-        }
+        tls.reportDrops(of: gate)
         gate.run()
         gate.reportNow()
     }

@@ -76,6 +76,18 @@ struct MetricsTests {
         #expect(try cluster.await(10) {
             try cluster.scrape(h2, "dest").value("palm_refusals_total", ["role": "destination", "reason": "tls"]) == tlsBefore + 1
         })
+        // The coordinator refuses and counts it the same way (both servers share one admission path).
+        let coordinatorBefore = after.value("palm_refusals_total", ["role": "coordinator", "reason": "tls"]) ?? 0
+        let endpoint = cluster.coordinatorEndpoints[0].split(separator: ":")
+        #expect(throws: TLSError.self) {
+            let channel = try TLSChannel.connect(host: String(endpoint[0]), port: UInt16(endpoint[1]) ?? 0, serverName: nil,
+                                                 context: try cluster.pki.context("intruder", other: true))
+            var byte = [UInt8](repeating: 0, count: 1)
+            _ = try byte.withUnsafeMutableBytes { try channel.read(into: $0) }
+        }
+        #expect(try cluster.await(10) {
+            try cluster.scrape(nil).value("palm_refusals_total", ["role": "coordinator", "reason": "tls"]) == coordinatorBefore + 1
+        })
     }
 
     @Test("without [metrics] no daemon listens for scrapes: each agent's namespace has only its protocol ports open")
