@@ -65,7 +65,7 @@ let package = Package(
         // Checked TOML configuration files shared by the agents and the coordinator.
         .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmTLS", "TOMLKit"]),
         // The coordinator's API as agents and operators speak it: requests, reports, orders, client.
-        .target(name: "PalmControl", dependencies: ["PalmConfig", "PalmWire", "PalmTLS"]),
+        .target(name: "PalmControl", dependencies: ["PalmConfig", "PalmSecurity", "PalmWire", "PalmTLS"]),
 
         // sd_notify, the watchdog, signals and the journald LogHandler for the three daemons.
         .target(name: "PalmSystemd", dependencies: [
@@ -138,8 +138,8 @@ let package = Package(
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmControlTests", dependencies: ["PalmControl", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmAgentTests", dependencies: ["PalmAgent", "PalmMetrics", "PalmMigration", "PalmSecurity", "PalmTLS"]),
-        .testTarget(name: "PalmTLSTests", dependencies: ["PalmTLS", "PalmWire", "PalmTestSupport"]),
-        .testTarget(name: "CertsToolTests", dependencies: ["PalmTLS", "PalmTestSupport"]),
+        .testTarget(name: "PalmTLSTests", dependencies: ["PalmSecurity", "PalmTLS", "PalmWire", "PalmTestSupport"]),
+        .testTarget(name: "CertsToolTests", dependencies: ["PalmSecurity", "PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmCoordinatorTests", dependencies: [
             "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport",
         ]),

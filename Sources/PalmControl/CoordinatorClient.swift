@@ -1,5 +1,6 @@
 import PalmTLS
 import PalmWire
+import PalmSecurity
 
 /// An operator's or agent's connection to the coordinator.
 public final class CoordinatorClient {

@@ -3,6 +3,7 @@ import PalmConfig
 import PalmControl
 import PalmTLS
 import TOMLKit
+import PalmSecurity
 
 /// Role-based access control from a TOML policy; deny by default.
 ///

@@ -6,6 +6,7 @@ import PalmServer
 import PalmTLS
 import PalmWire
 import PalmSupport
+import PalmSecurity
 
 /// palm-coordinator serve: accepts PalmTLS connections (operators and agents, all with cluster
 /// certificates) and answers API requests through ``CoordinatorService``. Connections pass the

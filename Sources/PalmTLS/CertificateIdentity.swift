@@ -4,9 +4,10 @@ import PalmWire
 import Glibc
 #endif
 
-/// Who a certificate names: subject, subjectAltNames, role and the SHA-256 fingerprint of the DER
-/// certificate. The fingerprint is what tickets and evidence bind to; the role is present only
-/// when the certificate carries exactly one `palm:role:` URI naming a known role.
+/// Who a certificate names: subject, subjectAltNames, the role it claims and the SHA-256
+/// fingerprint of the DER certificate. The fingerprint is what tickets and evidence bind to; the
+/// role claim is present only when the certificate carries exactly one `palm:role:` URI value
+/// x.
 public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible {
     /// RFC 2253 subject, e.g. `O=palm,CN=node-a`.
     public let subject: String
@@ -14,7 +15,10 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
     public let dnsNames: [String]
     public let ipAddresses: [String]
     public let uris: [String]
-    public let role: Role?
+    /// The value of the certificate's one `palm:role:` URI; nil with none, or with several that differ.
+    public let roleClaim: String?
+    /// The SAN URI prefix that carries a role (certs/palm-ca writes it; the subject's OU is never consulted).
+    public static let roleURIPrefix = "palm:role:"
     /// SHA-256 over the DER encoding of the certificate.
     public let fingerprint: Digest32
     /// Validity end, seconds since the Unix epoch.
@@ -23,7 +27,7 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
     public let pem: String
 
     public var description: String {
-        "\(commonName ?? subject) [\(role?.rawValue ?? "no role")] sha256:\(fingerprint.hex.prefix(16))…"
+        "\(commonName ?? subject) [\(roleClaim ?? "no role")] sha256:\(fingerprint.hex.prefix(16))…"
     }
 
     /// Reads the identity of an X509 certificate.
@@ -49,8 +53,8 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
         dnsNames = dns
         ipAddresses = ips
         self.uris = uris
-        let roles = Set(uris.filter { $0.hasPrefix(Role.uriPrefix) }.map { String($0.dropFirst(Role.uriPrefix.count)) })
-        role = roles.count == 1 ? roles.first.flatMap(Role.init(rawValue:)) : nil
+        let roles = Set(uris.filter { $0.hasPrefix(Self.roleURIPrefix) }.map { String($0.dropFirst(Self.roleURIPrefix.count)) })
+        roleClaim = roles.count == 1 ? roles.first : nil
 
         var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var len: UInt32 = 0

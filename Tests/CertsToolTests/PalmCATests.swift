@@ -2,6 +2,7 @@ import Foundation
 import PalmTLS
 import PalmTestSupport
 import Testing
+import PalmSecurity
 
 /// certs/palm-ca, run as an operator would.
 @Suite("certs/palm-ca")

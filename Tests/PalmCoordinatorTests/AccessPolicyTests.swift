@@ -2,6 +2,7 @@ import PalmControl
 import PalmCoordinator
 import PalmTLS
 import Testing
+import PalmSecurity
 
 /// Every role × every action under the shipped policy, and the attacks on it.
 @Suite("Access policy")

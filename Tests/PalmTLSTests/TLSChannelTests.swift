@@ -3,6 +3,7 @@ import PalmTLS
 import PalmTestSupport
 import PalmWire
 import Testing
+import PalmSecurity
 
 /// Accepts one connection on a background thread and runs `body` on the channel.
 private func serveOnce<T>(_ listener: TLSListener, _ body: @escaping (TLSChannel) throws -> T) -> Background<T> {
