@@ -16,8 +16,9 @@ let package = Package(
         .executable(name: "palm-simguest", targets: ["palm-simguest"]),
         .library(name: "PalmWire", targets: ["PalmWire"]),
         .library(name: "PalmTLS", targets: ["PalmTLS"]),
+        .library(name: "PalmCrypto", targets: ["PalmCrypto"]),
         // What the fuzz targets (Fuzz/, their own package) link: every decoder of outside bytes.
-        .library(name: "PalmFuzzable", targets: ["PalmWire", "PalmCompression", "PalmSecurity", "PalmControl", "PalmConfig",
+        .library(name: "PalmFuzzable", targets: ["PalmWire", "PalmCrypto", "PalmCompression", "PalmSecurity", "PalmControl", "PalmConfig",
                                                    "PalmCoordinator", "PalmAgent"]),
     ],
     dependencies: [
@@ -50,8 +51,11 @@ let package = Package(
         .target(name: "PalmSupport"),
         // Frames and messages; no I/O, no C libraries.
         .target(name: "PalmWire", dependencies: ["PalmSupport"]),
+        // SHA-256 (files, pages, HMAC), ECDSA signing keys, certificate identities: system libcrypto,
+        // no networking — what the engine needs to hash pages and name its peer.
+        .target(name: "PalmCrypto", dependencies: ["COpenSSLShims", "PalmSupport", "PalmWire"]),
         // The only channel palm uses: OpenSSL TLS 1.3 with mutual ECDSA authentication.
-        .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmSupport", "PalmWire"]),
+        .target(name: "PalmTLS", dependencies: ["COpenSSLShims", "PalmCrypto", "PalmSupport", "PalmWire"]),
         // The hypervisor driver protocol and the sim driver; no C library.
         .target(name: "PalmHypervisor", dependencies: [
             "PalmSupport", "PalmWire", .product(name: "Atomics", package: "swift-atomics"),
@@ -63,9 +67,9 @@ let package = Package(
         .target(name: "PalmCompression", dependencies: ["CLZ4", "CZstd", "PalmWire"]),
 
         // Checked TOML configuration files shared by the agents and the coordinator.
-        .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmTLS", "TOMLKit"]),
+        .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmCrypto", "PalmTLS", "TOMLKit"]),
         // The coordinator's API as agents and operators speak it: requests, reports, orders, client.
-        .target(name: "PalmControl", dependencies: ["PalmConfig", "PalmSecurity", "PalmWire", "PalmTLS"]),
+        .target(name: "PalmControl", dependencies: ["PalmConfig", "PalmSecurity", "PalmWire", "PalmCrypto", "PalmTLS"]),
 
         // sd_notify, the watchdog, signals and the journald LogHandler for the three daemons.
         .target(name: "PalmSystemd", dependencies: [
@@ -86,40 +90,42 @@ let package = Package(
         // What palm-dest's and the coordinator's TLS servers share: the handshake of an admitted
         // connection, every refusal logged and counted alike.
         .target(name: "PalmServer", dependencies: [
-            "PalmMetrics", "PalmSupport", "PalmTLS", .product(name: "Logging", package: "swift-log"),
+            "PalmMetrics", "PalmSupport", "PalmCrypto", "PalmTLS", .product(name: "Logging", package: "swift-log"),
         ]),
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
-        .target(name: "PalmSecurity", dependencies: ["PalmSupport", "PalmWire", "PalmTLS"]),
+        .target(name: "PalmSecurity", dependencies: ["PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS"]),
         // The coordinator: state in SQLite (GRDB) or PostgreSQL (libpq), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
-            "CPostgres", "PalmSupport", "PalmWire", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "PalmMetrics", "PalmServer", "TOMLKit",
+            "CPostgres", "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "PalmMetrics", "PalmServer", "TOMLKit",
             .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
         .target(name: "PalmMigration", dependencies: [
-            "PalmSupport", "PalmWire", "PalmTLS", "PalmHypervisor", "PalmCompression", .product(name: "Logging", package: "swift-log"),
+            "PalmSupport", "PalmWire", "PalmCrypto", "PalmHypervisor", "PalmCompression", .product(name: "Logging", package: "swift-log"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
 
+        // PalmTLS's channel as the engine's SecureChannel (the engine itself does not import TLS).
+        .target(name: "PalmEngineTLS", dependencies: ["PalmMigration", "PalmTLS", "PalmWire"]),
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
-            "PalmSupport", "PalmWire", "PalmTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl",
+            "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmEngineTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl",
             "PalmMetrics", "PalmServer", "TOMLKit", .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         .executableTarget(name: "palm-source", dependencies: [
-            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmCrypto", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-dest", dependencies: [
-            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmCrypto", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-coordinator", dependencies: [
-            "PalmCoordinator", "PalmMetrics", "PalmMetricsEndpoint", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSupport", "PalmSystemd", "PalmTLS", "PalmWire",
+            "PalmCoordinator", "PalmMetrics", "PalmMetricsEndpoint", "PalmConfig", "PalmControl", "PalmSecurity", "PalmSupport", "PalmSystemd", "PalmCrypto", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -127,34 +133,34 @@ let package = Package(
             "PalmHypervisor", "PalmSupport", "PalmWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
-            "PalmSupport", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl",
+            "PalmEngineTLS", "PalmSupport", "PalmCrypto", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Shared by the test targets: certificates minted with certs/palm-ca, process helpers.
-        .target(name: "PalmTestSupport", dependencies: ["PalmSupport", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity"],
+        .target(name: "PalmTestSupport", dependencies: ["PalmSupport", "PalmCrypto", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity"],
                 path: "Tests/PalmTestSupport"),
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmControlTests", dependencies: ["PalmControl", "PalmWire", "PalmTestSupport"]),
-        .testTarget(name: "PalmAgentTests", dependencies: ["PalmAgent", "PalmMetrics", "PalmMigration", "PalmSecurity", "PalmTLS"]),
-        .testTarget(name: "PalmTLSTests", dependencies: ["PalmSecurity", "PalmTLS", "PalmWire", "PalmTestSupport"]),
-        .testTarget(name: "CertsToolTests", dependencies: ["PalmSecurity", "PalmTLS", "PalmTestSupport"]),
+        .testTarget(name: "PalmAgentTests", dependencies: ["PalmAgent", "PalmMetrics", "PalmMigration", "PalmSecurity", "PalmCrypto", "PalmTLS"]),
+        .testTarget(name: "PalmTLSTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
+        .testTarget(name: "CertsToolTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmCoordinatorTests", dependencies: [
-            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmTLS", "PalmTestSupport",
+            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmCrypto", "PalmTLS", "PalmTestSupport",
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmSupport", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmSupport", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
         .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics"]),
-        .testTarget(name: "PalmSecurityTests", dependencies: ["PalmSecurity", "PalmTLS", "PalmWire", "PalmTestSupport"]),
+        .testTarget(name: "PalmSecurityTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [
-            "PalmMigration", "PalmHypervisor", "PalmSupport", "PalmTestSupport", "PalmTLS", "PalmWire",
+            "PalmEngineTLS", "PalmMigration", "PalmHypervisor", "PalmSupport", "PalmTestSupport", "PalmCrypto", "PalmTLS", "PalmWire",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
-            "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmTLS", "PalmWire",
+            "PalmEngineTLS", "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire",
             "PalmControl", "PalmCoordinator", "PalmConfig",
         ]),
     ],

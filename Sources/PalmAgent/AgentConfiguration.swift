@@ -4,6 +4,7 @@ import PalmHypervisor
 import PalmMigration
 import PalmSecurity
 import PalmXenDriver
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

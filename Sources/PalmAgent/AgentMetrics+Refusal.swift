@@ -1,6 +1,7 @@
 import PalmMetrics
 import PalmMigration
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 
 extension AgentMetrics.Refusal {

@@ -2,6 +2,7 @@ import Foundation
 import PalmMetrics
 import PalmMigration
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -5,11 +5,13 @@ import Glibc
 #endif
 import Logging
 import PalmConfig
+import PalmEngineTLS
 import PalmHypervisor
 import PalmMetrics
 import PalmMigration
 import PalmSecurity
 import PalmServer
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,5 +1,6 @@
 import Foundation
 import PalmHypervisor
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,9 +1,11 @@
 import Foundation
 import Logging
+import PalmEngineTLS
 import PalmHypervisor
 import PalmMigration
 import PalmSecurity
 import PalmSupport
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -7,6 +7,7 @@ import PalmMetrics
 import PalmMigration
 import PalmSupport
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PalmHypervisor
 import PalmMigration
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,3 +1,4 @@
+import PalmCrypto
 import PalmTLS
 
 /// The pre-authentication keys of a server's `[listen]` table (palm-dest, palm-coordinator).

@@ -1,3 +1,4 @@
+import PalmCrypto
 import PalmTLS
 
 /// `[metrics] listen = "IP:PORT"`: where a daemon serves `GET /metrics` for Prometheus. Off unless

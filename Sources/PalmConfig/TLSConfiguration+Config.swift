@@ -1,3 +1,4 @@
+import PalmCrypto
 import PalmTLS
 
 /// The `[tls]` table every palm configuration has.

@@ -1,4 +1,5 @@
 import PalmConfig
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

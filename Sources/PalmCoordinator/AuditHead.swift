@@ -1,6 +1,7 @@
 import PalmSupport
 import Foundation
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

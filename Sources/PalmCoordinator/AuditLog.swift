@@ -1,6 +1,7 @@
 import Foundation
 import PalmMetrics
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,6 +1,7 @@
 import PalmSupport
 import Foundation
 import Logging
+import PalmCrypto
 import PalmTLS
 import PalmWire
 #if canImport(Glibc)

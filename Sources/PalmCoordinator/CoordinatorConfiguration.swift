@@ -1,6 +1,7 @@
 import Foundation
 import PalmConfig
 import PalmControl
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

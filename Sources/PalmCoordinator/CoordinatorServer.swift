@@ -3,6 +3,7 @@ import Logging
 import PalmControl
 import PalmMetrics
 import PalmServer
+import PalmCrypto
 import PalmTLS
 import PalmWire
 import PalmSupport

@@ -3,6 +3,7 @@ import Foundation
 import PalmControl
 import PalmMetrics
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 
 /// The coordinator's settings that are not about transport (from coordinator.toml).

@@ -2,6 +2,7 @@ import Foundation
 import PalmConfig
 import PalmControl
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

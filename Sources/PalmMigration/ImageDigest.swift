@@ -1,5 +1,5 @@
 import Atomics
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// The digest of a VM's memory image as both ends compute it: a three-level hash tree whose

@@ -1,6 +1,6 @@
 import PalmCompression
 import PalmHypervisor
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// Why a migration failed, named for the operator. Every case before ``commitInDoubt`` leaves
@@ -17,7 +17,8 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     /// The destination's rebuilt image does not match the manifest.
     case manifestMismatch(String)
     case protocolViolation(WireError)
-    case channel(TLSError)
+    /// The channel failed (TLS: a refused certificate, a lost connection, a timeout…).
+    case channel(ChannelFailure)
     case hypervisor(HypervisorError)
     /// COMMIT was sent but DONE never arrived: the VM stays paused on the source until the
     /// destination's state is known (it may already run there).
@@ -61,7 +62,7 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     public static func wrap(_ error: Error) -> MigrationError {
         switch error {
         case let e as MigrationError: return e
-        case let e as TLSError: return .channel(e)
+        case let e as ChannelError: return .channel(e.channelFailure)
         case let e as WireError: return .protocolViolation(e)
         case let e as HypervisorError: return .hypervisor(e)
         case let e as PageCodecError: return .corruptBatch(e)

@@ -2,7 +2,7 @@ import PalmSupport
 import Foundation
 import Logging
 import PalmHypervisor
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// The destination side of one migration, run on its session channel.

@@ -2,7 +2,7 @@ import PalmSupport
 import Foundation
 import Logging
 import PalmHypervisor
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// The source side of one migration: the multi-pass pre-copy engine.

@@ -1,8 +1,9 @@
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// The channel the engine runs over: an authenticated byte stream that can name its session
-/// (for channel binding). PalmTLS's channel is the production one.
+/// (for channel binding). The engine sees only this protocol; PalmTLS's channel is the production
+/// one (its conformance is in PalmAgent, where the agents wire TLS to the engine).
 public protocol SecureChannel: ByteStream {
     /// 32 bytes unique to this session, equal on both ends (TLS exporter). Throws when the
     /// exporter cannot be computed — a binding is never replaced by a constant.
@@ -29,12 +30,20 @@ extension SecureChannel {
     public func interrupt() { interrupt(keepWriting: false) }
 }
 
-extension TLSChannel: SecureChannel {
-    public static let exporterLabel = "EXPORTER-palm-migration-v1"
+/// What the engine keeps of a channel's failure: its words, and whether it was a certificate
+/// refused (by either side) rather than a transport failure — what metrics count as a TLS refusal.
+public struct ChannelFailure: Error, Equatable, Sendable, CustomStringConvertible {
+    public var description: String
+    public var isCertificateRefusal: Bool
 
-    public func channelBinding() throws -> Digest32 {
-        let bytes = try exportKeyingMaterial(label: TLSChannel.exporterLabel, context: nil, length: Digest32.size)
-        guard let binding = Digest32(bytes) else { throw TLSError.tlsFailure(detail: "exporter returned \(bytes.count) bytes") }
-        return binding
+    public init(description: String, isCertificateRefusal: Bool) {
+        self.description = description
+        self.isCertificateRefusal = isCertificateRefusal
     }
+}
+
+/// An error a ``SecureChannel`` throws; ``MigrationError/wrap(_:)`` turns it into
+/// ``MigrationError/channel(_:)``.
+public protocol ChannelError: Error {
+    var channelFailure: ChannelFailure { get }
 }

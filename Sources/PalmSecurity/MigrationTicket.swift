@@ -1,3 +1,4 @@
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

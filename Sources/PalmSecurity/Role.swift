@@ -1,3 +1,4 @@
+import PalmCrypto
 import PalmTLS
 
 /// The role a certificate grants, read from its SAN URI `palm:role:<role>` (certs/palm-ca writes it;

@@ -1,3 +1,4 @@
+import PalmCrypto
 import Foundation
 import PalmSupport
 #if canImport(Glibc)

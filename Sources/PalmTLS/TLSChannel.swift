@@ -1,3 +1,4 @@
+import PalmCrypto
 import COpenSSLShims
 import Foundation
 import PalmSupport
@@ -105,7 +106,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
             }
             guard let peerCert = SSL_get0_peer_certificate(ssl) else { throw TLSError.noPeerCertificate }
             peer = CertificateIdentity(certificate: peerCert)
-            peerKey = try VerifyingKey(x509: peerCert)
+            peerKey = try TLSError.reporting { try VerifyingKey(x509: peerCert) }
         } catch {
             SSL_free(ssl)
             Glibc.close(fd)

@@ -1,3 +1,4 @@
+import PalmCrypto
 import COpenSSLShims
 #if canImport(Glibc)
 import Glibc
@@ -45,7 +46,7 @@ public final class TLSContext: @unchecked Sendable {
         SSL_CTX_set_num_tickets(ctx, 0)
 
         let chain = configuration.certificateChain
-        let leaf = try PEM.readCertificate(chain)
+        let leaf = try TLSError.reporting { try PEM.readCertificate(chain) }
         defer { X509_free(leaf) }
         guard let leafKey = X509_get0_pubkey(leaf), PEM.isECDSA(leafKey) else {
             throw TLSError.localKeyNotECDSA(path: chain)
@@ -54,7 +55,7 @@ public final class TLSContext: @unchecked Sendable {
         guard SSL_CTX_use_certificate_chain_file(ctx, chain) == 1 else {
             throw TLSError.invalidCertificate(path: chain, detail: OpenSSLErrors.summary())
         }
-        let key = try PEM.readPrivateKey(configuration.privateKey)
+        let key = try TLSError.reporting { try PEM.readPrivateKey(configuration.privateKey) }
         defer { EVP_PKEY_free(key) }
         guard PEM.isECDSA(key) else { throw TLSError.localKeyNotECDSA(path: configuration.privateKey) }
         guard SSL_CTX_use_PrivateKey(ctx, key) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
@@ -62,7 +63,7 @@ public final class TLSContext: @unchecked Sendable {
             throw TLSError.keyMismatch(certificate: chain, key: configuration.privateKey)
         }
 
-        let roots = try PEM.readCertificate(configuration.trustRoots)  // a readable, parseable file
+        let roots = try TLSError.reporting { try PEM.readCertificate(configuration.trustRoots) }  // a readable, parseable file
         X509_free(roots)
         guard SSL_CTX_load_verify_locations(ctx, configuration.trustRoots, nil) == 1 else {
             throw TLSError.invalidCertificate(path: configuration.trustRoots, detail: OpenSSLErrors.summary())
@@ -70,7 +71,7 @@ public final class TLSContext: @unchecked Sendable {
 
         if let crlPath = configuration.crl {
             let store = SSL_CTX_get_cert_store(ctx)
-            for crl in try PEM.readCRLs(crlPath) {
+            for crl in try TLSError.reporting({ try PEM.readCRLs(crlPath) }) {
                 defer { X509_CRL_free(crl) }
                 guard X509_STORE_add_crl(store, crl) == 1 else {
                     throw TLSError.invalidCRL(path: crlPath, detail: OpenSSLErrors.summary())

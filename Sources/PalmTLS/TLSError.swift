@@ -118,3 +118,26 @@ extension TLSError {
         }
     }
 }
+
+import PalmCrypto
+
+extension TLSError {
+    /// The TLS case, with the same words, for a key or certificate failure PalmCrypto reported.
+    public init(_ crypto: CryptoError) {
+        switch crypto {
+        case let .unreadableFile(p, d): self = .unreadableFile(path: p, detail: d)
+        case let .invalidCertificate(p, d): self = .invalidCertificate(path: p, detail: d)
+        case let .invalidPrivateKey(p, d): self = .invalidPrivateKey(path: p, detail: d)
+        case let .notECDSA(p): self = .localKeyNotECDSA(path: p)
+        case .wrongKeyType: self = .wrongKeyType
+        case let .invalidCRL(p, d): self = .invalidCRL(path: p, detail: d)
+        case let .failure(d): self = .tlsFailure(detail: d)
+        }
+    }
+
+    /// Runs `body`, reporting a ``CryptoError`` it throws as the matching TLSError: PalmTLS's
+    /// callers see TLSError only.
+    static func reporting<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as CryptoError { throw TLSError(e) }
+    }
+}

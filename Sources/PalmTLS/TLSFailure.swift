@@ -1,3 +1,4 @@
+import PalmCrypto
 import COpenSSLShims
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import PalmCrypto
 import Glibc
 #endif
 

@@ -3,6 +3,7 @@ import Foundation
 import PalmControl
 import PalmCoordinator
 import PalmSupport
+import PalmCrypto
 import PalmTLS
 
 /// One scheduling cycle at cluster scale: a real coordinator database holding HOSTS hosts and VMS

@@ -5,6 +5,8 @@ import Logging
 import PalmHypervisor
 import PalmMigration
 import PalmSecurity
+import PalmEngineTLS
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PalmSupport
+import PalmCrypto
 import PalmTLS
 
 /// Benchmarks that print measurements; scripts/bench.sh turns them into ratios against baselines

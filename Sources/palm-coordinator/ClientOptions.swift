@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PalmConfig
 import PalmControl
+import PalmCrypto
 import PalmTLS
 
 /// How an operator reaches the coordinator; each option falls back to an environment variable.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PalmCoordinator
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -4,6 +4,7 @@ import PalmCoordinator
 import PalmMetricsEndpoint
 import PalmSecurity
 import PalmSystemd
+import PalmCrypto
 import PalmTLS
 import PalmWire
 import PalmSupport

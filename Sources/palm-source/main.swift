@@ -6,6 +6,7 @@ import PalmConfig
 import PalmSystemd
 import PalmMetricsEndpoint
 import PalmMigration
+import PalmCrypto
 import PalmTLS
 import PalmWire
 

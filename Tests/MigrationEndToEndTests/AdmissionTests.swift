@@ -3,6 +3,7 @@ import PalmHypervisor
 import PalmMigration
 import PalmSecurity
 import PalmTestSupport
+import PalmCrypto
 import PalmTLS
 import PalmWire
 import Testing

@@ -4,6 +4,7 @@ import PalmControl
 import PalmCoordinator
 import PalmSecurity
 import PalmTestSupport
+import PalmCrypto
 import PalmTLS
 import PalmWire
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import PalmTestSupport
+import PalmCrypto
 import PalmTLS
 import Testing
 

@@ -3,6 +3,8 @@ import PalmHypervisor
 import PalmMigration
 import PalmSecurity
 import PalmTestSupport
+import PalmEngineTLS
+import PalmCrypto
 import PalmTLS
 import PalmWire
 import Testing

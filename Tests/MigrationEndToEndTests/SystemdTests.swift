@@ -1,6 +1,7 @@
 import Foundation
 import PalmControl
 import PalmTestSupport
+import PalmCrypto
 import PalmTLS
 import Testing
 

@@ -3,6 +3,7 @@ import Foundation
 import PalmMetrics
 import PalmMigration
 import PalmSecurity
+import PalmCrypto
 import PalmTLS
 import Testing
 

@@ -1,5 +1,6 @@
 import PalmControl
 import PalmCoordinator
+import PalmCrypto
 import PalmTLS
 import Testing
 import PalmSecurity

@@ -2,6 +2,7 @@ import Foundation
 @testable import PalmCoordinator
 import PalmSecurity
 import PalmTestSupport
+import PalmCrypto
 import PalmTLS
 import PalmWire
 import Testing

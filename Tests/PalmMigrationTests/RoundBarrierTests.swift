@@ -4,6 +4,8 @@ import Logging
 import PalmHypervisor
 import PalmMigration
 import PalmTestSupport
+import PalmEngineTLS
+import PalmCrypto
 import PalmTLS
 import PalmWire
 import Testing

@@ -1,5 +1,6 @@
 import PalmSecurity
 import PalmTestSupport
+import PalmCrypto
 import PalmTLS
 import PalmWire
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import PalmCrypto
 import PalmTLS
 import PalmTestSupport
 import PalmWire

@@ -1,6 +1,7 @@
 import Foundation
 import PalmHypervisor
 import PalmMigration
+import PalmCrypto
 import PalmTLS
 import PalmWire
 #if canImport(Glibc)

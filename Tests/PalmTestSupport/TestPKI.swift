@@ -1,4 +1,5 @@
 import Foundation
+import PalmCrypto
 import PalmTLS
 
 /// Certificates minted with the project's own certs/palm-ca into a temporary directory, once

@@ -1,6 +1,6 @@
 import Foundation
 import PalmSecurity
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// Bytes handed out by a ByteStream, at most `chunk` per read (to exercise partial reads).

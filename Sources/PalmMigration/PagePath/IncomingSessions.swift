@@ -1,7 +1,7 @@
 import PalmSupport
 import Foundation
 import Logging
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// The migration sessions a destination is receiving, by session token: where an extra page

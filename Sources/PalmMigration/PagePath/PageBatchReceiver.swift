@@ -1,7 +1,7 @@
 import Foundation
 import PalmCompression
 import PalmHypervisor
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// Receives the MEMORY frames of one page stream on the destination and applies them.

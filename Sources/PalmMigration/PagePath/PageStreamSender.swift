@@ -3,7 +3,7 @@ import Foundation
 import PalmCompression
 import PalmHypervisor
 import PalmSupport
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// One page stream on the source: a channel, the thread that feeds it, and the buffers every

@@ -1,4 +1,4 @@
-import PalmTLS
+import PalmCrypto
 import PalmWire
 
 /// How an extra page stream proves it belongs to a session (JOIN):

@@ -31,7 +31,7 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
     }
 
     /// Reads the identity of an X509 certificate.
-    init(certificate: OpaquePointer) {
+    package init(certificate: OpaquePointer) {
         let name = X509_get_subject_name(certificate)
         subject = CertificateIdentity.rfc2253(name)
         commonName = CertificateIdentity.commonName(name)

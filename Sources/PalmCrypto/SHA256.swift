@@ -45,7 +45,7 @@ public struct SHA256 {
     /// I/O error would be a wrong measurement, not a failed one.
     public static func hash(file path: String) throws -> Digest32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw TLSError.unreadableFile(path: path, detail: String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw CryptoError.unreadableFile(path: path, detail: String(cString: strerror(errno))) }
         defer { close(fd) }
         var h = SHA256()
         var buf = [UInt8](repeating: 0, count: 1 << 20)
@@ -53,7 +53,7 @@ public struct SHA256 {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw TLSError.unreadableFile(path: path, detail: String(cString: strerror(errno)))
+                throw CryptoError.unreadableFile(path: path, detail: String(cString: strerror(errno)))
             }
             if n == 0 { break }
             buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }

@@ -2,15 +2,15 @@ import PalmSupport
 import COpenSSLShims
 
 /// Reads OpenSSL's thread-local error queue.
-enum OpenSSLErrors {
-    struct Entry {
-        let library: Int32
-        let reason: Int32
-        let text: String
+package enum OpenSSLErrors {
+    package struct Entry {
+        package let library: Int32
+        package let reason: Int32
+        package let text: String
     }
 
     /// Drains the queue, oldest first.
-    static func drain() -> [Entry] {
+    package static func drain() -> [Entry] {
         var entries: [Entry] = []
         while true {
             let code = ERR_get_error()
@@ -24,7 +24,7 @@ enum OpenSSLErrors {
     }
 
     /// A one-line summary of the queue (drains it).
-    static func summary(_ fallback: String = "unknown OpenSSL error") -> String {
+    package static func summary(_ fallback: String = "unknown OpenSSL error") -> String {
         let texts = drain().map(\.text)
         return texts.isEmpty ? fallback : texts.joined(separator: "; ")
     }

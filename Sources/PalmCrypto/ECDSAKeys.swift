@@ -3,13 +3,13 @@ import COpenSSLShims
 /// An ECDSA private key that signs with SHA-256 (DER signatures). Used for tickets,
 /// attestation reports, manifests and audit entries. Refuses any non-EC key at load.
 public final class SigningKey: @unchecked Sendable {
-    let key: OpaquePointer
+    package let key: OpaquePointer
 
     public init(pemFile path: String) throws {
         let key = try PEM.readPrivateKey(path)
         guard PEM.isECDSA(key) else {
             EVP_PKEY_free(key)
-            throw TLSError.localKeyNotECDSA(path: path)
+            throw CryptoError.notECDSA(path: path)
         }
         self.key = key
     }
@@ -17,18 +17,18 @@ public final class SigningKey: @unchecked Sendable {
     deinit { EVP_PKEY_free(key) }
 
     public func sign(_ message: [UInt8]) throws -> [UInt8] {
-        guard let md = EVP_MD_CTX_new() else { throw TLSError.tlsFailure(detail: "EVP_MD_CTX_new") }
+        guard let md = EVP_MD_CTX_new() else { throw CryptoError.failure(detail: "EVP_MD_CTX_new") }
         defer { EVP_MD_CTX_free(md) }
         guard EVP_DigestSignInit(md, nil, EVP_sha256(), nil, key) == 1 else {
-            throw TLSError.tlsFailure(detail: "sign: \(OpenSSLErrors.summary())")
+            throw CryptoError.failure(detail: "sign: \(OpenSSLErrors.summary())")
         }
         var length = 0
         guard message.withUnsafeBufferPointer({ EVP_DigestSign(md, nil, &length, $0.baseAddress, $0.count) }) == 1 else {
-            throw TLSError.tlsFailure(detail: "sign: \(OpenSSLErrors.summary())")
+            throw CryptoError.failure(detail: "sign: \(OpenSSLErrors.summary())")
         }
         var signature = [UInt8](repeating: 0, count: length)
         guard message.withUnsafeBufferPointer({ EVP_DigestSign(md, &signature, &length, $0.baseAddress, $0.count) }) == 1 else {
-            throw TLSError.tlsFailure(detail: "sign: \(OpenSSLErrors.summary())")
+            throw CryptoError.failure(detail: "sign: \(OpenSSLErrors.summary())")
         }
         return Array(signature.prefix(length))
     }
@@ -36,18 +36,18 @@ public final class SigningKey: @unchecked Sendable {
 
 /// An ECDSA public key, taken from a certificate, that verifies SHA-256 signatures.
 public final class VerifyingKey: @unchecked Sendable {
-    let key: OpaquePointer
+    package let key: OpaquePointer
 
     /// The public key of the first certificate in a PEM file.
     public init(certificateFile path: String) throws {
         let cert = try PEM.readCertificate(path)
         defer { X509_free(cert) }
         guard let key = X509_get_pubkey(cert) else {
-            throw TLSError.invalidCertificate(path: path, detail: "no public key")
+            throw CryptoError.invalidCertificate(path: path, detail: "no public key")
         }
         guard PEM.isECDSA(key) else {
             EVP_PKEY_free(key)
-            throw TLSError.localKeyNotECDSA(path: path)
+            throw CryptoError.notECDSA(path: path)
         }
         self.key = key
     }
@@ -59,11 +59,11 @@ public final class VerifyingKey: @unchecked Sendable {
         try self.init(x509: cert)
     }
 
-    init(x509 cert: OpaquePointer) throws {
-        guard let key = X509_get_pubkey(cert) else { throw TLSError.invalidCertificate(path: "<peer>", detail: "no public key") }
+    package init(x509 cert: OpaquePointer) throws {
+        guard let key = X509_get_pubkey(cert) else { throw CryptoError.invalidCertificate(path: "<peer>", detail: "no public key") }
         guard PEM.isECDSA(key) else {
             EVP_PKEY_free(key)
-            throw TLSError.wrongKeyType
+            throw CryptoError.wrongKeyType
         }
         self.key = key
     }
