@@ -1,4 +1,5 @@
 import PalmHypervisor
+import PalmSupport
 import Foundation
 import PalmWire
 #if canImport(Glibc)
@@ -25,7 +26,8 @@ final class XenIncomingDomain: DestinationDomain {
     private var restore: LibxlRestore?
     private var stream: XenRestoreStream?
     private var domid: UInt32?
-    private let pageLock = NSLock()
+    /// Held while a batch enters the restore pipe (the value is nothing: the lock orders writers).
+    private let pipeWriter = LockedValueBox(())
 
     init(xc: XenControl, toolstack: XenToolstack, config: VMConfig) throws {
         self.xc = xc
@@ -65,18 +67,18 @@ final class XenIncomingDomain: DestinationDomain {
     /// Page streams deliver batches on several threads; the restore stream is one pipe, so
     /// batches enter it one at a time.
     func writePages(_ pages: IncomingPages) throws {
-        pageLock.lock()
-        defer { pageLock.unlock() }
-        guard let stream else { throw HypervisorError.invalidState("\(info.name) is no longer receiving pages") }
-        do {
-            try pages.forEach { pfn, data in
-                guard let gpfn = layout.gpfn(pfn) else {
-                    throw HypervisorError.corruptImage("page \(pfn) is outside the \(layout.count)-page layout")
+        try pipeWriter.withLockedValue { _ in
+            guard let stream else { throw HypervisorError.invalidState("\(info.name) is no longer receiving pages") }
+            do {
+                try pages.forEach { pfn, data in
+                    guard let gpfn = layout.gpfn(pfn) else {
+                        throw HypervisorError.corruptImage("page \(pfn) is outside the \(layout.count)-page layout")
+                    }
+                    try stream.page(gpfn: gpfn, data: data)
                 }
-                try stream.page(gpfn: gpfn, data: data)
+            } catch {
+                throw restoreFailure(error)
             }
-        } catch {
-            throw restoreFailure(error)
         }
     }
 
