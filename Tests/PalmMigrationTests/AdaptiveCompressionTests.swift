@@ -1,18 +1,22 @@
 import Testing
 @testable import PalmMigration
 
-/// The `auto` setting's decision: trials alternate raw and compressed batches, the cheaper way per
-/// page of data is kept for a stretch, then both are tried again.
+/// The `auto` setting's decision: trials alternate raw and compressed batches; compression is kept
+/// for a stretch when the time it takes per byte is less than the writing time it saves.
 @Suite("Adaptive compression")
 struct AdaptiveCompressionTests {
-    /// Runs one trial where a raw batch costs `raw` seconds and a compressed one `packed`, for
-    /// batches of 256 data pages; returns the choice.
-    private func trial(_ a: inout AdaptiveCompression, raw: Double, packed: Double) -> Bool {
+    static let batch = 256 * 4096
+
+    /// A trial in which writing costs `write` seconds per wire byte, compressing `compress`
+    /// seconds per data byte, and compression keeps `kept` of the bytes; returns the choice.
+    private func trial(_ a: inout AdaptiveCompression, write: Double, compress: Double, kept: Double) -> Bool {
         var ways: [Bool] = []
         for _ in 0..<(2 * AdaptiveCompression.trialRounds) {
-            let compress = a.compressNext
-            ways.append(compress)
-            a.record(compressed: compress, seconds: compress ? packed : raw, dataPages: 256)
+            let c = a.compressNext
+            ways.append(c)
+            let wire = c ? Int(Double(Self.batch) * kept) : Self.batch
+            a.record(compressed: c, .init(dataBytes: Self.batch, wireBytes: wire,
+                                          compressSeconds: c ? compress * Double(Self.batch) : 0, writeSeconds: write * Double(wire)))
         }
         #expect(ways == [false, true, false, true], "a trial alternates, raw first")
         return a.choice
@@ -22,63 +26,64 @@ struct AdaptiveCompressionTests {
     private func stretch(_ a: inout AdaptiveCompression) -> Int {
         var compressed = 0
         for _ in 0..<AdaptiveCompression.stretchBatches {
-            if a.compressNext { compressed += 1 }
-            a.record(compressed: a.compressNext, seconds: 1, dataPages: 256)
+            let c = a.compressNext
+            if c { compressed += 1 }
+            a.record(compressed: c, .init(dataBytes: Self.batch, wireBytes: Self.batch, compressSeconds: 0, writeSeconds: 1))
         }
         return compressed
     }
 
-    @Test("a link slower than the codec: compressed batches measured cheaper are kept for the stretch")
+    @Test("a slow link (1 Gb/s: 8 ns per byte) and lz4 at 1.4 ns per byte keeping half: compressed for the whole stretch")
     func slowLink() {
         var a = AdaptiveCompression()
-        #expect(trial(&a, raw: 0.10, packed: 0.04))
+        #expect(trial(&a, write: 8e-9, compress: 1.4e-9, kept: 0.5))
         #expect(stretch(&a) == AdaptiveCompression.stretchBatches)
     }
 
-    @Test("a CPU slower at compressing than the link: raw is kept, only trial batches are compressed")
+    @Test("a fast link with AES-NI (2 ns per byte written) and the same lz4: raw, only trial batches are compressed")
     func fastLink() {
         var a = AdaptiveCompression()
-        #expect(!trial(&a, raw: 0.02, packed: 0.05))
+        #expect(!trial(&a, write: 2e-9, compress: 1.4e-9, kept: 0.5))
         #expect(stretch(&a) == 0)
     }
 
-    @Test("a tie goes to raw: compression must save at least 5 % to be worth its CPU")
+    @Test("encryption dear for the CPU (emulated: 100 ns per byte written): compressed")
+    func dearCipher() {
+        var a = AdaptiveCompression()
+        #expect(trial(&a, write: 100e-9, compress: 10e-9, kept: 0.35))
+    }
+
+    @Test("incompressible pages (nothing saved) stay raw however slow the link")
+    func incompressible() {
+        var a = AdaptiveCompression()
+        #expect(!trial(&a, write: 1e-6, compress: 1e-10, kept: 1.0))
+    }
+
+    @Test("a near tie goes to raw: compression must save its cost with a 10 % margin")
     func tie() {
         var a = AdaptiveCompression()
-        #expect(!trial(&a, raw: 0.10, packed: 0.097))
+        // Saves 0.5 × 4 = 2 ns per byte; costs 1.9: more than 90 % of the saving.
+        #expect(!trial(&a, write: 4e-9, compress: 1.9e-9, kept: 0.5))
         _ = stretch(&a)
-        #expect(trial(&a, raw: 0.10, packed: 0.094))
+        #expect(trial(&a, write: 4e-9, compress: 1.7e-9, kept: 0.5))
     }
 
     @Test("after each stretch both ways are tried again, and the choice follows the new measurements")
     func retrial() {
         var a = AdaptiveCompression()
-        #expect(trial(&a, raw: 0.10, packed: 0.04))
+        #expect(trial(&a, write: 8e-9, compress: 1.4e-9, kept: 0.5))
         _ = stretch(&a)
-        #expect(!trial(&a, raw: 0.02, packed: 0.05), "the link got faster: back to raw")
+        #expect(!trial(&a, write: 1e-9, compress: 1.4e-9, kept: 0.5), "the link got faster: back to raw")
         #expect(stretch(&a) == 0)
     }
 
     @Test("batches without data pages are neither measured nor counted")
     func zeroBatches() {
         var a = AdaptiveCompression()
-        a.record(compressed: false, seconds: 100, dataPages: 0)
-        a.record(compressed: true, seconds: 100, dataPages: 0)
+        a.record(compressed: false, .init(dataBytes: 0, wireBytes: 100, compressSeconds: 0, writeSeconds: 100))
+        a.record(compressed: true, .init(dataBytes: 0, wireBytes: 100, compressSeconds: 100, writeSeconds: 100))
         #expect(!a.compressNext, "still the trial's first (raw) batch")
-        #expect(trial(&a, raw: 0.10, packed: 0.04), "the empty batches' seconds did not count")
-    }
-
-    @Test("costs are compared per page of data, not per batch")
-    func perPage() {
-        var a = AdaptiveCompression()
-        // Raw batches of 256 pages at 0.10 s; compressed batches of 64 pages at 0.05 s: per page
-        // compressed costs twice as much although each batch took less time.
-        for i in 0..<(2 * AdaptiveCompression.trialRounds) {
-            let compress = a.compressNext
-            #expect(compress == (i % 2 == 1))
-            a.record(compressed: compress, seconds: compress ? 0.05 : 0.10, dataPages: compress ? 64 : 256)
-        }
-        #expect(!a.choice)
+        #expect(trial(&a, write: 8e-9, compress: 1.4e-9, kept: 0.5), "the empty batches' seconds did not count")
     }
 }
 

@@ -109,7 +109,6 @@ final class PageStreamSender: @unchecked Sendable {
 
     /// Copies, scans, hashes, (compresses) and writes `count` pages of `pfns`.
     private func sendBatch(round: UInt32, count: Int) throws {
-        let started = MonotonicClock.now()
         let compress = adaptive?.compressNext ?? true
         let base = slots.baseAddress! + reserve
         try domain.copyPages(UnsafeBufferPointer(rebasing: pfns[0..<count]), into: base)
@@ -132,21 +131,27 @@ final class PageStreamSender: @unchecked Sendable {
         }
         var out = UnsafeMutableRawBufferPointer(start: slots.baseAddress! + reserve, count: data * pageSize)
         var used = PageCompression.none
+        let compressStart = MonotonicClock.now()
         if compress, let codec, let packed, data > 0,
            let n = codec.compress(UnsafeRawBufferPointer(out), into: UnsafeMutableRawBufferPointer(start: packed.baseAddress! + reserve, count: data * pageSize)) {
             out = UnsafeMutableRawBufferPointer(start: packed.baseAddress! + reserve, count: n)
             used = codec.codec
             compressedBatches.wrappingIncrement(ordering: .relaxed)
         }
+        let writeStart = MonotonicClock.now()
         let head = prefix.finish(codec: used, dataLength: out.count)
         let frameStart = out.baseAddress! - head.count
         UnsafeMutableRawPointer(frameStart).copyMemory(from: head.baseAddress!, byteCount: head.count)
         let frame = UnsafeRawBufferPointer(start: frameStart, count: head.count + out.count)
         try channel.write(frame)
+        if adaptive != nil {
+            let written = MonotonicClock.now()
+            adaptive?.record(compressed: compress, .init(dataBytes: data * pageSize, wireBytes: frame.count,
+                                                         compressSeconds: writeStart - compressStart, writeSeconds: written - writeStart))
+        }
         pages.wrappingIncrement(by: UInt64(count), ordering: .relaxed)
         zeroPages.wrappingIncrement(by: zeros, ordering: .relaxed)
         bytes.wrappingIncrement(by: UInt64(frame.count), ordering: .relaxed)
-        adaptive?.record(compressed: compress, seconds: MonotonicClock.now() - started, dataPages: data)
     }
 }
 
