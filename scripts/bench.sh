@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks: print measurements and ratios measured in this one run. Nothing here asserts speed.
-#   scripts/bench.sh [tls|migration|prediction|batch|link|qemu|protection|coordinator]      (default: all)
+#   scripts/bench.sh [tls|migration|prediction|batch|link|codecs|qemu|protection|coordinator]      (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -278,7 +278,7 @@ bench_link() {
   local ldest=$!
   until grep -q listening "$WORK/link-dest.out" 2>/dev/null; do kill -0 $ldest || { cat "$WORK/link-dest.log"; return 1; }; sleep 0.1; done
   printf '  %-8s %8s %12s %10s %12s %16s\n' codec "total s" "wire MiB/s" "wire MiB" "CPU-s total" "batches shrunk"
-  for codec in none lz4 zstd; do
+  for codec in none lz4 zstd auto; do
     "$BIN/palm-simguest" create bench --root $RA --memory 1G --fill realistic >/dev/null
     warm 2
     "$BIN/palm-coordinator" ticket issue --key "$COORD_KEY" --vm bench --memory 1G --source-cert "$CERT" --dest-cert "$dc" --out "$WORK/ticket" >/dev/null
@@ -293,6 +293,24 @@ bench_link() {
   done
   kill $ldest; wait $ldest 2>/dev/null || true
   ip netns del $na; ip netns del $nb
+}
+
+# compression = "auto" where the link is fast and the CPU has AES-NI: loopback, a realistic 1 GiB
+# guest, two streams, none / lz4 / auto in one run (over a slow link: bench_link's auto row).
+bench_codecs() {
+  : > "$WORK/results.jsonl"
+  use_cluster "$BIN"
+  echo "== Compression on loopback (fast link, AES-NI): realistic 1 GiB guest, two streams, median of $RUNS =="
+  printf '  %-8s %8s %9s %12s %16s\n' codec "total s" "MiB/s" "CPU-s total" "batches shrunk"
+  for codec in none lz4 auto; do
+    for r in $(seq "$RUNS"); do
+      measure "$codec-$r" --memory 1G --rate 0 --fill realistic -- --streams 2 --compression $codec
+      jq -r '"\(.totalSeconds) \(1024 / .totalSeconds) \(.sourceCPUSeconds) \(.compressedBatches)"' "$WORK/r.json" >> "$WORK/codec-$codec.txt"
+    done
+    printf '  %-8s %8.2f %9.0f %12.2f %16.0f\n' $codec "$(cut -d' ' -f1 "$WORK/codec-$codec.txt" | median)" "$(cut -d' ' -f2 "$WORK/codec-$codec.txt" | median)" \
+      "$(cut -d' ' -f3 "$WORK/codec-$codec.txt" | median)" "$(cut -d' ' -f4 "$WORK/codec-$codec.txt" | median)"
+  done
+  echo "  (CPU-s: palm-source's; auto should run about as fast as the faster of none and lz4)"
 }
 
 # QEMU 7.2's own TLS migration (x509, mutual, the same ECDSA certificates) of a 1 GiB guest whose
@@ -489,9 +507,10 @@ case "$WHICH" in
   prediction) bench_prediction;;
   batch) bench_batch;;
   link) bench_link;;
+  codecs) bench_codecs;;
   qemu) bench_qemu;;
   protection) bench_protection;;
   coordinator) bench_coordinator;;
-  all) bench_tls; bench_migration; bench_qemu; bench_link; bench_protection; bench_coordinator;;
-  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, prediction, batch, link, qemu, protection, coordinator, all)" >&2; exit 2;;
+  all) bench_tls; bench_migration; bench_qemu; bench_link; bench_codecs; bench_protection; bench_coordinator;;
+  *) echo "bench.sh: unknown benchmark '$WHICH' (tls, migration, prediction, batch, link, codecs, qemu, protection, coordinator, all)" >&2; exit 2;;
 esac
