@@ -144,6 +144,7 @@ let package = Package(
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmControlTests", dependencies: ["PalmControl", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmAgentTests", dependencies: ["PalmAgent", "PalmMetrics", "PalmMigration", "PalmSecurity", "PalmCrypto", "PalmTLS"]),
+        .testTarget(name: "PalmCryptoTests", dependencies: ["PalmCrypto", "PalmTestSupport", "PalmWire"]),
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmCoordinatorTests", dependencies: [

@@ -352,29 +352,3 @@ struct IntegrityTests {
         }
     }
 }
-
-@Suite("Signatures and digests")
-struct CryptoTests {
-    let pki = TestPKI.shared
-
-    @Test("SHA-256 of 'abc' is the FIPS 180-2 test vector")
-    func sha256() {
-        #expect(SHA256.hash(Array("abc".utf8)).hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-    }
-
-    @Test("an ECDSA signature verifies with the certificate's key and fails when anything changes")
-    func ecdsa() throws {
-        let key = try SigningKey(pemFile: pki.key("server"))
-        let message = Array("migrate vm-7 to node-b".utf8)
-        let sig = try key.sign(message)
-        let good = try VerifyingKey(certificateFile: pki.cert("server"))
-        let other = try VerifyingKey(certificateFile: pki.cert("client"))
-        #expect(good.isValidSignature(sig, for: message))
-        #expect(!good.isValidSignature(sig, for: Array("migrate vm-7 to node-c".utf8)))
-        #expect(!other.isValidSignature(sig, for: message))
-        var flipped = sig
-        flipped[flipped.count - 1] ^= 1
-        #expect(!good.isValidSignature(flipped, for: message))
-        #expect(!good.isValidSignature([], for: message))
-    }
-}
