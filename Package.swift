@@ -67,7 +67,7 @@ let package = Package(
         .target(name: "PalmCompression", dependencies: ["CLZ4", "CZstd", "PalmWire"]),
 
         // Checked TOML configuration files shared by the agents and the coordinator.
-        .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmCrypto", "PalmTLS", "TOMLKit"]),
+        .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmTLS", "TOMLKit"]),
         // The coordinator's API as agents and operators speak it: requests, reports, orders, client.
         .target(name: "PalmControl", dependencies: ["PalmConfig", "PalmSecurity", "PalmWire", "PalmCrypto", "PalmTLS"]),
 
@@ -90,7 +90,7 @@ let package = Package(
         // What palm-dest's and the coordinator's TLS servers share: the handshake of an admitted
         // connection, every refusal logged and counted alike.
         .target(name: "PalmServer", dependencies: [
-            "PalmMetrics", "PalmSupport", "PalmCrypto", "PalmTLS", .product(name: "Logging", package: "swift-log"),
+            "PalmMetrics", "PalmSupport", "PalmTLS", .product(name: "Logging", package: "swift-log"),
         ]),
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
         .target(name: "PalmSecurity", dependencies: ["PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS"]),
@@ -115,12 +115,12 @@ let package = Package(
         ]),
 
         .executableTarget(name: "palm-source", dependencies: [
-            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmCrypto", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-dest", dependencies: [
-            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmCrypto", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -143,7 +143,7 @@ let package = Package(
                 path: "Tests/PalmTestSupport"),
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmControlTests", dependencies: ["PalmControl", "PalmWire", "PalmTestSupport"]),
-        .testTarget(name: "PalmAgentTests", dependencies: ["PalmAgent", "PalmMetrics", "PalmMigration", "PalmSecurity", "PalmCrypto", "PalmTLS"]),
+        .testTarget(name: "PalmAgentTests", dependencies: ["PalmAgent", "PalmMetrics", "PalmMigration", "PalmSecurity", "PalmTLS"]),
         .testTarget(name: "PalmCryptoTests", dependencies: ["PalmCrypto", "PalmTestSupport", "PalmWire"]),
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmTestSupport"]),

@@ -4,7 +4,6 @@ import PalmHypervisor
 import PalmMigration
 import PalmSecurity
 import PalmXenDriver
-import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,7 +1,6 @@
 import PalmMetrics
 import PalmMigration
 import PalmSecurity
-import PalmCrypto
 import PalmTLS
 
 extension AgentMetrics.Refusal {

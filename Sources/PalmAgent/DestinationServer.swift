@@ -38,9 +38,7 @@ public final class DestinationServer: @unchecked Sendable {
     /// Receptions, refusals (a no-op unless the process bootstrapped a metrics backend).
     let metrics = AgentMetrics(role: .destination)
     /// The handshake of each admitted connection; every refusal logged and counted.
-    private var tlsAdmission: TLSAdmission {
-        TLSAdmission(logger: logger) { [metrics] reason, n in metrics.refused(reason, count: n) }
-    }
+    private let tlsAdmission: TLSAdmission
     let ledger: DestinationLedger
     let logger: Logger
     /// Reception slots: one per migration whose ticket verified.
@@ -83,6 +81,7 @@ public final class DestinationServer: @unchecked Sendable {
 
     public init(configuration: DestinationConfiguration, logger: Logger) throws {
         self.logger = logger
+        tlsAdmission = TLSAdmission(logger: logger) { [metrics] reason, n in metrics.refused(reason, count: n) }
         hypervisor = try configuration.hypervisor.make()
         ledger = try DestinationLedger(directory: configuration.stateDirectory + "/migrations")
         DestinationServer.recover(hypervisor: hypervisor, ledger: ledger, logger: logger)

@@ -1,4 +1,3 @@
-import PalmCrypto
 import PalmTLS
 
 /// The pre-authentication keys of a server's `[listen]` table (palm-dest, palm-coordinator).

@@ -1,4 +1,3 @@
-import PalmCrypto
 import PalmTLS
 
 /// `[metrics] listen = "IP:PORT"`: where a daemon serves `GET /metrics` for Prometheus. Off unless

@@ -1,4 +1,3 @@
-import PalmCrypto
 import PalmTLS
 
 /// The `[tls]` table every palm configuration has.

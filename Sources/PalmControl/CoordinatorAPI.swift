@@ -1,5 +1,4 @@
 import Foundation
-import PalmCrypto
 import PalmTLS
 import PalmWire
 

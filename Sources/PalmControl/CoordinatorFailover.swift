@@ -1,5 +1,4 @@
 import PalmConfig
-import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,7 +1,6 @@
 import Foundation
 import PalmConfig
 import PalmControl
-import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,6 +1,5 @@
 import PalmCompression
 import PalmHypervisor
-import PalmCrypto
 import PalmWire
 
 /// Why a migration failed, named for the operator. Every case before ``commitInDoubt`` leaves

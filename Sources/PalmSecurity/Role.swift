@@ -12,9 +12,6 @@ public enum Role: String, Sendable, CaseIterable, Codable {
     case admin
     case `operator`
     case auditor
-
-    /// The SAN URI prefix that carries a role.
-    public static let uriPrefix = CertificateIdentity.roleURIPrefix
 }
 
 extension CertificateIdentity {

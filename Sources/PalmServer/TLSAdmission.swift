@@ -1,7 +1,6 @@
 import Logging
 import PalmMetrics
 import PalmSupport
-import PalmCrypto
 import PalmTLS
 
 /// What palm's two TLS servers — palm-dest and `palm-coordinator serve` — do with a connection

@@ -1,4 +1,3 @@
-import PalmCrypto
 import Foundation
 import PalmSupport
 #if canImport(Glibc)

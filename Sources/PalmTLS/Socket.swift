@@ -1,5 +1,4 @@
 #if canImport(Glibc)
-import PalmCrypto
 import Glibc
 #endif
 import Foundation

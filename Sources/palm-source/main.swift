@@ -6,7 +6,6 @@ import PalmConfig
 import PalmSystemd
 import PalmMetricsEndpoint
 import PalmMigration
-import PalmCrypto
 import PalmTLS
 import PalmWire
 

@@ -1,6 +1,5 @@
 import Foundation
 import PalmTestSupport
-import PalmCrypto
 import PalmTLS
 import Testing
 

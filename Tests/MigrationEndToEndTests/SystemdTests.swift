@@ -1,7 +1,6 @@
 import Foundation
 import PalmControl
 import PalmTestSupport
-import PalmCrypto
 import PalmTLS
 import Testing
 

@@ -3,7 +3,6 @@ import Foundation
 import PalmMetrics
 import PalmMigration
 import PalmSecurity
-import PalmCrypto
 import PalmTLS
 import Testing
 

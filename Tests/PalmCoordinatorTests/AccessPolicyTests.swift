@@ -1,6 +1,5 @@
 import PalmControl
 import PalmCoordinator
-import PalmCrypto
 import PalmTLS
 import Testing
 import PalmSecurity

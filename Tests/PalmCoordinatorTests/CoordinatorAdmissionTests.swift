@@ -2,7 +2,6 @@ import Foundation
 @testable import PalmControl
 @testable import PalmCoordinator
 import PalmTestSupport
-import PalmCrypto
 import PalmTLS
 import PalmWire
 import Testing

@@ -1,7 +1,6 @@
 import Foundation
 import PalmHypervisor
 import PalmMigration
-import PalmCrypto
 import PalmTLS
 import PalmWire
 #if canImport(Glibc)

@@ -1,5 +1,4 @@
 import Foundation
-import PalmCrypto
 import PalmTLS
 
 /// Certificates minted with the project's own certs/palm-ca into a temporary directory, once

@@ -61,6 +61,9 @@ public struct AdaptiveCompression: Sendable {
         stretchLeft > 0 ? chosen : trialIndex % 2 == 1
     }
 
+    /// Whether the next batch belongs to a trial, so its costs are measured (a stretch's are not).
+    public var isTrial: Bool { stretchLeft == 0 }
+
     /// The way the last trial chose (false before the first trial ended).
     public var choice: Bool { chosen }
 

@@ -110,6 +110,8 @@ final class PageStreamSender: @unchecked Sendable {
     /// Copies, scans, hashes, (compresses) and writes `count` pages of `pfns`.
     private func sendBatch(round: UInt32, count: Int) throws {
         let compress = adaptive?.compressNext ?? true
+        // Only a trial batch is timed: a stretch's batches are counted, not measured.
+        let timed = adaptive?.isTrial == true
         let base = slots.baseAddress! + reserve
         try domain.copyPages(UnsafeBufferPointer(rebasing: pfns[0..<count]), into: base)
         prefix.begin(round: round)
@@ -131,21 +133,21 @@ final class PageStreamSender: @unchecked Sendable {
         }
         var out = UnsafeMutableRawBufferPointer(start: slots.baseAddress! + reserve, count: data * pageSize)
         var used = PageCompression.none
-        let compressStart = MonotonicClock.now()
+        let compressStart = timed ? MonotonicClock.now() : 0
         if compress, let codec, let packed, data > 0,
            let n = codec.compress(UnsafeRawBufferPointer(out), into: UnsafeMutableRawBufferPointer(start: packed.baseAddress! + reserve, count: data * pageSize)) {
             out = UnsafeMutableRawBufferPointer(start: packed.baseAddress! + reserve, count: n)
             used = codec.codec
             compressedBatches.wrappingIncrement(ordering: .relaxed)
         }
-        let writeStart = MonotonicClock.now()
+        let writeStart = timed ? MonotonicClock.now() : 0
         let head = prefix.finish(codec: used, dataLength: out.count)
         let frameStart = out.baseAddress! - head.count
         UnsafeMutableRawPointer(frameStart).copyMemory(from: head.baseAddress!, byteCount: head.count)
         let frame = UnsafeRawBufferPointer(start: frameStart, count: head.count + out.count)
         try channel.write(frame)
         if adaptive != nil {
-            let written = MonotonicClock.now()
+            let written = timed ? MonotonicClock.now() : 0
             adaptive?.record(compressed: compress, .init(dataBytes: data * pageSize, wireBytes: frame.count,
                                                          compressSeconds: writeStart - compressStart, writeSeconds: written - writeStart))
         }
