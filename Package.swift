@@ -29,8 +29,6 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
-        // The HTTP server of the metrics endpoint: sockets and Swift concurrency, no SwiftNIO (build cost).
-        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.0"),
     ],
     targets: [
         // System libraries (pkg-config names as Debian ships them).
@@ -78,12 +76,11 @@ let package = Package(
 
         // What the daemons count and measure, through swift-metrics (names in MetricName).
         .target(name: "PalmMetrics", dependencies: [.product(name: "Metrics", package: "swift-metrics")]),
-        // GET /metrics: the Prometheus registry behind swift-metrics, served by FlyingFox; linked
-        // only by the three daemons.
+        // GET /metrics: the Prometheus registry behind swift-metrics, served by its own small HTTP
+        // server (ScrapeServer); linked only by the three daemons.
         .target(name: "PalmMetricsEndpoint", dependencies: [
             "PalmConfig", "PalmMetrics", "PalmSupport", .product(name: "Metrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "FlyingFox", package: "FlyingFox"),
-            .product(name: "FlyingSocks", package: "FlyingFox"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -153,7 +150,7 @@ let package = Package(
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmSupport", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmSupport", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
-        .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics"]),
+        .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics", "PalmMetricsEndpoint"]),
         .testTarget(name: "PalmSecurityTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [

@@ -1,5 +1,3 @@
-import FlyingFox
-import FlyingSocks
 import Foundation
 import Logging
 import Metrics
@@ -14,13 +12,13 @@ import Prometheus
 /// Guarantees: swift-metrics is bootstrapped with a Prometheus registry exactly once per process
 /// (a second ``start(listen:logger:beforeScrape:)`` throws ``Failure/alreadyStarted``); the listen
 /// address is bound before `start` returns (a taken port is a named error, not a silent retry);
-/// only `GET /metrics` answers, anything else is 404; HTTP parsing is FlyingFox's, each connection
-/// bounded by its 5 s timeout and 4 KiB request buffer. The endpoint is unauthenticated: bind it
+/// only `GET /metrics` answers, anything else is 404; HTTP is ``ScrapeServer``'s: at most 4
+/// requests at once, each in a 4 KiB buffer and ended after 5 s. The endpoint is unauthenticated: bind it
 /// to loopback or a management network (the default configuration binds nothing).
 public final class MetricsEndpoint: Sendable {
     /// The port the endpoint is bound to (the configured one, or the kernel's pick for port 0).
     public let port: UInt16
-    private let server: HTTPServer
+    private let server: ScrapeServer
 
     public enum Failure: Error, CustomStringConvertible {
         case alreadyStarted
@@ -37,7 +35,7 @@ public final class MetricsEndpoint: Sendable {
 
     private static let started = LockedValueBox(false)
 
-    private init(port: UInt16, server: HTTPServer) {
+    private init(port: UInt16, server: ScrapeServer) {
         self.port = port
         self.server = server
     }
@@ -52,58 +50,26 @@ public final class MetricsEndpoint: Sendable {
         MetricsSystem.bootstrap(factory)
         let process = ProcessMetrics(registry: registry)
 
-        let server: HTTPServer
+        let server: ScrapeServer
         do {
-            server = listen.host.contains(":")
-                ? HTTPServer(address: try sockaddr_in6.inet6(ip6: listen.host, port: listen.port), timeout: 5, logger: .disabled)
-                : HTTPServer(address: try sockaddr_in.inet(ip4: listen.host, port: listen.port), timeout: 5, logger: .disabled)
-        } catch {
-            throw Failure.badAddress(listen.host)
-        }
-        let ready = DispatchSemaphore(value: 0)
-        // How binding went, handed from the server's task to this thread: the first word counts.
-        let outcome = LockedValueBox<Result<Socket.Address?, Failure>?>(nil)
-        let report = { @Sendable (result: Result<Socket.Address?, Failure>) in outcome.withLockedValue { if $0 == nil { $0 = result } } }
-        Task {
-            await server.appendRoute("GET /metrics") { _ in
+            server = try ScrapeServer(host: listen.host, port: listen.port, path: "/metrics") {
                 beforeScrape()
                 process.collect()
-                return HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                                    body: Data(registry.emitToBuffer()))
+                var r = ScrapeServer.Response(status: 200, reason: "OK", body: [])
+                r.contentType = "text/plain; version=0.0.4; charset=utf-8"
+                r.body = registry.emitToBuffer()
+                return r
             }
-            Task {
-                do { try await server.run() } catch {
-                    report(.failure(.cannotListen(listen.description, "\(error)")))
-                    ready.signal()
-                }
-            }
-            do {
-                try await server.waitUntilListening(timeout: 5)
-                report(.success(await server.listeningAddress))
-            } catch {
-                report(.failure(.cannotListen(listen.description, "not listening after 5 s: \(error)")))
-            }
-            ready.signal()
+        } catch ScrapeServer.Failure.badAddress {
+            throw Failure.badAddress(listen.host)
+        } catch let ScrapeServer.Failure.cannotListen(_, why) {
+            throw Failure.cannotListen(listen.description, why)
         }
-        ready.wait()
-        guard let result = outcome.current else { throw Failure.cannotListen(listen.description, "no answer from the server task") }
-        let bound = try result.get()
-        let port: UInt16
-        switch bound {
-        case let .ip4(_, p)?, let .ip6(_, p)?: port = p
-        default: port = listen.port
-        }
+        let port = server.port
         logger.info("metrics at http://\(Endpoint(host: listen.host, port: port))/metrics")
         return MetricsEndpoint(port: port, server: server)
     }
 
     /// Stops listening (the daemons call it on shutdown).
-    public func stop() {
-        let done = DispatchSemaphore(value: 0)
-        Task { [server] in
-            await server.stop(timeout: 1)
-            done.signal()
-        }
-        _ = done.wait(timeout: .now() + 2)
-    }
+    public func stop() { server.stop() }
 }
