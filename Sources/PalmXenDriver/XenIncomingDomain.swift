@@ -26,8 +26,9 @@ final class XenIncomingDomain: DestinationDomain {
     private var restore: LibxlRestore?
     private var stream: XenRestoreStream?
     private var domid: UInt32?
-    /// Held while a batch enters the restore pipe (the value is nothing: the lock orders writers).
-    private let pipeWriter = LockedValueBox(())
+    /// Held while a batch enters the restore pipe; the value is which of palm's pages the stream
+    /// has carried so far (libxenguest populates a frame the first time it sees it).
+    private let pipeWriter: LockedValueBox<DirtyBitmap>
 
     init(xc: XenControl, toolstack: XenToolstack, config: VMConfig) throws {
         self.xc = xc
@@ -37,6 +38,7 @@ final class XenIncomingDomain: DestinationDomain {
             throw HypervisorError.corruptImage("CONFIG says \(config.pageCount) pages of \(config.pageSize) bytes, the Xen layout \(platform.layout.count) of \(xc.pageSize)")
         }
         layout = platform.layout
+        pipeWriter = LockedValueBox(DirtyBitmap(pageCount: platform.layout.count))
         info = VMInfo(name: config.name, pageSize: xc.pageSize, pageCount: config.pageCount, vcpus: config.vcpus, state: .incoming)
         let incomingName = config.name + Self.suffix
         let json = try XenToolstack.renamed(platform.configJSON, to: incomingName)
@@ -67,15 +69,10 @@ final class XenIncomingDomain: DestinationDomain {
     /// Page streams deliver batches on several threads; the restore stream is one pipe, so
     /// batches enter it one at a time.
     func writePages(_ pages: IncomingPages) throws {
-        try pipeWriter.withLockedValue { _ in
+        try pipeWriter.withLockedValue { carried in
             guard let stream else { throw HypervisorError.invalidState("\(info.name) is no longer receiving pages") }
             do {
-                try pages.forEach { pfn, data in
-                    guard let gpfn = layout.gpfn(pfn) else {
-                        throw HypervisorError.corruptImage("page \(pfn) is outside the \(layout.count)-page layout")
-                    }
-                    try stream.page(gpfn: gpfn, data: data)
-                }
+                try stream.pages(pages, layout: layout, carried: &carried)
             } catch {
                 throw restoreFailure(error)
             }

@@ -17,7 +17,8 @@ import Glibc
 ///       image hdr   marker ~0, id "XENF", version 3, options 0 (big-endian fields)
 ///       domain hdr  type X86_HVM (PVH is an HVM container), page shift 12, Xen major.minor
 ///       X86_CPUID_POLICY, X86_MSR_POLICY, STATIC_DATA_END       ← at creation (static data)
-///       PAGE_DATA × n  (≤ 512 frames each; a frame may come again in a later round: last wins)
+///       PAGE_DATA × n  (≤ 512 frames each; a frame may come again in a later round: last wins;
+///                       a zero frame's first time is XALLOC, without data)
 ///       X86_TSC_INFO, HVM_CONTEXT, HVM_PARAMS, END              ← at hand-off (STATE)
 ///     libxl record  END
 ///
@@ -105,17 +106,47 @@ final class XenRestoreStream {
         try put(w.bytes)
     }
 
-    /// Queues one frame's content (nil: zeroes); full batches go out as PAGE_DATA records.
-    func page(gpfn: UInt64, data: UnsafeRawBufferPointer?) throws {
+    /// Queues a batch of palm's pages at their frames in `layout`. `carried` is the set of palm
+    /// pages this stream has carried before (updated here): a zero page seen for the first time
+    /// goes as XALLOC (``zeroPage(gpfn:populated:)``).
+    func pages(_ batch: IncomingPages, layout: XenPageLayout, carried: inout DirtyBitmap) throws {
+        try batch.forEach { pfn, data in
+            guard let gpfn = layout.gpfn(pfn) else {
+                throw HypervisorError.corruptImage("page \(pfn) is outside the \(layout.count)-page layout")
+            }
+            if let data {
+                try page(gpfn: gpfn, data: data)
+            } else {
+                try zeroPage(gpfn: gpfn, populated: carried.contains(pfn))
+            }
+            carried.set(pfn)
+        }
+    }
+
+    /// Queues one frame's content; full batches go out as PAGE_DATA records.
+    func page(gpfn: UInt64, data: UnsafeRawBufferPointer) throws {
+        guard data.count == pageSize else { throw HypervisorError.corruptImage("page of \(data.count) bytes, expected \(pageSize)") }
         pendingPFNs.append(gpfn)
-        if let data {
-            guard data.count == pageSize else { throw HypervisorError.corruptImage("page of \(data.count) bytes, expected \(pageSize)") }
-            pendingData.append(contentsOf: data)
-        } else {
+        pendingData.append(contentsOf: data)
+        if pendingPFNs.count == Self.batchPages { try flush() }
+    }
+
+    /// Queues a frame of zeroes. A frame libxenguest has not populated yet (`populated` false)
+    /// goes as XALLOC — populated, no data: Xen gives a domain only scrubbed frames — which spares
+    /// the stream 4 KiB and libxenguest a mapping and a copy. A populated frame may hold an
+    /// earlier round's data, so it gets its page of zeroes.
+    func zeroPage(gpfn: UInt64, populated: Bool) throws {
+        if populated {
+            pendingPFNs.append(gpfn)
             pendingData.append(contentsOf: repeatElement(0, count: pageSize))
+        } else {
+            pendingPFNs.append(gpfn | Self.allocateOnly)
         }
         if pendingPFNs.count == Self.batchPages { try flush() }
     }
+
+    /// XEN_DOMCTL_PFINFO_XALLOC (0xE << 28) in a PAGE_DATA entry's type bits (60–63).
+    static let allocateOnly: UInt64 = 0xE << 60
 
     func flush() throws {
         guard !pendingPFNs.isEmpty else { return }
@@ -125,7 +156,7 @@ final class XenRestoreStream {
         w.u32(UInt32(length))
         w.u32(UInt32(pendingPFNs.count))
         w.u32(0)
-        for pfn in pendingPFNs { w.u64(pfn) }   // type NOTAB (0) in bits 60–63
+        for pfn in pendingPFNs { w.u64(pfn) }   // type NOTAB (0) or XALLOC in bits 60–63
         try put(w.bytes)
         try put(pendingData)                     // length is a multiple of 8: no padding
         pendingPFNs.removeAll(keepingCapacity: true)

@@ -57,7 +57,8 @@ struct XenStreamTests {
         let bytes = try written { s in
             try s.writeHeaders(xenMajor: 4, xenMinor: 17, cpuid: Array(repeating: 1, count: 48), msrs: Array(repeating: 2, count: 16))
             try page.withUnsafeBytes { try s.page(gpfn: 0x10, data: $0) }
-            try s.page(gpfn: 0xfeffc, data: nil)
+            try s.zeroPage(gpfn: 0xfeffc, populated: true)
+            try s.zeroPage(gpfn: 0x11, populated: false)
             try s.writeTail(state)
         }
         var r = StreamReader(bytes: bytes)
@@ -88,10 +89,12 @@ struct XenStreamTests {
         }
         #expect(types == [0x11, 0x12, 0x10, 0x01, 0x08, 0x09, 0x0a, 0x00])
         var p = StreamReader(bytes: pageData)
-        #expect(p.le32() == 2 && p.le32() == 0)
+        #expect(p.le32() == 3 && p.le32() == 0)
         #expect(p.le64() == 0x10 && p.le64() == 0xfeffc)   // type NOTAB: no bits above the pfn
+        #expect(p.le64() == 0xE000_0000_0000_0011)         // XALLOC: populate, no data
         #expect(p.take(4096) == page)
-        #expect(p.take(4096).allSatisfy { $0 == 0 })
+        #expect(p.take(4096).allSatisfy { $0 == 0 })       // the populated zero frame is overwritten
+        #expect(p.at == pageData.count, "no data for the XALLOC frame")
         #expect(r.record() == (0, []))                      // libxl END
         #expect(r.at == bytes.count)
     }
@@ -116,6 +119,45 @@ struct XenStreamTests {
             counts.append(b.le32())
         }
         #expect(counts == [512, 512, 76])
+    }
+
+    @Test("a zero page's first time is XALLOC without data; once carried, a zero page is a page of zeroes (an earlier round's data is overwritten)")
+    func zeroPagesAllocateOnlyOnce() throws {
+        let layout = XenPageLayout(ranges: [.init(first: 0x100, count: 4)])   // palm pages 0–3 at gpfns 0x100–0x103
+        var carried = DirtyBitmap(pageCount: layout.count)
+        let data = [UInt8](repeating: 7, count: 4096)
+        func batch(_ pfns: [UInt64], zero: [Bool]) throws -> (XenRestoreStream) throws -> Void {
+            { s in
+                try pfns.withUnsafeBufferPointer { p in
+                    try zero.withUnsafeBufferPointer { z in
+                        try data.withUnsafeBytes { d in
+                            let pages = IncomingPages(pfns: p, zero: z, data: UnsafeRawBufferPointer(rebasing: d[0..<(4096 * z.filter { !$0 }.count)]), pageSize: 4096)
+                            try s.pages(pages, layout: layout, carried: &carried)
+                        }
+                    }
+                }
+                try s.flush()
+            }
+        }
+        func entries(_ bytes: [UInt8]) -> (pfns: [UInt64], dataPages: Int) {
+            var r = StreamReader(bytes: bytes)    // no headers were written: one PAGE_DATA record
+            let (type, body) = r.record()
+            #expect(type == 0x01 && r.at == bytes.count)
+            var b = StreamReader(bytes: body)
+            let n = Int(b.le32())
+            _ = b.le32()
+            let pfns = (0..<n).map { _ in b.le64() }
+            return (pfns, (body.count - b.at) / 4096)
+        }
+        // Round 0: page 0 data, pages 1 and 2 zero (first time: XALLOC), page 3 absent.
+        let first = entries(try written(batch([0, 1, 2], zero: [false, true, true])))
+        #expect(first.pfns == [0x100, 0xE000_0000_0000_0101, 0xE000_0000_0000_0102])
+        #expect(first.dataPages == 1)
+        // Round 1: page 0 became zero, page 1 zero again, page 3 zero for the first time.
+        let second = entries(try written(batch([0, 1, 3], zero: [true, true, true])))
+        #expect(second.pfns == [0x100, 0x101, 0xE000_0000_0000_0103])
+        #expect(second.dataPages == 2)
+        #expect(carried.count == 4)
     }
 
     @Test("a page of the wrong size is refused")
