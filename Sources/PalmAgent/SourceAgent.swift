@@ -86,7 +86,7 @@ public struct SourceAgent {
         }
         let (context, channel, key) = try connected.get()
         /// Every extra page stream must reach the ticket's destination too.
-        let connect = { () throws -> TLSChannel in try Self.connect(request, context: context, destination: ticket.destination) }
+        let connect = { @Sendable () throws -> TLSChannel in try Self.connect(request, context: context, destination: ticket.destination) }
         let policy = request.attestation ?? configuration.attestation
         let peerKey = channel.peerKey
         var security = MigrationSender.Security()

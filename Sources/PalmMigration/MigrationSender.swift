@@ -88,7 +88,7 @@ public final class MigrationSender {
 
     /// Opens extra page stream `index` to the same destination, authenticated as the session
     /// channel's peer (the agent checks the certificate as it did for the session channel).
-    public typealias StreamConnector = (_ index: Int) throws -> SecureChannel
+    public typealias StreamConnector = @Sendable (_ index: Int) throws -> SecureChannel
 
     let channel: SecureChannel
     let domain: SourceDomain
@@ -105,6 +105,9 @@ public final class MigrationSender {
     /// The last round the destination confirmed with ROUND_APPLIED.
     private var appliedRound = -1
     private var streamChannels: [SecureChannel] = []
+    /// Streams 1 … N−1 connecting (TCP and TLS) while the session's handshake runs; each is
+    /// adopted into `streamChannels`, in order, once the destination PREPARED the session.
+    private var connecting: [BackgroundResult<SecureChannel>] = []
     let cancelFlag: CancelFlag
 
     public init(channel: SecureChannel, domain: SourceDomain, options: Options = Options(), security: Security,
@@ -127,6 +130,12 @@ public final class MigrationSender {
     /// Runs the migration to completion; on return the VM runs on the destination.
     public func run() throws -> MigrationReport {
         var session = SenderSession(info: domain.info)
+        // Nothing is sent on an extra stream before it JOINs, after the attestation was checked.
+        if options.streams > 1, let connectStream {
+            connecting = (1..<options.streams).map { index in
+                BackgroundResult(name: "palm-connect-\(index)") { try connectStream(index) }
+            }
+        }
         do {
             try handshake(&session)
             try openStreams(&session)
@@ -173,6 +182,9 @@ public final class MigrationSender {
 
     private func closeStreams() {
         for s in streamChannels { s.interrupt() }
+        // Connected but never adopted (the session failed first): closed unused.
+        for pending in connecting.dropFirst(streamChannels.count) { (try? pending.wait())?.close() }
+        connecting = []
     }
 
     func send(_ message: Message) throws {
@@ -260,7 +272,7 @@ public final class MigrationSender {
 
     // MARK: phase 2: page streams
 
-    /// Stream 0 is the session channel; streams 1 … N−1 connect and JOIN.
+    /// Stream 0 is the session channel; streams 1 … N−1, connected while the handshake ran, JOIN.
     private func openStreams(_ s: inout SenderSession) throws {
         func sender(_ index: Int, _ ch: SecureChannel) -> PageStreamSender {
             PageStreamSender(index: index, channel: ch, domain: domain, digest: s.digest, pageSize: s.info.pageSize,
@@ -268,11 +280,11 @@ public final class MigrationSender {
         }
         s.streams = [sender(0, channel)]
         guard options.streams > 1 else { return }
-        guard let connectStream, let prepared = s.prepared else {
+        guard connecting.count == options.streams - 1, let prepared = s.prepared else {
             throw MigrationError.local("\(options.streams) streams requested but no way to open them")
         }
         for index in 1..<options.streams {
-            let ch = try connectStream(index)
+            let ch = try connecting[index - 1].wait()
             streamChannels.append(ch)
             let proof = try StreamJoin.proof(key: s.joinKey, stream: index, channel: ch)
             try ch.send(.join(Join(sessionToken: prepared.sessionToken, stream: UInt8(index), proof: proof)))

@@ -179,7 +179,7 @@ struct RoundBarrierTests {
         defer { listener.close() }
 
         let clientContext = try pki.context("client")
-        let connect = { try TLSChannel.connect(host: "127.0.0.1", port: listener.port, serverName: "127.0.0.1", context: clientContext) }
+        let connect = { @Sendable in try TLSChannel.connect(host: "127.0.0.1", port: listener.port, serverName: "127.0.0.1", context: clientContext) }
         var options = MigrationSender.Options()
         options.streams = streams
         options.batchPages = 64
