@@ -154,6 +154,19 @@ final class XenControl: @unchecked Sendable {
         return value
     }
 
+    func setHVMContext(_ domid: UInt32, _ context: [UInt8]) throws {
+        var buf = context
+        try Self.check(xc_domain_hvm_setcontext(xch, domid, &buf, UInt32(buf.count)), "xc_domain_hvm_setcontext")
+    }
+
+    func setHVMParam(_ domid: UInt32, _ index: UInt32, _ value: UInt64) throws {
+        try Self.check(xc_hvm_param_set(xch, domid, index, value), "xc_hvm_param_set(\(index))")
+    }
+
+    func setTSCInfo(_ domid: UInt32, mode: UInt32, nsec: UInt64, khz: UInt32, incarnation: UInt32) throws {
+        try Self.check(xc_domain_set_tsc_info(xch, domid, mode, nsec, khz, incarnation), "xc_domain_set_tsc_info")
+    }
+
     func tscInfo(_ domid: UInt32) throws -> (mode: UInt32, nsec: UInt64, khz: UInt32, incarnation: UInt32) {
         var mode: UInt32 = 0, khz: UInt32 = 0, inc: UInt32 = 0
         var nsec: UInt64 = 0

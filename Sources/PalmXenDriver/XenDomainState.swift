@@ -37,6 +37,27 @@ struct XenDomainState: Equatable {
         a.encode() == b.encode()
     }
 
+    /// The state of domain `domid` now (Xen pauses the domain for the HVM context's copy).
+    static func capture(xc: XenControl, domid: UInt32) throws -> XenDomainState {
+        let tsc = try xc.tscInfo(domid)
+        let context = try xc.hvmContext(domid)
+        var params: [(UInt32, UInt64)] = []
+        for index in savedParams {
+            let v = try xc.hvmParam(domid, index)
+            if v != 0 { params.append((index, v)) }
+        }
+        return XenDomainState(tscMode: tsc.mode, tscNanoseconds: tsc.nsec, tscKHz: tsc.khz, tscIncarnation: tsc.incarnation,
+                              hvmContext: context, params: params)
+    }
+
+    /// Installs this state in paused domain `domid` in libxenguest's restore order: TSC, HVM
+    /// context, then the parameters (the event channels libxl allocated are not among them).
+    func apply(xc: XenControl, domid: UInt32) throws {
+        try xc.setTSCInfo(domid, mode: tscMode, nsec: tscNanoseconds, khz: tscKHz, incarnation: tscIncarnation)
+        try xc.setHVMContext(domid, hvmContext)
+        for (index, value) in params { try xc.setHVMParam(domid, index, value) }
+    }
+
     func encode() -> [UInt8] {
         var w = ByteWriter(capacity: 64 + hvmContext.count + params.count * 12)
         w.write(Self.version)

@@ -6,28 +6,48 @@ import PalmWire
 import Glibc
 #endif
 
-/// An incoming domain on a Xen destination. From CONFIG on, `libxl_domain_create_restore` — in
-/// palm-dest's own process, on a thread of its own, as xl's receiver calls it — reads a migration
-/// stream palm writes as the pages arrive (`XenRestoreStream`), so libxenguest fills guest memory
-/// during the pre-copy rounds just as it does under `xl migrate`; STATE completes the stream and
-/// libxl returns with the domain built (devices, console, xenstore) and paused under the name
-/// `NAME--incoming`. No `xl` process sits on the page path.
+/// An incoming domain on a Xen destination, built by `libxl_domain_create_restore` in palm-dest's
+/// own process, on a thread of its own, as xl's receiver calls it, under the name `NAME--incoming`.
+/// No `xl` process sits on the page path. Two ways, by what CONFIG carried:
+///
+/// ```text
+///   built early (the source sent its guest's provisional state — XenPlatformConfig v2):
+///     CONFIG ─▶ stream: headers · every frame XALLOC · provisional TSC/HVM context/params · END
+///               libxl: populate ─▶ state ─▶ xenstore ─▶ devices (hotplug scripts)   ← during pre-copy
+///     pages  ─▶ XenGuestMemory: straight into the built domain (ring frames held back)
+///     STATE  ─▶ wait for libxl · ring frames · final TSC/HVM context/params
+///
+///   built at the end (a version-1 source):
+///     CONFIG ─▶ stream: headers;  pages ─▶ PAGE_DATA records (libxenguest writes them)
+///     STATE  ─▶ TSC/HVM context/params · END ─▶ libxl: xenstore ─▶ devices  ← in the downtime
+/// ```
+///
+/// Built early, the ≈ 6 s the hotplug scripts take under emulation (block, vif-bridge) leave the
+/// guest's downtime. The domain never runs before `resume`.
 ///
 /// Guarantees: nothing runs before `resume` (after COMMIT): then the domain is unpaused, and
 /// `settle` renames it to NAME. `discard` ends the stream (libxl then destroys what it built),
 /// waits for the restore, and destroys whatever is left under the incoming name.
 final class XenIncomingDomain: DestinationDomain {
     static let suffix = "--incoming"
+    /// Linux's F_SETPIPE_SZ (not exported by Swift's Glibc module).
+    private static let setPipeSize: Int32 = 1031
 
     let info: VMInfo
     private let xc: XenControl
     private let toolstack: XenToolstack
     private let layout: XenPageLayout
+    private let incomingName: String
     private var restore: LibxlRestore?
     private var stream: XenRestoreStream?
     private var domid: UInt32?
-    /// Held while a batch enters the restore pipe; the value is which of palm's pages the stream
-    /// has carried so far (libxenguest populates a frame the first time it sees it).
+    /// Built early: the thread writing the build stream, and the built domain's memory once
+    /// libxl has populated it.
+    private var builder: BackgroundResult<Void>?
+    private var heldBack: Set<UInt64> = []
+    private let memory = LockedValueBox<XenGuestMemory?>(nil)
+    /// Built at the end: held while a batch enters the restore pipe; the value is which of palm's
+    /// pages the stream has carried so far (libxenguest populates a frame the first time it sees it).
     private let pipeWriter: LockedValueBox<DirtyBitmap>
 
     init(xc: XenControl, toolstack: XenToolstack, config: VMConfig) throws {
@@ -40,24 +60,39 @@ final class XenIncomingDomain: DestinationDomain {
         layout = platform.layout
         pipeWriter = LockedValueBox(DirtyBitmap(pageCount: platform.layout.count))
         info = VMInfo(name: config.name, pageSize: xc.pageSize, pageCount: config.pageCount, vcpus: config.vcpus, state: .incoming)
-        let incomingName = config.name + Self.suffix
+        incomingName = config.name + Self.suffix
         let json = try XenToolstack.renamed(platform.configJSON, to: incomingName)
+        let provisional = try platform.provisionalState.map(XenDomainState.decode)
 
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], Self.setPipeSize, 1 << 20)   // fewer wake-ups of libxenguest's reader; best effort
         do {
             let restore = try toolstack.startRestore(configJSON: json, readingFrom: fds[0])
             self.restore = restore
             let stream = XenRestoreStream(fd: fds[1], pageSize: xc.pageSize, stallTimeout: toolstack.timeout,
                                           readerAlive: { restore.isRunning })
-            self.stream = stream
-            try stream.writeHeaders(xenMajor: platform.xenMajor, xenMinor: platform.xenMinor,
-                                    cpuid: platform.cpuid, msrs: platform.msrs)
+            if let provisional {
+                // xenstore's and the console's ring frames (HVM_PARAM_STORE_PFN, _CONSOLE_PFN).
+                heldBack = Set(provisional.params.filter { $0.0 == 1 || $0.0 == 17 }.map { $0.1 })
+                let layout = self.layout
+                builder = BackgroundResult(name: "palm-xen-build") {
+                    defer { stream.close() }
+                    try stream.writeHeaders(xenMajor: platform.xenMajor, xenMinor: platform.xenMinor,
+                                            cpuid: platform.cpuid, msrs: platform.msrs)
+                    try stream.allocateAll(layout)
+                    try stream.writeTail(provisional)
+                }
+            } else {
+                self.stream = stream
+                try stream.writeHeaders(xenMajor: platform.xenMajor, xenMinor: platform.xenMinor,
+                                        cpuid: platform.cpuid, msrs: platform.msrs)
+            }
         } catch {
             if restore == nil { close(fds[0]) }
-            if stream == nil { close(fds[1]) }
+            if stream == nil, builder == nil { close(fds[1]) }
             try? discard()
             throw error
         }
@@ -66,9 +101,14 @@ final class XenIncomingDomain: DestinationDomain {
     /// Unpausing a built domain.
     var resumeEstimate: Double { 0.005 }
 
-    /// Page streams deliver batches on several threads; the restore stream is one pipe, so
+    /// Built early: straight into guest memory, from several threads at once. Built at the end:
+    /// page streams deliver batches on several threads; the restore stream is one pipe, so
     /// batches enter it one at a time.
     func writePages(_ pages: IncomingPages) throws {
+        if builder != nil {
+            try builtMemory().write(pages)
+            return
+        }
         try pipeWriter.withLockedValue { carried in
             guard let stream else { throw HypervisorError.invalidState("\(info.name) is no longer receiving pages") }
             do {
@@ -79,9 +119,43 @@ final class XenIncomingDomain: DestinationDomain {
         }
     }
 
+    /// The early-built domain's memory, once libxl has populated it and set the provisional
+    /// state: the domain is introduced to xenstored (libxl's `store/ring-ref`) only after that,
+    /// and before its devices come up. Waits at most the toolstack timeout.
+    private func builtMemory() throws -> XenGuestMemory {
+        if let m = memory.current { return m }
+        let deadline = MonotonicClock.now() + toolstack.timeout
+        while true {
+            if let failure = restore?.failure { throw failure }
+            if let d = try xc.domain(named: incomingName), xc.read("/local/domain/\(d.domid)/store/ring-ref") != nil {
+                let built = XenGuestMemory(xc: xc, domid: d.domid, layout: layout, heldBack: heldBack)
+                return memory.withLockedValue { m in
+                    if m == nil { m = built }
+                    return m ?? built
+                }
+            }
+            guard MonotonicClock.now() < deadline else {
+                throw HypervisorError.toolStalled(tool: "libxl_domain_create_restore", seconds: toolstack.timeout)
+            }
+            usleep(5_000)
+        }
+    }
+
     func restoreState(_ state: [UInt8]) throws {
-        guard let stream, let restore else { throw HypervisorError.invalidState("\(info.name) is no longer receiving") }
+        guard let restore else { throw HypervisorError.invalidState("\(info.name) is no longer receiving") }
         let decoded = try XenDomainState.decode(state)
+        if let builder {
+            do { try builder.wait() } catch { throw restore.failure ?? error }
+            let id = try restore.wait(timeout: toolstack.timeout)
+            self.restore = nil
+            let memory = try builtMemory()
+            guard memory.domid == id else { throw HypervisorError.invalidState("libxl built domain \(id), pages went to \(memory.domid)") }
+            try memory.writeHeldBack()
+            try decoded.apply(xc: xc, domid: id)
+            domid = id
+            return
+        }
+        guard let stream else { throw HypervisorError.invalidState("\(info.name) is no longer receiving") }
         do {
             try stream.writeTail(decoded)
         } catch {
@@ -113,9 +187,10 @@ final class XenIncomingDomain: DestinationDomain {
     func discard() throws {
         stream?.close()
         stream = nil
+        _ = try? builder?.wait()
         _ = try? restore?.wait(timeout: toolstack.timeout)
         restore = nil
-        if let id = try xc.domain(named: info.name + Self.suffix)?.domid {
+        if let id = try xc.domain(named: incomingName)?.domid {
             try toolstack.destroy(domid: id)
         }
         domid = nil

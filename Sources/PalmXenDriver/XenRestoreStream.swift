@@ -23,7 +23,8 @@ import Glibc
 ///     libxl record  END
 ///
 /// Every record is type (u32) + length (u32) + body padded to 8 bytes, little-endian.
-final class XenRestoreStream {
+/// One writer at a time (the destination's pipe lock, or the thread that writes a build stream).
+final class XenRestoreStream: @unchecked Sendable {
     /// libxenguest's record types (`xg_sr_stream_format.h`, REC_TYPE_*).
     enum LibxcRecord: UInt32 {
         case end = 0x00, pageData = 0x01, tscInfo = 0x08, hvmContext = 0x09, hvmParams = 0x0a
@@ -143,6 +144,15 @@ final class XenRestoreStream {
             pendingPFNs.append(gpfn | Self.allocateOnly)
         }
         if pendingPFNs.count == Self.batchPages { try flush() }
+    }
+
+    /// Every frame of `layout` as XALLOC: libxenguest populates the domain's whole memory, zeroed,
+    /// without a page of data (the destination then writes pages itself: XenGuestMemory).
+    func allocateAll(_ layout: XenPageLayout) throws {
+        for range in layout.ranges {
+            for gpfn in range.first..<(range.first + range.count) { try zeroPage(gpfn: gpfn, populated: false) }
+        }
+        try flush()
     }
 
     /// XEN_DOMCTL_PFINFO_XALLOC (0xE << 28) in a PAGE_DATA entry's type bits (60–63).

@@ -52,8 +52,14 @@ final class XenSourceDomain: SourceDomain {
         let policy = try xc.cpuPolicy(domid)
         let version = try xc.version()
         let parts = version.split(whereSeparator: { !$0.isNumber }).compactMap { UInt32($0) }
-        platform = XenPlatformConfig(layout: layout, configJSON: config, cpuid: policy.cpuid, msrs: policy.msrs,
-                                     xenMajor: parts.first ?? 4, xenMinor: parts.dropFirst().first ?? 17).encode()
+        var description = XenPlatformConfig(layout: layout, configJSON: config, cpuid: policy.cpuid, msrs: policy.msrs,
+                                            xenMajor: parts.first ?? 4, xenMinor: parts.dropFirst().first ?? 17)
+        // The running guest's state, so the destination can build the domain — devices and all —
+        // during pre-copy (XenIncomingDomain); STATE replaces it at the hand-off. Offered only
+        // when the description still fits CONFIG; without it the destination builds at the end.
+        description.provisionalState = try XenDomainState.capture(xc: xc, domid: domid).encode()
+        if description.encode().count > XenPlatformConfig.maxEncodedSize { description.provisionalState = nil }
+        platform = description.encode()
         info = VMInfo(name: name, pageSize: xc.pageSize, pageCount: layout.count, vcpus: max(d.vcpus, 1),
                       state: d.paused ? .paused : .running)
     }
@@ -219,15 +225,7 @@ final class XenSourceDomain: SourceDomain {
 
     func captureState() throws -> [UInt8] {
         guard suspended else { throw HypervisorError.invalidState("\(info.name) must be suspended to capture its state") }
-        let tsc = try xc.tscInfo(domid)
-        let context = try xc.hvmContext(domid)
-        var params: [(UInt32, UInt64)] = []
-        for index in XenDomainState.savedParams {
-            let v = try xc.hvmParam(domid, index)
-            if v != 0 { params.append((index, v)) }
-        }
-        return XenDomainState(tscMode: tsc.mode, tscNanoseconds: tsc.nsec, tscKHz: tsc.khz, tscIncarnation: tsc.incarnation,
-                              hvmContext: context, params: params).encode()
+        return try XenDomainState.capture(xc: xc, domid: domid).encode()
     }
 
     /// Auto-converge as a scheduler cap: (100 − percent) % of a CPU per vCPU, never looser than
