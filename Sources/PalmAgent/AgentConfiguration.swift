@@ -3,6 +3,7 @@ import PalmConfig
 import PalmHypervisor
 import PalmMigration
 import PalmSecurity
+import PalmSupport
 import PalmXenDriver
 import PalmTLS
 import PalmWire
@@ -44,6 +45,9 @@ public struct SourceConfiguration {
     public var streams: Int
     /// How MEMORY batches are compressed (`migration.compression`, default `auto`).
     public var compression: CompressionSetting
+    /// The page streams' threads' nice value (`migration.page_thread_nice`, 0–19, default 10):
+    /// bulk copying takes the CPU the rest of the host leaves (ThreadPriority).
+    public var pageThreadNice = 10
     public var destinationPort: UInt16
     public var stateDirectory: String
     public var attestation: AttestationPolicy
@@ -123,6 +127,7 @@ public struct SourceConfiguration {
                 maxClockSkew: UInt64(try f.int("attestation.max_clock_skew_s", default: 60, range: 0...3600))),
             resolveTimeout: try f.double("migration.resolve_timeout_s", default: 60, range: 0...86_400),
             coordinator: try CoordinatorLink.load(f))
+        config.pageThreadNice = try f.int("migration.page_thread_nice", default: 10, range: ThreadPriority.niceRange)
         for (key, values) in [("attestation.allowed_agents", config.attestation.allowedAgents),
                               ("attestation.allowed_configs", config.attestation.allowedConfigs)] {
             for v in values where Digest32(hex: v) == nil {
@@ -147,6 +152,10 @@ public struct DestinationConfiguration {
     public var maxStreams: Int
     /// Seconds a page stream may wait for the others at a round barrier.
     public var streamTimeout: Double
+    /// An extra page stream's thread's nice value once it joined (`migration.page_thread_nice`,
+    /// 0–19, default 10): on Xen the hotplug scripts bringing the incoming domain's devices up
+    /// during pre-copy run first.
+    public var pageThreadNice = 10
     /// What a peer that has not authenticated may cost (`[listen]` pre-authentication keys).
     public var admission: AdmissionGate.Limits
     /// Days a finished migration stays in the ledger.
@@ -178,6 +187,7 @@ public struct DestinationConfiguration {
             clockSkew: UInt64(try f.int("security.clock_skew_s", default: 30, range: 0...3600)))
         guard !config.coordinatorCertificates.isEmpty else { throw ConfigError.missingKey(file: path, key: "security.coordinator_certificate") }
         config.metricsListen = try MetricsSettings.listen(f)
+        config.pageThreadNice = try f.int("migration.page_thread_nice", default: 10, range: ThreadPriority.niceRange)
         try f.finish()
         return config
     }

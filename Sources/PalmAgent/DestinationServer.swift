@@ -44,7 +44,7 @@ public final class DestinationServer: @unchecked Sendable {
     /// Reception slots: one per migration whose ticket verified.
     public let slots: ReceptionSlots
     /// Migrations being received; extra page streams find theirs here.
-    public let sessions = IncomingSessions()
+    public let sessions: IncomingSessions
     private let group = DispatchGroup()
     /// Where a fault-injection test stops this agent (`PALM_TEST_STOP_AT`, read once at start).
     let faults: FaultInjection
@@ -81,6 +81,7 @@ public final class DestinationServer: @unchecked Sendable {
 
     public init(configuration: DestinationConfiguration, logger: Logger) throws {
         self.logger = logger
+        sessions = IncomingSessions(pageThreadNice: configuration.pageThreadNice)
         tlsAdmission = TLSAdmission(logger: logger) { [metrics] reason, n in metrics.refused(reason, count: n) }
         hypervisor = try configuration.hypervisor.make()
         ledger = try DestinationLedger(directory: configuration.stateDirectory + "/migrations")

@@ -126,6 +126,7 @@ public struct SourceAgent {
         options.batchPages = configuration.batchPages
         options.streams = request.streams ?? configuration.streams
         options.compression = request.compression ?? configuration.compression
+        options.pageThreadNice = configuration.pageThreadNice
         options.hypervisorName = hypervisor.name
         options.handoffHistory = handoffHistory
         options.faults = try FaultInjection.fromEnvironment()

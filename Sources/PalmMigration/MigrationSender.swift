@@ -29,6 +29,8 @@ public final class MigrationSender {
         public var streams = 1
         /// How MEMORY batches are compressed (default: never).
         public var compression: CompressionSetting = .off
+        /// The page streams' threads' nice value (``ThreadPriority``; 0: as the caller's).
+        public var pageThreadNice = 0
         /// The source hypervisor's name, announced in CONFIG.
         public var hypervisorName = "sim"
         /// How often a running round is looked at: progress, cancellation, the policy's early stop.
@@ -276,7 +278,7 @@ public final class MigrationSender {
     private func openStreams(_ s: inout SenderSession) throws {
         func sender(_ index: Int, _ ch: SecureChannel) -> PageStreamSender {
             PageStreamSender(index: index, channel: ch, domain: domain, digest: s.digest, pageSize: s.info.pageSize,
-                             batchPages: options.batchPages, compression: options.compression)
+                             batchPages: options.batchPages, compression: options.compression, nice: options.pageThreadNice)
         }
         s.streams = [sender(0, channel)]
         guard options.streams > 1 else { return }

@@ -20,6 +20,7 @@ struct ExampleConfigTests {
         #expect(c.hypervisor.driver == "xen")
         #expect(c.streams == SourceConfiguration.defaultStreams && (1...8).contains(c.streams))
         #expect(c.compression == .auto)
+        #expect(c.pageThreadNice == 10)
         #expect(c.policy.throttleInitial == 50 && c.policy.throttleStep == 25 && c.policy.linkRatio == 1)
         #expect(c.hypervisor.xenSuspendEstimate == 0.3)
     }
@@ -30,6 +31,12 @@ struct ExampleConfigTests {
         #expect(c.listenPort == 7410)
         #expect(c.maxConcurrent == 4)
         #expect(c.maxStreams == 8 && c.streamTimeout == 60)
+        #expect(c.pageThreadNice == 10)
+        let path = NSTemporaryDirectory() + "palm-dest-\(UUID().uuidString.prefix(6)).toml"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let text = try String(contentsOfFile: deploy + "/dest.toml", encoding: .utf8)
+        try text.replacingOccurrences(of: "page_thread_nice = 10", with: "page_thread_nice = 20").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self, "a nice value outside 0-19 is a named configuration error") { try DestinationConfiguration.load(path: path) }
     }
 
     @Test("coordinator.toml loads with the documented defaults")

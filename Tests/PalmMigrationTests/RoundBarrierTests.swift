@@ -129,10 +129,26 @@ struct RoundBarrierTests {
         var outcome: MigrationReceiver.Outcome
         var independentDigest: Digest32?
         var selfCheckPassed: Bool
+        /// The nice value of each destination thread that served an extra stream, read when it ended.
+        var streamThreadNice: [Int]
+        /// The most threads of this process seen at the page threads' nice value while a round ran.
+        var threadsAtPageNice: Int
+    }
+
+    /// The nice value of each of this process's threads (/proc/self/task).
+    static func threadNice() -> [Int] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.compactMap { tid -> Int? in
+            guard let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            // Fields after "(comm)": state is field 3, nice field 19.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 16 ? Int(fields[16]) : nil
+        }
     }
 
     /// Migrates a busy 64 MiB guest over `streams` streams, stream 1 delayed by `delay` seconds.
-    func migrate(streams: Int, delay: Double, maxRounds: Int = 8) throws -> Run {
+    func migrate(streams: Int, delay: Double, maxRounds: Int = 8, pageThreadNice: Int = 0) throws -> Run {
         let id = UUID().uuidString.prefix(8)
         let sourceRoot = "/dev/shm/palm-barrier-\(id)-a", destRoot = "/dev/shm/palm-barrier-\(id)-b"
         let source = try SimHypervisor(root: sourceRoot, memoryLimitBytes: 1 << 30, guestBinary: SimCluster.bin("palm-simguest"))
@@ -150,7 +166,8 @@ struct RoundBarrierTests {
             return l
         }()
         let listener = try TLSListener(host: "127.0.0.1", port: 0, context: pki.context("server"))
-        let sessions = IncomingSessions()
+        let sessions = IncomingSessions(pageThreadNice: pageThreadNice)
+        let streamNice = LockedValueBox<[Int]>([])
         let outcome = LockedValueBox<Result<MigrationReceiver.Outcome?, Error>?>(nil)
         let attest: @Sendable (Digest32, Digest32) throws -> Attestation = { nonce, exporter in
             Attestation(sourceNonce: nonce, exporter: exporter, agentDigest: .zero, configDigest: .zero, hypervisor: "sim",
@@ -170,6 +187,7 @@ struct RoundBarrierTests {
                         outcome.withLockedValue { $0 = r }
                     } else if case let .join(join) = message {
                         try? sessions.serveStream(join, channel: ch, logger: logger)
+                        streamNice.withLockedValue { $0.append(ThreadPriority.currentNice) }
                         ch.close()
                     }
                 }.start()
@@ -193,17 +211,25 @@ struct RoundBarrierTests {
         options.policy.linkRatio = .infinity
         options.policy.maxProjectedRounds = .infinity
         options.policy.throttleMax = 0
+        options.pageThreadNice = pageThreadNice
+        let atPageNice = LockedValueBox(0)
         let sender = MigrationSender(channel: try connect(), domain: try source.openSource(vm: "busy"), options: options,
                                      security: .testing, logger: logger,
                                      connectStream: { index -> SecureChannel in
-                                         index == 1 ? DelayedChannel(try connect(), delay: delay) : try connect() })
+                                         index == 1 ? DelayedChannel(try connect(), delay: delay) : try connect() },
+                                     progress: { p in
+                                         guard p.phase == .precopy, pageThreadNice > 0 else { return }
+                                         let n = Self.threadNice().filter { $0 == pageThreadNice }.count
+                                         atPageNice.withLockedValue { $0 = max($0, n) }
+                                     })
         let report = try sender.run()
         // The receiver has sent DONE; its outcome is recorded right after.
         let deadline = Date(timeIntervalSinceNow: 30)
         while outcome.current == nil, Date() < deadline { sched_yield() }
         guard let result = outcome.current, let received = try result.get() else { throw SimClusterError.command("no receiver outcome") }
         let check = try dest.sim.awaitSelfCheck(vm: "busy")
-        return Run(report: report, outcome: received, independentDigest: dest.digests.current["busy"], selfCheckPassed: check.passed)
+        return Run(report: report, outcome: received, independentDigest: dest.digests.current["busy"], selfCheckPassed: check.passed,
+                   streamThreadNice: streamNice.current, threadsAtPageNice: atPageNice.current)
     }
 
     @Test("a delayed stream: pages that overtake it wait at the round barrier, and no newer copy is overwritten by an older")
@@ -214,6 +240,17 @@ struct RoundBarrierTests {
         #expect(run.selfCheckPassed, "the guest's own check finds no stale page")
         #expect(run.outcome.imageDigest.hex == run.report.imageDigest)
         #expect(run.independentDigest?.hex == run.report.imageDigest)
+    }
+
+    @Test("page threads on both ends run at the configured nice value; the session's own threads do not")
+    func pageThreadsYield() throws {
+        let baseline = ThreadPriority.currentNice
+        let run = try migrate(streams: 3, delay: 0, maxRounds: 3, pageThreadNice: 7)
+        // Three sender streams and the destination's two extra streams (one process here).
+        #expect(run.threadsAtPageNice == 5, "threads at nice 7 while a round ran: \(run.threadsAtPageNice)")
+        #expect(run.streamThreadNice == [7, 7], "the destination's two extra streams")
+        #expect(ThreadPriority.currentNice == baseline, "the calling thread keeps its own priority")
+        #expect(run.selfCheckPassed)
     }
 
     @Test("the image digest kept incrementally over many rounds equals one computed from scratch over the image")

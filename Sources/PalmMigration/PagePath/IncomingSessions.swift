@@ -12,8 +12,12 @@ import PalmWire
 /// is refused before a single page of it is read, and the session it named is not disturbed.
 public final class IncomingSessions: @unchecked Sendable {
     private let sessions = LockedValueBox<[[UInt8]: IncomingSession]>([:])
+    /// The nice value an extra page stream's thread takes once it joined (``ThreadPriority``).
+    let pageThreadNice: Int
 
-    public init() {}
+    public init(pageThreadNice: Int = 0) {
+        self.pageThreadNice = pageThreadNice
+    }
 
     func register(_ session: IncomingSession) {
         sessions.withLockedValue { $0[session.token] = session }
@@ -45,6 +49,8 @@ public final class IncomingSessions: @unchecked Sendable {
         defer { session.detach() }
         do {
             try channel.send(.joined)
+            // This connection's thread serves nothing else from here to its end.
+            if pageThreadNice > 0 { ThreadPriority.yield(nice: pageThreadNice) }
             try PageStreamLoop(stream: Int(join.stream), channel: channel, session: session).run()
         } catch {
             if session.isOver { return }  // the session ended (committed or failed elsewhere): the stream just stops

@@ -43,7 +43,7 @@ final class PageStreamSender: @unchecked Sendable {
     let compressedBatches = ManagedAtomic<UInt64>(0)
 
     init(index: Int, channel: SecureChannel, domain: SourceDomain, digest: ImageDigest, pageSize: Int, batchPages: Int,
-         compression: CompressionSetting) {
+         compression: CompressionSetting, nice: Int = 0) {
         self.index = index
         self.channel = channel
         self.domain = domain
@@ -57,7 +57,7 @@ final class PageStreamSender: @unchecked Sendable {
         slots = .allocate(byteCount: reserve + batchPages * pageSize, alignment: 64)
         packed = codec == nil ? nil : .allocate(byteCount: reserve + batchPages * pageSize, alignment: 64)
         pfns = .allocate(capacity: batchPages)
-        thread = JobThread(name: "palm-stream-\(index)")
+        thread = JobThread(name: "palm-stream-\(index)", nice: nice)
     }
 
     deinit {
@@ -164,8 +164,12 @@ final class JobThread: @unchecked Sendable {
     private var jobs: [() -> Void] = []
     private var stopping = false
 
-    init(name: String) {
-        let thread = Thread { [self] in run() }
+    /// `nice`: the thread's nice value (``ThreadPriority``), set on the thread before its first job.
+    init(name: String, nice: Int = 0) {
+        let thread = Thread { [self] in
+            if nice > 0 { ThreadPriority.yield(nice: nice) }
+            run()
+        }
         thread.name = name
         thread.start()
     }
