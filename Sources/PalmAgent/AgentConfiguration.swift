@@ -17,19 +17,24 @@ public struct HypervisorSettings: Sendable, Equatable {
     public var xenSuspendTimeout: Double
     /// Seconds a suspend is expected to take until the agent has measured one (downtime prediction).
     public var xenSuspendEstimate: Double
+    /// Bytes of pages an incoming Xen domain holds while libxl still builds it (`xen.build_buffer_mib`).
+    public var xenBuildBuffer: Int = 64 << 20
 
     static func load(_ file: ConfigFile) throws -> HypervisorSettings {
-        HypervisorSettings(driver: try file.oneOf("hypervisor.driver", ["sim", "xen"], default: "xen"),
+        var settings = HypervisorSettings(driver: try file.oneOf("hypervisor.driver", ["sim", "xen"], default: "xen"),
                            simRoot: try file.string("sim.root", default: "/dev/shm/palm-sim"),
                            simMemoryLimit: try file.bytes("sim.memory_limit", default: 16 << 30),
                            xenSuspendTimeout: try file.double("xen.suspend_timeout_s", default: 30, range: 1...600),
                            xenSuspendEstimate: try file.double("xen.suspend_estimate_ms", default: 300, range: 0...60_000) / 1000)
+        settings.xenBuildBuffer = try file.int("xen.build_buffer_mib", default: 64, range: 0...4096) << 20
+        return settings
     }
 
     public func make() throws -> Hypervisor {
         switch driver {
         case "sim": return try SimHypervisor(root: simRoot, memoryLimitBytes: simMemoryLimit)
-        default: return try XenHypervisor(suspendTimeout: xenSuspendTimeout, suspendEstimate: xenSuspendEstimate)
+        default: return try XenHypervisor(suspendTimeout: xenSuspendTimeout, suspendEstimate: xenSuspendEstimate,
+                                          buildBufferBytes: xenBuildBuffer)
         }
     }
 }

@@ -18,12 +18,15 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
     private let xc: XenControl
     private let toolstack: XenToolstack
     private let suspendTimeout: Double
+    /// Bytes of pages an incoming domain holds while libxl is still building it.
+    private let buildBufferBytes: Int
     private let suspendTimes: SuspendTimes
 
     /// Opens the control interfaces; fails with a named error outside dom0. `suspendEstimate` is
     /// what a guest's suspend is expected to take until this agent has measured one.
     public init(suspendTimeout: Double = 30, suspendEstimate: Double = 0.3,
-                toolstackTimeout: Double = 120) throws {
+                toolstackTimeout: Double = 120, buildBufferBytes: Int = 64 << 20) throws {
+        self.buildBufferBytes = buildBufferBytes
         xc = try XenControl()
         version = try xc.version()
         toolstack = XenToolstack(timeout: toolstackTimeout)
@@ -82,7 +85,7 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
         let need = config.pageCount * UInt64(config.pageSize)
         let free = try freeMemoryBytes()
         guard need <= free else { throw HypervisorError.insufficientMemory(vm: config.name, neededBytes: need, availableBytes: free) }
-        return try XenIncomingDomain(xc: xc, toolstack: toolstack, config: config)
+        return try XenIncomingDomain(xc: xc, toolstack: toolstack, config: config, buildBufferBytes: buildBufferBytes)
     }
 
     public func incomingVMs() -> [String] {

@@ -44,14 +44,44 @@ final class XenIncomingDomain: DestinationDomain {
     /// Built early: the thread writing the build stream, and the built domain's memory once
     /// libxl has populated it.
     private var builder: BackgroundResult<Void>?
+    private var watcher: BackgroundResult<XenGuestMemory>?
     private var heldBack: Set<UInt64> = []
-    private let memory = LockedValueBox<XenGuestMemory?>(nil)
+    private let memory = LockedValueBox<BuildState>(.building(waiting: [], bytes: 0))
+    private let buildBufferBytes: Int
+
+    /// Built early: pages that arrived before libxl had populated the domain wait in arrival order
+    /// (at most `buildBufferBytes`); the first writer to find the domain populated writes them,
+    /// under the same lock, before any page goes in directly.
+    private enum BuildState {
+        case building(waiting: [HeldBatch], bytes: Int)
+        case built(XenGuestMemory)
+    }
+
+    /// A copy of a received batch.
+    private struct HeldBatch {
+        var pfns: [UInt64]
+        var zero: [Bool]
+        var data: [UInt8]
+        init(_ pages: IncomingPages) {
+            pfns = Array(pages.pfns)
+            zero = Array(pages.zero)
+            data = Array(pages.data)
+        }
+        func write(into memory: XenGuestMemory, pageSize: Int) throws {
+            try pfns.withUnsafeBufferPointer { p in
+                try zero.withUnsafeBufferPointer { z in
+                    try data.withUnsafeBytes { d in try memory.write(IncomingPages(pfns: p, zero: z, data: d, pageSize: pageSize)) }
+                }
+            }
+        }
+    }
     /// Built at the end: held while a batch enters the restore pipe; the value is which of palm's
     /// pages the stream has carried so far (libxenguest populates a frame the first time it sees it).
     private let pipeWriter: LockedValueBox<DirtyBitmap>
 
-    init(xc: XenControl, toolstack: XenToolstack, config: VMConfig) throws {
+    init(xc: XenControl, toolstack: XenToolstack, config: VMConfig, buildBufferBytes: Int = 0) throws {
         self.xc = xc
+        self.buildBufferBytes = buildBufferBytes
         self.toolstack = toolstack
         let platform = try XenPlatformConfig.decode(config.platform)
         guard platform.layout.count == config.pageCount, Int(config.pageSize) == xc.pageSize else {
@@ -77,7 +107,12 @@ final class XenIncomingDomain: DestinationDomain {
             if let provisional {
                 // xenstore's and the console's ring frames (HVM_PARAM_STORE_PFN, _CONSOLE_PFN).
                 heldBack = Set(provisional.params.filter { $0.0 == 1 || $0.0 == 17 }.map { $0.1 })
-                let layout = self.layout
+                let layout = self.layout, heldBack = self.heldBack, name = incomingName, state = memory
+                let timeout = toolstack.timeout
+                watcher = BackgroundResult(name: "palm-xen-built") {
+                    try Self.watchBuild(xc: xc, name: name, layout: layout, heldBack: heldBack, restore: restore,
+                                        timeout: timeout, state: state)
+                }
                 builder = BackgroundResult(name: "palm-xen-build") {
                     defer { stream.close() }
                     try stream.writeHeaders(xenMajor: platform.xenMajor, xenMinor: platform.xenMinor,
@@ -106,7 +141,24 @@ final class XenIncomingDomain: DestinationDomain {
     /// batches enter it one at a time.
     func writePages(_ pages: IncomingPages) throws {
         if builder != nil {
-            try builtMemory().write(pages)
+            // What holding it costs: its data and its page table.
+            let cost = pages.data.count + pages.pfns.count * 9
+            let built = memory.withLockedValue { state -> XenGuestMemory?? in
+                switch state {
+                case let .built(m):
+                    return m
+                case let .building(waiting, bytes) where bytes + cost <= buildBufferBytes:
+                    state = .building(waiting: waiting + [HeldBatch(pages)], bytes: bytes + cost)
+                    return .some(nil)   // held
+                case .building:
+                    return nil          // no room: wait for the build
+                }
+            }
+            switch built {
+            case let .some(m?): try m.write(pages)
+            case .some(nil): break
+            case nil: try builtMemory().write(pages)
+            }
             return
         }
         try pipeWriter.withLockedValue { carried in
@@ -119,26 +171,39 @@ final class XenIncomingDomain: DestinationDomain {
         }
     }
 
-    /// The early-built domain's memory, once libxl has populated it and set the provisional
-    /// state: the domain is introduced to xenstored (libxl's `store/ring-ref`) only after that,
-    /// and before its devices come up. Waits at most the toolstack timeout.
-    private func builtMemory() throws -> XenGuestMemory {
-        if let m = memory.current { return m }
-        let deadline = MonotonicClock.now() + toolstack.timeout
+    /// Watches for libxl to have populated the early-built domain and set its provisional state —
+    /// it introduces the domain to xenstored (`store/ring-ref`) only after that, and before the
+    /// devices come up — then writes the held batches and hands over the domain's memory. Waits
+    /// at most the toolstack timeout.
+    private static func watchBuild(xc: XenControl, name: String, layout: XenPageLayout, heldBack: Set<UInt64>,
+                                   restore: LibxlRestore, timeout: Double,
+                                   state: LockedValueBox<BuildState>) throws -> XenGuestMemory {
+        let deadline = MonotonicClock.now() + timeout
         while true {
-            if let failure = restore?.failure { throw failure }
-            if let d = try xc.domain(named: incomingName), xc.read("/local/domain/\(d.domid)/store/ring-ref") != nil {
+            let ending = !restore.isRunning   // read first: a restore that ended had populated, or failed
+            if let d = try xc.domain(named: name), xc.read("/local/domain/\(d.domid)/store/ring-ref") != nil {
                 let built = XenGuestMemory(xc: xc, domid: d.domid, layout: layout, heldBack: heldBack)
-                return memory.withLockedValue { m in
-                    if m == nil { m = built }
-                    return m ?? built
+                try state.withLockedValue { s in
+                    if case let .building(waiting, _) = s {
+                        for batch in waiting { try batch.write(into: built, pageSize: xc.pageSize) }
+                    }
+                    s = .built(built)
                 }
+                return built
             }
+            if let failure = restore.failure { throw failure }
+            if ending { throw HypervisorError.guestFailed("libxl's restore ended without populating \(name)") }
             guard MonotonicClock.now() < deadline else {
-                throw HypervisorError.toolStalled(tool: "libxl_domain_create_restore", seconds: toolstack.timeout)
+                throw HypervisorError.toolStalled(tool: "libxl_domain_create_restore", seconds: timeout)
             }
             usleep(5_000)
         }
+    }
+
+    /// The early-built domain's memory (waits for the watcher).
+    private func builtMemory() throws -> XenGuestMemory {
+        guard let watcher else { throw HypervisorError.invalidState("\(info.name) is not built early") }
+        do { return try watcher.wait() } catch { throw restore?.failure ?? error }
     }
 
     func restoreState(_ state: [UInt8]) throws {
@@ -148,7 +213,7 @@ final class XenIncomingDomain: DestinationDomain {
             do { try builder.wait() } catch { throw restore.failure ?? error }
             let id = try restore.wait(timeout: toolstack.timeout)
             self.restore = nil
-            let memory = try builtMemory()
+            let memory = try builtMemory()   // the held batches are in
             guard memory.domid == id else { throw HypervisorError.invalidState("libxl built domain \(id), pages went to \(memory.domid)") }
             try memory.writeHeldBack()
             try decoded.apply(xc: xc, domid: id)
@@ -188,6 +253,7 @@ final class XenIncomingDomain: DestinationDomain {
         stream?.close()
         stream = nil
         _ = try? builder?.wait()
+        _ = try? watcher?.wait()
         _ = try? restore?.wait(timeout: toolstack.timeout)
         restore = nil
         if let id = try xc.domain(named: incomingName)?.domid {

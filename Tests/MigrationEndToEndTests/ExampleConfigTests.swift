@@ -23,6 +23,7 @@ struct ExampleConfigTests {
         #expect(c.pageThreadNice == 10)
         #expect(c.policy.throttleInitial == 50 && c.policy.throttleStep == 25 && c.policy.linkRatio == 1)
         #expect(c.hypervisor.xenSuspendEstimate == 0.3)
+        #expect(c.hypervisor.xenBuildBuffer == 64 << 20)
     }
 
     @Test("dest.toml loads with the documented defaults")
