@@ -127,18 +127,32 @@ final class XenControl: @unchecked Sendable {
         }
     }
 
-    /// Maps guest frames; `errors[i]` is non-zero for a frame that could not be mapped.
-    func map(_ domid: UInt32, _ pfns: [xen_pfn_t], writable: Bool, errors: inout [Int32]) throws -> UnsafeMutableRawPointer {
-        errors = [Int32](repeating: 0, count: pfns.count)
-        let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
-        guard let p = xenforeignmemory_map(fmem, domid, prot, pfns.count, pfns, &errors) else {
-            throw HypervisorError.systemCall(call: "xenforeignmemory_map", errno: errno)
-        }
-        return p
-    }
+    /// Frames one foreign mapping covers at most.
+    static let mappingWindow = 1024
 
-    func unmap(_ p: UnsafeMutableRawPointer, count: Int) {
-        _ = xenforeignmemory_unmap(fmem, p, count)
+    /// Maps `gpfns` of `domid` (read-only, or writable) in windows of at most ``mappingWindow``
+    /// frames and calls `body(i, page)` with frame i's page while it is mapped; a frame that cannot
+    /// be mapped throws, naming it. Calls from several threads map independently.
+    func forEachMapped(_ domid: UInt32, _ gpfns: [xen_pfn_t], writable: Bool,
+                       _ body: (Int, UnsafeMutableRawPointer) throws -> Void) throws {
+        let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
+        var start = 0
+        while start < gpfns.count {
+            let window = Array(gpfns[start..<min(start + Self.mappingWindow, gpfns.count)])
+            var errors = [Int32](repeating: 0, count: window.count)
+            guard let base = xenforeignmemory_map(fmem, domid, prot, window.count, window, &errors) else {
+                throw HypervisorError.systemCall(call: "xenforeignmemory_map", errno: errno)
+            }
+            defer { _ = xenforeignmemory_unmap(fmem, base, window.count) }
+            for i in window.indices {
+                guard errors[i] == 0 else {
+                    throw HypervisorError.systemCall(call: "xenforeignmemory_map(gpfn 0x\(String(UInt64(window[i]), radix: 16))\(writable ? ", writable" : ""))",
+                                                     errno: -errors[i])
+                }
+                try body(start + i, base + i * pageSize)
+            }
+            start += window.count
+        }
     }
 
     func hvmContext(_ domid: UInt32) throws -> [UInt8] {

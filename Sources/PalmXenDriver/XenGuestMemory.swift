@@ -54,24 +54,12 @@ final class XenGuestMemory: @unchecked Sendable {
                 sources.append(data?.baseAddress)
             }
         }
-        var start = 0
-        while start < gpfns.count {
-            let end = min(start + XenSourceDomain.window, gpfns.count)
-            let window = Array(gpfns[start..<end])
-            var errors: [Int32] = []
-            let base = try xc.map(domid, window, writable: true, errors: &errors)
-            defer { xc.unmap(base, count: window.count) }
-            for i in window.indices {
-                guard errors[i] == 0 else {
-                    throw HypervisorError.systemCall(call: "xenforeignmemory_map(gpfn 0x\(String(UInt64(window[i]), radix: 16)), writable)", errno: -errors[i])
-                }
-                if let source = sources[start + i] {
-                    (base + i * size).copyMemory(from: source, byteCount: size)
-                } else {
-                    (base + i * size).initializeMemory(as: UInt8.self, repeating: 0, count: size)
-                }
+        try xc.forEachMapped(domid, gpfns, writable: true) { i, page in
+            if let source = sources[i] {
+                page.copyMemory(from: source, byteCount: size)
+            } else {
+                page.initializeMemory(as: UInt8.self, repeating: 0, count: size)
             }
-            start = end
         }
     }
 
@@ -80,14 +68,9 @@ final class XenGuestMemory: @unchecked Sendable {
         let held = book.withLockedValue { $0.heldBack }
         let frames = held.keys.sorted()
         guard !frames.isEmpty else { return }
-        var errors: [Int32] = []
-        let base = try xc.map(domid, frames.map { xen_pfn_t($0) }, writable: true, errors: &errors)
-        defer { xc.unmap(base, count: frames.count) }
-        for (i, frame) in frames.enumerated() {
-            guard errors[i] == 0, let content = held[frame] else {
-                throw HypervisorError.systemCall(call: "xenforeignmemory_map(gpfn 0x\(String(frame, radix: 16)), writable)", errno: -errors[i])
-            }
-            content.withUnsafeBytes { (base + i * content.count).copyMemory(from: $0.baseAddress!, byteCount: content.count) }
+        try xc.forEachMapped(domid, frames.map { xen_pfn_t($0) }, writable: true) { i, page in
+            guard let content = held[frames[i]] else { return }
+            content.withUnsafeBytes { page.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
     }
 }

@@ -8,12 +8,13 @@ import Glibc
 
 /// A running PVH/HVM domain as the source of a migration, driven through libxenctrl and
 /// libxenforeignmemory: log-dirty tracking, read-only foreign mappings of at most
-/// `XenSourceDomain.window` frames per copy, a cooperative suspend through xenstore's control/shutdown
+/// `XenControl.mappingWindow` frames per mapping, a cooperative suspend through xenstore's control/shutdown
 /// (so the guest re-binds its event channels when it wakes up elsewhere), the HVM context.
 ///
 /// Guarantees: until `destroy`, the domain exists here; `resume` after `pause` cancels the
 /// suspend and the guest carries on where it was (its suspend call returns "cancelled").
 final class XenSourceDomain: SourceDomain {
+    /// Frames one page-type query covers (Xen's maximum for getpageframeinfo3).
     static let window = 1024
 
     let info: VMInfo
@@ -195,31 +196,18 @@ final class XenSourceDomain: SourceDomain {
         return Int(count)
     }
 
-    /// One read-only foreign mapping per call (at most `window` frames at a time), copied out and
-    /// unmapped; calls from several threads map independently.
+    /// Read-only foreign mappings (XenControl.forEachMapped), copied out and unmapped; calls from
+    /// several threads map independently.
     func copyPages(_ pfns: UnsafeBufferPointer<UInt64>, into buffer: UnsafeMutableRawPointer) throws {
         let size = xc.pageSize
-        var start = 0
-        while start < pfns.count {
-            let end = min(start + Self.window, pfns.count)
-            var gpfns: [xen_pfn_t] = []
-            gpfns.reserveCapacity(end - start)
-            for i in start..<end {
-                guard let g = layout.gpfn(pfns[i]) else {
-                    throw HypervisorError.invalidState("page \(pfns[i]) is outside \(info.name)'s \(layout.count) pages")
-                }
-                gpfns.append(xen_pfn_t(g))
+        let gpfns = try pfns.map { pfn -> xen_pfn_t in
+            guard let g = layout.gpfn(pfn) else {
+                throw HypervisorError.invalidState("page \(pfn) is outside \(info.name)'s \(layout.count) pages")
             }
-            var errors: [Int32] = []
-            let base = try xc.map(domid, gpfns, writable: false, errors: &errors)
-            defer { xc.unmap(base, count: gpfns.count) }
-            for i in gpfns.indices {
-                guard errors[i] == 0 else {
-                    throw HypervisorError.systemCall(call: "xenforeignmemory_map(gpfn 0x\(String(UInt64(gpfns[i]), radix: 16)))", errno: -errors[i])
-                }
-                (buffer + (start + i) * size).copyMemory(from: base + i * size, byteCount: size)
-            }
-            start = end
+            return xen_pfn_t(g)
+        }
+        try xc.forEachMapped(domid, gpfns, writable: false) { i, page in
+            (buffer + i * size).copyMemory(from: page, byteCount: size)
         }
     }
 
