@@ -26,4 +26,14 @@ public final class BackgroundResult<Value>: @unchecked Sendable {
         guard let result else { preconditionFailure("signalled without a result") }
         return try result.get()
     }
+
+    /// Waits at most `seconds` (0: only looks); the closure's outcome, or nil while it still runs.
+    public func wait(seconds: Double) -> Result<Value, any Error>? {
+        guard done.wait(timeout: .now() + max(0, seconds)) == .success else { return nil }
+        defer { done.signal() }
+        return result
+    }
+
+    /// True until the closure has returned.
+    public var isRunning: Bool { wait(seconds: 0) == nil }
 }

@@ -111,16 +111,12 @@ final class LibxlContext: @unchecked Sendable {
 /// `libxl_domain_create_restore` running on a thread of its own (the call blocks until the stream
 /// ends). Guarantees: the stream's read end is closed when the restore ends, whatever the
 /// outcome; on failure libxl has destroyed what it built.
-final class LibxlRestore: @unchecked Sendable {
-    private struct Outcome { var rc: Int32; var domid: UInt32 }
-    private let context: LibxlContext
-    private let finished = DispatchSemaphore(value: 0)
-    private let outcome = LockedValueBox<Outcome?>(nil)
+final class LibxlRestore: Sendable {
+    private let restore: BackgroundResult<UInt32>
 
     init(context: LibxlContext, configJSON: [UInt8], fd: Int32) throws {
-        self.context = context
         let json = configJSON + [0]
-        let thread = Thread { [self] in
+        restore = BackgroundResult(name: "palm-libxl-restore") {
             var domid: UInt32 = 0
             let rc = json.withUnsafeBufferPointer { p in
                 p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) {
@@ -128,42 +124,29 @@ final class LibxlRestore: @unchecked Sendable {
                 }
             }
             close(fd)
-            outcome.withLockedValue { $0 = Outcome(rc: rc, domid: domid) }
-            finished.signal()
+            if rc == PALM_LIBXL_BAD_CONFIG {
+                throw HypervisorError.corruptImage("libxl cannot parse the domain configuration: \(context.logTail())")
+            }
+            try context.check(rc, "libxl_domain_create_restore")
+            return domid
         }
-        thread.name = "palm-libxl-restore"
-        thread.start()
     }
 
     /// True until libxl has returned.
-    var isRunning: Bool { outcome.current == nil }
+    var isRunning: Bool { restore.isRunning }
 
     /// Why the restore failed, once libxl has returned with an error (nil while it runs or after
     /// it succeeded): what to report when the stream it was reading breaks.
     var failure: Error? {
-        guard let o = outcome.current else { return nil }
-        do {
-            _ = try result(o)
-            return nil
-        } catch {
-            return error
-        }
+        if case let .failure(error)? = restore.wait(seconds: 0) { return error }
+        return nil
     }
 
     /// Waits at most `timeout` seconds for the restore and returns the new domain's id.
     func wait(timeout: Double) throws -> UInt32 {
-        if outcome.current == nil, finished.wait(timeout: .now() + timeout) == .timedOut {
+        guard let outcome = restore.wait(seconds: timeout) else {
             throw HypervisorError.guestFailed("libxl_domain_create_restore did not finish within \(Int(timeout)) s of its stream's end")
         }
-        guard let o = outcome.current else { throw HypervisorError.invalidState("the libxl restore signalled without an outcome") }
-        return try result(o)
-    }
-
-    private func result(_ o: Outcome) throws -> UInt32 {
-        if o.rc == PALM_LIBXL_BAD_CONFIG {
-            throw HypervisorError.corruptImage("libxl cannot parse the domain configuration: \(context.logTail())")
-        }
-        try context.check(o.rc, "libxl_domain_create_restore")
-        return o.domid
+        return try outcome.get()
     }
 }

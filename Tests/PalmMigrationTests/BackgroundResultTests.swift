@@ -20,6 +20,22 @@ struct BackgroundResultTests {
         #expect(try result.wait() == 42, "waiting again returns the same value")
     }
 
+    @Test("a bounded wait returns nil while the closure runs and its outcome once it returned")
+    func boundedWait() throws {
+        let release = DispatchSemaphore(value: 0)
+        let result = BackgroundResult(name: "test") { () -> Int in
+            release.wait()                 // cannot return before the test releases it
+            return 5
+        }
+        #expect(result.wait(seconds: 0) == nil)
+        #expect(result.wait(seconds: 0.05) == nil)
+        #expect(result.isRunning)
+        release.signal()
+        #expect(try result.wait() == 5)
+        #expect(try result.wait(seconds: 0)?.get() == 5)
+        #expect(!result.isRunning)
+    }
+
     @Test("an error thrown by the closure is rethrown to every wait")
     func errorReachesEveryWait() {
         struct Failure: Error, Equatable { let code: Int }
