@@ -92,7 +92,7 @@ final class XenIncomingDomain: DestinationDomain {
         info = VMInfo(name: config.name, pageSize: xc.pageSize, pageCount: config.pageCount, vcpus: config.vcpus, state: .incoming)
         incomingName = config.name + Self.suffix
         let json = try XenToolstack.renamed(platform.configJSON, to: incomingName)
-        let provisional = try platform.provisionalState.map(XenDomainState.decode)
+        let provisional = platform.provisionalState
 
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
@@ -147,8 +147,10 @@ final class XenIncomingDomain: DestinationDomain {
                 switch state {
                 case let .built(m):
                     return m
-                case let .building(waiting, bytes) where bytes + cost <= buildBufferBytes:
-                    state = .building(waiting: waiting + [HeldBatch(pages)], bytes: bytes + cost)
+                case .building(var waiting, let bytes) where bytes + cost <= buildBufferBytes:
+                    state = .building(waiting: [], bytes: 0)   // `waiting` is now the array's only owner: append in place
+                    waiting.append(HeldBatch(pages))
+                    state = .building(waiting: waiting, bytes: bytes + cost)
                     return .some(nil)   // held
                 case .building:
                     return nil          // no room: wait for the build
@@ -179,10 +181,12 @@ final class XenIncomingDomain: DestinationDomain {
                                    restore: LibxlRestore, timeout: Double,
                                    state: LockedValueBox<BuildState>) throws -> XenGuestMemory {
         let deadline = MonotonicClock.now() + timeout
+        var domid: UInt32?   // looked up by name (every domain's name is read) until libxl has created it
         while true {
             let ending = !restore.isRunning   // read first: a restore that ended had populated, or failed
-            if let d = try xc.domain(named: name), xc.read("/local/domain/\(d.domid)/store/ring-ref") != nil {
-                let built = XenGuestMemory(xc: xc, domid: d.domid, layout: layout, heldBack: heldBack)
+            if domid == nil { domid = try xc.domain(named: name)?.domid }
+            if let id = domid, xc.read("/local/domain/\(id)/store/ring-ref") != nil {
+                let built = XenGuestMemory(xc: xc, domid: id, layout: layout, heldBack: heldBack)
                 try state.withLockedValue { s in
                     if case let .building(waiting, _) = s {
                         for batch in waiting { try batch.write(into: built, pageSize: xc.pageSize) }

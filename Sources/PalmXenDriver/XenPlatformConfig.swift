@@ -22,8 +22,9 @@ struct XenPlatformConfig: Equatable {
     var msrs: [UInt8]
     var xenMajor: UInt32
     var xenMinor: UInt32
-    /// An encoded XenDomainState of the running guest (nil: the destination builds at the end).
-    var provisionalState: [UInt8]?
+    /// The running guest's state when the source opened it (nil: the destination builds at the end).
+    /// Decoded, and so checked, once — when CONFIG arrives, not when the domain is built.
+    var provisionalState: XenDomainState?
 
     func encode() -> [UInt8] {
         var w = ByteWriter(capacity: 1024 + configJSON.count + cpuid.count + msrs.count)
@@ -34,7 +35,7 @@ struct XenPlatformConfig: Equatable {
         w.write(lengthPrefixed: configJSON)
         w.write(lengthPrefixed: cpuid)
         w.write(lengthPrefixed: msrs)
-        w.write(lengthPrefixed: provisionalState ?? [])
+        w.write(lengthPrefixed: provisionalState?.encode() ?? [])
         return w.bytes
     }
 
@@ -55,13 +56,10 @@ struct XenPlatformConfig: Equatable {
             guard cpuid.count % 24 == 0, msrs.count % 16 == 0 else {
                 throw HypervisorError.corruptImage("CPU policy sizes \(cpuid.count)/\(msrs.count) are not whole entries")
             }
-            var provisional: [UInt8]?
+            var provisional: XenDomainState?
             if v >= 2 {
                 let state = try r.readLengthPrefixed("xen.provisional", limit: maxEncodedSize)
-                if !state.isEmpty {
-                    _ = try XenDomainState.decode(state)   // checked now, not when the domain is built
-                    provisional = state
-                }
+                if !state.isEmpty { provisional = try XenDomainState.decode(state) }
             }
             guard r.remaining == 0 else { throw HypervisorError.corruptImage("\(r.remaining) trailing bytes after the Xen platform description") }
             return XenPlatformConfig(layout: layout, configJSON: json, cpuid: cpuid, msrs: msrs, xenMajor: major, xenMinor: minor,

@@ -58,9 +58,13 @@ final class XenSourceDomain: SourceDomain {
         // The running guest's state, so the destination can build the domain — devices and all —
         // during pre-copy (XenIncomingDomain); STATE replaces it at the hand-off. Offered only
         // when the description still fits CONFIG; without it the destination builds at the end.
-        description.provisionalState = try XenDomainState.capture(xc: xc, domid: domid).encode()
-        if description.encode().count > XenPlatformConfig.maxEncodedSize { description.provisionalState = nil }
-        platform = description.encode()
+        description.provisionalState = try XenDomainState.capture(xc: xc, domid: domid)
+        var encoded = description.encode()
+        if encoded.count > XenPlatformConfig.maxEncodedSize {
+            description.provisionalState = nil
+            encoded = description.encode()
+        }
+        platform = encoded
         info = VMInfo(name: name, pageSize: xc.pageSize, pageCount: layout.count, vcpus: max(d.vcpus, 1),
                       state: d.paused ? .paused : .running)
     }

@@ -257,7 +257,7 @@ struct XenWireInputTests {
         let s = XenDomainState(tscMode: 0, tscNanoseconds: 5, tscKHz: 6, tscIncarnation: 7, hvmContext: [1, 2, 3], params: [(1, 2), (38, 4)])
         #expect(try XenDomainState.decode(s.encode()) == s)
         var early = p
-        early.provisionalState = s.encode()
+        early.provisionalState = s
         #expect(try XenPlatformConfig.decode(early.encode()) == early)
         // A version-1 source (no provisional state field): read, and built at the end.
         let v1 = [UInt8(1)] + p.encode().dropFirst().dropLast(4)
@@ -279,9 +279,9 @@ struct XenWireInputTests {
         var badPolicy = ByteWriter()
         badPolicy.write(UInt8(1)); badPolicy.write(UInt32(4)); badPolicy.write(UInt32(17)); badPolicy.write(UInt32(0))
         badPolicy.write(UInt32(0)); badPolicy.write(lengthPrefixed: [UInt8](repeating: 0, count: 25)); badPolicy.write(UInt32(0))
-        var badState = XenPlatformConfig(layout: layout, configJSON: [], cpuid: [], msrs: [], xenMajor: 4, xenMinor: 17)
-        badState.provisionalState = [1, 2, 3]   // checked when CONFIG arrives, not when the domain is built
-        for bytes in [[], [3] + good.dropFirst(), good + [0], badState.encode(), Array(good.dropLast()), unsorted.bytes, empty.bytes, badPolicy.bytes] {
+        // A provisional state that does not decode: checked when CONFIG arrives, not when the domain is built.
+        let badState = Array(good.dropLast(4)) + [0, 0, 0, 3, 1, 2, 3]
+        for bytes in [[], [3] + good.dropFirst(), good + [0], badState, Array(good.dropLast()), unsorted.bytes, empty.bytes, badPolicy.bytes] {
             #expect(throws: (any Error).self) { try XenPlatformConfig.decode(bytes) }
         }
         let s = XenDomainState(tscMode: 0, tscNanoseconds: 0, tscKHz: 0, tscIncarnation: 0, hvmContext: [1], params: [(1, 2)]).encode()
