@@ -26,9 +26,10 @@ import Glibc
 /// round up to ``throttleMax`` (QEMU's auto-converge starts at 20 % and creeps by 10 %; a guest
 /// that outruns the link gains nothing from the creep but extra rounds).
 ///
-/// While a round runs (``abandonRound(_:)``): once it has run ``sampleSeconds`` and sent at least
-/// ``minimumSample`` pages, if the guest has already dirtied as many pages as the round sent
-/// (× ``linkRatio``) and much of the round is still ahead, the round is stopped where it is and
+/// While a round runs (``abandonRound(_:watch:)``): once it has run ``sampleSeconds`` and sent at
+/// least ``minimumSample`` pages, if the guest has already dirtied as many pages as the round sent
+/// (× ``linkRatio``), keeps adding new pages that fast for as long again (a working set that has
+/// filled does not), and much of the round is still ahead, the round is stopped where it is and
 /// the VM with it — every further round would re-send at least as much as it sends, so pre-copy
 /// would only add time to what stop-and-copy costs.
 public struct ConvergencePolicy: Sendable, Equatable, Codable {
@@ -184,10 +185,39 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
     }
 
     /// True when a running round should stop where it is (and the VM with it): the guest has
-    /// dirtied as many pages as the round has sent, and at least a quarter of the round is ahead.
-    public func abandonRound(_ p: RoundProgress) -> Bool {
-        guard p.elapsed >= sampleSeconds, p.pagesSent >= minimumSample else { return false }
-        guard p.pagesInRound - p.pagesSent >= p.pagesInRound / 4 else { return false }
-        return Double(p.dirtiedSoFar) >= linkRatio * Double(p.pagesSent)
+    /// dirtied as many pages as the round has sent, at least a quarter of the round is ahead, and
+    /// the guest is confirmed to keep pace — from the look that first saw it (`watch`) until at
+    /// least twice that look's elapsed time, it dirtied as many *new* pages as the round sent.
+    ///
+    /// The confirmation is what tells an outrunning guest from a working set that has filled: a
+    /// guest's dirty count saturates at its working set, and early in a long round (round 0 is all
+    /// of RAM, and starts slowly while connections and the destination warm up) it can pass the
+    /// pages sent although the guest adds no new pages — stopping then would send the rest of the
+    /// round in the downtime. Stopping early saves pre-copy time, never downtime, so it waits for
+    /// the evidence.
+    public func abandonRound(_ p: RoundProgress, watch: inout OutrunWatch) -> Bool {
+        guard p.elapsed >= sampleSeconds, p.pagesSent >= minimumSample,
+              p.pagesInRound - p.pagesSent >= p.pagesInRound / 4,
+              Double(p.dirtiedSoFar) >= linkRatio * Double(p.pagesSent) else {
+            watch.suspected = nil
+            return false
+        }
+        guard let first = watch.suspected else {
+            watch.suspected = p
+            return false
+        }
+        let seconds = p.elapsed - first.elapsed, sent = p.pagesSent - first.pagesSent
+        guard seconds >= max(sampleSeconds, first.elapsed), sent > 0 else { return false }   // not yet confirmable
+        if Double(p.dirtiedSoFar - first.dirtiedSoFar) >= linkRatio * Double(sent) { return true }
+        watch.suspected = p   // the guest slowed down: judge again from here
+        return false
+    }
+
+    /// What the early stop remembers between the looks it takes at one round.
+    public struct OutrunWatch: Sendable, Equatable {
+        /// The look that first saw the guest dirty as many pages as the round had sent.
+        public var suspected: RoundProgress?
+
+        public init() {}
     }
 }

@@ -102,6 +102,7 @@ extension MigrationSender {
         }
         var outcome = RoundOutcome()
         var stopped = false
+        var watch = ConvergencePolicy.OutrunWatch()
         func sent() -> UInt64 { s.streams.reduce(0) { $0 + $1.pages.load(ordering: .relaxed) } }
         func stop(unsent: Bool) {
             guard !stopped else { return }
@@ -123,8 +124,9 @@ extension MigrationSender {
             if cancelFlag.isSet { stop(unsent: false); continue }
             if !final, !stopped, let dirtied = try? domain.peekDirtyCount(),
                options.policy.abandonRound(ConvergencePolicy.RoundProgress(elapsed: elapsed, pagesSent: Int(done),
-                                                                          pagesInRound: Int(total), dirtiedSoFar: dirtied)) {
-                logger.notice("round \(round): the guest dirtied \(dirtied) pages while \(done) were sent in \(String(format: "%.2f", elapsed)) s — pre-copy cannot converge; stopping the round and the VM")
+                                                                          pagesInRound: Int(total), dirtiedSoFar: dirtied), watch: &watch) {
+                let since = watch.suspected.map { String(format: "%.2f", $0.elapsed) } ?? "?"
+                logger.notice("round \(round): the guest dirtied \(dirtied) pages while \(done) were sent in \(String(format: "%.2f", elapsed)) s, and kept pace since \(since) s — pre-copy cannot converge; stopping the round and the VM")
                 stop(unsent: true)
             }
         }
