@@ -213,6 +213,16 @@ public struct ConvergencePolicy: Sendable, Equatable, Codable {
         return false
     }
 
+    /// When the early stop takes its next look at a running round (reads the guest's dirty count),
+    /// `elapsed` seconds into it: after `interval`, or a tenth of the time the round has run if
+    /// that is longer. Judging needs the count at about twice the time it was first suspicious,
+    /// not every tick; on Xen each look is a domctl that walks the log-dirty bitmap under Xen's
+    /// domctl lock — the lock the destination's domain build needs too — so a 20 s round takes
+    /// ≈ 40 looks instead of 200.
+    public static func nextLook(after elapsed: Double, interval: Double) -> Double {
+        elapsed + max(interval, elapsed / 10)
+    }
+
     /// What the early stop remembers between the looks it takes at one round.
     public struct OutrunWatch: Sendable, Equatable {
         /// The look that first saw the guest dirty as many pages as the round had sent.

@@ -103,6 +103,7 @@ extension MigrationSender {
         var outcome = RoundOutcome()
         var stopped = false
         var watch = ConvergencePolicy.OutrunWatch()
+        var nextLook = 0.0
         func sent() -> UInt64 { s.streams.reduce(0) { $0 + $1.pages.load(ordering: .relaxed) } }
         func stop(unsent: Bool) {
             guard !stopped else { return }
@@ -122,7 +123,9 @@ extension MigrationSender {
             progress(MigrationProgress(phase: phase, round: round, pagesLeftInRound: total - min(done, total), pagesSentInRound: done,
                                        bytesPerSecond: Double(bytes) / max(elapsed, 1e-6), throttlePercent: s.throttle))
             if cancelFlag.isSet { stop(unsent: false); continue }
-            if !final, !stopped, let dirtied = try? domain.peekDirtyCount(),
+            guard !final, !stopped, elapsed >= nextLook else { continue }
+            nextLook = ConvergencePolicy.nextLook(after: elapsed, interval: options.monitorInterval)
+            if let dirtied = try? domain.peekDirtyCount(),
                options.policy.abandonRound(ConvergencePolicy.RoundProgress(elapsed: elapsed, pagesSent: Int(done),
                                                                           pagesInRound: Int(total), dirtiedSoFar: dirtied), watch: &watch) {
                 let since = watch.suspected.map { String(format: "%.2f", $0.elapsed) } ?? "?"

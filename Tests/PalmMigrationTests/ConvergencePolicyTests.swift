@@ -83,16 +83,36 @@ struct ConvergencePolicyTests {
         #expect(policy.decide(observe(dirty: 26_000, handoff: 1.5, sent: 1 << 28)) == .nextRound)
     }
 
-    /// Looks at a round every 0.1 s for `seconds`, the guest's dirty count and the pages sent as
-    /// functions of time; the elapsed time at which the round was given up, if it was.
+    /// Watches a round as the engine does — a tick every 0.1 s, a look at the dirty count when
+    /// ``ConvergencePolicy/nextLook(after:interval:)`` says — for `seconds`, the guest's dirty count
+    /// and the pages sent as functions of time; the elapsed time at which the round was given up.
     private func watchRound(pages: Int, seconds: Double, sent: (Double) -> Int, dirtied: (Double) -> Int) -> Double? {
         var watch = ConvergencePolicy.OutrunWatch()
+        var next = 0.0
         for tick in 1...Int(seconds * 10) {
             let t = Double(tick) / 10
+            guard t >= next else { continue }
+            next = ConvergencePolicy.nextLook(after: t, interval: 0.1)
             let p = ConvergencePolicy.RoundProgress(elapsed: t, pagesSent: sent(t), pagesInRound: pages, dirtiedSoFar: dirtied(t))
             if policy.abandonRound(p, watch: &watch) { return t }
         }
         return nil
+    }
+
+    @Test("the early stop looks at every tick for the first second, then at a tenth of the elapsed time")
+    func looksThinOut() {
+        var looks: [Double] = []
+        var next = 0.0
+        for tick in 1...200 {
+            let t = Double(tick) / 10
+            if t >= next - 1e-9 {
+                looks.append(t)
+                next = ConvergencePolicy.nextLook(after: t, interval: 0.1)
+            }
+        }
+        #expect(looks.prefix(10).count == 10 && looks[9] <= 1.0 + 1e-9, "every tick at first: \(looks.prefix(12))")
+        #expect(looks.count >= 30 && looks.count <= 50, "a 20 s round: \(looks.count) looks")
+        for (a, b) in zip(looks, looks.dropFirst()) { #expect(b - a <= max(0.1, a / 10) + 0.1 + 1e-9) }
     }
 
     @Test("a running round is given up when the guest keeps dirtying as much as it sends, not before it can be judged")
