@@ -44,7 +44,7 @@ public final class NetnsCluster: @unchecked Sendable {
     /// Creates the namespaces, certificates, configurations and the coordinator (not started).
     /// `coordinatorExtra` adds tables to coordinator.toml (e.g. `[tickets]`).
     public init(hosts count: Int, memoryLimit: String, scheduler: String, coordinatorExtra: String = "",
-                coordinators coordinatorCount: Int = 1, stateURL: String? = nil, metrics: Bool = false) throws {
+                coordinators coordinatorCount: Int = 1, stateURL: String? = nil, metrics: Bool = false, leaseSeconds: Int = 1) throws {
         // Several clusters can run at once (suites in parallel, other test processes): each claims
         // a number by creating its bridge, which fails if another holds it.
         var claimed: Int?
@@ -133,7 +133,7 @@ public final class NetnsCluster: @unchecked Sendable {
             }
         }
         func list(_ s: Set<String>) -> String { "[" + s.sorted().map { "\"\($0)\"" }.joined(separator: ", ") + "]" }
-        let state = stateURL.map { "backend = \"postgresql\"\nurl = \"\($0)\"\nlease_s = 1\ncoordinator_certificates = \(certList)\n" } ?? ""
+        let state = stateURL.map { "backend = \"postgresql\"\nurl = \"\($0)\"\nlease_s = \(leaseSeconds)\ncoordinator_certificates = \(certList)\n" } ?? ""
         let tables = """
             [agents]
             heartbeat_interval_s = 0.2
