@@ -185,7 +185,9 @@ final class XenIncomingDomain: DestinationDomain {
         while true {
             let ending = !restore.isRunning   // read first: a restore that ended had populated, or failed
             if domid == nil { domid = try xc.domain(named: name)?.domid }
-            if let id = domid, xc.read("/local/domain/\(id)/store/ring-ref") != nil {
+            // Once ready, the name is read again: a domid libxl freed (a failed restore destroys its
+            // domain) must not be another domain's by the time pages are written into it.
+            if let id = domid, xc.read("/local/domain/\(id)/store/ring-ref") != nil, xc.name(of: id) == name {
                 let built = XenGuestMemory(xc: xc, domid: id, layout: layout, heldBack: heldBack)
                 try state.withLockedValue { s in
                     if case let .building(waiting, _) = s {
