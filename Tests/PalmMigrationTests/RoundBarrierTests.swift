@@ -77,6 +77,45 @@ final class DelayedChannel: SecureChannel, @unchecked Sendable {
     func setIOTimeout(_ seconds: Double) { inner.setIOTimeout(seconds) }
 }
 
+/// A running source whose every collection of the dirty log, while the guest runs, first waits
+/// (up to 10 s) until the guest has dirtied at least `minimum` pages since the last one. A guest
+/// starved of CPU on a loaded machine for longer than a millisecond round would otherwise show an
+/// empty dirty set, and pre-copy would rightly end at the dirty-page floor — in a test that needs
+/// many rounds. Polls the guest's own dirty count: the condition, not a guess at a duration.
+final class SteadilyDirtiedSource: SourceDomain {
+    let inner: SourceDomain
+    let minimum: Int
+    private var paused = false
+    init(_ inner: SourceDomain, minimum: Int) {
+        self.inner = inner
+        self.minimum = minimum
+    }
+
+    func collectDirty(into bitmap: inout DirtyBitmap) throws -> Int {
+        let deadline = MonotonicClock.now() + 10
+        while !paused, try (inner.peekDirtyCount() ?? minimum) < minimum, MonotonicClock.now() < deadline {
+            var poll = timespec(tv_sec: 0, tv_nsec: 100_000)
+            nanosleep(&poll, nil)
+        }
+        return try inner.collectDirty(into: &bitmap)
+    }
+    func pause() throws { try inner.pause(); paused = true }
+    func resume() throws { try inner.resume(); paused = false }
+    var info: VMInfo { inner.info }
+    var platform: [UInt8] { inner.platform }
+    var pauseEstimate: Double { inner.pauseEstimate }
+    func prepareForPause() throws { try inner.prepareForPause() }
+    func enableDirtyLog() throws { try inner.enableDirtyLog() }
+    func peekDirtyCount() throws -> Int? { try inner.peekDirtyCount() }
+    func disableDirtyLog() throws { try inner.disableDirtyLog() }
+    func copyPages(_ pfns: UnsafeBufferPointer<UInt64>, into buffer: UnsafeMutableRawPointer) throws {
+        try inner.copyPages(pfns, into: buffer)
+    }
+    func captureState() throws -> [UInt8] { try inner.captureState() }
+    func setThrottle(percent: Int) throws { try inner.setThrottle(percent: percent) }
+    func destroy() throws { try inner.destroy() }
+}
+
 /// A destination hypervisor that, when an incoming VM is resumed, first computes its image digest
 /// from scratch over the image file — independently of the engine's incremental tree.
 final class DigestingHypervisor: Hypervisor, @unchecked Sendable {
@@ -213,7 +252,9 @@ struct RoundBarrierTests {
         options.policy.throttleMax = 0
         options.pageThreadNice = pageThreadNice
         let atPageNice = LockedValueBox(0)
-        let sender = MigrationSender(channel: try connect(), domain: try source.openSource(vm: "busy"), options: options,
+        // Every round finds the guest's writes, however the machine schedules it (see the type).
+        let domain = SteadilyDirtiedSource(try source.openSource(vm: "busy"), minimum: 64)
+        let sender = MigrationSender(channel: try connect(), domain: domain, options: options,
                                      security: .testing, logger: logger,
                                      connectStream: { index -> SecureChannel in
                                          index == 1 ? DelayedChannel(try connect(), delay: delay) : try connect() },
