@@ -19,7 +19,7 @@ let package = Package(
         .library(name: "PalmCrypto", targets: ["PalmCrypto"]),
         // What the fuzz targets (Fuzz/, their own package) link: every decoder of outside bytes.
         .library(name: "PalmFuzzable", targets: ["PalmWire", "PalmCrypto", "PalmCompression", "PalmSecurity", "PalmControl", "PalmConfig",
-                                                   "PalmCoordinator", "PalmAgent"]),
+                                                   "PalmCoordinator", "PalmAgent", "PalmXenDriver"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -149,7 +149,7 @@ let package = Package(
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmSupport", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmSupport", "PalmWire"]),
-        .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig"]),
+        .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig", "PalmTLS"]),
         .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics", "PalmMetricsEndpoint"]),
         .testTarget(name: "PalmSecurityTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),

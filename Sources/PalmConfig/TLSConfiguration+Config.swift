@@ -3,13 +3,20 @@ import PalmTLS
 /// The `[tls]` table every palm configuration has.
 extension TLSConfiguration {
     public static func load(_ file: ConfigFile) throws -> TLSConfiguration {
-        TLSConfiguration(
+        let sendBuffer = try file.bytes("tls.send_buffer", default: UInt64(TLSConfiguration.sendBufferRange.lowerBound) * 16)
+        let range = TLSConfiguration.sendBufferRange
+        guard sendBuffer >= UInt64(range.lowerBound), sendBuffer <= UInt64(range.upperBound) else {
+            throw ConfigError.invalidValue(file: file.path, key: "tls.send_buffer",
+                                           reason: "\(sendBuffer) bytes is outside \(range.lowerBound >> 10)K…\(range.upperBound >> 20)M")
+        }
+        return TLSConfiguration(
             certificateChain: try file.string("tls.certificate"),
             privateKey: try file.string("tls.key"),
             trustRoots: try file.string("tls.ca"),
             crl: try file.optionalString("tls.crl"),
             connectTimeout: try file.double("tls.connect_timeout_s", default: 5, range: 0.1...300),
             handshakeTimeout: try file.double("tls.handshake_timeout_s", default: 10, range: 0.1...300),
-            ioTimeout: try file.double("tls.io_timeout_s", default: 60, range: 0.1...3600))
+            ioTimeout: try file.double("tls.io_timeout_s", default: 60, range: 0.1...3600),
+            sendBuffer: Int(sendBuffer))
     }
 }

@@ -17,7 +17,8 @@ import Glibc
 /// All waits are bounded: connect by ``TLSConfiguration/connectTimeout``, the handshake by
 /// ``TLSConfiguration/handshakeTimeout`` (non-blocking socket and poll against one deadline), each
 /// read or write afterwards by ``TLSConfiguration/ioTimeout`` without progress (blocking socket
-/// with SO_RCVTIMEO/SO_SNDTIMEO, which keeps the page path at one system call per record batch).
+/// with SO_RCVTIMEO/SO_SNDTIMEO). Large writes gather their records in a send buffer of
+/// ``TLSConfiguration/sendBuffer`` bytes and leave in as few system calls as it allows.
 ///
 /// Threads: reads, writes and `close()` belong to one thread at a time (the channel's owner).
 /// ``interrupt()`` is the one call any other thread may make: it shuts the socket down so that an
@@ -30,6 +31,11 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
     private let closed = LockedValueBox(false)
     /// Set once the handshake is over; then WANT_READ/WANT_WRITE mean the socket timed out.
     private var isBlocking = false
+    /// Bytes of records to gather per send, set once the channel is established (0 before).
+    private var sendBuffer = 0
+    /// Whether the send buffer is in place: from the first write of more than two records on,
+    /// so a channel that only ever carries small messages never allocates it.
+    private var gathering = false
     /// The authenticated peer.
     public let peer: CertificateIdentity
     /// The peer certificate's public key, for verifying what the peer signs on this channel.
@@ -132,6 +138,7 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         // bounded by the I/O timeout through SO_RCVTIMEO / SO_SNDTIMEO.
         TCPSocket.setBlocking(fd, timeout: context.configuration.ioTimeout)
         channel.isBlocking = true
+        channel.sendBuffer = context.configuration.sendBuffer
         return channel
     }
 
@@ -193,14 +200,20 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         }
     }
 
-    /// Writes all of `bytes`; each stretch without progress is bounded by the I/O timeout.
+    /// Writes all of `bytes` and hands every record to the socket before it returns; each
+    /// stretch without progress is bounded by the I/O timeout.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !closed.current else { throw TLSError.closed }
+        if !gathering, sendBuffer > Self.recordSize, bytes.count > 2 * Self.recordSize {
+            try gatherSends(upTo: sendBuffer)
+            gathering = true
+        }
         var offset = 0
         while offset < bytes.count {
             offset += try writeSome(UnsafeRawBufferPointer(rebasing: bytes[offset...]),
                                     deadline: Deadline(seconds: ioTimeout))
         }
+        try flush(deadline: Deadline(seconds: ioTimeout))
     }
 
     private func write(_ bytes: [UInt8], deadline: Deadline) throws {
@@ -209,6 +222,46 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
             while offset < raw.count {
                 offset += try writeSome(UnsafeRawBufferPointer(rebasing: raw[offset...]), deadline: deadline)
             }
+        }
+        try flush(deadline: deadline)
+    }
+
+    /// The most application data one TLS record carries.
+    static let recordSize = 16 << 10
+
+    /// From now on OpenSSL writes its records into a buffer of `size` bytes in front of the
+    /// socket, and ``write(_:)`` sends them in as few system calls as the buffer allows (OpenSSL
+    /// alone makes one per 16 KiB record). OpenSSL flushes its own alerts and handshake messages.
+    private func gatherSends(upTo size: Int) throws {
+        guard let socket = SSL_get_wbio(ssl), let buffer = BIO_new(BIO_f_buffer()) else {
+            throw TLSError.tlsFailure(detail: "send buffer: \(OpenSSLErrors.summary())")
+        }
+        guard BIO_int_ctrl(buffer, BIO_C_SET_BUFF_SIZE, size, 1) == 1, BIO_up_ref(socket) == 1 else {
+            BIO_free(buffer)
+            throw TLSError.tlsFailure(detail: "send buffer of \(size) bytes: \(OpenSSLErrors.summary())")
+        }
+        // The chain holds its own reference to the socket BIO; SSL_set0_wbio releases the one
+        // the SSL held as its write BIO (the socket BIO stays its read BIO).
+        _ = BIO_push(buffer, socket)
+        SSL_set0_wbio(ssl, buffer)
+    }
+
+    /// Sends what the send buffer holds; a write is complete only when this returned.
+    private func flush(deadline: Deadline) throws {
+        guard let wbio = SSL_get_wbio(ssl) else { return }
+        while true {
+            errno = 0
+            if BIO_ctrl(wbio, BIO_CTRL_FLUSH, 0, nil) > 0 { return }
+            let savedErrno = errno
+            guard BIO_test_flags(wbio, BIO_FLAGS_SHOULD_RETRY) != 0 else {
+                if savedErrno == 0 || savedErrno == ECONNRESET || savedErrno == EPIPE {
+                    throw TLSError.connectionLost(detail: savedErrno == 0 ? "the send buffer could not be flushed"
+                                                                          : String(cString: strerror(savedErrno)))
+                }
+                throw TLSError.socketFailure(operation: "write", errno: savedErrno)
+            }
+            if isBlocking { throw TLSError.timeout(operation: "write", seconds: deadline.seconds) }
+            try TCPSocket.wait(fd, for: Int16(POLLOUT), deadline: deadline, operation: "write")
         }
     }
 

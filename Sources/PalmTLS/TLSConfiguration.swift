@@ -16,9 +16,18 @@ public struct TLSConfiguration: Sendable, Equatable {
     public var handshakeTimeout: Double
     /// Seconds a single read or write may wait without progress.
     public var ioTimeout: Double
+    /// Bytes of TLS records an established channel gathers before it hands them to the socket in
+    /// one send (every write is flushed before it returns): a 1 MiB page batch leaves in four
+    /// sends instead of 64 one-record ones. Allocated by a channel on its first write of more
+    /// than two records — only after the peer authenticated, never for small messages.
+    public var sendBuffer: Int
+
+    /// The range ``sendBuffer`` must lie in: from about one record to a few page batches.
+    public static let sendBufferRange = (16 << 10)...(16 << 20)
 
     public init(certificateChain: String, privateKey: String, trustRoots: String, crl: String? = nil,
-                connectTimeout: Double = 5, handshakeTimeout: Double = 10, ioTimeout: Double = 60) {
+                connectTimeout: Double = 5, handshakeTimeout: Double = 10, ioTimeout: Double = 60,
+                sendBuffer: Int = 256 << 10) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
         self.trustRoots = trustRoots
@@ -26,5 +35,6 @@ public struct TLSConfiguration: Sendable, Equatable {
         self.connectTimeout = connectTimeout
         self.handshakeTimeout = handshakeTimeout
         self.ioTimeout = ioTimeout
+        self.sendBuffer = sendBuffer
     }
 }

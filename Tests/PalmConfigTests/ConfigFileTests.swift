@@ -1,5 +1,6 @@
 import Foundation
 import PalmConfig
+import PalmTLS
 import Testing
 
 /// The configuration reader on bad files: a named error naming the file, never a crash or a leak
@@ -105,6 +106,41 @@ struct MetricsSettingsTests {
         } catch let e as ConfigError {
             switch e {
             case let .invalidValue(_, key, _), let .wrongType(_, key, _): #expect(key == "metrics.listen", "\(e)")
+            default: Issue.record("\(line): \(e)")
+            }
+        } catch {
+            Issue.record("\(line): \(error)")
+        }
+    }
+}
+
+/// `[tls] send_buffer`: 256 KiB when absent, a size within 16K…16M when set, a named error otherwise.
+@Suite("TLS send buffer setting")
+struct SendBufferSettingTests {
+    func load(_ line: String) throws -> TLSConfiguration {
+        let path = NSTemporaryDirectory() + "palm-tls-\(UUID().uuidString).toml"
+        try "[tls]\ncertificate = \"c\"\nkey = \"k\"\nca = \"a\"\n\(line)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        return try TLSConfiguration.load(try ConfigFile(path: path))
+    }
+
+    @Test("absent: 256 KiB; a size in range is taken as given")
+    func accepted() throws {
+        #expect(try load("").sendBuffer == 256 << 10)
+        #expect(try load("send_buffer = \"1M\"").sendBuffer == 1 << 20)
+        #expect(try load("send_buffer = \"16K\"").sendBuffer == 16 << 10)
+    }
+
+    @Test("too small, too large or not a size: a named configuration error", arguments: [
+        "send_buffer = \"4K\"", "send_buffer = \"1G\"", "send_buffer = \"lots\"", "send_buffer = true",
+    ])
+    func refused(_ line: String) {
+        do {
+            _ = try load(line)
+            Issue.record("accepted \(line)")
+        } catch let e as ConfigError {
+            switch e {
+            case let .invalidValue(_, key, _), let .wrongType(_, key, _): #expect(key == "tls.send_buffer", "\(e)")
             default: Issue.record("\(line): \(e)")
             }
         } catch {

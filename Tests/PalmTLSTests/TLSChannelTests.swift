@@ -101,6 +101,48 @@ struct HandshakeTests {
     }
 }
 
+/// Write system calls this thread has made so far (/proc/thread-self/io).
+private func writeCallsOfThisThread() -> Int {
+    let text = (try? String(contentsOfFile: "/proc/thread-self/io", encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").first { $0.hasPrefix("syscw:") }.flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces)) } ?? -1
+}
+
+@Suite("PalmTLS send buffer")
+struct SendBufferTests {
+    let pki = TestPKI.shared
+
+    /// Writes 1 MiB in one call from a client whose send buffer is `sendBuffer` bytes; returns the
+    /// write system calls it took and whether the server read the same bytes.
+    func writeOneMiB(sendBuffer: Int) throws -> (calls: Int, intact: Bool) {
+        let payload = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 11) }
+        let l = try listener()
+        let server = serveOnce(l) { ch -> [UInt8] in
+            var got = [UInt8](repeating: 0, count: payload.count)
+            try got.withUnsafeMutableBytes { try ch.readExactly(into: $0) }
+            return got
+        }
+        var config = pki.configuration("client")
+        config.sendBuffer = sendBuffer
+        let client = try TLSChannel.connect(host: "127.0.0.1", port: l.port, context: TLSContext(configuration: config))
+        defer { client.close() }
+        let before = writeCallsOfThisThread()
+        try client.write(payload)
+        let calls = writeCallsOfThisThread() - before
+        return (calls, try server.value() == payload)
+    }
+
+    @Test("a 1 MiB write leaves in one send per 256 KiB of records, not one per 16 KiB record; the bytes arrive intact")
+    func recordsAreGathered() throws {
+        let gathered = try writeOneMiB(sendBuffer: 256 << 10)
+        #expect(gathered.intact)
+        #expect(gathered.calls >= 4 && gathered.calls <= 6, "write calls with a 256 KiB send buffer: \(gathered.calls)")
+        // A buffer of one record's size gathers nothing: OpenSSL's one write per record.
+        let single = try writeOneMiB(sendBuffer: 16 << 10)
+        #expect(single.intact)
+        #expect(single.calls >= 64, "write calls with a 16 KiB send buffer: \(single.calls)")
+    }
+}
+
 @Suite("PalmTLS refuses")
 struct RefusalTests {
     let pki = TestPKI.shared
