@@ -101,4 +101,34 @@ write("FuzzCoordinatorRequest", "hosts", framed(APIRequest(action: "hosts")) + f
 for name in ["source", "dest", "coordinator", "policy"] {
     if let text = FileManager.default.contents(atPath: "\(repo)/deploy/\(name).toml") { write("FuzzConfig", name, Array(text)) }
 }
+
+// Xen: a PVH guest's platform description (128 MiB at the bottom, the special pages below 4 GiB),
+// encoded by hand from the format XenPlatformConfig documents, and a domain state.
+func xenState() -> [UInt8] {
+    var w = ByteWriter()
+    w.write(UInt8(1))                                        // version
+    w.write(UInt32(0)); w.write(UInt64(1_234_567_890)); w.write(UInt32(2_400_000)); w.write(UInt32(1))  // TSC
+    w.write(lengthPrefixed: (0..<1024).map { UInt8(truncatingIfNeeded: $0 &* 7) })  // HVM context
+    let params: [(UInt32, UInt64)] = [(1, 0xfeffc), (17, 0xfefff), (38, 1)]
+    w.write(UInt32(params.count))
+    for (i, v) in params { w.write(i); w.write(v) }
+    return w.bytes
+}
+func xenPlatform(version: UInt8, state: [UInt8]) -> [UInt8] {
+    var w = ByteWriter()
+    w.write(version); w.write(UInt32(4)); w.write(UInt32(17))
+    let ranges: [(UInt64, UInt64)] = [(0, 32768), (0xfeff8, 8)]
+    w.write(UInt32(ranges.count))
+    for (first, count) in ranges { w.write(first); w.write(count) }
+    w.write(lengthPrefixed: Array(#"{"c_info":{"type":"pvh","name":"pvh"},"b_info":{"max_memkb":131072,"target_memkb":131072}}"#.utf8))
+    w.write(lengthPrefixed: [UInt8](repeating: 1, count: 24 * 4))   // CPUID leaves
+    w.write(lengthPrefixed: [UInt8](repeating: 2, count: 16 * 2))   // MSRs
+    if version >= 2 { w.write(lengthPrefixed: state) }
+    return w.bytes
+}
+write("FuzzXenPlatform", "platform-v2", xenPlatform(version: 2, state: xenState()))
+write("FuzzXenPlatform", "platform-v2-no-state", xenPlatform(version: 2, state: []))
+write("FuzzXenPlatform", "platform-v1", xenPlatform(version: 1, state: []))
+write("FuzzXenPlatform", "state", xenState())
+
 print("seed corpus written to \(root)")
