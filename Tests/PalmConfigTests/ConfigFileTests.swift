@@ -77,6 +77,21 @@ func regressionInputs() throws -> [String] {
     return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().map { dir + "/" + $0 }
 }
 
+/// Records an issue unless `load` fails with a configuration error (wrong value or type) naming `key`.
+func expectRefusal(of line: String, key expected: String, _ load: () throws -> Void) {
+    do {
+        try load()
+        Issue.record("accepted \(line)")
+    } catch let e as ConfigError {
+        switch e {
+        case let .invalidValue(_, key, _), let .wrongType(_, key, _): #expect(key == expected, "\(e)")
+        default: Issue.record("\(line): \(e)")
+        }
+    } catch {
+        Issue.record("\(line): \(error)")
+    }
+}
+
 /// `[metrics] listen`: off when absent, an IP literal with a port when set, a named error otherwise.
 @Suite("Metrics listen address")
 struct MetricsSettingsTests {
@@ -100,17 +115,7 @@ struct MetricsSettingsTests {
         "listen = \":9464\"", "listen = 9464",
     ])
     func refused(_ line: String) {
-        do {
-            _ = try listen("[metrics]\n\(line)\n")
-            Issue.record("accepted \(line)")
-        } catch let e as ConfigError {
-            switch e {
-            case let .invalidValue(_, key, _), let .wrongType(_, key, _): #expect(key == "metrics.listen", "\(e)")
-            default: Issue.record("\(line): \(e)")
-            }
-        } catch {
-            Issue.record("\(line): \(error)")
-        }
+        expectRefusal(of: line, key: "metrics.listen") { _ = try listen("[metrics]\n\(line)\n") }
     }
 }
 
@@ -135,16 +140,6 @@ struct SendBufferSettingTests {
         "send_buffer = \"4K\"", "send_buffer = \"1G\"", "send_buffer = \"lots\"", "send_buffer = true",
     ])
     func refused(_ line: String) {
-        do {
-            _ = try load(line)
-            Issue.record("accepted \(line)")
-        } catch let e as ConfigError {
-            switch e {
-            case let .invalidValue(_, key, _), let .wrongType(_, key, _): #expect(key == "tls.send_buffer", "\(e)")
-            default: Issue.record("\(line): \(e)")
-            }
-        } catch {
-            Issue.record("\(line): \(error)")
-        }
+        expectRefusal(of: line, key: "tls.send_buffer") { _ = try load(line) }
     }
 }
