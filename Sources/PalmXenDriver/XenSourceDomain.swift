@@ -44,12 +44,22 @@ final class XenSourceDomain: SourceDomain {
             throw HypervisorError.unsupported("'\(name)' is a PV guest; palm migrates PVH and HVM guests (PV log-dirty needs shadow paging)")
         }
         guard !d.shutdown else { throw HypervisorError.vmNotRunning(name) }
-        let config = try toolstack.configJSON(domid: domid)
-        guard XenToolstack.guestType(config) == "pvh" else {
-            throw HypervisorError.unsupported("'\(name)' is an HVM guest with a device model; palm's Xen driver migrates PVH guests")
+        let size = try xc.p2mSize(domid)
+        p2mSize = size
+        // The page-type scan is Xen's work (serialised domctls), libxl's configuration mostly
+        // xenstored's: under emulation each takes a second or so, so they run side by side.
+        let scanning = BackgroundResult(name: "palm-xen-scan") { try Self.scanLayout(xc: xc, domid: domid, p2mSize: size) }
+        let config: [UInt8]
+        do {
+            config = try toolstack.configJSON(domid: domid)
+            guard XenToolstack.guestType(config) == "pvh" else {
+                throw HypervisorError.unsupported("'\(name)' is an HVM guest with a device model; palm's Xen driver migrates PVH guests")
+            }
+        } catch {
+            _ = try? scanning.wait()
+            throw error
         }
-        p2mSize = try xc.p2mSize(domid)
-        layout = try Self.scanLayout(xc: xc, domid: domid, p2mSize: p2mSize)
+        layout = try scanning.wait()
         let policy = try xc.cpuPolicy(domid)
         let version = try xc.version()
         let parts = version.split(whereSeparator: { !$0.isNumber }).compactMap { UInt32($0) }
