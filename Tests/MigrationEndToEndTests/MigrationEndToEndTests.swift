@@ -90,11 +90,17 @@ struct MigrationEndToEndTests {
         let cluster = try SimCluster()
         defer { cluster.shutdown() }
         try cluster.startDest()
-        // The working set (32 MiB) is rewritten many times over during any round.
-        try cluster.createVM("heavy", memory: "128M", rate: 400_000, pattern: "uniform", workingSet: "32M")
+        // The working set (96 MiB) is rewritten over and over during any round: a round sending it
+        // takes long enough, however fast the machine's loopback, for the guest to dirty most of
+        // it again. (With 32 MiB, rounds of a few ms on a fast link fell between the throttle's
+        // SIGSTOP slices and looked like progress.)
+        try cluster.createVM("heavy", memory: "128M", rate: 400_000, pattern: "uniform", workingSet: "96M")
         let report = try cluster.migrate("heavy", extra: ["--downtime-ms", "5"])
         try assertMigrated(cluster, "heavy", report)
-        #expect(report.rounds.count <= 10, "pre-copy must give up early, far from the 30-round cap: \(report.rendered())")
+        // How many rounds the throttle needs varies with how the machine schedules a throttled guest
+        // (5–9 rounds on an idle 2-core box; 12 once in a loaded CI run); a policy that does not give up runs
+        // to the 30-round cap.
+        #expect(report.rounds.count <= 15, "pre-copy must give up early, at most half the 30-round cap: \(report.rendered())")
         let gaveUp = ["dirty rate at the link rate", "too little progress at maximum throttle"].contains(report.stopReason)
             || report.rounds.contains { $0.throttlePercent > 0 }
         #expect(gaveUp, "the guest must be throttled or pre-copy stopped for outrunning the link: \(report.rendered())")
