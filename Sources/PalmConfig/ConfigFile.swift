@@ -119,6 +119,16 @@ public final class ConfigFile {
         return b
     }
 
+    /// A size such as "256K" that must lie in `range`; outside it, a named error giving the range.
+    public func bytes(_ key: String, default def: UInt64, range: ClosedRange<UInt64>) throws -> UInt64 {
+        let b = try bytes(key, default: def)
+        guard range.contains(b) else {
+            throw ConfigError.invalidValue(file: path, key: key,
+                                           reason: "\(b) bytes is outside \(ByteSize.format(range.lowerBound))…\(ByteSize.format(range.upperBound))")
+        }
+        return b
+    }
+
     public func bool(_ key: String, default def: Bool) throws -> Bool {
         guard let v = value(key) else { return def }
         guard let b = v.bool else { throw ConfigError.wrongType(file: path, key: key, expected: "true or false") }

@@ -3,12 +3,9 @@ import PalmTLS
 /// The `[tls]` table every palm configuration has.
 extension TLSConfiguration {
     public static func load(_ file: ConfigFile) throws -> TLSConfiguration {
-        let sendBuffer = try file.bytes("tls.send_buffer", default: UInt64(TLSConfiguration.sendBufferRange.lowerBound) * 16)
         let range = TLSConfiguration.sendBufferRange
-        guard sendBuffer >= UInt64(range.lowerBound), sendBuffer <= UInt64(range.upperBound) else {
-            throw ConfigError.invalidValue(file: file.path, key: "tls.send_buffer",
-                                           reason: "\(sendBuffer) bytes is outside \(range.lowerBound >> 10)K…\(range.upperBound >> 20)M")
-        }
+        let sendBuffer = try file.bytes("tls.send_buffer", default: UInt64(TLSConfiguration.defaultSendBuffer),
+                                        range: UInt64(range.lowerBound)...UInt64(range.upperBound))
         return TLSConfiguration(
             certificateChain: try file.string("tls.certificate"),
             privateKey: try file.string("tls.key"),

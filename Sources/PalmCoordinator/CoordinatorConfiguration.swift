@@ -62,12 +62,9 @@ public struct CoordinatorConfiguration: Sendable {
         limits.maxConnections = try f.int("listen.max_connections", default: limits.maxConnections, range: 1...1_000_000)
         limits.idleTimeout = try f.double("listen.idle_timeout_s", default: limits.idleTimeout, range: 1...86_400)
         limits.requestTimeout = try f.double("listen.request_timeout_s", default: limits.requestTimeout, range: 0.1...600)
-        limits.maxAgentRequest = Int(try f.bytes("listen.max_agent_request", default: UInt64(limits.maxAgentRequest)))
-        limits.maxRequest = Int(try f.bytes("listen.max_request", default: UInt64(limits.maxRequest)))
-        for (key, value) in [("listen.max_agent_request", limits.maxAgentRequest), ("listen.max_request", limits.maxRequest)]
-            where !(1024...CoordinatorAPI.maxMessage).contains(value) {
-            throw ConfigError.invalidValue(file: path, key: key, reason: "\(value) is outside 1K…1M")
-        }
+        let requestSize = UInt64(1024)...UInt64(CoordinatorAPI.maxMessage)
+        limits.maxAgentRequest = Int(try f.bytes("listen.max_agent_request", default: UInt64(limits.maxAgentRequest), range: requestSize))
+        limits.maxRequest = Int(try f.bytes("listen.max_request", default: UInt64(limits.maxRequest), range: requestSize))
         var requestLimits = RequestLimits()
         requestLimits.auditedDenialsPerMinute = try f.int("access.max_audited_denials_per_minute", default: 20, range: 1...100_000)
         let listenAddress = try f.string("listen.address", default: "0.0.0.0")

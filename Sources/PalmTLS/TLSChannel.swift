@@ -223,7 +223,6 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
                 offset += try writeSome(UnsafeRawBufferPointer(rebasing: raw[offset...]), deadline: deadline)
             }
         }
-        try flush(deadline: deadline)
     }
 
     /// The most application data one TLS record carries.
@@ -246,23 +245,17 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         SSL_set0_wbio(ssl, buffer)
     }
 
-    /// Sends what the send buffer holds; a write is complete only when this returned.
+    /// Sends what the send buffer holds; a write is complete only when this returned. The buffer
+    /// exists only on an established (blocking) channel, so a flush that would block has met the
+    /// socket's send timeout; a failed one is named as a failed SSL_write would be.
     private func flush(deadline: Deadline) throws {
-        guard let wbio = SSL_get_wbio(ssl) else { return }
-        while true {
-            errno = 0
-            if BIO_ctrl(wbio, BIO_CTRL_FLUSH, 0, nil) > 0 { return }
-            let savedErrno = errno
-            guard BIO_test_flags(wbio, BIO_FLAGS_SHOULD_RETRY) != 0 else {
-                if savedErrno == 0 || savedErrno == ECONNRESET || savedErrno == EPIPE {
-                    throw TLSError.connectionLost(detail: savedErrno == 0 ? "the send buffer could not be flushed"
-                                                                          : String(cString: strerror(savedErrno)))
-                }
-                throw TLSError.socketFailure(operation: "write", errno: savedErrno)
-            }
-            if isBlocking { throw TLSError.timeout(operation: "write", seconds: deadline.seconds) }
-            try TCPSocket.wait(fd, for: Int16(POLLOUT), deadline: deadline, operation: "write")
-        }
+        guard gathering, let wbio = SSL_get_wbio(ssl) else { return }
+        ERR_clear_error()
+        errno = 0
+        guard BIO_ctrl(wbio, BIO_CTRL_FLUSH, 0, nil) <= 0 else { return }
+        let savedErrno = errno
+        if BIO_test_flags(wbio, BIO_FLAGS_SHOULD_RETRY) != 0 { throw TLSError.timeout(operation: "write", seconds: deadline.seconds) }
+        throw TLSFailure.map(ssl: ssl, sslError: SSL_ERROR_SYSCALL, savedErrno: savedErrno, operation: "write", expectedServerName: nil)
     }
 
     private func writeSome(_ bytes: UnsafeRawBufferPointer, deadline: Deadline) throws -> Int {

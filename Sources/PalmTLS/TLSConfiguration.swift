@@ -24,10 +24,12 @@ public struct TLSConfiguration: Sendable, Equatable {
 
     /// The range ``sendBuffer`` must lie in: from about one record to a few page batches.
     public static let sendBufferRange = (16 << 10)...(16 << 20)
+    /// ``sendBuffer`` unless configured: a quarter of a default 256-page batch per send.
+    public static let defaultSendBuffer = 256 << 10
 
     public init(certificateChain: String, privateKey: String, trustRoots: String, crl: String? = nil,
                 connectTimeout: Double = 5, handshakeTimeout: Double = 10, ioTimeout: Double = 60,
-                sendBuffer: Int = 256 << 10) {
+                sendBuffer: Int = TLSConfiguration.defaultSendBuffer) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
         self.trustRoots = trustRoots

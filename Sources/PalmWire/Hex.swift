@@ -49,4 +49,12 @@ public enum ByteSize {
         }
         return UInt64(t)
     }
+
+    /// `bytes` in the largest unit that divides it exactly: "16K", "1M", "4096".
+    public static func format(_ bytes: UInt64) -> String {
+        for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] where bytes > 0 && bytes % (1 << UInt64(shift)) == 0 {
+            return "\(bytes >> UInt64(shift))\(unit)"
+        }
+        return "\(bytes)"
+    }
 }
