@@ -310,7 +310,7 @@ bench_codecs() {
     printf '  %-8s %8.2f %9.0f %12.2f %16.0f\n' $codec "$(cut -d' ' -f1 "$WORK/codec-$codec.txt" | median)" "$(cut -d' ' -f2 "$WORK/codec-$codec.txt" | median)" \
       "$(cut -d' ' -f3 "$WORK/codec-$codec.txt" | median)" "$(cut -d' ' -f4 "$WORK/codec-$codec.txt" | median)"
   done
-  echo "  (CPU-s: palm-source's; auto should run about as fast as the faster of none and zstd)"
+  echo "  (CPU-s: palm-source's; auto should run about as fast as the faster of none and lz4, the codec it tries)"
 }
 
 # QEMU 7.2's own TLS migration (x509, mutual, the same ECDSA certificates) of a 1 GiB guest whose

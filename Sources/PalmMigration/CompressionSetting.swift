@@ -1,15 +1,10 @@
 import PalmWire
 
-/// How a source compresses MEMORY batches: never, always with one codec, or `auto` — zstd on the
+/// How a source compresses MEMORY batches: never, always with one codec, or `auto` — lz4 on the
 /// streams where a trial measures it cheaper than sending raw (``AdaptiveCompression``).
 ///
-/// `auto` compresses with zstd (level 1) rather than lz4: where compressing pays at all — a link
-/// slower than the cipher, or a CPU on which encryption and the kernel's copies are dear — the
-/// bytes zstd saves beyond lz4 are worth more than its extra time per byte (README, "Compression
-/// where it pays", has the measurements); where it does not pay, the trial sends raw either way.
-///
 /// The wire knows codecs only: CONFIG announces ``codec`` and each batch says whether it is raw or
-/// compressed, so `auto` needs nothing from the destination beyond what `zstd` does.
+/// compressed, so `auto` needs nothing from the destination beyond what `lz4` does.
 public enum CompressionSetting: Equatable, Sendable, CustomStringConvertible {
     case off
     case always(PageCompression)
@@ -33,7 +28,7 @@ public enum CompressionSetting: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .off: return .none
         case let .always(codec): return codec
-        case .auto: return .zstd
+        case .auto: return .lz4
         }
     }
 

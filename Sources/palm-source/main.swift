@@ -69,7 +69,7 @@ struct Migrate: ParsableCommand {
     @Option(help: "Downtime target in milliseconds (overrides the configuration).") var downtimeMs: Double?
     @Option(help: "The coordinator's migration ticket (palm-coordinator ticket issue).") var ticket: String
     @Option(help: "Page streams, 1-8 (overrides migration.streams).") var streams: Int?
-    @Option(help: "MEMORY batch compression: auto (zstd where a trial measures it faster), none, lz4 or zstd (overrides migration.compression).") var compression: String?
+    @Option(help: "MEMORY batch compression: auto (lz4 where a trial measures it faster), none, lz4 or zstd (overrides migration.compression).") var compression: String?
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var options: ConfigOption
 

@@ -89,12 +89,12 @@ struct AdaptiveCompressionTests {
 
 @Suite("Compression setting")
 struct CompressionSettingTests {
-    @Test("each configuration name parses to its setting and prints back; auto announces zstd; anything else is refused")
+    @Test("each configuration name parses to its setting and prints back; auto announces lz4; anything else is refused")
     func names() {
         for name in CompressionSetting.names {
             #expect(CompressionSetting(name: name)?.description == name)
         }
-        #expect(CompressionSetting(name: "auto")?.codec == .zstd)
+        #expect(CompressionSetting(name: "auto")?.codec == .lz4)
         #expect(CompressionSetting(name: "none") == .off && CompressionSetting.off.codec == .none)
         #expect(CompressionSetting(name: "zstd") == .always(.zstd))
         #expect(CompressionSetting(name: "gzip") == nil && CompressionSetting(name: "") == nil && CompressionSetting(name: "LZ4") == nil)

@@ -15,7 +15,7 @@
 /// A cost model rather than a race between whole batches: batches differ in content (text,
 /// random, zero), so two batches' wall times say more about their pages than about the codec.
 /// Compression wins on a slow link or where encryption is dear for the CPU (Xen's rig under TCG);
-/// raw wins on fast links with AES-NI, where the codec is slower than the cipher.
+/// raw wins on fast links with AES-NI, where lz4 is slower than the cipher.
 ///
 /// Guarantees: while raw measures cheaper, only the trial's batches are compressed (2 of every
 /// `2 × trialRounds + stretchBatches` batches with data); a batch without data pages is neither
