@@ -119,14 +119,16 @@ public final class ConfigFile {
         return b
     }
 
-    /// A size such as "256K" that must lie in `range`; outside it, a named error giving the range.
-    public func bytes(_ key: String, default def: UInt64, range: ClosedRange<UInt64>) throws -> UInt64 {
-        let b = try bytes(key, default: def)
-        guard range.contains(b) else {
-            throw ConfigError.invalidValue(file: path, key: key,
-                                           reason: "\(b) bytes is outside \(ByteSize.format(range.lowerBound))…\(ByteSize.format(range.upperBound))")
+    /// A size such as "256K" that must lie in `range` (a buffer or message limit, held as `Int`);
+    /// outside it, a named error giving the range. Checked before it is converted, so no size
+    /// overflows.
+    public func bytes(_ key: String, default def: Int, range: ClosedRange<Int>) throws -> Int {
+        let b = try bytes(key, default: UInt64(def))
+        guard b >= UInt64(range.lowerBound), b <= UInt64(range.upperBound) else {
+            let bounds = "\(ByteSize.format(UInt64(range.lowerBound)))…\(ByteSize.format(UInt64(range.upperBound)))"
+            throw ConfigError.invalidValue(file: path, key: key, reason: "\(b) bytes is outside \(bounds)")
         }
-        return b
+        return Int(b)
     }
 
     public func bool(_ key: String, default def: Bool) throws -> Bool {

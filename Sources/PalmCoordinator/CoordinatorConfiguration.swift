@@ -62,9 +62,9 @@ public struct CoordinatorConfiguration: Sendable {
         limits.maxConnections = try f.int("listen.max_connections", default: limits.maxConnections, range: 1...1_000_000)
         limits.idleTimeout = try f.double("listen.idle_timeout_s", default: limits.idleTimeout, range: 1...86_400)
         limits.requestTimeout = try f.double("listen.request_timeout_s", default: limits.requestTimeout, range: 0.1...600)
-        let requestSize = UInt64(1024)...UInt64(CoordinatorAPI.maxMessage)
-        limits.maxAgentRequest = Int(try f.bytes("listen.max_agent_request", default: UInt64(limits.maxAgentRequest), range: requestSize))
-        limits.maxRequest = Int(try f.bytes("listen.max_request", default: UInt64(limits.maxRequest), range: requestSize))
+        let requestSize = 1024...CoordinatorAPI.maxMessage
+        limits.maxAgentRequest = try f.bytes("listen.max_agent_request", default: limits.maxAgentRequest, range: requestSize)
+        limits.maxRequest = try f.bytes("listen.max_request", default: limits.maxRequest, range: requestSize)
         var requestLimits = RequestLimits()
         requestLimits.auditedDenialsPerMinute = try f.int("access.max_audited_denials_per_minute", default: 20, range: 1...100_000)
         let listenAddress = try f.string("listen.address", default: "0.0.0.0")

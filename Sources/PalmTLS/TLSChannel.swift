@@ -208,20 +208,21 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
             try gatherSends(upTo: sendBuffer)
             gathering = true
         }
-        var offset = 0
-        while offset < bytes.count {
-            offset += try writeSome(UnsafeRawBufferPointer(rebasing: bytes[offset...]),
-                                    deadline: Deadline(seconds: ioTimeout))
-        }
-        try flush(deadline: Deadline(seconds: ioTimeout))
+        try writeAll(bytes) { Deadline(seconds: ioTimeout) }
+        try flush()
     }
 
+    /// Writes all of `bytes` within one deadline (the handshake's).
     private func write(_ bytes: [UInt8], deadline: Deadline) throws {
-        try bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                offset += try writeSome(UnsafeRawBufferPointer(rebasing: raw[offset...]), deadline: deadline)
-            }
+        try bytes.withUnsafeBytes { raw in try writeAll(raw) { deadline } }
+    }
+
+    /// Writes all of `bytes`, each call to `SSL_write_ex` bounded by the deadline `deadline()`
+    /// gives for it (a fresh one per stretch without progress, or one for the whole write).
+    private func writeAll(_ bytes: UnsafeRawBufferPointer, deadline: () -> Deadline) throws {
+        var offset = 0
+        while offset < bytes.count {
+            offset += try writeSome(UnsafeRawBufferPointer(rebasing: bytes[offset...]), deadline: deadline())
         }
     }
 
@@ -248,13 +249,13 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
     /// Sends what the send buffer holds; a write is complete only when this returned. The buffer
     /// exists only on an established (blocking) channel, so a flush that would block has met the
     /// socket's send timeout; a failed one is named as a failed SSL_write would be.
-    private func flush(deadline: Deadline) throws {
+    private func flush() throws {
         guard gathering, let wbio = SSL_get_wbio(ssl) else { return }
         ERR_clear_error()
         errno = 0
         guard BIO_ctrl(wbio, BIO_CTRL_FLUSH, 0, nil) <= 0 else { return }
         let savedErrno = errno
-        if BIO_test_flags(wbio, BIO_FLAGS_SHOULD_RETRY) != 0 { throw TLSError.timeout(operation: "write", seconds: deadline.seconds) }
+        if BIO_test_flags(wbio, BIO_FLAGS_SHOULD_RETRY) != 0 { throw TLSError.timeout(operation: "write", seconds: ioTimeout) }
         throw TLSFailure.map(ssl: ssl, sslError: SSL_ERROR_SYSCALL, savedErrno: savedErrno, operation: "write", expectedServerName: nil)
     }
 
