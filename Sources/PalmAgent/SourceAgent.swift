@@ -70,7 +70,10 @@ public struct SourceAgent {
         // the CPU policy), so it runs on its own thread meanwhile. Nothing is sent before it is
         // open; a VM that cannot be opened is reported before any connection problem, as if first.
         let vm = request.vm
-        let opening = BackgroundResult(name: "palm-open") { try hypervisor.openSource(vm: vm) }
+        let preparing = MonotonicClock.now()
+        let opening = BackgroundResult(name: "palm-open") { () throws -> (SourceDomain, Double) in
+            (try hypervisor.openSource(vm: vm), MonotonicClock.now() - preparing)
+        }
         let connected = Result { () throws -> (TLSContext, TLSChannel, SigningKey) in
             let context = try TLSContext(configuration: configuration.tls)
             guard ticket.source == context.localIdentity.fingerprint else {
@@ -79,12 +82,14 @@ public struct SourceAgent {
             let channel = try Self.connect(request, context: context, destination: ticket.destination)
             return (context, channel, try SigningKey(pemFile: configuration.tls.privateKey))
         }
-        let domain: SourceDomain
-        do { domain = try opening.wait() } catch {
+        let connectSeconds = MonotonicClock.now() - preparing
+        let domain: SourceDomain, openSeconds: Double
+        do { (domain, openSeconds) = try opening.wait() } catch {
             if case let .success((_, channel, _)) = connected { channel.close() }
             throw error
         }
         let (context, channel, key) = try connected.get()
+        logger.info("\(vm) opened in \(String(format: "%.2f", openSeconds)) s, the destination connected in \(String(format: "%.2f", connectSeconds)) s, side by side")
         /// Every extra page stream must reach the ticket's destination too.
         let connect = { @Sendable () throws -> TLSChannel in try Self.connect(request, context: context, destination: ticket.destination) }
         let policy = request.attestation ?? configuration.attestation
@@ -135,9 +140,12 @@ public struct SourceAgent {
         log[metadataKey: "VM"] = "\(request.vm)"
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? request.host)"
         log[metadataKey: "MIGRATION_ID"] = "\(ticket.id)"
+        let sessionStart = MonotonicClock.now()
         let sender = MigrationSender(channel: channel, domain: domain, options: options, security: security,
                                      logger: log, cancel: request.cancel, connectStream: { _ in try connect() }, progress: progress)
-        return try sender.run()
+        var report = try sender.run()
+        report.preparationSeconds = sessionStart - preparing
+        return report
     }
 
     /// A connection to the request's destination whose peer is the ticket's destination, checked

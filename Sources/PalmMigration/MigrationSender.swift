@@ -379,7 +379,10 @@ public final class MigrationSender {
         security.recordEvidence(s.attestation!, manifest, readySignature, commitSignature)
         channel.close()
         closeStreams()
+        let destroying = MonotonicClock.now()
         try domain.destroy()
+        s.cleanupSeconds = MonotonicClock.now() - destroying
+        logger.info("the source's copy of \(info.name) destroyed in \(String(format: "%.2f", s.cleanupSeconds)) s")
         resumeOnFailure = false
         security.recordFinished()
         return report(s, manifest: manifest)
@@ -406,7 +409,8 @@ public final class MigrationSender {
             downtimeTargetSeconds: options.policy.downtimeTarget, stopReason: s.stopReason.rawValue, rounds: s.rounds,
             bytesOnWire: wire, throughputMiBps: Double(wire) / 1048576 / max(total, 1e-9), imageDigest: manifest.imageDigest.hex,
             sourceCPUSeconds: MonotonicClock.processCPUSeconds() - s.cpuStarted, streams: options.streams,
-            compression: options.compression.description, compressedBatches: s.compressedBatches)
+            compression: options.compression.description, compressedBatches: s.compressedBatches,
+            cleanupSeconds: s.cleanupSeconds)
     }
 }
 

@@ -28,6 +28,8 @@ struct SenderSession {
     var costs = HandoffCosts()
     var timeline = HandoffTimeline()
     var compressedBatches: UInt64 = 0
+    /// Destroying the source's copy after DONE.
+    var cleanupSeconds = 0.0
     /// Digest chunks the final round changed (its share of the hand-off is sealing them).
     var finalChunks = 0
 

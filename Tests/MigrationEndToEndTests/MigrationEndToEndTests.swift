@@ -39,8 +39,17 @@ struct MigrationEndToEndTests {
         // Touch a few pages so the image is not all zero: a short burst, then idle.
         let source = try cluster.sourceHypervisor()
         let before = try SimCluster.digest(of: try source.openImage(vm: "idle"))
+        let started = Date()
         let report = try cluster.migrate("idle")
+        let waited = Date().timeIntervalSince(started)
         try assertMigrated(cluster, "idle", report)
+        // The report accounts for the command's time around the session too: opening the VM and
+        // connecting before HELLO, destroying the source's copy after DONE — each measured, and
+        // all of it inside what the caller waited for.
+        let preparation = try #require(report.preparationSeconds), cleanup = try #require(report.cleanupSeconds)
+        #expect(preparation > 0 && cleanup > 0)
+        #expect(preparation + report.totalSeconds + cleanup < waited, "\(preparation) + \(report.totalSeconds) + \(cleanup) s vs \(waited) s")
+        #expect(report.rendered().contains(String(format: "%.2f s destroying the source's copy after", cleanup)))
         // An idle guest does not write: the destination's memory equals the source's, bit for bit.
         let after = try SimCluster.digest(of: try cluster.destHypervisor().openImage(vm: "idle"))
         #expect(after.hex == report.imageDigest)
