@@ -57,6 +57,7 @@ public struct SourceAgent {
     }
 
     public func migrate(_ request: Request, progress: @escaping (MigrationProgress) -> Void = { _ in }) throws -> MigrationReport {
+        let preparing = MonotonicClock.now()
         let ticket: MigrationTicket
         do { ticket = try MigrationTicket.decode(request.ticket) } catch {
             throw MigrationError.ticketRejected("\(error)")
@@ -70,9 +71,9 @@ public struct SourceAgent {
         // the CPU policy), so it runs on its own thread meanwhile. Nothing is sent before it is
         // open; a VM that cannot be opened is reported before any connection problem, as if first.
         let vm = request.vm
-        let preparing = MonotonicClock.now()
+        let sideBySide = MonotonicClock.now()
         let opening = BackgroundResult(name: "palm-open") { () throws -> (SourceDomain, Double) in
-            (try hypervisor.openSource(vm: vm), MonotonicClock.now() - preparing)
+            (try hypervisor.openSource(vm: vm), MonotonicClock.now() - sideBySide)
         }
         let connected = Result { () throws -> (TLSContext, TLSChannel, SigningKey) in
             let context = try TLSContext(configuration: configuration.tls)
@@ -82,7 +83,7 @@ public struct SourceAgent {
             let channel = try Self.connect(request, context: context, destination: ticket.destination)
             return (context, channel, try SigningKey(pemFile: configuration.tls.privateKey))
         }
-        let connectSeconds = MonotonicClock.now() - preparing
+        let connectSeconds = MonotonicClock.now() - sideBySide
         let domain: SourceDomain, openSeconds: Double
         do { (domain, openSeconds) = try opening.wait() } catch {
             if case let .success((_, channel, _)) = connected { channel.close() }

@@ -71,8 +71,9 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     /// The codec MEMORY batches could use, and how many batches it shrank.
     public var compression: String
     public var compressedBatches: UInt64
-    /// Before the session (``totalSeconds`` starts at HELLO): opening the VM and connecting to
-    /// the destination, side by side. Set by the agent that measured it.
+    /// Before the session (``totalSeconds`` starts at HELLO): everything the agent's migrate call
+    /// did first — checking the ticket, opening the hypervisor, then opening the VM and connecting
+    /// to the destination side by side, loading its keys. Set by the agent that measured it.
     public var preparationSeconds: Double?
     /// After DONE (where ``totalSeconds`` ends): destroying the source's copy of the VM.
     public var cleanupSeconds: Double?
@@ -84,10 +85,9 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         var s = ""
         func line(_ t: String) { s += t + "\n" }
         line("migration of \(vm) → \(destination) (\(mode), \(memoryBytes >> 20) MiB): OK")
-        line(String(format: "  total time      %8.3f s", totalSeconds)
-             + [preparationSeconds.map { String(format: "%.2f s opening the VM and connecting before", $0) },
-                cleanupSeconds.map { String(format: "%.2f s destroying the source's copy after", $0) }]
-                .compactMap { $0 }.joined(separator: ", ").wrapped(prefix: "   (+ ", suffix: ")"))
+        let around = [preparationSeconds.map { String(format: "%.2f s opening the VM and connecting before", $0) },
+                      cleanupSeconds.map { String(format: "%.2f s destroying the source's copy after", $0) }].compactMap { $0 }
+        line(String(format: "  total time      %8.3f s", totalSeconds) + (around.isEmpty ? "" : "   (+ \(around.joined(separator: ", ")))"))
         line(String(format: "  downtime        %8.1f ms   (predicted %.1f ms from the %@, target %.0f ms)",
                     downtimeSeconds * 1000, predictedDowntimeSeconds * 1000, predictionBasis ?? "model", downtimeTargetSeconds * 1000))
         line("    of which      \(downtimePhases.summary)")
@@ -112,11 +112,6 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         return (try? String(decoding: e.encode(self), as: UTF8.self)) ?? "{}"
     }
-}
-
-private extension String {
-    /// `prefix + self + suffix`, or "" when empty.
-    func wrapped(prefix: String, suffix: String) -> String { isEmpty ? "" : prefix + self + suffix }
 }
 
 /// Live progress, reported while a migration runs.

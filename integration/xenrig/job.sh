@@ -270,8 +270,10 @@ t operator-end
   echo "(downtime: xenwatch, domain states read at each domain shutdown xenstored reports and every 1 ms while the guest is down; network gap: the longest time between two replies to a ping every 10 ms from dom0)"
   echo "palm's downtime as palm-source measured it, by phase (s):" $(sed -n '/"downtimePhases"/,/}/p' $W/palm.json | grep -v downtimePhases | tr -d ' ",}')
   field() { sed -n "s/^ *\"$1\" : \([0-9.e-]*\).*/\1/p" $W/palm.json | head -1; }
-  awk -v all="$PALM_TOTAL" -v p="$(field preparationSeconds)" -v s="$(field totalSeconds)" -v c="$(field cleanupSeconds)" 'BEGIN {
-    printf "palm'"'"'s total by part (s): opening the VM and connecting %.2f, session (HELLO to DONE) %.2f, destroying the source'"'"'s copy %.2f, the process'"'"'s start and exit %.2f\n",
-      p, s, c, all - p - s - c }'
+  if [ -n "$(field preparationSeconds)" ]; then
+    awk -v all="$PALM_TOTAL" -v p="$(field preparationSeconds)" -v s="$(field totalSeconds)" -v c="$(field cleanupSeconds)" 'BEGIN {
+      printf "palm'"'"'s total by part (s): preparing (ticket, hypervisor, the VM opened while connecting) %.2f, session (HELLO to DONE) %.2f, destroying the source'"'"'s copy %.2f, the process'"'"'s start and exit %.2f\n",
+        p, s, c, all - p - s - c }'
+  fi
 } | tee $W/results
 finish
