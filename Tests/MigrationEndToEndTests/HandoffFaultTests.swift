@@ -42,7 +42,7 @@ struct HandoffFaultTests {
         switch c.fault {
         case .killSource:
             let m = try cluster.startMigration("vm", extra: streams, environment: stop)
-            #expect(m.waitFor(marker))
+            #expect(m.waitFor(marker), "source: \(m.stderrSoFar)")
             kill(m.process.processIdentifier, SIGKILL)
             _ = m.finish()
             let r = try cluster.recoverSource()
@@ -56,7 +56,7 @@ struct HandoffFaultTests {
         case .cutLink:
             let proxy = try LinkProxy(upstreamPort: cluster.destPort)
             let m = try cluster.startMigration("vm", port: proxy.port, extra: streams, environment: stop)
-            #expect(m.waitFor(marker))
+            #expect(m.waitFor(marker), "source: \(m.stderrSoFar)")
             #expect(SimCluster.waitUntilStopped(m.process.processIdentifier))
             proxy.sever()
             kill(m.process.processIdentifier, SIGCONT)
@@ -83,7 +83,7 @@ struct HandoffFaultTests {
         try cluster.startDest()
         try cluster.createVM("vm", memory: "32M", rate: 2000)
         let m = try cluster.startMigration("vm", environment: ["PALM_TEST_STOP_AT": FaultPoint.stopAndCopy.rawValue])
-        #expect(m.waitFor("stopping at fault point stop-and-copy"))
+        #expect(m.waitFor("stopping at fault point stop-and-copy"), "source: \(m.stderrSoFar)")
         #expect(SimCluster.waitUntilStopped(m.process.processIdentifier))
         let r = try cluster.recoverSource()
         #expect(r.status == 0)

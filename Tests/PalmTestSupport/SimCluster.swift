@@ -186,6 +186,9 @@ public final class SimCluster: @unchecked Sendable {
             self.stderr = stderr
         }
 
+        /// What the process has written to stderr so far (for an expectation's message).
+        public var stderrSoFar: String { errText }
+
         /// Reads stderr until a line contains `marker` (false if the process ended first).
         public func waitFor(_ marker: String) -> Bool {
             while !errText.contains(marker) {
