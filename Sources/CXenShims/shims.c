@@ -59,6 +59,7 @@ int palm_xen_domains(xc_interface *xch, uint32_t first, palm_xen_domain *out, un
         d->dying = !!(info[i].flags & XEN_DOMINF_dying);
         d->shutdown_reason = (info[i].flags >> XEN_DOMINF_shutdownshift) & XEN_DOMINF_shutdownmask;
         memcpy(d->handle, info[i].handle, sizeof(d->handle));
+        d->cpu_time = info[i].cpu_time;
     }
     int saved = errno;
     free(info);

@@ -259,8 +259,12 @@ public final class DestinationServer: @unchecked Sendable {
                 }
             } else {
                 if let current { _ = try? ledger.resolve(id: current.id) }
-                hypervisor.discardIncoming(vm: vm)
-                logger.warning("recovery: discarded the partial image of \(vm) left by interrupted migration \(current?.id ?? "(unrecorded)")")
+                do {
+                    try hypervisor.discardIncoming(vm: vm)
+                    logger.warning("recovery: discarded the partial image of \(vm) left by interrupted migration \(current?.id ?? "(unrecorded)")")
+                } catch {
+                    logger.critical("recovery: cannot discard the partial image of \(vm) left by interrupted migration \(current?.id ?? "(unrecorded)"): \(error)")
+                }
             }
         }
         for e in ledger.journal.all() where e.record["state"] == "incoming" { _ = try? ledger.resolve(id: e.id) }

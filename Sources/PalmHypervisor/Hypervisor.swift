@@ -23,7 +23,8 @@ public protocol Hypervisor: AnyObject, Sendable {
     /// Resumes a left-over incoming VM whose migration was committed (crash recovery).
     func completeIncoming(vm: String) throws
     /// Throws away a left-over incoming VM whose migration did not commit (crash recovery).
-    func discardIncoming(vm: String)
+    /// Throws when the VM may still be there, so the caller says so instead of reporting it gone.
+    func discardIncoming(vm: String) throws
     /// Pages per second the VM is expected to dirty, if the driver can tell without log-dirty
     /// (the agents otherwise report what the VM's last migration measured).
     func dirtyRateEstimate(vm: String) -> Double?

@@ -18,8 +18,22 @@ struct XenDomainInfo: Sendable {
     var shutdownReason: Int32
     var dying: Bool
     var uuid: [UInt8]
+    /// Nanoseconds its vCPUs have run: 0 for a domain that never ran.
+    var cpuTime: UInt64
 
     var suspended: Bool { shutdown && shutdownReason == palm_xen_shutdown_suspend() }
+    /// The handle as libxl prints a UUID (lowercase, 8-4-4-4-12).
+    var uuidString: String { XenDomainInfo.uuidString(uuid) }
+
+    static func uuidString(_ bytes: [UInt8]) -> String {
+        let hex = bytes.map { String(format: "%02x", $0) }.joined()
+        var out = ""
+        for (i, c) in hex.enumerated() {
+            if [8, 12, 16, 20].contains(i) { out.append("-") }
+            out.append(c)
+        }
+        return out
+    }
 }
 
 /// The control handles of one agent: libxenctrl, libxenforeignmemory and libxenstore, opened once.
@@ -94,7 +108,7 @@ final class XenControl: @unchecked Sendable {
         let uuid = withUnsafeBytes(of: d.handle) { Array($0) }
         return XenDomainInfo(domid: d.domid, totalPages: d.tot_pages, maxPages: d.max_pages, vcpus: d.online_vcpus,
                              hvm: d.hvm != 0, paused: d.paused != 0, shutdown: d.shutdown != 0,
-                             shutdownReason: d.shutdown_reason, dying: d.dying != 0, uuid: uuid)
+                             shutdownReason: d.shutdown_reason, dying: d.dying != 0, uuid: uuid, cpuTime: d.cpu_time)
     }
 
     func unpause(_ domid: UInt32) throws { try Self.check(xc_domain_unpause(xch, domid), "xc_domain_unpause") }
@@ -222,6 +236,21 @@ final class XenControl: @unchecked Sendable {
             xs_write(xsh, 0, path, buf.baseAddress, UInt32(buf.count - 1))
         }
         guard ok else { throw HypervisorError.systemCall(call: "xs_write(\(path))", errno: errno) }
+    }
+
+    /// The children of `path` (empty when it does not exist).
+    func list(_ path: String) -> [String] {
+        var n: UInt32 = 0
+        guard let entries = xs_directory(xsh, 0, path, &n) else { return [] }
+        defer { free(entries) }   // one allocation holds the array and its strings
+        return (0..<Int(n)).compactMap { entries[$0].map { String(cString: $0) } }
+    }
+
+    func remove(_ path: String) throws {
+        guard xs_rm(xsh, 0, path) else {
+            if errno == ENOENT { return }
+            throw HypervisorError.systemCall(call: "xs_rm(\(path))", errno: errno)
+        }
     }
 
     func name(of domid: UInt32) -> String? { read("/local/domain/\(domid)/name") }

@@ -88,20 +88,35 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
         return try XenIncomingDomain(xc: xc, toolstack: toolstack, config: config, buildBufferBytes: buildBufferBytes)
     }
 
+    /// Incoming domains by name, and those a killed palm-dest left before xenstore named them
+    /// (found through their marks, `XenIncomingMarks`).
     public func incomingVMs() -> [String] {
-        ((try? xc.namedDomains()) ?? []).compactMap { _, n in
-            n.hasSuffix(XenIncomingDomain.suffix) ? String(n.dropLast(XenIncomingDomain.suffix.count)) : nil
+        let suffix = XenIncomingDomain.suffix
+        var vms = Set(((try? xc.namedDomains()) ?? []).compactMap { _, n in
+            n.hasSuffix(suffix) ? String(n.dropLast(suffix.count)) : nil
+        })
+        let marks = XenIncomingMarks(xc: xc)
+        for mark in marks.all() where mark.incomingName.hasSuffix(suffix) {
+            if !((try? marks.unnamedBuilds(of: mark)) ?? []).isEmpty { vms.insert(String(mark.incomingName.dropLast(suffix.count))) }
         }
+        return vms.sorted()
     }
 
     public func completeIncoming(vm: String) throws {
         guard let d = try xc.domain(named: vm + XenIncomingDomain.suffix) else { throw HypervisorError.noSuchVM(vm + XenIncomingDomain.suffix) }
         if d.paused { try xc.unpause(d.domid) }
         try toolstack.rename(domid: d.domid, to: vm)
+        let marks = XenIncomingMarks(xc: xc)
+        for mark in marks.marks(vm: vm) { try? marks.remove(uuid: mark.uuid) }
     }
 
-    public func discardIncoming(vm: String) {
-        guard let d = try? xc.domain(named: vm + XenIncomingDomain.suffix) else { return }
-        try? toolstack.destroy(domid: d.domid)
+    /// Destroys `NAME--incoming` and any domain its build left unnamed, then forgets the marks.
+    public func discardIncoming(vm: String) throws {
+        if let d = try xc.domain(named: vm + XenIncomingDomain.suffix) { try toolstack.destroy(domid: d.domid) }
+        let marks = XenIncomingMarks(xc: xc)
+        for mark in marks.marks(vm: vm) {
+            for d in try marks.unnamedBuilds(of: mark) { try toolstack.destroy(domid: d.domid) }
+            try marks.remove(uuid: mark.uuid)
+        }
     }
 }

@@ -38,6 +38,9 @@ final class XenIncomingDomain: DestinationDomain {
     private let toolstack: XenToolstack
     private let layout: XenPageLayout
     private let incomingName: String
+    /// The domain's UUID and the mark that lets a restarted palm-dest find it (XenIncomingMarks).
+    private let uuid: String
+    private let marks: XenIncomingMarks
     private var restore: LibxlRestore?
     private var stream: XenRestoreStream?
     private var domid: UInt32?
@@ -91,8 +94,13 @@ final class XenIncomingDomain: DestinationDomain {
         pipeWriter = LockedValueBox(DirtyBitmap(pageCount: platform.layout.count))
         info = VMInfo(name: config.name, pageSize: xc.pageSize, pageCount: config.pageCount, vcpus: config.vcpus, state: .incoming)
         incomingName = config.name + Self.suffix
-        let json = try XenToolstack.renamed(platform.configJSON, to: incomingName)
+        let (json, uuid) = try XenToolstack.incomingConfig(platform.configJSON, name: incomingName)
+        self.uuid = uuid
+        marks = XenIncomingMarks(xc: xc)
         let provisional = platform.provisionalState
+        // Before libxl creates anything: a palm-dest killed from here on leaves a domain its
+        // successor can find, named or not.
+        try marks.set(.init(uuid: uuid, incomingName: incomingName))
 
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
@@ -253,6 +261,9 @@ final class XenIncomingDomain: DestinationDomain {
         // Already NAME when resume failed and the receiver started the VM through completeIncoming.
         guard let domid, xc.name(of: domid) != info.name else { return }
         try toolstack.rename(domid: domid, to: info.name)
+        // Named for good: the mark has nothing left to find (one left behind finds nothing either,
+        // as this domain has run).
+        try? marks.remove(uuid: uuid)
     }
 
     func discard() throws {
@@ -266,5 +277,6 @@ final class XenIncomingDomain: DestinationDomain {
             try toolstack.destroy(domid: id)
         }
         domid = nil
+        try marks.remove(uuid: uuid)
     }
 }

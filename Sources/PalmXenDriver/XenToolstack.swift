@@ -35,18 +35,25 @@ struct XenToolstack: Sendable {
         return cInfo["type"] as? String
     }
 
-    /// The configuration with `c_info.name` replaced (the destination restores under a temporary name).
-    static func renamed(_ configJSON: [UInt8], to name: String) throws -> [UInt8] {
+    /// The configuration the destination restores from: `c_info.name` replaced (a temporary
+    /// name) and `c_info.uuid` kept — the VM keeps its UUID, as with `xl migrate` — or, when the
+    /// source sent none, chosen here, so the caller knows the UUID the domain will carry.
+    static func incomingConfig(_ configJSON: [UInt8], name: String) throws -> (json: [UInt8], uuid: String) {
         guard var o = try? JSONSerialization.jsonObject(with: Data(configJSON)) as? [String: Any],
               var cInfo = o["c_info"] as? [String: Any] else {
             throw HypervisorError.corruptImage("the domain configuration is not libxl JSON with a c_info section")
         }
         cInfo["name"] = name
+        var uuid = (cInfo["uuid"] as? String)?.lowercased() ?? ""
+        if UUID(uuidString: uuid) == nil || uuid == "00000000-0000-0000-0000-000000000000" {
+            uuid = UUID().uuidString.lowercased()
+            cInfo["uuid"] = uuid
+        }
         o["c_info"] = cInfo
         guard let data = try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) else {
             throw HypervisorError.corruptImage("the domain configuration cannot be re-encoded")
         }
-        return Array(data)
+        return (Array(data), uuid)
     }
 
     func rename(domid: UInt32, to name: String) throws {

@@ -32,6 +32,7 @@ typedef struct palm_xen_domain {
     uint32_t online_vcpus;
     int hvm, paused, shutdown, shutdown_reason, dying;
     uint8_t handle[16];
+    uint64_t cpu_time;   /* ns the domain's vCPUs have run; 0: it never ran */
 } palm_xen_domain;
 
 /// Domains from `first` on, at most `max`; returns how many (xc_domain_getinfolist).
