@@ -27,7 +27,9 @@ import Glibc
 ///
 /// Guarantees: nothing runs before `resume` (after COMMIT): then the domain is unpaused, and
 /// `settle` renames it to NAME. `discard` ends the stream (libxl then destroys what it built),
-/// waits for the restore, and destroys whatever is left under the incoming name.
+/// waits for the restore, and destroys whatever is left under the incoming name. From before
+/// libxl starts until `discard` or `settle`, the build is marked in xenstore (`XenIncomingMarks`),
+/// so a restarted palm-dest finds the domain even if this one was killed before libxl named it.
 final class XenIncomingDomain: DestinationDomain {
     static let suffix = "--incoming"
     /// Linux's F_SETPIPE_SZ (not exported by Swift's Glibc module).
