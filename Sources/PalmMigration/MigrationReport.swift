@@ -77,6 +77,10 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     public var preparationSeconds: Double?
     /// After DONE (where ``totalSeconds`` ends): destroying the source's copy of the VM.
     public var cleanupSeconds: Double?
+    /// Set when the source's copy could not be destroyed after DONE: why. The migration is
+    /// committed all the same — the VM runs on the destination — and the copy, paused, must never
+    /// be resumed; `palm-source recover` (the agent runs it at every start) destroys it.
+    public var sourceCopyLeft: String?
 
     public var pagesSent: UInt64 { rounds.reduce(0) { $0 + $1.pages } }
 
@@ -91,6 +95,10 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         line(String(format: "  downtime        %8.1f ms   (predicted %.1f ms from the %@, target %.0f ms)",
                     downtimeSeconds * 1000, predictedDowntimeSeconds * 1000, predictionBasis ?? "model", downtimeTargetSeconds * 1000))
         line("    of which      \(downtimePhases.summary)")
+        if let sourceCopyLeft {
+            line("  WARNING         the source's paused copy was NOT destroyed (\(sourceCopyLeft)); never resume it here:")
+            line("                  `palm-source recover` destroys it (the agent runs it at every start)")
+        }
         line("  pre-copy ended  \(stopReason)")
         line(String(format: "  sent            %8.1f MiB in %d rounds, %.1f MiB/s, %.2f× RAM",
                     Double(bytesOnWire) / 1048576, rounds.count, throughputMiBps,

@@ -379,12 +379,21 @@ public final class MigrationSender {
         security.recordEvidence(s.attestation!, manifest, readySignature, commitSignature)
         channel.close()
         closeStreams()
-        let destroying = MonotonicClock.now()
-        try domain.destroy()
-        s.cleanupSeconds = MonotonicClock.now() - destroying
-        logger.info("the source's copy of \(info.name) destroyed in \(String(format: "%.2f", s.cleanupSeconds)) s")
+        // Committed: whatever happens now, the copy here is never resumed, and a failure to
+        // destroy it does not make the migration a failed one (an operator told "error" might
+        // resume the paused copy: two VMs). Its commit-intent record stays for recover.
         resumeOnFailure = false
-        security.recordFinished()
+        let destroying = MonotonicClock.now()
+        do {
+            try domain.destroy()
+            let seconds = MonotonicClock.now() - destroying
+            s.cleanupSeconds = seconds
+            logger.info("the source's copy of \(info.name) destroyed in \(String(format: "%.2f", seconds)) s")
+            security.recordFinished()
+        } catch {
+            s.sourceCopyLeft = "\(error)"
+            logger.error("\(info.name) runs on the destination, but its paused copy here could not be destroyed (\(error)): never resume it; `palm-source recover` destroys it")
+        }
         return report(s, manifest: manifest)
     }
 
@@ -410,7 +419,7 @@ public final class MigrationSender {
             bytesOnWire: wire, throughputMiBps: Double(wire) / 1048576 / max(total, 1e-9), imageDigest: manifest.imageDigest.hex,
             sourceCPUSeconds: MonotonicClock.processCPUSeconds() - s.cpuStarted, streams: options.streams,
             compression: options.compression.description, compressedBatches: s.compressedBatches,
-            cleanupSeconds: s.cleanupSeconds)
+            cleanupSeconds: s.cleanupSeconds, sourceCopyLeft: s.sourceCopyLeft)
     }
 }
 

@@ -28,8 +28,10 @@ struct SenderSession {
     var costs = HandoffCosts()
     var timeline = HandoffTimeline()
     var compressedBatches: UInt64 = 0
-    /// Destroying the source's copy after DONE.
-    var cleanupSeconds = 0.0
+    /// Destroying the source's copy after DONE (nil: it could not be destroyed).
+    var cleanupSeconds: Double?
+    /// Why the source's copy could not be destroyed after DONE.
+    var sourceCopyLeft: String?
     /// Digest chunks the final round changed (its share of the hand-off is sealing them).
     var finalChunks = 0
 

@@ -82,13 +82,18 @@ final class DelayedChannel: SecureChannel, @unchecked Sendable {
 /// starved of CPU on a loaded machine for longer than a millisecond round would otherwise show an
 /// empty dirty set, and pre-copy would rightly end at the dirty-page floor — in a test that needs
 /// many rounds. Polls the guest's own dirty count: the condition, not a guess at a duration.
+///
+/// With `refuseDestroy`, destroying it after DONE fails (a source copy the hypervisor will not
+/// destroy) and the copy stays as it was.
 final class SteadilyDirtiedSource: SourceDomain {
     let inner: SourceDomain
     let minimum: Int
+    let refuseDestroy: Bool
     private var paused = false
-    init(_ inner: SourceDomain, minimum: Int) {
+    init(_ inner: SourceDomain, minimum: Int, refuseDestroy: Bool = false) {
         self.inner = inner
         self.minimum = minimum
+        self.refuseDestroy = refuseDestroy
     }
 
     func collectDirty(into bitmap: inout DirtyBitmap) throws -> Int {
@@ -113,7 +118,10 @@ final class SteadilyDirtiedSource: SourceDomain {
     }
     func captureState() throws -> [UInt8] { try inner.captureState() }
     func setThrottle(percent: Int) throws { try inner.setThrottle(percent: percent) }
-    func destroy() throws { try inner.destroy() }
+    func destroy() throws {
+        if refuseDestroy { throw HypervisorError.guestFailed("destroy refused by the test") }
+        try inner.destroy()
+    }
 }
 
 /// A destination hypervisor that, when an incoming VM is resumed, first computes its image digest
@@ -172,6 +180,8 @@ struct RoundBarrierTests {
         var streamThreadNice: [Int]
         /// The most threads of this process seen at the page threads' nice value while a round ran.
         var threadsAtPageNice: Int
+        /// The source's copy after the migration returned (nil: destroyed).
+        var sourceCopy: VMRunState?
     }
 
     /// The nice value of each of this process's threads (/proc/self/task).
@@ -187,7 +197,7 @@ struct RoundBarrierTests {
     }
 
     /// Migrates a busy 64 MiB guest over `streams` streams, stream 1 delayed by `delay` seconds.
-    func migrate(streams: Int, delay: Double, maxRounds: Int = 8, pageThreadNice: Int = 0) throws -> Run {
+    func migrate(streams: Int, delay: Double, maxRounds: Int = 8, pageThreadNice: Int = 0, refuseDestroy: Bool = false) throws -> Run {
         let id = UUID().uuidString.prefix(8)
         let sourceRoot = "/dev/shm/palm-barrier-\(id)-a", destRoot = "/dev/shm/palm-barrier-\(id)-b"
         let source = try SimHypervisor(root: sourceRoot, memoryLimitBytes: 1 << 30, guestBinary: SimCluster.bin("palm-simguest"))
@@ -253,7 +263,7 @@ struct RoundBarrierTests {
         options.pageThreadNice = pageThreadNice
         let atPageNice = LockedValueBox(0)
         // Every round finds the guest's writes, however the machine schedules it (see the type).
-        let domain = SteadilyDirtiedSource(try source.openSource(vm: "busy"), minimum: 64)
+        let domain = SteadilyDirtiedSource(try source.openSource(vm: "busy"), minimum: 64, refuseDestroy: refuseDestroy)
         let sender = MigrationSender(channel: try connect(), domain: domain, options: options,
                                      security: .testing, logger: logger,
                                      connectStream: { index -> SecureChannel in
@@ -264,13 +274,14 @@ struct RoundBarrierTests {
                                          atPageNice.withLockedValue { $0 = max($0, n) }
                                      })
         let report = try sender.run()
+        let sourceCopy = try source.listVMs().first { $0.name == "busy" }?.state
         // The receiver has sent DONE; its outcome is recorded right after.
         let deadline = Date(timeIntervalSinceNow: 30)
         while outcome.current == nil, Date() < deadline { sched_yield() }
         guard let result = outcome.current, let received = try result.get() else { throw SimClusterError.command("no receiver outcome") }
         let check = try dest.sim.awaitSelfCheck(vm: "busy")
         return Run(report: report, outcome: received, independentDigest: dest.digests.current["busy"], selfCheckPassed: check.passed,
-                   streamThreadNice: streamNice.current, threadsAtPageNice: atPageNice.current)
+                   streamThreadNice: streamNice.current, threadsAtPageNice: atPageNice.current, sourceCopy: sourceCopy)
     }
 
     @Test("a delayed stream: pages that overtake it wait at the round barrier, and no newer copy is overwritten by an older")
@@ -298,7 +309,19 @@ struct RoundBarrierTests {
     func digestAfterManyRounds() throws {
         let run = try migrate(streams: 2, delay: 0, maxRounds: 12)
         #expect(run.report.rounds.count >= 6, "\(run.report.rendered())")
+        #expect(run.sourceCopy == nil, "the source's copy is destroyed after DONE")
+        #expect(run.report.cleanupSeconds != nil && run.report.sourceCopyLeft == nil)
         #expect(run.independentDigest?.hex == run.report.imageDigest, "incremental ≠ from scratch")
         #expect(run.selfCheckPassed)
+    }
+
+    @Test("after DONE, a source copy that cannot be destroyed: the migration is still reported committed and names the leftover, which stays paused, never resumed")
+    func sourceCopyLeft() throws {
+        let run = try migrate(streams: 1, delay: 0, maxRounds: 3, refuseDestroy: true)
+        #expect(run.report.sourceCopyLeft?.contains("destroy refused by the test") == true)
+        #expect(run.report.cleanupSeconds == nil)
+        #expect(run.report.rendered().contains("the source's paused copy was NOT destroyed"))
+        #expect(run.sourceCopy == .paused, "the copy stays paused: \(String(describing: run.sourceCopy))")
+        #expect(run.selfCheckPassed, "the VM runs on the destination")
     }
 }
