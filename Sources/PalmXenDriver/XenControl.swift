@@ -1,5 +1,6 @@
 import PalmSupport
 import PalmHypervisor
+import PalmWire
 import CXen
 import CXenShims
 #if canImport(Glibc)
@@ -26,13 +27,8 @@ struct XenDomainInfo: Sendable {
     var uuidString: String { XenDomainInfo.uuidString(uuid) }
 
     static func uuidString(_ bytes: [UInt8]) -> String {
-        let hex = bytes.map { String(format: "%02x", $0) }.joined()
-        var out = ""
-        for (i, c) in hex.enumerated() {
-            if [8, 12, 16, 20].contains(i) { out.append("-") }
-            out.append(c)
-        }
-        return out
+        guard bytes.count == 16 else { return Hex.encode(bytes) }
+        return [0..<4, 4..<6, 6..<8, 8..<10, 10..<16].map { Hex.encode(bytes[$0]) }.joined(separator: "-")
     }
 }
 

@@ -100,9 +100,6 @@ final class XenIncomingDomain: DestinationDomain {
         self.uuid = uuid
         marks = XenIncomingMarks(xc: xc)
         let provisional = platform.provisionalState
-        // Before libxl creates anything: a palm-dest killed from here on leaves a domain its
-        // successor can find, named or not.
-        try marks.set(.init(uuid: uuid, incomingName: incomingName))
 
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
@@ -110,6 +107,9 @@ final class XenIncomingDomain: DestinationDomain {
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], Self.setPipeSize, 1 << 20)   // fewer wake-ups of libxenguest's reader; best effort
         do {
+            // Before libxl creates anything: a palm-dest killed from here on leaves a domain its
+            // successor can find, named or not. A failure from here on removes it (discard).
+            try marks.set(.init(uuid: uuid, incomingName: incomingName))
             let restore = try toolstack.startRestore(configJSON: json, readingFrom: fds[0])
             self.restore = restore
             let stream = XenRestoreStream(fd: fds[1], pageSize: xc.pageSize, stallTimeout: toolstack.timeout,
