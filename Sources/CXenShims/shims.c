@@ -1,4 +1,7 @@
+#define _GNU_SOURCE
 #include "CXenShims.h"
+#include <fcntl.h>
+#include <unistd.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +42,11 @@ uint32_t palm_xen_pfinfo_xtab(void) { return XEN_DOMCTL_PFINFO_XTAB; }
 uint32_t palm_xen_pfinfo_broken(void) { return XEN_DOMCTL_PFINFO_BROKEN; }
 uint32_t palm_xen_pfinfo_mask(void) { return XEN_DOMCTL_PFINFO_LTAB_MASK; }
 int palm_xen_shutdown_suspend(void) { return SHUTDOWN_suspend; }
+
+int palm_pipe_cloexec(int fds[2])
+{
+    return pipe2(fds, O_CLOEXEC);
+}
 
 int palm_xen_domains(xc_interface *xch, uint32_t first, palm_xen_domain *out, unsigned int max)
 {

@@ -1,4 +1,5 @@
 import PalmHypervisor
+import CXenShims
 import PalmSupport
 import Foundation
 import PalmWire
@@ -102,9 +103,9 @@ final class XenIncomingDomain: DestinationDomain {
         let provisional = platform.provisionalState
 
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw HypervisorError.systemCall(call: "pipe", errno: errno) }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        // Close-on-exec from birth (not set after pipe()): a hotplug script libxl forks meanwhile
+        // for another domain must not inherit the write end and hold the restore's reader open.
+        guard palm_pipe_cloexec(&fds) == 0 else { throw HypervisorError.systemCall(call: "pipe2", errno: errno) }
         _ = fcntl(fds[1], Self.setPipeSize, 1 << 20)   // fewer wake-ups of libxenguest's reader; best effort
         do {
             // Before libxl creates anything: a palm-dest killed from here on leaves a domain its

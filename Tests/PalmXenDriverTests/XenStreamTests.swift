@@ -1,5 +1,6 @@
 @testable import PalmXenDriver
 import PalmHypervisor
+import CXenShims
 import Dispatch
 import PalmSupport
 import PalmWire
@@ -176,7 +177,9 @@ private final class RestorePipe: @unchecked Sendable {
     let writeEnd: Int32
     init() {
         var fds: [Int32] = [0, 0]
-        precondition(pipe(&fds) == 0)
+        // Close-on-exec from birth: a child another test forks meanwhile (postgres held one for
+        // good) must not keep the write end open, or the reader never sees the end.
+        precondition(palm_pipe_cloexec(&fds) == 0)
         readEnd = fds[0]
         writeEnd = fds[1]
     }

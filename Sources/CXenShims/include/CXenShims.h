@@ -36,6 +36,9 @@ typedef struct palm_xen_domain {
 } palm_xen_domain;
 
 /// Domains from `first` on, at most `max`; returns how many (xc_domain_getinfolist).
+/// pipe2(O_CLOEXEC): both ends close-on-exec from birth, so no child forked meanwhile inherits them.
+int palm_pipe_cloexec(int fds[2]);
+
 int palm_xen_domains(xc_interface *xch, uint32_t first, palm_xen_domain *out, unsigned int max);
 
 /// The page types of `num` guest frames, in place (XEN_DOMCTL_getpageframeinfo3).
