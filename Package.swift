@@ -89,8 +89,13 @@ let package = Package(
         .target(name: "PalmServer", dependencies: [
             "PalmMetrics", "PalmSupport", "PalmTLS", .product(name: "Logging", package: "swift-log"),
         ]),
+        // What the engine asks of the protections (ticket, attestation, hand-off signatures, journal,
+        // evidence), as protocols: the engine calls them, PalmSecurity and the agents implement them.
+        .target(name: "PalmProtection", dependencies: ["PalmWire", "PalmCrypto"]),
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
-        .target(name: "PalmSecurity", dependencies: ["PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS"]),
+        .target(name: "PalmSecurity", dependencies: [
+            "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmProtection", .product(name: "Logging", package: "swift-log"),
+        ]),
         // The coordinator: state in SQLite (GRDB) or PostgreSQL (libpq), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
             "CPostgres", "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "PalmMetrics", "PalmServer", "TOMLKit",
@@ -98,7 +103,7 @@ let package = Package(
         ]),
         // The multi-pass pre-copy engine: policy, sender and receiver state machines, digests.
         .target(name: "PalmMigration", dependencies: [
-            "PalmSupport", "PalmWire", "PalmCrypto", "PalmHypervisor", "PalmCompression", .product(name: "Logging", package: "swift-log"),
+            "PalmSupport", "PalmWire", "PalmCrypto", "PalmHypervisor", "PalmCompression", "PalmProtection", .product(name: "Logging", package: "swift-log"),
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
 
@@ -106,7 +111,7 @@ let package = Package(
         .target(name: "PalmEngineTLS", dependencies: ["PalmMigration", "PalmTLS", "PalmWire"]),
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
-            "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmEngineTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmSecurity", "PalmConfig", "PalmControl",
+            "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmEngineTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmProtection", "PalmSecurity", "PalmConfig", "PalmControl",
             "PalmMetrics", "PalmServer", "TOMLKit", .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -130,7 +135,7 @@ let package = Package(
             "PalmHypervisor", "PalmSupport", "PalmWire", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
-            "PalmEngineTLS", "PalmSupport", "PalmCrypto", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl",
+            "PalmEngineTLS", "PalmSupport", "PalmCrypto", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl", "PalmProtection",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -155,7 +160,7 @@ let package = Package(
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [
             "PalmEngineTLS", "PalmMigration", "PalmHypervisor", "PalmSupport", "PalmTestSupport", "PalmCrypto", "PalmTLS", "PalmWire",
-            .product(name: "Logging", package: "swift-log"),
+            "PalmProtection", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmEngineTLS", "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire",

@@ -9,6 +9,7 @@ import PalmEngineTLS
 import PalmHypervisor
 import PalmMetrics
 import PalmMigration
+import PalmProtection
 import PalmSecurity
 import PalmServer
 import PalmCrypto
@@ -68,12 +69,15 @@ public final class DestinationServer: @unchecked Sendable {
         var signingKey: SigningKey
         var validator: TicketValidator
         var measurement: Measurement
+        /// What this host attests with (its measurement, signed with its key).
+        var attestor: any AttestationProvider
 
         init(_ c: DestinationConfiguration, hypervisor: Hypervisor) throws {
             context = try TLSContext(configuration: c.tls)
             signingKey = try SigningKey(pemFile: c.tls.privateKey)
             validator = TicketValidator(coordinators: try CoordinatorTrust(certificateFiles: c.coordinatorCertificates), clockSkew: c.clockSkew)
             measurement = try Measurement.measure(configPath: c.file, hypervisor: hypervisor)
+            attestor = SoftwareAttestor(measurement: measurement, key: signingKey)
         }
     }
 
@@ -211,15 +215,14 @@ public final class DestinationServer: @unchecked Sendable {
     }
 
     private func receive(_ first: Message, channel: TLSChannel, credentials: Credentials, log: Logger) {
-        let security = DestinationSecurity(validator: credentials.validator, replayCache: replayCache, epochFloor: epochFloor, measurement: credentials.measurement,
-                                           key: credentials.signingKey, local: credentials.context.localIdentity, peerKey: channel.peerKey,
-                                           peerPEM: channel.peer.pem, ledger: ledger,
-                                           evidenceDirectory: self.configuration.stateDirectory + "/evidence", metrics: metrics)
+        let security = DestinationSecurity(credentials: credentials, replayCache: replayCache, epochFloor: epochFloor, ledger: ledger,
+                                           peer: channel.peer, evidenceDirectory: self.configuration.stateDirectory + "/evidence",
+                                           metrics: metrics, logger: log)
         var limits = MigrationReceiver.Limits()
         limits.maxStreams = configuration.maxStreams
         limits.streamTimeout = configuration.streamTimeout
         limits.slots = slots
-        let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, security: security.hooks, logger: log,
+        let receiver = MigrationReceiver(channel: channel, hypervisor: hypervisor, protections: security.protections, logger: log,
                                          limits: limits, sessions: sessions, faults: faults)
         do {
             guard let outcome = try receiver.run(first: first) else { return }  // a RESOLVE exchange
@@ -230,7 +233,7 @@ public final class DestinationServer: @unchecked Sendable {
             log.warning("incoming migration failed: \(error)")
             let failure = MigrationError.wrap(error)
             if let refusal = AgentMetrics.Refusal(failure) { metrics.refused(refusal) }
-            if security.ticket != nil { metrics.aborted(reason: failure.caseName) }
+            if security.admission.admitted != nil { metrics.aborted(reason: failure.caseName) }
         }
     }
 

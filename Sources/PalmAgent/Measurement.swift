@@ -1,5 +1,6 @@
 import Foundation
 import PalmHypervisor
+import PalmProtection
 import PalmCrypto
 import PalmTLS
 import PalmWire
@@ -25,5 +26,22 @@ public struct Measurement: Sendable, Equatable {
                             timestampMillis: UInt64(Date().timeIntervalSince1970 * 1000), signature: [])
         a.signature = try key.sign(a.signedBytes)
         return a
+    }
+}
+
+/// The software attestation: this host's ``Measurement`` in a report signed with its
+/// certificate key. It proves what the agent says about itself, no more: anything with root on
+/// the host can say the same (the TPM attestation is what roots it in hardware).
+public struct SoftwareAttestor: AttestationProvider {
+    public let measurement: Measurement
+    public let key: SigningKey
+
+    public init(measurement: Measurement, key: SigningKey) {
+        self.measurement = measurement
+        self.key = key
+    }
+
+    public func attest(binding: SessionBinding) throws -> Attestation {
+        try measurement.report(nonce: binding.nonce, exporter: binding.exporter, key: key)
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import PalmEngineTLS
 import PalmHypervisor
 import PalmMigration
+import PalmProtection
 import PalmSecurity
 import PalmSupport
 import PalmCrypto
@@ -93,38 +94,17 @@ public struct SourceAgent {
         logger.info("\(vm) opened in \(String(format: "%.2f", openSeconds)) s, the destination connected in \(String(format: "%.2f", connectSeconds)) s, side by side")
         /// Every extra page stream must reach the ticket's destination too.
         let connect = { @Sendable () throws -> TLSChannel in try Self.connect(request, context: context, destination: ticket.destination) }
-        let policy = request.attestation ?? configuration.attestation
-        let peerKey = channel.peerKey
-        var security = MigrationSender.Security()
-        security.ticket = request.ticket
-        security.ticketNonce = ticket.nonce
-        security.verifyAttestation = { report, nonce, exporter in
-            do {
-                try policy.check(report, nonce: nonce, exporter: exporter, peerKey: peerKey,
-                                 nowMillis: UInt64(Date().timeIntervalSince1970 * 1000))
-            } catch let refusal as AttestationPolicy.Refusal {
-                throw MigrationError.attestationRejected(refusal.description)
-            }
-        }
-        security.signManifest = { try key.sign($0.signedBytes) }
-        security.verifyReady = { signature, manifest, _ in
-            guard peerKey.isValidSignature(signature, for: HandoffSignature.ready(manifest)) else {
-                throw MigrationError.signatureRejected("READY is not signed by the destination's key")
-            }
-        }
-        security.signCommit = { try key.sign(HandoffSignature.commit($0)) }
-        let evidenceDirectory = configuration.stateDirectory + "/evidence"
-        let localPEM = context.localIdentity.pem, peerPEM = channel.peer.pem, ticketBytes = request.ticket
-        security.recordEvidence = { [logger] attestation, manifest, ready, commit in
-            let e = Evidence(migrationID: ticket.id, recordedBy: "source", vm: ticket.vm, ticket: ticketBytes, attestation: attestation,
-                             manifest: manifest, readySignature: ready, commitSignature: commit,
-                             sourceCertificate: localPEM, destinationCertificate: peerPEM)
-            do { _ = try e.save(in: evidenceDirectory) } catch { logger.error("cannot save evidence: \(error)") }
-        }
         let handoff = try SourceHandoff(stateDirectory: configuration.stateDirectory, context: context, logger: logger)
-        handoff.hooks(for: .init(id: ticket.migrationID, vm: request.vm, host: request.host, port: request.port,
-                                 serverName: request.serverName, destination: ticket.destination),
-                      into: &security, resolveTimeout: configuration.resolveTimeout)
+        let target = SourceHandoff.Target(id: ticket.migrationID, vm: request.vm, host: request.host, port: request.port,
+                                          serverName: request.serverName, destination: ticket.destination)
+        let protections = SenderProtections(
+            ticket: request.ticket, ticketNonce: ticket.nonce,
+            attestation: request.attestation ?? configuration.attestation,
+            handoff: SignedHandoff(source: key),
+            journal: handoff.journal(for: target, resolveTimeout: configuration.resolveTimeout),
+            evidence: EvidenceArchive(directory: configuration.stateDirectory + "/evidence", recordedBy: "source", ticket: { ticket },
+                                      sourceCertificate: context.localIdentity.pem, destinationCertificate: channel.peer.pem,
+                                      logger: logger))
         var options = MigrationSender.Options()
         options.mode = request.mode
         options.policy = configuration.policy
@@ -142,7 +122,7 @@ public struct SourceAgent {
         log[metadataKey: "PEER"] = "\(channel.peer.commonName ?? request.host)"
         log[metadataKey: "MIGRATION_ID"] = "\(ticket.id)"
         let sessionStart = MonotonicClock.now()
-        let sender = MigrationSender(channel: channel, domain: domain, options: options, security: security,
+        let sender = MigrationSender(channel: channel, domain: domain, options: options, protections: protections,
                                      logger: log, cancel: request.cancel, connectStream: { _ in try connect() }, progress: progress)
         var report = try sender.run()
         report.preparationSeconds = sessionStart - preparing

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PalmHypervisor
 import PalmMigration
+import PalmProtection
 import PalmCrypto
 import PalmTLS
 import PalmWire
@@ -19,7 +20,7 @@ import PalmWire
 /// ```
 /// So at every instant at most one copy runs, and a VM is never resumed on the source once the
 /// destination may have resumed it.
-public struct SourceHandoff {
+public struct SourceHandoff: Sendable {
     public let journal: HandoffJournal
     public let context: TLSContext
     public let logger: Logger
@@ -30,7 +31,7 @@ public struct SourceHandoff {
         self.logger = logger
     }
 
-    public struct Target {
+    public struct Target: Sendable {
         public var id: [UInt8]
         public var vm: String
         public var host: String
@@ -54,14 +55,23 @@ public struct SourceHandoff {
         return Target(id: bytes, vm: vm, host: host, port: port, serverName: r["server_name"], destination: dest)
     }
 
-    /// Hooks for the sender.
-    public func hooks(for t: Target, into security: inout MigrationSender.Security, resolveTimeout: Double) {
-        let id = Hex.encode(t.id)
-        security.recordStart = { try journal.write(id, record(t, phase: "started")) }
-        security.recordCommitIntent = { try journal.write(id, record(t, phase: "commit-intent")) }
-        security.recordFinished = { journal.remove(id) }
-        security.durableRecordEstimate = { journal.typicalWriteSeconds }
-        security.resolveInDoubt = { try resolve(t, timeout: resolveTimeout) }
+    /// The sender's journal for migration `t`: records in this agent's hand-off journal, RESOLVE
+    /// at `t`'s destination when DONE does not arrive.
+    public func journal(for t: Target, resolveTimeout: Double) -> SourceJournal {
+        Journal(handoff: self, target: t, resolveTimeout: resolveTimeout)
+    }
+
+    struct Journal: SourceJournal {
+        let handoff: SourceHandoff
+        let target: Target
+        let resolveTimeout: Double
+        var id: String { Hex.encode(target.id) }
+
+        func recordStart() throws { try handoff.journal.write(id, handoff.record(target, phase: "started")) }
+        func recordCommitIntent() throws { try handoff.journal.write(id, handoff.record(target, phase: "commit-intent")) }
+        func recordFinished() { handoff.journal.remove(id) }
+        var typicalRecordSeconds: Double? { handoff.journal.typicalWriteSeconds }
+        func resolveInDoubt() throws -> Resolution { try handoff.resolve(target, timeout: resolveTimeout) }
     }
 
     /// Asks the destination how migration `t` ended, retrying until `timeout`.

@@ -1,5 +1,6 @@
 import PalmCompression
 import PalmHypervisor
+import PalmProtection
 import PalmWire
 
 /// Why a migration failed, named for the operator. Every case before ``commitInDoubt`` leaves
@@ -61,11 +62,47 @@ public enum MigrationError: Error, Equatable, Sendable, CustomStringConvertible 
     public static func wrap(_ error: Error) -> MigrationError {
         switch error {
         case let e as MigrationError: return e
+        case let e as ProtectionRefusal: return refusal(e, as: .local)
         case let e as ChannelError: return .channel(e.channelFailure)
         case let e as WireError: return .protocolViolation(e)
         case let e as HypervisorError: return .hypervisor(e)
         case let e as PageCodecError: return .corruptBatch(e)
         default: return .local("\(error)")
+        }
+    }
+
+    /// The step of a migration a protection guards: what its refusal is named as.
+    public enum ProtectedStep: Sendable {
+        case ticket, attestation, signature, commitInDoubt, local
+    }
+
+    /// Runs a protection's step; a refusal becomes the matching case (a ``ProtectionRefusal``
+    /// by its own kind, any other error as the step's).
+    @discardableResult
+    public static func refusing<R>(as step: ProtectedStep, _ body: () throws -> R) throws -> R {
+        do { return try body() } catch { throw refusal(error, as: step) }
+    }
+
+    static func refusal(_ error: Error, as step: ProtectedStep) -> MigrationError {
+        switch error {
+        case let e as MigrationError: return e
+        case let e as ProtectionRefusal:
+            switch e {
+            case let .ticket(m): return .ticketRejected(m)
+            case let .attestation(m): return .attestationRejected(m)
+            case let .signature(m): return .signatureRejected(m)
+            case let .manifest(m): return .manifestMismatch(m)
+            case let .local(m): return step == .commitInDoubt ? .commitInDoubt(m) : .local(m)
+            }
+        default:
+            let m = "\(error)"
+            switch step {
+            case .ticket: return .ticketRejected(m)
+            case .attestation: return .attestationRejected(m)
+            case .signature: return .signatureRejected(m)
+            case .commitInDoubt: return .commitInDoubt(m)
+            case .local: return wrap(error)
+            }
         }
     }
 

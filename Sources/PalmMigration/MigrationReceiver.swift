@@ -3,11 +3,12 @@ import Foundation
 import Logging
 import PalmHypervisor
 import PalmCrypto
+import PalmProtection
 import PalmWire
 
 /// The destination side of one migration, run on its session channel.
 ///
-/// It follows ``DestinationProtocolState``: HELLO (authorized by the security hooks) → ATTEST →
+/// It follows ``DestinationProtocolState``: HELLO (admitted by the ``ReceiverProtections``) → ATTEST →
 /// CONFIG (capacity and stream count checked, empty paused VM created) → PREPARED → rounds of
 /// MEMORY/ROUND_END, on this channel and on the extra page streams that JOIN the session
 /// (``IncomingSessions``, ``PageBatchReceiver``) → STATE (restored into the paused VM) →
@@ -19,57 +20,6 @@ import PalmWire
 /// has let go of it). Pages are applied idempotently, and the round barrier keeps a newer copy
 /// of a page from being overwritten by an older one.
 public final class MigrationReceiver {
-    /// Hooks the protection layer plugs into. Every check defaults to *refusing*; tests that
-    /// want no protection say so with ``testing(attest:)``.
-    public struct Security {
-        /// Authorizes HELLO (ticket) for this peer; throwing refuses the migration.
-        public var authorize: (Hello, CertificateIdentity) throws -> Void = { _, _ in
-            throw MigrationError.ticketRejected("no ticket validator configured")
-        }
-        /// Checks the VM configuration against what was authorized (before anything is
-        /// allocated) and records the incoming migration durably.
-        public var authorizeConfig: (VMConfig) throws -> Void = { _ in throw MigrationError.ticketRejected("no ticket configured") }
-        /// Produces the signed attestation for (nonce, exporter).
-        public var attest: (_ nonce: Digest32, _ exporter: Digest32) throws -> Attestation
-        public var verifyManifestSignature: (Manifest, CertificateIdentity) throws -> Void = { _, _ in
-            throw MigrationError.signatureRejected("no manifest verification configured")
-        }
-        public var signReady: (Manifest) throws -> [UInt8] = { _ in throw MigrationError.local("no READY signing key configured") }
-        public var verifyCommit: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in
-            throw MigrationError.signatureRejected("no COMMIT verification configured")
-        }
-        /// Records the commit durably; called after COMMIT verified and before the VM resumes.
-        public var recordCommit: () throws -> Void = { throw MigrationError.local("no destination ledger configured") }
-        /// What one durable record is expected to cost (the ledger's recent median), when known.
-        public var durableRecordEstimate: () -> Double? = { nil }
-        /// Records that this migration will never commit; called before a partial VM is discarded.
-        public var recordAbort: () -> Void = {}
-        /// Receives the hand-off's signed pieces once COMMIT is recorded.
-        public var recordEvidence: (_ ticket: [UInt8], _ attestation: Attestation, _ manifest: Manifest, _ ready: [UInt8], _ commit: [UInt8]) -> Void = { _, _, _, _, _ in }
-        /// Answers RESOLVE for a migration id from this peer.
-        public var resolve: ([UInt8], CertificateIdentity) throws -> Resolution = { _, _ in
-            throw MigrationError.ticketRejected("no ledger to resolve migrations with")
-        }
-
-        public init(attest: @escaping (Digest32, Digest32) throws -> Attestation) {
-            self.attest = attest
-        }
-
-        /// Accepts every ticket and signature: only for tests and the benchmark that measures
-        /// what the protections cost.
-        public static func testing(attest: @escaping (Digest32, Digest32) throws -> Attestation) -> Security {
-            var s = Security(attest: attest)
-            s.authorize = { _, _ in }
-            s.authorizeConfig = { _ in }
-            s.verifyManifestSignature = { _, _ in }
-            s.signReady = { _ in [] }
-            s.verifyCommit = { _, _, _ in }
-            s.recordCommit = {}
-            s.resolve = { _, _ in .aborted }
-            return s
-        }
-    }
-
     /// What the destination saw.
     public struct Outcome: Sendable {
         public var vm: String
@@ -95,7 +45,7 @@ public final class MigrationReceiver {
 
     let channel: SecureChannel
     let hypervisor: Hypervisor
-    let security: Security
+    let protections: ReceiverProtections
     let logger: Logger
     let limits: Limits
     let sessions: IncomingSessions
@@ -107,11 +57,11 @@ public final class MigrationReceiver {
     private var committed = false
     private var holdsSlot = false
 
-    public init(channel: SecureChannel, hypervisor: Hypervisor, security: Security, logger: Logger,
+    public init(channel: SecureChannel, hypervisor: Hypervisor, protections: ReceiverProtections, logger: Logger,
                 limits: Limits = Limits(), sessions: IncomingSessions = IncomingSessions(), faults: FaultInjection = .disabled) {
         self.channel = channel
         self.hypervisor = hypervisor
-        self.security = security
+        self.protections = protections
         self.logger = logger
         self.limits = limits
         self.sessions = sessions
@@ -155,7 +105,7 @@ public final class MigrationReceiver {
             // Committed but not running: keep the image; the agent's start-up recovery resumes it.
             logger.critical("migration committed but resuming failed: \(failure); the image is kept for recovery")
         } else if !resumed, let d = domain {
-            security.recordAbort()
+            protections.journal.recordAbort()
             try? d.discard()
             logger.warning("migration of \(d.info.name) aborted: \(failure); partial VM discarded",
                            metadata: ["event": "\(PalmEvent.aborted.rawValue)", "VM": "\(d.info.name)"])
@@ -173,28 +123,26 @@ public final class MigrationReceiver {
         try state.receive(first.type)
         let peer = channel.peer
         if case let .resolve(id) = first {
-            let verdict = try security.resolve(id, peer)
+            let verdict = try MigrationError.refusing(as: .ticket) { try protections.journal.resolve(id: id, peer: peer) }
             logger.notice("RESOLVE from \(peer.commonName ?? peer.subject): migration \(Hex.encode(id)) \(verdict)")
             try channel.send(.resolution(migrationID: id, verdict))
             return nil
         }
         guard case let .hello(hello) = first else { throw WireError.unexpectedMessage(first.type, state: "start") }
-        try security.authorize(hello, peer)
+        try MigrationError.refusing(as: .ticket) { try protections.admission.admit(hello, peer: peer) }
         try limits.slots?.acquire()
         holdsSlot = limits.slots != nil
-        let binding = try channel.channelBinding()
-        // Three reports, the last one sent: their median is this host's cost of a signature for
-        // the hand-off estimate (one cold first signature can take several times as long).
-        let (signatureCost, attestation) = try MonotonicClock.medianDuration(of: 3) {
-            try security.attest(hello.sourceNonce, binding)
-        }
+        let binding = SessionBinding(nonce: hello.sourceNonce, exporter: try channel.channelBinding())
+        let attestation = try MigrationError.refusing(as: .local) { try protections.attestation.attest(binding: binding) }
         try channel.send(.attest(attestation))
+        let signatureCost = try MigrationError.refusing(as: .local) { try protections.handoff.signatureCost() }
 
         let frames = FrameReader(stream: channel, limits: limits.wire)
         guard case let .config(config) = try next(frames) else { throw WireError.unexpectedMessage(.config, state: "attested") }
         let t0 = MonotonicClock.now()
-        try security.authorizeConfig(config)
-        let recordCost = security.durableRecordEstimate() ?? (MonotonicClock.now() - t0)
+        try MigrationError.refusing(as: .ticket) { try protections.admission.admit(config) }
+        try MigrationError.refusing(as: .local) { try protections.journal.recordIncoming() }
+        let recordCost = protections.journal.typicalRecordSeconds ?? (MonotonicClock.now() - t0)
         guard Int(config.streams) <= limits.maxStreams else {
             throw MigrationError.unsupportedConfig("\(config.streams) page streams requested, this destination allows \(limits.maxStreams)")
         }
@@ -256,15 +204,15 @@ public final class MigrationReceiver {
                 faults.reached(.afterManifest, logger)
                 let t0 = MonotonicClock.now()
                 try verify(manifest, digest: s.digest, cpuState: cpuState ?? [], peer: peer)
-                let ready = try security.signReady(manifest)
+                let ready = try MigrationError.refusing(as: .local) { try protections.handoff.signReady(manifest) }
                 verifySeconds = MonotonicClock.now() - t0
                 try channel.send(.ready(signature: ready))
                 pending = (manifest, ready)
                 faults.reached(.afterReady, logger)
             case let .commit(signature):
                 guard let (manifest, ready) = pending else { throw WireError.unexpectedMessage(.commit, state: "no manifest") }
-                try security.verifyCommit(signature, manifest, peer)
-                try security.recordCommit()
+                try MigrationError.refusing(as: .signature) { try protections.handoff.verifyCommit(signature, for: manifest, peer: peer) }
+                try MigrationError.refusing(as: .local) { try protections.journal.recordCommit() }
                 committed = true
                 evidence = (manifest, ready, signature)
                 faults.reached(.afterCommit, logger)
@@ -294,7 +242,10 @@ public final class MigrationReceiver {
         // recovery relies on; evidence is for audit, so it is not part of the downtime), even
         // when DONE cannot be delivered.
         defer {
-            if let e = evidence { security.recordEvidence(hello.ticket, attestation, e.manifest, e.ready, e.commit) }
+            if let e = evidence {
+                protections.evidence.record(HandoffEvidence(ticket: hello.ticket, attestation: attestation, manifest: e.manifest,
+                                                            readySignature: e.ready, commitSignature: e.commit))
+            }
             s.awaitStreamsExit(timeout: limits.streamTimeout)
             sessions.unregister(s)
             do {
@@ -309,7 +260,7 @@ public final class MigrationReceiver {
     }
 
     private func verify(_ manifest: Manifest, digest: ImageDigest, cpuState: [UInt8], peer: CertificateIdentity) throws {
-        try security.verifyManifestSignature(manifest, peer)
+        try MigrationError.refusing(as: .signature) { try protections.handoff.verifyManifest(manifest, peer: peer) }
         let image = digest.finalize()
         guard image == manifest.imageDigest else {
             throw MigrationError.manifestMismatch("memory image digest \(image.hex.prefix(16))… ≠ manifest \(manifest.imageDigest.hex.prefix(16))…")

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PalmHypervisor
 import PalmCrypto
+import PalmProtection
 import PalmWire
 
 /// The source side of one migration: the multi-pass pre-copy engine.
@@ -18,7 +19,10 @@ import PalmWire
 /// Failure rule (nothing lost): any failure before COMMIT is sent aborts the migration and leaves
 /// the VM running on the source (resumed if it was paused, throttle removed), whichever stream it
 /// happened on. After COMMIT the source never resumes on its own; a missing DONE is resolved
-/// through ``Security/resolveInDoubt``.
+/// through the journal (``SourceJournal/resolveInDoubt()``).
+///
+/// Every protection (ticket, attestation check, hand-off signatures, journal, evidence) comes in
+/// as one ``SenderProtections``; each refusal becomes the matching ``MigrationError``.
 public final class MigrationSender {
     public struct Options: Sendable {
         public var mode: MigrationMode = .preCopy
@@ -42,52 +46,6 @@ public final class MigrationSender {
         public init() {}
     }
 
-    /// Hooks the protection layer (tickets, attestation, manifest signatures, durable records)
-    /// plugs into. Every check defaults to *refusing*: a caller that forgets one gets a named
-    /// failure before any page leaves, never an unchecked migration. Tests that want no
-    /// protection say so with ``testing``.
-    public struct Security {
-        /// Bytes carried in HELLO.
-        public var ticket: [UInt8] = []
-        /// Checks the destination's attestation for this session's nonce and channel binding
-        /// (the engine checks both too), its signature and its measurement.
-        public var verifyAttestation: (_ report: Attestation, _ nonce: Digest32, _ exporter: Digest32) throws -> Void = { _, _, _ in
-            throw MigrationError.attestationRejected("no attestation policy configured")
-        }
-        public var signManifest: (Manifest) throws -> [UInt8] = { _ in throw MigrationError.local("no manifest signing key configured") }
-        public var verifyReady: ([UInt8], Manifest, CertificateIdentity) throws -> Void = { _, _, _ in
-            throw MigrationError.signatureRejected("no READY verification configured")
-        }
-        public var signCommit: (Manifest) throws -> [UInt8] = { _ in throw MigrationError.local("no COMMIT signing key configured") }
-        /// The ticket's nonce, bound into the manifest.
-        public var ticketNonce: Digest32 = .zero
-        /// Durable hand-off records: the migration started (so a restarted agent resumes the VM),
-        /// COMMIT is about to be sent (so it asks the destination instead), it is over.
-        public var recordStart: () throws -> Void = { throw MigrationError.local("no hand-off journal configured") }
-        public var recordCommitIntent: () throws -> Void = { throw MigrationError.local("no hand-off journal configured") }
-        public var recordFinished: () -> Void = {}
-        /// What one durable record is expected to cost (the journal's recent median), when known.
-        public var durableRecordEstimate: () -> Double? = { nil }
-        /// Receives the hand-off's signed pieces once the migration committed.
-        public var recordEvidence: (_ attestation: Attestation, _ manifest: Manifest, _ ready: [UInt8], _ commit: [UInt8]) -> Void = { _, _, _, _ in }
-        /// Asks the destination how the migration ended when DONE did not arrive (RESOLVE).
-        public var resolveInDoubt: () throws -> Resolution = { throw MigrationError.commitInDoubt("no resolver") }
-        public init() {}
-
-        /// No ticket, no attestation check, no signatures, no journal: only for tests and the
-        /// benchmark that measures what the protections cost.
-        public static var testing: Security {
-            var s = Security()
-            s.verifyAttestation = { _, _, _ in }
-            s.signManifest = { _ in [] }
-            s.verifyReady = { _, _, _ in }
-            s.signCommit = { _ in [] }
-            s.recordStart = {}
-            s.recordCommitIntent = {}
-            return s
-        }
-    }
-
     /// Opens extra page stream `index` to the same destination, authenticated as the session
     /// channel's peer (the agent checks the certificate as it did for the session channel).
     public typealias StreamConnector = @Sendable (_ index: Int) throws -> SecureChannel
@@ -95,7 +53,7 @@ public final class MigrationSender {
     let channel: SecureChannel
     let domain: SourceDomain
     let options: Options
-    let security: Security
+    let protections: SenderProtections
     let logger: Logger
     let progress: (MigrationProgress) -> Void
     let connectStream: StreamConnector?
@@ -112,14 +70,14 @@ public final class MigrationSender {
     private var connecting: [BackgroundResult<SecureChannel>] = []
     let cancelFlag: CancelFlag
 
-    public init(channel: SecureChannel, domain: SourceDomain, options: Options = Options(), security: Security,
+    public init(channel: SecureChannel, domain: SourceDomain, options: Options = Options(), protections: SenderProtections,
                 logger: Logger, cancel: CancelFlag = CancelFlag(), connectStream: StreamConnector? = nil,
                 progress: @escaping (MigrationProgress) -> Void = { _ in }) {
         cancelFlag = cancel
         self.channel = channel
         self.domain = domain
         self.options = options
-        self.security = security
+        self.protections = protections
         self.logger = logger
         self.progress = progress
         self.connectStream = connectStream
@@ -147,7 +105,7 @@ public final class MigrationSender {
             let failure = MigrationError.wrap(error)
             if !committed {
                 recover(after: failure)
-                security.recordFinished()
+                protections.journal.recordFinished()
             }
             closeStreams()
             throw failure
@@ -243,7 +201,7 @@ public final class MigrationSender {
                     metadata: ["event": "\(PalmEvent.migrationStarted.rawValue)"])
         progress(MigrationProgress(phase: .handshake, round: 0, pagesLeftInRound: info.pageCount, pagesSentInRound: 0,
                                    bytesPerSecond: 0, throttlePercent: 0))
-        try send(.hello(Hello(ticket: security.ticket, sourceNonce: s.nonce)))
+        try send(.hello(Hello(ticket: protections.ticket, sourceNonce: s.nonce)))
         guard case let .attest(attestation) = try receive() else { throw WireError.unexpectedMessage(.attest, state: "handshake") }
         guard attestation.sourceNonce == s.nonce else {
             throw MigrationError.attestationRejected("the report does not echo this session's nonce")
@@ -252,11 +210,11 @@ public final class MigrationSender {
         guard attestation.exporter == binding else {
             throw MigrationError.attestationRejected("the report is bound to another TLS session (exporter mismatch)")
         }
-        // Checked three times (it has no side effects): the median is this host's cost of one
-        // signature operation for the prediction, steadier than one cold first check.
-        s.costs.signature = try MonotonicClock.medianDuration(of: 3) {
-            try security.verifyAttestation(attestation, s.nonce, binding)
-        }.seconds
+        let session = SessionBinding(nonce: s.nonce, exporter: binding)
+        try MigrationError.refusing(as: .attestation) {
+            try protections.attestation.verify(attestation, binding: session, peer: channel.peer)
+        }
+        s.costs.signature = try MigrationError.refusing(as: .local) { try protections.handoff.signatureCost() }
         s.attestation = attestation
         logger.info("destination attested: \(attestation.hypervisor) \(attestation.hypervisorVersion), agent sha256:\(attestation.agentDigest.hex.prefix(16))…")
 
@@ -305,8 +263,8 @@ public final class MigrationSender {
 
     private func transfer(_ s: inout SenderSession) throws {
         let t0 = MonotonicClock.now()
-        try security.recordStart()
-        s.costs.durableRecord = security.durableRecordEstimate() ?? (MonotonicClock.now() - t0)
+        try MigrationError.refusing(as: .local) { try protections.journal.recordStart() }
+        s.costs.durableRecord = protections.journal.typicalRecordSeconds ?? (MonotonicClock.now() - t0)
         try domain.enableDirtyLog()
         if options.mode == .preCopy {
             try preCopy(&s)
@@ -341,22 +299,24 @@ public final class MigrationSender {
         let cpuState = try domain.captureState()
         s.timeline.stateCaptured = MonotonicClock.now()
         try send(.state(cpuState))
-        var manifest = Manifest(imageDigest: s.digest.finalize(), stateDigest: SHA256.hash(cpuState), ticketNonce: security.ticketNonce,
+        var manifest = Manifest(imageDigest: s.digest.finalize(), stateDigest: SHA256.hash(cpuState), ticketNonce: protections.ticketNonce,
                                 rounds: UInt32(s.rounds.count), pagesSent: s.rounds.reduce(0) { $0 + $1.pages },
                                 bytesSent: totalBytes(s), signature: [])
-        manifest.signature = try security.signManifest(manifest)
+        manifest.signature = try MigrationError.refusing(as: .local) { try protections.handoff.signManifest(manifest) }
         try send(.manifest(manifest))
         options.faults.reached(.afterManifest, logger)
         guard case let .ready(readySignature) = try receive() else { throw WireError.unexpectedMessage(.ready, state: "handoff") }
-        try security.verifyReady(readySignature, manifest, channel.peer)
+        try MigrationError.refusing(as: .signature) {
+            try protections.handoff.verifyReady(readySignature, for: manifest, peer: channel.peer)
+        }
         s.timeline.ready = MonotonicClock.now()
         options.faults.reached(.afterReady, logger)
         try checkCancelled()
 
         // Commit point. The intent is durable before the first byte of COMMIT leaves: from here
         // the source never resumes on its own, it asks the destination (RESOLVE).
-        let commitSignature = try security.signCommit(manifest)
-        try security.recordCommitIntent()
+        let commitSignature = try MigrationError.refusing(as: .local) { try protections.handoff.signCommit(manifest) }
+        try MigrationError.refusing(as: .local) { try protections.journal.recordCommitIntent() }
         committed = true
         do {
             try send(.commit(signature: commitSignature))
@@ -366,7 +326,7 @@ public final class MigrationSender {
             logger.error("COMMIT sent but no DONE from the destination (\(error)); \(info.name) stays paused here while the destination is asked")
             channel.close()
             closeStreams()
-            switch try security.resolveInDoubt() {
+            switch try MigrationError.refusing(as: .commitInDoubt) { try protections.journal.resolveInDoubt() } {
             case .committed:
                 logger.notice("the destination reports migration committed")
             case .aborted:
@@ -376,7 +336,10 @@ public final class MigrationSender {
             }
         }
         s.timeline.resumed = MonotonicClock.now()
-        security.recordEvidence(s.attestation!, manifest, readySignature, commitSignature)
+        if let attestation = s.attestation {
+            protections.evidence.record(HandoffEvidence(ticket: protections.ticket, attestation: attestation, manifest: manifest,
+                                                        readySignature: readySignature, commitSignature: commitSignature))
+        }
         channel.close()
         closeStreams()
         // Committed: whatever happens now, the copy here is never resumed, and a failure to
@@ -389,7 +352,7 @@ public final class MigrationSender {
             let seconds = MonotonicClock.now() - destroying
             s.cleanupSeconds = seconds
             logger.info("the source's copy of \(info.name) destroyed in \(String(format: "%.2f", seconds)) s")
-            security.recordFinished()
+            protections.journal.recordFinished()
         } catch {
             s.sourceCopyLeft = "\(error)"
             logger.error("\(info.name) runs on the destination, but its paused copy here could not be destroyed (\(error)): never resume it; `palm-source recover` destroys it")

@@ -1,4 +1,6 @@
+import Foundation
 import PalmCrypto
+import PalmProtection
 import PalmTLS
 import PalmWire
 
@@ -54,6 +56,16 @@ public struct AttestationPolicy: Sendable, Equatable {
         }
         let hv = "\(a.hypervisor) \(a.hypervisorVersion)"
         guard allowedHypervisors.contains(hv) else { throw Refusal.hypervisorNotAllowed(hv) }
+    }
+}
+
+extension AttestationPolicy: AttestationVerifier {
+    /// The software report check against the key of the certificate the destination presented.
+    public func verify(_ attestation: Attestation, binding: SessionBinding, peer: CertificateIdentity) throws {
+        let key: VerifyingKey
+        do { key = try VerifyingKey(certificatePEM: peer.pem) } catch { throw Refusal.badSignature }
+        try check(attestation, nonce: binding.nonce, exporter: binding.exporter, peerKey: key,
+                  nowMillis: UInt64(Date().timeIntervalSince1970 * 1000))
     }
 }
 

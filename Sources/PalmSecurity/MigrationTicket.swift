@@ -169,7 +169,7 @@ public struct TicketIssuer {
 /// Checks a ticket on the destination: a listed coordinator's signature, validity window (± clock
 /// skew), this host as destination, the TLS peer as source. Replay is the ``ReplayCache``'s job,
 /// the epoch floor the agent's.
-public struct TicketValidator {
+public struct TicketValidator: Sendable {
     let coordinators: CoordinatorTrust
     let clockSkew: UInt64
 

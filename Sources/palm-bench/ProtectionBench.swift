@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PalmHypervisor
 import PalmMigration
+import PalmProtection
 import PalmSecurity
 import PalmEngineTLS
 import PalmCrypto
@@ -75,17 +76,17 @@ struct EngineMigrate: ParsableCommand {
         Thread {
             do {
                 guard let ch = try listener.accept(timeout: 60) else { return }
-                let security = MigrationReceiver.Security.testing { nonce, exporter in
-                    Attestation(sourceNonce: nonce, exporter: exporter, agentDigest: .zero, configDigest: .zero,
+                let protections = Unprotected.receiver { b in
+                    Attestation(sourceNonce: b.nonce, exporter: b.exporter, agentDigest: .zero, configDigest: .zero,
                                 hypervisor: "sim", hypervisorVersion: "", timestampMillis: 0, signature: [])
                 }
-                _ = try MigrationReceiver(channel: ch, hypervisor: dest, security: security, logger: logger).run()
+                _ = try MigrationReceiver(channel: ch, hypervisor: dest, protections: protections, logger: logger).run()
             } catch { receiverError = error }
             done.signal()
         }.start()
         let domain = try source.openSource(vm: vm)
         let ch = try TLSChannel.connect(host: "127.0.0.1", port: listener.port, context: context)
-        let report = try MigrationSender(channel: ch, domain: domain, security: .testing, logger: logger).run()
+        let report = try MigrationSender(channel: ch, domain: domain, protections: Unprotected.sender, logger: logger).run()
         done.wait()
         if let receiverError { throw receiverError }
         print(String(format: "%.6f %.6f", report.totalSeconds, report.downtimeSeconds))

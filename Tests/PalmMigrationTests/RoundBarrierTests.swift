@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PalmHypervisor
 import PalmMigration
+import PalmProtection
 import PalmTestSupport
 import PalmEngineTLS
 import PalmCrypto
@@ -113,7 +114,11 @@ final class SteadilyDirtiedSource: SourceDomain {
     func enableDirtyLog() throws { try inner.enableDirtyLog() }
     func peekDirtyCount() throws -> Int? { try inner.peekDirtyCount() }
     func disableDirtyLog() throws { try inner.disableDirtyLog() }
+    /// Each thread that read pages, with its nice value as it read.
+    let readers = LockedValueBox<[UInt: Int]>([:])
     func copyPages(_ pfns: UnsafeBufferPointer<UInt64>, into buffer: UnsafeMutableRawPointer) throws {
+        let nice = ThreadPriority.currentNice, tid = UInt(pthread_self())
+        readers.withLockedValue { $0[tid] = nice }
         try inner.copyPages(pfns, into: buffer)
     }
     func captureState() throws -> [UInt8] { try inner.captureState() }
@@ -178,22 +183,11 @@ struct RoundBarrierTests {
         var selfCheckPassed: Bool
         /// The nice value of each destination thread that served an extra stream, read when it ended.
         var streamThreadNice: [Int]
-        /// The most threads of this process seen at the page threads' nice value while a round ran.
-        var threadsAtPageNice: Int
+        /// The nice value of each source thread that read pages from the guest (by thread id),
+        /// read by the thread itself as it read (no timing involved).
+        var pageReaderNice: [UInt: Int]
         /// The source's copy after the migration returned (nil: destroyed).
         var sourceCopy: VMRunState?
-    }
-
-    /// The nice value of each of this process's threads (/proc/self/task).
-    static func threadNice() -> [Int] {
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-        return tasks.compactMap { tid -> Int? in
-            guard let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return nil }
-            // Fields after "(comm)": state is field 3, nice field 19.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 16 ? Int(fields[16]) : nil
-        }
     }
 
     /// Migrates a busy 64 MiB guest over `streams` streams, stream 1 delayed by `delay` seconds.
@@ -218,8 +212,8 @@ struct RoundBarrierTests {
         let sessions = IncomingSessions(pageThreadNice: pageThreadNice)
         let streamNice = LockedValueBox<[Int]>([])
         let outcome = LockedValueBox<Result<MigrationReceiver.Outcome?, Error>?>(nil)
-        let attest: @Sendable (Digest32, Digest32) throws -> Attestation = { nonce, exporter in
-            Attestation(sourceNonce: nonce, exporter: exporter, agentDigest: .zero, configDigest: .zero, hypervisor: "sim",
+        let attest: @Sendable (SessionBinding) throws -> Attestation = { b in
+            Attestation(sourceNonce: b.nonce, exporter: b.exporter, agentDigest: .zero, configDigest: .zero, hypervisor: "sim",
                         hypervisorVersion: "", timestampMillis: 0, signature: [])
         }
         let accepting = Thread {
@@ -230,7 +224,7 @@ struct RoundBarrierTests {
                 Thread {
                     guard let message = try? FrameReader(stream: ch).readMessage() else { ch.close(); return }
                     if isSession {
-                        let receiver = MigrationReceiver(channel: ch, hypervisor: dest, security: .testing(attest: attest), logger: logger,
+                        let receiver = MigrationReceiver(channel: ch, hypervisor: dest, protections: Unprotected.receiver(attest: attest), logger: logger,
                                                          sessions: sessions)
                         let r = Result { try receiver.run(first: message) }
                         outcome.withLockedValue { $0 = r }
@@ -261,18 +255,12 @@ struct RoundBarrierTests {
         options.policy.maxProjectedRounds = .infinity
         options.policy.throttleMax = 0
         options.pageThreadNice = pageThreadNice
-        let atPageNice = LockedValueBox(0)
         // Every round finds the guest's writes, however the machine schedules it (see the type).
         let domain = SteadilyDirtiedSource(try source.openSource(vm: "busy"), minimum: 64, refuseDestroy: refuseDestroy)
         let sender = MigrationSender(channel: try connect(), domain: domain, options: options,
-                                     security: .testing, logger: logger,
+                                     protections: Unprotected.sender, logger: logger,
                                      connectStream: { index -> SecureChannel in
-                                         index == 1 ? DelayedChannel(try connect(), delay: delay) : try connect() },
-                                     progress: { p in
-                                         guard p.phase == .precopy, pageThreadNice > 0 else { return }
-                                         let n = Self.threadNice().filter { $0 == pageThreadNice }.count
-                                         atPageNice.withLockedValue { $0 = max($0, n) }
-                                     })
+                                         index == 1 ? DelayedChannel(try connect(), delay: delay) : try connect() })
         let report = try sender.run()
         let sourceCopy = try source.listVMs().first { $0.name == "busy" }?.state
         // The receiver has sent DONE; its outcome is recorded right after.
@@ -281,7 +269,7 @@ struct RoundBarrierTests {
         guard let result = outcome.current, let received = try result.get() else { throw SimClusterError.command("no receiver outcome") }
         let check = try dest.sim.awaitSelfCheck(vm: "busy")
         return Run(report: report, outcome: received, independentDigest: dest.digests.current["busy"], selfCheckPassed: check.passed,
-                   streamThreadNice: streamNice.current, threadsAtPageNice: atPageNice.current, sourceCopy: sourceCopy)
+                   streamThreadNice: streamNice.current, pageReaderNice: domain.readers.current, sourceCopy: sourceCopy)
     }
 
     @Test("a delayed stream: pages that overtake it wait at the round barrier, and no newer copy is overwritten by an older")
@@ -298,8 +286,8 @@ struct RoundBarrierTests {
     func pageThreadsYield() throws {
         let baseline = ThreadPriority.currentNice
         let run = try migrate(streams: 3, delay: 0, maxRounds: 3, pageThreadNice: 7)
-        // Three sender streams and the destination's two extra streams (one process here).
-        #expect(run.threadsAtPageNice == 5, "threads at nice 7 while a round ran: \(run.threadsAtPageNice)")
+        #expect(run.pageReaderNice.count == 3 && run.pageReaderNice.values.allSatisfy { $0 == 7 },
+                "the three sender streams' threads read pages at nice 7: \(run.pageReaderNice)")
         #expect(run.streamThreadNice == [7, 7], "the destination's two extra streams")
         #expect(ThreadPriority.currentNice == baseline, "the calling thread keeps its own priority")
         #expect(run.selfCheckPassed)
