@@ -37,6 +37,10 @@ let package = Package(
         .systemLibrary(name: "CXen", pkgConfig: "xencontrol", providers: [.apt(["libxen-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // tpm2-tss: the marshalling library (what a verifier of TPM evidence needs) and ESAPI with
+        // the TCTI loader (what talks to a TPM: the agents only).
+        .systemLibrary(name: "CTSS2MU", pkgConfig: "tss2-mu", providers: [.apt(["libtss2-dev"])]),
+        .systemLibrary(name: "CTSS2ESys", pkgConfig: "tss2-esys", providers: [.apt(["libtss2-dev"])]),
         // PostgreSQL's own client library (system OpenSSL for its TLS): the coordinator's shared state.
         .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
@@ -44,6 +48,7 @@ let package = Package(
         .target(name: "COpenSSLShims", dependencies: ["COpenSSL"]),
         .target(name: "CSystemdShims", dependencies: ["CSystemd"]),
         .target(name: "CXenShims", dependencies: ["CXen"]),
+        .target(name: "CTSS2Shims", dependencies: ["CTSS2ESys"]),
 
         // The one lock box, the one durable-file writer: what every layer shares (no C libraries).
         .target(name: "PalmSupport"),
@@ -94,8 +99,11 @@ let package = Package(
         .target(name: "PalmProtection", dependencies: ["PalmWire", "PalmCrypto"]),
         // Tickets, replay cache, attestation policy, hand-off signatures, evidence.
         .target(name: "PalmSecurity", dependencies: [
-            "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmProtection", .product(name: "Logging", package: "swift-log"),
+            "CTSS2MU", "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmProtection", .product(name: "Logging", package: "swift-log"),
         ]),
+        // A TPM 2.0 through tpm2-tss's ESAPI: the attestation key, quotes, PCRs, the endorsement
+        // key and its certificate, credential activation. Linked only by the agents.
+        .target(name: "PalmTPM", dependencies: ["CTSS2ESys", "CTSS2Shims", "PalmSupport", "PalmWire", "PalmCrypto", "PalmSecurity"]),
         // The coordinator: state in SQLite (GRDB) or PostgreSQL (libpq), signed audit chain, access policy.
         .target(name: "PalmCoordinator", dependencies: [
             "CPostgres", "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmSecurity", "PalmConfig", "PalmControl", "PalmMetrics", "PalmServer", "TOMLKit",
@@ -156,6 +164,7 @@ let package = Package(
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmSupport", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig", "PalmTLS"]),
         .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics", "PalmMetricsEndpoint"]),
+        .testTarget(name: "PalmTPMTests", dependencies: ["PalmTPM", "PalmSecurity", "PalmCrypto", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmSecurityTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [

@@ -16,6 +16,9 @@ PACKAGES=(
   iproute2                      # network namespaces for multi-host tests
   util-linux                    # unshare, for private mount namespaces in tests
   curl                          # the metrics tests scrape /metrics as Prometheus would
+  libtss2-dev                   # tpm2-tss: ESAPI, the TCTI loader, marshalling (TPM attestation)
+  libtss2-tcti-device0 libtss2-tcti-swtpm0   # TCTIs: /dev/tpmrm0 on hosts, swtpm in tests
+  swtpm swtpm-tools             # the tests' software TPMs (swtpm_setup: EK certificates from a local CA)
 )
 
 missing=()

@@ -84,7 +84,7 @@ public struct CertificateIdentity: Equatable, Sendable, CustomStringConvertible 
         return CertificateIdentity(certificate: cert)
     }
 
-    private static func rfc2253(_ name: OpaquePointer?) -> String {
+    package static func rfc2253(_ name: OpaquePointer?) -> String {
         guard let name, let bio = BIO_new(BIO_s_mem()) else { return "" }
         defer { BIO_free(bio) }
         X509_NAME_print_ex(bio, name, 0, palm_xn_flag_rfc2253())

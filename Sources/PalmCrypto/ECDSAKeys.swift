@@ -68,6 +68,9 @@ public final class VerifyingKey: @unchecked Sendable {
         self.key = key
     }
 
+    /// Takes ownership of an ECDSA `EVP_PKEY`.
+    package init(adopting key: OpaquePointer) { self.key = key }
+
     deinit { EVP_PKEY_free(key) }
 
     /// True only for a valid signature by this key over `message`; malformed signatures are false.

@@ -133,14 +133,19 @@ public enum Message: Equatable, Sendable {
             let ticket = try r.readLengthPrefixed("hello.ticket", limit: limits.maxTicket)
             message = .hello(Hello(ticket: ticket, sourceNonce: try r.readDigest("hello.nonce")))
         case .attest:
+            let nonce = try r.readDigest("attest.nonce")
+            let exporter = try r.readDigest("attest.exporter")
+            let agentDigest = try r.readDigest("attest.agentDigest")
+            let configDigest = try r.readDigest("attest.configDigest")
+            let hypervisor = try r.readString("attest.hypervisor", limit: limits.maxString)
+            let hypervisorVersion = try r.readString("attest.hypervisorVersion", limit: limits.maxString)
+            let timestamp = try r.readUInt64("attest.timestamp")
+            let hasPlatform = try r.readUInt8("attest.platform")
+            guard hasPlatform <= 1 else { throw WireError.invalidValue(field: "attest.platform", value: UInt64(hasPlatform)) }
+            let platform = hasPlatform == 1 ? try PlatformEvidence.decode(from: &r, limits: limits) : nil
             message = .attest(Attestation(
-                sourceNonce: try r.readDigest("attest.nonce"),
-                exporter: try r.readDigest("attest.exporter"),
-                agentDigest: try r.readDigest("attest.agentDigest"),
-                configDigest: try r.readDigest("attest.configDigest"),
-                hypervisor: try r.readString("attest.hypervisor", limit: limits.maxString),
-                hypervisorVersion: try r.readString("attest.hypervisorVersion", limit: limits.maxString),
-                timestampMillis: try r.readUInt64("attest.timestamp"),
+                sourceNonce: nonce, exporter: exporter, agentDigest: agentDigest, configDigest: configDigest,
+                hypervisor: hypervisor, hypervisorVersion: hypervisorVersion, timestampMillis: timestamp, platform: platform,
                 signature: try r.readLengthPrefixed("attest.signature", limit: limits.maxSignature)))
         case .config:
             let name = try r.readString("config.name", limit: limits.maxString)

@@ -25,11 +25,16 @@ public struct Attestation: Equatable, Sendable {
     public var hypervisorVersion: String
     /// Milliseconds since the Unix epoch when the report was made.
     public var timestampMillis: UInt64
+    /// What the destination's TPM says (quote, PCRs, event logs); nil for a software-only
+    /// attestation.
+    public var platform: PlatformEvidence?
     /// ECDSA signature (DER) by the destination host key over ``signedBytes``.
     public var signature: [UInt8]
 
     public init(sourceNonce: Digest32, exporter: Digest32, agentDigest: Digest32, configDigest: Digest32,
-                hypervisor: String, hypervisorVersion: String, timestampMillis: UInt64, signature: [UInt8]) {
+                hypervisor: String, hypervisorVersion: String, timestampMillis: UInt64, platform: PlatformEvidence? = nil,
+                signature: [UInt8]) {
+        self.platform = platform
         self.sourceNonce = sourceNonce
         self.exporter = exporter
         self.agentDigest = agentDigest
@@ -44,7 +49,7 @@ public struct Attestation: Equatable, Sendable {
     /// domain-separation prefix so the signature cannot be reused for another message.
     public var signedBytes: [UInt8] {
         var w = ByteWriter()
-        w.write(raw: Array("palm-attest-v1".utf8))
+        w.write(raw: Array("palm-attest-v2".utf8))
         encodeBody(into: &w)
         return w.bytes
     }
@@ -57,7 +62,16 @@ public struct Attestation: Equatable, Sendable {
         w.write(string: hypervisor)
         w.write(string: hypervisorVersion)
         w.write(timestampMillis)
+        if let platform {
+            w.write(UInt8(1))
+            platform.encode(into: &w)
+        } else {
+            w.write(UInt8(0))
+        }
     }
+
+    /// `software` or `tpm`: what the destination could prove (shown in reports and evidence).
+    public var mode: String { platform == nil ? "software" : "tpm" }
 }
 
 /// How the source moves memory.

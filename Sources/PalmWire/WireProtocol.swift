@@ -11,8 +11,12 @@
 ///   |==== TLS 1.3, mutual ECDSA certificates ===========|  peer identities must match the ticket
 ///   |-- HELLO(ticket, nonce_s) ------------------------>|  verify ticket: signature, expiry,
 ///   |                                                   |  single use, source identity
-///   |<-- ATTEST(nonce_s, exporter, measurement, sig) ---|  source checks sig, nonce, binding,
-///   |                                                   |  measurement allowlist
+///   |<-- ATTEST(nonce_s, exporter, measurement,         |
+///   |           [TPM quote, PCRs, boot + IMA logs], sig)|  source checks sig, nonce, binding,
+///   |                                                   |  measurement allowlist; with a TPM: the
+///   |                                                   |  enrolled AK's quote over (nonce_s,
+///   |                                                   |  exporter, ticket id), logs replayed
+///   |                                                   |  to the PCRs, the platform policy
 ///   |-- CONFIG(vm, streams N, compression) ------------>|  destination checks capacity, creates an
 ///   |<-- PREPARED(session token, hand-off cost) --------|  empty paused VM (or ABORT: no page moved)
 ///   |                                                   |
@@ -127,9 +131,11 @@
 /// 2 — parallel page streams (JOIN/JOINED, CONFIG.streams, PREPARED's session token), MEMORY with
 /// its page table first and an optional compression codec, PREPARED's hand-off cost,
 /// ROUND_APPLIED, ABORT reason `busy`.
+/// 3 — ATTEST carries optional TPM platform evidence (``PlatformEvidence``: the attestation key,
+/// a quote, the quoted PCRs, the measured-boot and IMA logs), covered by the report's signature.
 public enum WireProtocol {
     /// The protocol version this build speaks.
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
     /// `PALM` in ASCII.
     public static let magic: UInt32 = 0x5041_4C4D
     /// Bytes in a frame header.
@@ -196,10 +202,15 @@ public struct WireLimits: Sendable, Equatable {
     public var maxState: Int
     /// Page records in one MEMORY batch.
     public var maxBatchPages: Int
+    /// A destination's measured-boot event log and IMA log in ATTEST.
+    public var maxBootLog: Int
+    public var maxIMALog: Int
 
     public init(maxPayload: Int = 4 << 20, maxTicket: Int = 8 << 10, maxSignature: Int = 512,
                 maxString: Int = 1024, maxPlatformConfig: Int = 64 << 10, maxState: Int = 2 << 20,
-                maxBatchPages: Int = 1024) {
+                maxBatchPages: Int = 1024, maxBootLog: Int = 1 << 20, maxIMALog: Int = 16 << 20) {
+        self.maxBootLog = maxBootLog
+        self.maxIMALog = maxIMALog
         self.maxPayload = maxPayload
         self.maxTicket = maxTicket
         self.maxSignature = maxSignature
@@ -213,5 +224,11 @@ public struct WireLimits: Sendable, Equatable {
 
     /// What an extra page stream may carry before and after it joined: JOIN, MEMORY, ROUND_END.
     public static let pageStream = WireLimits(maxPayload: 4 << 20, maxTicket: 0, maxSignature: 0, maxString: 1024,
-                                              maxPlatformConfig: 0, maxState: 0)
+                                              maxPlatformConfig: 0, maxState: 0, maxBootLog: 0, maxIMALog: 0)
+
+    /// What a source accepts in the destination's ATTEST: a frame of at most `maxBytes` (the
+    /// configured `attestation.max_evidence`), its logs within it.
+    public static func attestation(maxBytes: Int) -> WireLimits {
+        WireLimits(maxPayload: maxBytes, maxBootLog: min(maxBytes, 1 << 20), maxIMALog: maxBytes)
+    }
 }

@@ -13,6 +13,12 @@ let everyMessage: [Message] = [
     .attest(Attestation(sourceNonce: digest(1), exporter: digest(2), agentDigest: digest(3), configDigest: digest(4),
                         hypervisor: "xen", hypervisorVersion: "4.17.7", timestampMillis: 1_790_000_000_000,
                         signature: [0x30, 0x44, 1, 2, 3])),
+    .attest(Attestation(sourceNonce: digest(1), exporter: digest(2), agentDigest: digest(3), configDigest: digest(4),
+                        hypervisor: "xen", hypervisorVersion: "4.17.7", timestampMillis: 1_790_000_000_000,
+                        platform: PlatformEvidence(attestationKey: [1, 2, 3], quote: Array(repeating: 0x44, count: 150), signature: [9],
+                                                   pcrValues: [.init(index: 0, value: digest(9)), .init(index: 10, value: digest(10))],
+                                                   bootLog: [7, 7, 7], imaLog: Array(repeating: 0x55, count: 3000)),
+                        signature: [0x30, 0x44, 1, 2, 3])),
     .config(VMConfig(name: "vm-7 ✓", mode: .preCopy, pageSize: 4096, pageCount: 1024, vcpus: 2, hypervisor: "sim",
                      platform: [9, 8, 7], streams: 4, compression: .zstd)),
     .memory(MemoryBatch(round: 3, pages: [.init(pfn: 0, data: page(1)), .init(pfn: 17, data: nil),
@@ -55,7 +61,7 @@ struct MessageRoundTripTests {
     @Test("every message type has a test value")
     func coverage() {
         #expect(Set(everyMessage.map(\.type)) == Set(MessageType.allCases))
-        #expect(WireProtocol.version == 2)
+        #expect(WireProtocol.version == 3)
     }
 
     @Test("a zero page travels as a marker, not 4 KiB of zeros")

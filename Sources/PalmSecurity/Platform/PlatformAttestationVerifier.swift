@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import PalmCrypto
+import PalmProtection
+import PalmWire
+
+/// What a source demands of a destination's attestation.
+public enum AttestationRequirement: String, Codable, Sendable, CaseIterable {
+    /// A TPM quote by the host's enrolled attestation key, logs replayed, the platform policy met.
+    case tpm
+    /// The software report alone is accepted (and a TPM's evidence, when sent, still checked).
+    case software
+}
+
+/// The check of a destination's hardware-rooted attestation, on top of the software report
+/// (``AttestationPolicy``: signed by the TLS key, this session's nonce and exporter, the agent,
+/// hypervisor and configuration allowlists). With TPM evidence:
+///
+/// 1. the attestation key is the one enrolled for the destination host (by name);
+/// 2. its signature over the quote verifies; the quote is the TPM's own (magic, type);
+/// 3. the quote's qualifying data is ``QuoteBinding/migration(nonce:exporter:ticketID:)`` for
+///    this session and ticket (fresh, bound to this TLS session and this migration);
+/// 4. the quote covers the policy's PCRs and its digest is the digest of the PCR values sent;
+/// 5. the boot event log replays to the boot PCRs, the IMA log (a prefix of it: the kernel keeps
+///    measuring after the quote) to PCR 10; the IMA `boot_aggregate` matches the boot PCRs;
+/// 6. the platform policy: every boot component and every measured file allowed, palm-dest's
+///    own binary measured with an allowed digest;
+/// 7. the TPM's reset and restart counters never go back (a reboot is noticed and logged).
+///
+/// Each refusal names what failed (the first unknown file with its path and digest, the boot
+/// component, the stale quote, the unenrolled key).
+public struct PlatformAttestationVerifier: AttestationVerifier {
+    public var software: AttestationPolicy
+    public var requirement: AttestationRequirement
+    public var policy: PlatformPolicy
+    /// Host name (its certificate's common name) → the enrolled attestation key's name (hex).
+    public var enrolledKeys: [String: String]
+    /// The migration's ticket id (bound into the quote).
+    public var ticketID: [UInt8]
+    public var clocks: TPMClockLedger?
+    public var logger: Logger?
+
+    public init(software: AttestationPolicy, requirement: AttestationRequirement, policy: PlatformPolicy, enrolledKeys: [String: String],
+                ticketID: [UInt8], clocks: TPMClockLedger? = nil, logger: Logger? = nil) {
+        self.software = software
+        self.requirement = requirement
+        self.policy = policy
+        self.enrolledKeys = enrolledKeys
+        self.ticketID = ticketID
+        self.clocks = clocks
+        self.logger = logger
+    }
+
+    public enum Refusal: Error, Equatable, Sendable, CustomStringConvertible {
+        case noTPMEvidence
+        case notEnrolled(host: String)
+        case otherKey(host: String)
+        case unacceptableKey(String)
+        case malformed(String)
+        case badQuoteSignature
+        case staleQuote
+        case pcrsNotCovered(missing: [Int])
+        case pcrDigestMismatch
+        case bootLogDoesNotReplay(pcr: Int)
+        case imaLogDoesNotReplay
+        case bootAggregateMismatch
+        case policy([PlatformPolicy.Violation])
+        case clock(String)
+
+        public var description: String {
+            switch self {
+            case .noTPMEvidence: return "the destination sent no TPM evidence (software attestation only) and this source requires tpm"
+            case let .notEnrolled(h): return "no attestation key is enrolled for \(h)"
+            case let .otherKey(h): return "the quote is signed by an attestation key that is not the one enrolled for \(h)"
+            case let .unacceptableKey(d): return "the attestation key is not acceptable: \(d)"
+            case let .malformed(d): return "malformed TPM evidence: \(d)"
+            case .badQuoteSignature: return "the quote's signature does not verify with the enrolled attestation key"
+            case .staleQuote: return "the quote is not over this session's nonce, TLS exporter and ticket (stale or replayed)"
+            case let .pcrsNotCovered(m): return "the quote does not cover PCRs \(m.map(String.init).joined(separator: ","))"
+            case .pcrDigestMismatch: return "the PCR values sent do not match the quote's PCR digest"
+            case let .bootLogDoesNotReplay(p): return "the boot event log does not replay to the quoted PCR \(p)"
+            case .imaLogDoesNotReplay: return "the IMA log does not replay to the quoted PCR 10"
+            case .bootAggregateMismatch: return "IMA's boot_aggregate does not match the quoted boot PCRs"
+            case let .policy(v): return v.map(\.description).joined(separator: "; ")
+            case let .clock(d): return d
+            }
+        }
+    }
+
+    /// What a verified TPM attestation showed.
+    public struct Verdict: Sendable, Equatable {
+        public var bootEvents: Int
+        public var measuredFiles: Int
+        public var clock: TPMClockLedger.Observation
+        public var keyName: String
+    }
+
+    public func verify(_ attestation: Attestation, binding: SessionBinding, peer: CertificateIdentity) throws {
+        try software.verify(attestation, binding: binding, peer: peer)
+        guard attestation.platform != nil else {
+            guard requirement == .software else { throw Refusal.noTPMEvidence }
+            logger?.notice("destination \(peer.commonName ?? peer.subject) attested in software only (accepted by attestation.require = software)")
+            return
+        }
+        let verdict = try check(attestation, binding: binding, host: peer.commonName ?? "")
+        logger?.info("destination \(peer.commonName ?? peer.subject) attested by its TPM: \(verdict.bootEvents) boot events and \(verdict.measuredFiles) measured files allowed; \(verdict.clock)")
+    }
+
+    /// Steps 1–7 for evidence from `host`; throws the first refusal.
+    public func check(_ attestation: Attestation, binding: SessionBinding, host: String) throws -> Verdict {
+        guard let p = attestation.platform else { throw Refusal.noTPMEvidence }
+        let expected = QuoteBinding.migration(nonce: binding.nonce, exporter: binding.exporter, ticketID: ticketID)
+        return try PlatformEvidenceCheck(policy: policy, enrolledKeys: enrolledKeys, clocks: clocks)
+            .check(p, host: host, qualifyingData: expected, agentDigest: attestation.agentDigest.hex)
+    }
+}
+
+/// Steps 1–7 of ``PlatformAttestationVerifier`` for any qualifying data: what a migration's
+/// source and the coordinator's continuous attestation both run.
+public struct PlatformEvidenceCheck: Sendable {
+    public var policy: PlatformPolicy
+    public var enrolledKeys: [String: String]
+    public var clocks: TPMClockLedger?
+
+    public init(policy: PlatformPolicy, enrolledKeys: [String: String], clocks: TPMClockLedger?) {
+        self.policy = policy
+        self.enrolledKeys = enrolledKeys
+        self.clocks = clocks
+    }
+
+    typealias Refusal = PlatformAttestationVerifier.Refusal
+
+    /// The attestation key's public area, checked to be what palm enrolls: a restricted ECDSA
+    /// P-256 / SHA-256 signing key that never left its TPM.
+    public static func attestationKey(_ bytes: [UInt8]) throws -> (area: TPMPublicArea, key: VerifyingKey) {
+        let area: TPMPublicArea
+        do { area = try TPMPublicArea(decoding: bytes) } catch { throw Refusal.malformed("\(error)") }
+        let required = TPMConstant.objectFixedTPM | TPMConstant.objectFixedParent | TPMConstant.objectSensitiveDataOrigin
+            | TPMConstant.objectRestricted | TPMConstant.objectSign
+        guard area.has(required), !area.has(TPMConstant.objectDecrypt) else {
+            throw Refusal.unacceptableKey("not a restricted signing key that never left its TPM")
+        }
+        guard case let .ecc(curve, x, y) = area.key, curve == TPMConstant.eccNistP256,
+              let scheme = area.signingScheme, scheme.scheme == TPMConstant.algECDSA, scheme.hash == TPMConstant.algSHA256 else {
+            throw Refusal.unacceptableKey("not ECDSA P-256 with SHA-256")
+        }
+        do { return (area, try VerifyingKey(p256X: x, y: y)) } catch { throw Refusal.unacceptableKey("\(error)") }
+    }
+
+    public func check(_ p: PlatformEvidence, host: String, qualifyingData: [UInt8], agentDigest: String?) throws -> PlatformAttestationVerifier.Verdict {
+        // 1. The enrolled key.
+        guard let enrolled = enrolledKeys[host] else { throw Refusal.notEnrolled(host: host) }
+        let (area, key) = try Self.attestationKey(p.attestationKey)
+        guard Hex.encode(area.name) == enrolled.lowercased() else { throw Refusal.otherKey(host: host) }
+        // 2. Its signature over a quote the TPM made.
+        let quote: TPMQuoteInfo, signature: TPMSignature
+        do {
+            quote = try TPMQuoteInfo(decoding: p.quote)
+            signature = try TPMSignature(decoding: p.signature)
+        } catch { throw Refusal.malformed("\(error)") }
+        guard key.isValidSignature(signature.der, for: quote.bytes) else { throw Refusal.badQuoteSignature }
+        // 3. Fresh and bound.
+        guard quote.extraData == qualifyingData else { throw Refusal.staleQuote }
+        // 4. The PCRs.
+        let missing = policy.pcrs.filter { !quote.pcrs.contains($0) }
+        guard missing.isEmpty else { throw Refusal.pcrsNotCovered(missing: missing) }
+        guard p.pcrValues.map(\.index) == quote.pcrs,
+              SHA256.hash(p.pcrValues.flatMap(\.value.bytes)).bytes == quote.pcrDigest else { throw Refusal.pcrDigestMismatch }
+        let quoted = Dictionary(uniqueKeysWithValues: p.pcrValues.map { ($0.index, $0.value) })
+        // 5. The logs replay to them.
+        let boot: BootEventLog, ima: IMALog
+        do {
+            boot = try BootEventLog(decoding: p.bootLog)
+            ima = try IMALog(decoding: p.imaLog)
+        } catch { throw Refusal.malformed("\(error)") }
+        let bootPCRs = quote.pcrs.filter { $0 != PlatformPolicy.imaPCR }
+        let replayed = boot.replay(bootPCRs)
+        for pcr in bootPCRs where replayed[pcr] != quoted[pcr] { throw Refusal.bootLogDoesNotReplay(pcr: pcr) }
+        var measured: ArraySlice<IMALog.Entry> = []
+        if let pcr10 = quoted[PlatformPolicy.imaPCR] {
+            guard let prefix = ima.verifiedPrefix(replaying: pcr10) else { throw Refusal.imaLogDoesNotReplay }
+            measured = prefix
+            if let aggregate = prefix.first(where: { $0.path == "boot_aggregate" }), aggregate.fileAlgorithm == "sha256",
+               (0...7).allSatisfy({ quoted[$0] != nil }) {
+                let first8 = (0...7).compactMap { quoted[$0]?.bytes }.flatMap { $0 }
+                let first10 = first8 + (8...9).compactMap { quoted[$0]?.bytes }.flatMap { $0 }
+                let candidates = [SHA256.hash(first8).bytes, SHA256.hash(first10).bytes]
+                guard candidates.contains(aggregate.fileDigest) else { throw Refusal.bootAggregateMismatch }
+            }
+        }
+        // 6. The policy.
+        let violations = policy.violations(boot: boot, ima: measured, agentDigest: agentDigest)
+        guard violations.isEmpty else { throw Refusal.policy(Array(violations.prefix(3))) }
+        // 7. The clock.
+        var observation = TPMClockLedger.Observation.first
+        if let clocks {
+            do { observation = try clocks.observe(key: area.name, quote: quote) } catch { throw Refusal.clock("\(error)") }
+        }
+        return .init(bootEvents: boot.events.filter { bootPCRs.contains($0.pcr) }.count, measuredFiles: measured.count, clock: observation,
+                     keyName: Hex.encode(area.name))
+    }
+}

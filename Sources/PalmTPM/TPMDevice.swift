@@ -1,0 +1,67 @@
+internal import CTSS2ESys
+internal import CTSS2Shims
+import Foundation
+import PalmSupport
+
+/// A TPM 2.0 reached through tpm2-tss (the TCTI loader and ESAPI): `device:/dev/tpmrm0` on a
+/// host, `swtpm:host=…,port=…` in tests, any TCTI configuration string.
+///
+/// Each operation opens the TCTI, runs, flushes every object and session it loaded, and closes
+/// it again: nothing is held between operations, so several processes can share one TPM (the
+/// kernel's resource manager, or swtpm's one connection at a time), and a TPM that was reset
+/// meanwhile costs nothing. Operations of one process are serialized; each TPM command is
+/// bounded by ``timeout``.
+public final class TPMDevice: Sendable {
+    public let tcti: String
+    /// Seconds one TPM command may take before the operation fails with ``TPMError/timeout(command:seconds:)``.
+    public let timeout: Double
+    private let serial = LockedValueBox(())
+
+    /// A TPM at `tcti`; nothing is opened until the first operation (``probe()`` checks it answers).
+    public init(tcti: String, timeout: Double = 10) {
+        self.tcti = tcti
+        self.timeout = timeout
+        // tpm2-tss logs its own failures to stderr; palm names them in its errors instead
+        // (an operator can still ask for them with TSS2_LOG).
+        setenv("TSS2_LOG", "all+none", 0)
+    }
+
+    /// Checks the TPM answers (a random number); a start-up check with a named error.
+    public func probe() throws {
+        try run("GetRandom") { ctx in
+            var bytes: UnsafeMutablePointer<TPM2B_DIGEST>?
+            try check(Esys_GetRandom(ctx, palm_esys_tr_none(), palm_esys_tr_none(), palm_esys_tr_none(), 8, &bytes), "GetRandom")
+            Esys_Free(bytes)
+        }
+    }
+
+    /// Runs `body` on a fresh ESAPI context over a fresh TCTI connection, closed afterwards.
+    func run<R>(_ what: String, _ body: (OpaquePointer) throws -> R) throws -> R {
+        try serial.withLockedValue { _ in
+            var tctiContext: OpaquePointer?
+            let rc = Tss2_TctiLdr_Initialize(tcti, &tctiContext)
+            guard rc == 0, let opened = tctiContext else {
+                throw TPMError.unavailable(tcti: tcti, detail: Tss2_RC_Decode(rc).map { String(cString: $0) } ?? "TCTI loader failed")
+            }
+            var context: OpaquePointer?
+            defer { Tss2_TctiLdr_Finalize(&tctiContext) }
+            let erc = Esys_Initialize(&context, opened, nil)
+            guard erc == 0, let esys = context else {
+                throw TPMError.unavailable(tcti: tcti, detail: Tss2_RC_Decode(erc).map { String(cString: $0) } ?? "ESAPI failed")
+            }
+            defer { Esys_Finalize(&context) }
+            _ = Esys_SetTimeout(esys, Int32(min(timeout * 1000, Double(Int32.max))))
+            return try body(esys)
+        }
+    }
+
+    /// Throws the named error for a failed command.
+    func check(_ rc: UInt32, _ command: String) throws {
+        guard rc == 0 else { throw TPMError.from(rc, command: command, timeout: timeout) }
+    }
+
+    /// Flushes a loaded object or session, ignoring failures (best effort on the way out).
+    func flush(_ ctx: OpaquePointer, _ handle: ESYS_TR) {
+        _ = Esys_FlushContext(ctx, handle)
+    }
+}
