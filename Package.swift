@@ -119,7 +119,7 @@ let package = Package(
         .target(name: "PalmEngineTLS", dependencies: ["PalmMigration", "PalmTLS", "PalmWire"]),
         // What the agents share: configuration files, drivers by name, the destination's server loop.
         .target(name: "PalmAgent", dependencies: [
-            "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmEngineTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmProtection", "PalmSecurity", "PalmConfig", "PalmControl",
+            "PalmSupport", "PalmWire", "PalmCrypto", "PalmTLS", "PalmEngineTLS", "PalmHypervisor", "PalmXenDriver", "PalmMigration", "PalmProtection", "PalmSecurity", "PalmTPM", "PalmConfig", "PalmControl",
             "PalmMetrics", "PalmServer", "TOMLKit", .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -130,7 +130,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "palm-dest", dependencies: [
-            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire",
+            "PalmAgent", "PalmMetricsEndpoint", "PalmSystemd", "PalmConfig", "PalmMigration", "PalmTLS", "PalmWire", "PalmCrypto", "PalmSecurity",
+            "PalmTPM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -149,7 +150,8 @@ let package = Package(
         ]),
 
         // Shared by the test targets: certificates minted with certs/palm-ca, process helpers.
-        .target(name: "PalmTestSupport", dependencies: ["PalmSupport", "PalmCrypto", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity"],
+        .target(name: "PalmTestSupport", dependencies: ["PalmSupport", "PalmCrypto", "PalmTLS", "PalmHypervisor", "PalmMigration", "PalmSecurity", "PalmTPM",
+                                                        "PalmWire"],
                 path: "Tests/PalmTestSupport"),
         .testTarget(name: "PalmWireTests", dependencies: ["PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmControlTests", dependencies: ["PalmControl", "PalmWire", "PalmTestSupport"]),

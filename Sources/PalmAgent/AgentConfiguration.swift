@@ -1,5 +1,6 @@
 import Foundation
 import PalmConfig
+import PalmControl
 import PalmHypervisor
 import PalmMigration
 import PalmSecurity
@@ -56,6 +57,11 @@ public struct SourceConfiguration {
     public var destinationPort: UInt16
     public var stateDirectory: String
     public var attestation: AttestationPolicy
+    /// What a destination's platform must prove (`attestation.require`, `platform_policy`,
+    /// `enrolled_keys`); under `serve`, the coordinator's.
+    public var platform = PlatformTrust()
+    /// The largest ATTEST (with a TPM's logs) this source reads (`attestation.max_evidence`).
+    public var maxEvidence = 16 << 20
     /// Seconds to keep asking an unreachable destination how a committed migration ended.
     public var resolveTimeout: Double
     /// `palm-source serve`: the coordinator it reports to and takes orders from.
@@ -140,6 +146,8 @@ public struct SourceConfiguration {
             }
         }
         config.metricsListen = try MetricsSettings.listen(f)
+        config.platform = try PlatformTrust.load(f)
+        config.maxEvidence = try f.bytes("attestation.max_evidence", default: 16 << 20, range: (64 << 10)...(256 << 20))
         try f.finish()
         return config
     }
@@ -173,6 +181,10 @@ public struct DestinationConfiguration {
     public var clockSkew: UInt64
     /// Where `serve` exposes its metrics (`[metrics] listen`); nil: not at all.
     public var metricsListen: Endpoint? = nil
+    /// How this host attests: its TPM, or the software report only (`[attestation]`).
+    public var attestation = PlatformAttestationSettings(mode: .software, tpm: "", tpmTimeout: 10, pcrs: PlatformPolicy.defaultPCRs,
+                                                         bootLog: PlatformAttestationSettings.defaultBootLog,
+                                                         imaLog: PlatformAttestationSettings.defaultIMALog)
 
     public static let defaultPath = "/etc/palm/dest.toml"
 
@@ -193,6 +205,7 @@ public struct DestinationConfiguration {
         guard !config.coordinatorCertificates.isEmpty else { throw ConfigError.missingKey(file: path, key: "security.coordinator_certificate") }
         config.metricsListen = try MetricsSettings.listen(f)
         config.pageThreadNice = try f.int("migration.page_thread_nice", default: 10, range: ThreadPriority.niceRange)
+        config.attestation = try PlatformAttestationSettings.load(f)
         try f.finish()
         return config
     }

@@ -22,7 +22,7 @@ struct DestinationSecurity {
         self.admission = admission
         protections = ReceiverProtections(
             admission: admission,
-            attestation: credentials.attestor,
+            attestation: credentials.attestor(for: admission),
             handoff: SignedHandoff(destination: credentials.signingKey, admission: admission),
             journal: LedgerJournal(ledger: ledger, admission: admission),
             evidence: EvidenceArchive(directory: evidenceDirectory, recordedBy: "destination", ticket: { admission.admitted },

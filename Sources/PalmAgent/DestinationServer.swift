@@ -11,6 +11,7 @@ import PalmMetrics
 import PalmMigration
 import PalmProtection
 import PalmSecurity
+import PalmTPM
 import PalmServer
 import PalmCrypto
 import PalmTLS
@@ -69,15 +70,38 @@ public final class DestinationServer: @unchecked Sendable {
         var signingKey: SigningKey
         var validator: TicketValidator
         var measurement: Measurement
-        /// What this host attests with (its measurement, signed with its key).
-        var attestor: any AttestationProvider
+        /// `attestation.mode = "tpm"`: this host's TPM (checked to answer at start and reload).
+        var tpm: TPMDevice?
+        var attestation: PlatformAttestationSettings
 
         init(_ c: DestinationConfiguration, hypervisor: Hypervisor) throws {
             context = try TLSContext(configuration: c.tls)
             signingKey = try SigningKey(pemFile: c.tls.privateKey)
             validator = TicketValidator(coordinators: try CoordinatorTrust(certificateFiles: c.coordinatorCertificates), clockSkew: c.clockSkew)
             measurement = try Measurement.measure(configPath: c.file, hypervisor: hypervisor)
-            attestor = SoftwareAttestor(measurement: measurement, key: signingKey)
+            attestation = c.attestation
+            if c.attestation.mode == .tpm {
+                let device = TPMDevice(tcti: c.attestation.tpm, timeout: c.attestation.tpmTimeout)
+                try device.probe()
+                tpm = device
+            }
+        }
+
+        /// What attests one connection: the TPM's quote for the ticket `admission` admits, or
+        /// the software report alone.
+        func attestor(for admission: TicketAdmission) -> any AttestationProvider {
+            guard let tpm else { return SoftwareAttestor(measurement: measurement, key: signingKey) }
+            return TPMAttestor(measurement: measurement, key: signingKey, device: tpm, settings: attestation, admission: admission)
+        }
+    }
+
+    /// One line for the start-up log: how this host attests.
+    static func describeAttestation(_ c: Credentials, logger: Logger) {
+        if let tpm = c.tpm {
+            let name = (try? tpm.attestationKey()).flatMap { try? TPMPublicArea(decoding: $0) }.map { Hex.encode($0.name) } ?? "?"
+            logger.notice("attesting with the TPM at \(tpm.tcti): attestation key \(name), PCRs \(c.attestation.pcrs.map(String.init).joined(separator: ","))")
+        } else {
+            logger.warning("attesting in software only (attestation.mode = software): anything with root on this host can produce the same report; sources that require tpm refuse this host")
         }
     }
 
@@ -92,6 +116,7 @@ public final class DestinationServer: @unchecked Sendable {
         DestinationServer.recover(hypervisor: hypervisor, ledger: ledger, logger: logger)
         DestinationServer.prune(ledger, configuration: configuration, logger: logger)
         let credentials = try Credentials(configuration, hypervisor: hypervisor)
+        Self.describeAttestation(credentials, logger: logger)
         faults = try FaultInjection.fromEnvironment()
         if let point = faults.stopAt { logger.warning("fault injection armed: receptions stop at \(point.rawValue) (\(FaultInjection.variable))") }
         live = LockedValueBox((configuration, credentials))

@@ -19,11 +19,12 @@ public struct Measurement: Sendable, Equatable {
                            hypervisor: hypervisor.name, hypervisorVersion: hypervisor.version)
     }
 
-    /// A signed attestation report for one session.
-    public func report(nonce: Digest32, exporter: Digest32, key: SigningKey) throws -> Attestation {
+    /// A signed attestation report for one session, with a TPM's evidence when there is one
+    /// (the signature covers it too).
+    public func report(nonce: Digest32, exporter: Digest32, key: SigningKey, platform: PlatformEvidence? = nil) throws -> Attestation {
         var a = Attestation(sourceNonce: nonce, exporter: exporter, agentDigest: agentDigest, configDigest: configDigest,
                             hypervisor: hypervisor, hypervisorVersion: hypervisorVersion,
-                            timestampMillis: UInt64(Date().timeIntervalSince1970 * 1000), signature: [])
+                            timestampMillis: UInt64(Date().timeIntervalSince1970 * 1000), platform: platform, signature: [])
         a.signature = try key.sign(a.signedBytes)
         return a
     }

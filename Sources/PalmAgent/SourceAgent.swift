@@ -43,6 +43,9 @@ public struct SourceAgent {
         /// The destination measurements accepted (default: the configuration's `[attestation]`;
         /// `serve` uses the allowlist the coordinator distributes).
         public var attestation: AttestationPolicy?
+        /// What the destination's platform must prove (default: the configuration's; `serve`
+        /// uses the coordinator's).
+        public var platform: PlatformTrust?
         /// Set from another thread to stop the migration before its commit point.
         public var cancel = CancelFlag()
         public init(vm: String, host: String, port: UInt16, serverName: String? = nil, mode: MigrationMode = .preCopy,
@@ -99,7 +102,9 @@ public struct SourceAgent {
                                           serverName: request.serverName, destination: ticket.destination)
         let protections = SenderProtections(
             ticket: request.ticket, ticketNonce: ticket.nonce,
-            attestation: request.attestation ?? configuration.attestation,
+            attestation: (request.platform ?? configuration.platform).verifier(
+                software: request.attestation ?? configuration.attestation, ticketID: ticket.migrationID,
+                clocks: TPMClockLedger(path: configuration.stateDirectory + "/tpm-clocks.json"), logger: logger),
             handoff: SignedHandoff(source: key),
             journal: handoff.journal(for: target, resolveTimeout: configuration.resolveTimeout),
             evidence: EvidenceArchive(directory: configuration.stateDirectory + "/evidence", recordedBy: "source", ticket: { ticket },
@@ -116,6 +121,7 @@ public struct SourceAgent {
         options.hypervisorName = hypervisor.name
         options.handoffHistory = handoffHistory
         options.faults = try FaultInjection.fromEnvironment()
+        options.maxAttestationBytes = configuration.maxEvidence
         if let point = options.faults.stopAt { logger.warning("fault injection armed: this migration stops at \(point.rawValue) (\(FaultInjection.variable))") }
         var log = logger
         log[metadataKey: "VM"] = "\(request.vm)"

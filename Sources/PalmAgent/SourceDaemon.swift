@@ -300,6 +300,7 @@ public final class SourceDaemon: @unchecked Sendable {
         request.attestation = AttestationPolicy(allowedAgents: Set(list.agents), allowedConfigs: Set(list.configs),
                                                 allowedHypervisors: Set(list.hypervisors),
                                                 maxClockSkew: configuration.attestation.maxClockSkew)
+        request.platform = list.platform ?? PlatformTrust()
         return request
     }
 

@@ -79,6 +79,19 @@ public final class ConfigFile {
         }
     }
 
+    /// An array of integers, each within `range`; `def` when the key is absent.
+    public func intArray(_ key: String, default def: [Int], range: ClosedRange<Int>) throws -> [Int] {
+        guard let v = value(key) else { return def }
+        guard let array = v.array else { throw ConfigError.wrongType(file: path, key: key, expected: "an array of integers") }
+        return try array.map {
+            guard let i = $0.int else { throw ConfigError.wrongType(file: path, key: key, expected: "an array of integers") }
+            guard range.contains(i) else {
+                throw ConfigError.invalidValue(file: path, key: key, reason: "\(i) is outside \(range.lowerBound)…\(range.upperBound)")
+            }
+            return i
+        }
+    }
+
     /// A value that may be one string (`single`) or a list (`list`), never both; at most `limit`
     /// entries. Empty when neither key is set.
     public func oneOrMany(_ single: String, _ list: String, limit: Int) throws -> [String] {

@@ -1,3 +1,4 @@
+import PalmSecurity
 /// What a host's palm-source tells the coordinator in every `agent.heartbeat`.
 ///
 /// The host's name is never in the report: the coordinator takes it from the agent's certificate.
@@ -152,14 +153,20 @@ public struct MigrationOrder: Codable, Sendable, Equatable {
 /// The destination measurements the cluster accepts (see `palm-dest measure`), with the meaning of
 /// the agents' own `[attestation]` table: no agent or hypervisor listed denies every destination;
 /// no configuration listed accepts any configuration.
+///
+/// `platform` is what a destination's platform must prove: the attestation required, the platform
+/// policy, each host's enrolled attestation key. Absent (a coordinator before TPM attestation):
+/// a source requires `tpm` with an empty policy, i.e. refuses every destination.
 public struct AttestationAllowlist: Codable, Sendable, Equatable {
     public var agents: [String]
     public var configs: [String]
     public var hypervisors: [String]
+    public var platform: PlatformTrust?
 
-    public init(agents: [String] = [], configs: [String] = [], hypervisors: [String] = []) {
+    public init(agents: [String] = [], configs: [String] = [], hypervisors: [String] = [], platform: PlatformTrust? = nil) {
         self.agents = agents
         self.configs = configs
         self.hypervisors = hypervisors
+        self.platform = platform
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import PalmConfig
+import PalmSecurity
 import PalmControl
 import PalmTLS
 import PalmWire
@@ -116,6 +117,7 @@ public struct CoordinatorConfiguration: Sendable {
         for v in config.allowlist.agents + config.allowlist.configs where Digest32(hex: v) == nil {
             throw ConfigError.invalidValue(file: path, key: "attestation", reason: "'\(v)' is not a SHA-256 in hex")
         }
+        config.allowlist.platform = try PlatformTrust.load(f)
         config.metricsListen = try MetricsSettings.listen(f)
         try f.finish()
         return config

@@ -81,6 +81,10 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     /// committed all the same — the VM runs on the destination — and the copy, paused, must never
     /// be resumed; `palm-source recover` (the agent runs it at every start) destroys it.
     public var sourceCopyLeft: String?
+    /// How the destination attested: `tpm` (its TPM's quote, checked against the enrolled key and
+    /// the platform policy) or `software` (its own signed report, accepted by the source's
+    /// configuration). Optional for reports of earlier versions.
+    public var destinationAttestation: String?
 
     public var pagesSent: UInt64 { rounds.reduce(0) { $0 + $1.pages } }
 
@@ -98,6 +102,10 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         if let sourceCopyLeft {
             line("  WARNING         the source's paused copy was NOT destroyed (\(sourceCopyLeft)); never resume it here:")
             line("                  `palm-source recover` destroys it (the agent runs it at every start)")
+        }
+        if let destinationAttestation {
+            line("  attestation     \(destinationAttestation)" + (destinationAttestation == "software"
+                ? " (the destination's own report, not rooted in a TPM: accepted by attestation.require = software)" : " (the destination's TPM)"))
         }
         line("  pre-copy ended  \(stopReason)")
         line(String(format: "  sent            %8.1f MiB in %d rounds, %.1f MiB/s, %.2f× RAM",

@@ -43,6 +43,8 @@ public final class MigrationSender {
         public var handoffHistory: HandoffHistory?
         /// Where a fault-injection test stops this sender (tests only; disabled by default).
         public var faults: FaultInjection = .disabled
+        /// The largest ATTEST read from the destination (its TPM's logs make it large).
+        public var maxAttestationBytes = 16 << 20
         public init() {}
     }
 
@@ -202,7 +204,13 @@ public final class MigrationSender {
         progress(MigrationProgress(phase: .handshake, round: 0, pagesLeftInRound: info.pageCount, pagesSentInRound: 0,
                                    bytesPerSecond: 0, throttlePercent: 0))
         try send(.hello(Hello(ticket: protections.ticket, sourceNonce: s.nonce)))
-        guard case let .attest(attestation) = try receive() else { throw WireError.unexpectedMessage(.attest, state: "handshake") }
+        // ATTEST alone may be large (a TPM's measurement logs): read with its own, configured cap.
+        let attestReader = FrameReader(stream: channel, limits: .attestation(maxBytes: options.maxAttestationBytes))
+        let first = try attestReader.readMessage()
+        try state.receive(first.type)
+        if case let .abort(n) = first { throw MigrationError.abortedByPeer(n.reason, n.message) }
+        if case let .error(n) = first { throw MigrationError.abortedByPeer(n.reason, n.message) }
+        guard case let .attest(attestation) = first else { throw WireError.unexpectedMessage(first.type, state: "handshake") }
         guard attestation.sourceNonce == s.nonce else {
             throw MigrationError.attestationRejected("the report does not echo this session's nonce")
         }
@@ -216,7 +224,7 @@ public final class MigrationSender {
         }
         s.costs.signature = try MigrationError.refusing(as: .local) { try protections.handoff.signatureCost() }
         s.attestation = attestation
-        logger.info("destination attested: \(attestation.hypervisor) \(attestation.hypervisorVersion), agent sha256:\(attestation.agentDigest.hex.prefix(16))…")
+        logger.info("destination attested (\(attestation.mode)): \(attestation.hypervisor) \(attestation.hypervisorVersion), agent sha256:\(attestation.agentDigest.hex.prefix(16))…")
 
         try send(.config(VMConfig(name: info.name, mode: options.mode, pageSize: UInt32(info.pageSize), pageCount: info.pageCount,
                                   vcpus: info.vcpus, hypervisor: options.hypervisorName, platform: domain.platform,
@@ -382,7 +390,7 @@ public final class MigrationSender {
             bytesOnWire: wire, throughputMiBps: Double(wire) / 1048576 / max(total, 1e-9), imageDigest: manifest.imageDigest.hex,
             sourceCPUSeconds: MonotonicClock.processCPUSeconds() - s.cpuStarted, streams: options.streams,
             compression: options.compression.description, compressedBatches: s.compressedBatches,
-            cleanupSeconds: s.cleanupSeconds, sourceCopyLeft: s.sourceCopyLeft)
+            cleanupSeconds: s.cleanupSeconds, sourceCopyLeft: s.sourceCopyLeft, destinationAttestation: s.attestation?.mode)
     }
 }
 

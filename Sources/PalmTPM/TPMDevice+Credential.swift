@@ -10,7 +10,7 @@ extension TPMDevice {
         var secret = TPM2B_ENCRYPTED_SECRET()
         try TPMBytes.unmarshal(credentialBlob, into: &blob) { Tss2_MU_TPM2B_ID_OBJECT_Unmarshal($0, $1, $2, $3) }
         try TPMBytes.unmarshal(encryptedSecret, into: &secret) { Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal($0, $1, $2, $3) }
-        return try run("ActivateCredential") { ctx in
+        return try run("ActivateCredential") { [self] ctx in
             let (ek, _) = try createEndorsementKey(ctx)
             defer { flush(ctx, ek) }
             let (ak, _) = try createAttestationKey(ctx)

@@ -61,7 +61,7 @@ extension TPMDevice {
     /// The attestation key's public area (TPMT_PUBLIC): a restricted ECDSA P-256 signing key in
     /// the endorsement hierarchy. The same for as long as the TPM keeps its endorsement seed.
     public func attestationKey() throws -> [UInt8] {
-        try run("attestation key") { ctx in
+        try run("attestation key") { [self] ctx in
             let (handle, area) = try createAttestationKey(ctx)
             flush(ctx, handle)
             return area
@@ -70,7 +70,7 @@ extension TPMDevice {
 
     /// The endorsement key and its certificate (RSA 2048, the profile's default template).
     public func endorsementIdentity() throws -> EndorsementIdentity {
-        try run("endorsement key") { ctx in
+        try run("endorsement key") { [self] ctx in
             let (handle, area) = try createEndorsementKey(ctx)
             flush(ctx, handle)
             let certificate = try readNV(ctx, index: Self.rsaEKCertificateIndex)

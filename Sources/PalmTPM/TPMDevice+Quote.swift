@@ -22,7 +22,7 @@ extension TPMDevice {
     public func quote(pcrs: [Int], qualifyingData: [UInt8], attempts: Int = 5) throws -> TPMQuote {
         guard qualifyingData.count <= 64 else { throw TPMError.unexpected("qualifying data longer than 64 bytes") }
         let mask = pcrs.reduce(UInt32(0)) { $0 | (($1 >= 0 && $1 < 24) ? 1 << UInt32($1) : 0) }
-        return try run("quote") { ctx in
+        return try run("quote") { [self] ctx in
             let (ak, area) = try createAttestationKey(ctx)
             defer { flush(ctx, ak) }
             for _ in 0..<max(1, attempts) {
@@ -56,7 +56,7 @@ extension TPMDevice {
     /// The SHA-256 bank's values of the PCRs in `mask`, in index order.
     public func readPCRs(_ pcrs: [Int]) throws -> [PlatformEvidence.PCRValue] {
         let mask = pcrs.reduce(UInt32(0)) { $0 | (($1 >= 0 && $1 < 24) ? 1 << UInt32($1) : 0) }
-        return try run("PCR_Read") { ctx in try readPCRs(ctx, mask: mask) }
+        return try run("PCR_Read") { [self] ctx in try readPCRs(ctx, mask: mask) }
     }
 
     func readPCRs(_ ctx: OpaquePointer, mask: UInt32) throws -> [PlatformEvidence.PCRValue] {
@@ -98,7 +98,7 @@ extension TPMDevice {
     /// tests and the rig to make a software TPM's PCRs match the logs they build.
     public func extend(pcr index: Int, with digest: Digest32) throws {
         guard (0..<24).contains(index) else { throw TPMError.unexpected("no PCR \(index)") }
-        try run("PCR_Extend") { ctx in
+        try run("PCR_Extend") { [self] ctx in
             var values = TPML_DIGEST_VALUES()
             values.count = 1
             values.digests.0.hashAlg = 0x000B

@@ -13,9 +13,13 @@ import PalmSupport
 /// bounded by ``timeout``.
 public final class TPMDevice: Sendable {
     public let tcti: String
-    /// Seconds one TPM command may take before the operation fails with ``TPMError/timeout(command:seconds:)``.
+    /// Seconds one operation (a quote with its PCR reads, a credential activation) may take
+    /// before it fails with ``TPMError/timeout(command:seconds:)``.
     public let timeout: Double
-    private let serial = LockedValueBox(())
+    /// One operation at a time; an operation that outlived its timeout, while it still waits for
+    /// the TPM (its thread cannot be interrupted inside tpm2-tss): later ones fail at once rather
+    /// than queue behind it.
+    private let serial = LockedValueBox<BackgroundResult<Void>?>(nil)
 
     /// A TPM at `tcti`; nothing is opened until the first operation (``probe()`` checks it answers).
     public init(tcti: String, timeout: Double = 10) {
@@ -28,31 +32,50 @@ public final class TPMDevice: Sendable {
 
     /// Checks the TPM answers (a random number); a start-up check with a named error.
     public func probe() throws {
-        try run("GetRandom") { ctx in
+        try run("GetRandom") { [self] ctx in
             var bytes: UnsafeMutablePointer<TPM2B_DIGEST>?
             try check(Esys_GetRandom(ctx, palm_esys_tr_none(), palm_esys_tr_none(), palm_esys_tr_none(), 8, &bytes), "GetRandom")
             Esys_Free(bytes)
         }
     }
 
-    /// Runs `body` on a fresh ESAPI context over a fresh TCTI connection, closed afterwards.
-    func run<R>(_ what: String, _ body: (OpaquePointer) throws -> R) throws -> R {
-        try serial.withLockedValue { _ in
-            var tctiContext: OpaquePointer?
-            let rc = Tss2_TctiLdr_Initialize(tcti, &tctiContext)
-            guard rc == 0, let opened = tctiContext else {
-                throw TPMError.unavailable(tcti: tcti, detail: Tss2_RC_Decode(rc).map { String(cString: $0) } ?? "TCTI loader failed")
+    /// Runs `body` on a fresh ESAPI context over a fresh TCTI connection, closed afterwards, on a
+    /// thread of its own: the caller waits at most ``timeout`` (tpm2-tss's own timeout does not
+    /// cover connecting, and a TPM that accepts a connection and never answers would hold the
+    /// caller — a migration's handshake — for good).
+    func run<R>(_ what: String, _ body: @escaping (OpaquePointer) throws -> R) throws -> R {
+        try serial.withLockedValue { stuck in
+            if let earlier = stuck, earlier.isRunning {
+                throw TPMError.timeout(command: "\(what) (an earlier command still has no answer)", seconds: timeout)
             }
-            var context: OpaquePointer?
-            defer { Tss2_TctiLdr_Finalize(&tctiContext) }
-            let erc = Esys_Initialize(&context, opened, nil)
-            guard erc == 0, let esys = context else {
-                throw TPMError.unavailable(tcti: tcti, detail: Tss2_RC_Decode(erc).map { String(cString: $0) } ?? "ESAPI failed")
+            nonisolated(unsafe) var value: R?
+            nonisolated(unsafe) let body = body
+            let job = BackgroundResult(name: "palm-tpm") { [self] in value = try session(body) }
+            guard let outcome = job.wait(seconds: timeout) else {
+                stuck = job
+                throw TPMError.timeout(command: what, seconds: timeout)
             }
-            defer { Esys_Finalize(&context) }
-            _ = Esys_SetTimeout(esys, Int32(min(timeout * 1000, Double(Int32.max))))
-            return try body(esys)
+            try outcome.get()
+            guard let value else { throw TPMError.unexpected("\(what) returned nothing") }
+            return value
         }
+    }
+
+    private func session<R>(_ body: (OpaquePointer) throws -> R) throws -> R {
+        var tctiContext: OpaquePointer?
+        let rc = Tss2_TctiLdr_Initialize(tcti, &tctiContext)
+        guard rc == 0, let opened = tctiContext else {
+            throw TPMError.unavailable(tcti: tcti, detail: Tss2_RC_Decode(rc).map { String(cString: $0) } ?? "TCTI loader failed")
+        }
+        var context: OpaquePointer?
+        defer { Tss2_TctiLdr_Finalize(&tctiContext) }
+        let erc = Esys_Initialize(&context, opened, nil)
+        guard erc == 0, let esys = context else {
+            throw TPMError.unavailable(tcti: tcti, detail: Tss2_RC_Decode(erc).map { String(cString: $0) } ?? "ESAPI failed")
+        }
+        defer { Esys_Finalize(&context) }
+        _ = Esys_SetTimeout(esys, Int32(min(timeout * 1000, Double(Int32.max))))
+        return try body(esys)
     }
 
     /// Throws the named error for a failed command.

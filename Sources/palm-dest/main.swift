@@ -3,6 +3,9 @@ import Foundation
 import PalmAgent
 import PalmMetricsEndpoint
 import PalmSystemd
+import PalmCrypto
+import PalmSecurity
+import PalmTPM
 import PalmWire
 
 /// palm-dest: the inbound side of a migration on every host.
@@ -65,6 +68,17 @@ struct Measure: ParsableCommand {
             print("allowed_agents = [\"\(m.agentDigest.hex)\"]")
             print("allowed_configs = [\"\(m.configDigest.hex)\"]")
             print("allowed_hypervisors = [\"\(m.hypervisor) \(m.hypervisorVersion)\"]")
+            switch c.attestation.mode {
+            case .software:
+                print("# this destination attests in software only (attestation.mode = software): a source accepts it only with")
+                print("require = \"software\"")
+            case .tpm:
+                let device = TPMDevice(tcti: c.attestation.tpm, timeout: c.attestation.tpmTimeout)
+                let name = Hex.encode(try TPMPublicArea(decoding: try device.attestationKey()).name)
+                let host = (try? CertificateIdentity.load(pemFile: c.tls.certificateChain))?.commonName ?? "HOST"
+                print("require = \"tpm\"")
+                print("enrolled_keys = [\"\(host)=\(name)\"]")
+            }
         } catch {
             CLI.fail("palm-dest", error)
             throw ExitCode(1)

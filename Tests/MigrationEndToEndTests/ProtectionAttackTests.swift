@@ -224,7 +224,7 @@ struct ProtectionAttackTests {
     @Test("a destination whose measurement is not in the allowlist receives no page")
     func notAllowlisted() throws {
         let bogus = String(repeating: "ab", count: 32)
-        let c = try SimCluster(allowlist: "allowed_agents = [\"\(bogus)\"]\nallowed_hypervisors = [\"sim palm-sim 1\"]\n")
+        let c = try SimCluster(allowlist: "require = \"software\"\nallowed_agents = [\"\(bogus)\"]\nallowed_hypervisors = [\"sim palm-sim 1\"]\n")
         defer { c.shutdown() }
         try c.startDest()
         try c.createVM("target", memory: "32M")

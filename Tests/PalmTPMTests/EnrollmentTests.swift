@@ -62,3 +62,18 @@ struct EnrollmentTests {
         #expect(throws: TPMError.self) { try TPMDevice(tcti: "no-such-tcti").probe() }
     }
 }
+
+@Suite("A TPM that hangs")
+struct HungTPMTests {
+    @Test("a TPM that accepts the connection but never answers fails its operation within the timeout, by name")
+    func hung() throws {
+        let tpm = try SoftwareTPM()
+        let device = TPMDevice(tcti: tpm.tcti, timeout: 2)
+        try device.probe()
+        tpm.freeze()
+        defer { tpm.thaw() }
+        let started = Date()
+        #expect(throws: TPMError.self) { try device.probe() }
+        #expect(Date().timeIntervalSince(started) < 10, "bounded by the timeout, not forever")
+    }
+}

@@ -142,6 +142,7 @@ public final class NetnsCluster: @unchecked Sendable {
             interval_s = 0.3
             \(scheduler)
             [attestation]
+            require = "software"
             allowed_agents = \(list(agentsAllowed))
             allowed_configs = \(list(configsAllowed))
             allowed_hypervisors = \(list(hypervisors))

@@ -37,15 +37,19 @@ public final class SimCluster: @unchecked Sendable {
     /// The destination's certificate name in TestPKI (its identity in tickets).
     public let destCert: String
 
-    /// `destListen` adds keys to the destination's `[listen]` table (e.g. "max_concurrent = 1").
-    public init(destMemoryLimit: String = "8G", destCert: String = "server", allowlist: String? = nil, destListen: String = "") throws {
+    /// `destListen` adds keys to the destination's `[listen]` table (e.g. "max_concurrent = 1"),
+    /// `destAttestation` makes its `[attestation]` table (a TPM: ``MeasuredHost/destinationTable``),
+    /// `sourceAttestation` adds keys to the source's (e.g. its `platform_policy`).
+    public init(destMemoryLimit: String = "8G", destCert: String = "server", allowlist: String? = nil, destListen: String = "",
+                destAttestation: String = "", sourceAttestation: String = "") throws {
         let id = UUID().uuidString.prefix(8)
         self.destCert = destCert
         dir = NSTemporaryDirectory() + "palm-cluster-\(id)"
         sourceRoot = "/dev/shm/palm-test-\(id)-a"
         destRoot = "/dev/shm/palm-test-\(id)-b"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try write("dest.toml", config(cert: destCert, root: destRoot, limit: destMemoryLimit, listen: true, listenExtra: destListen))
+        try write("dest.toml", config(cert: destCert, root: destRoot, limit: destMemoryLimit, listen: true, listenExtra: destListen)
+                  + (destAttestation.isEmpty ? "" : "\n[attestation]\n" + destAttestation + "\n"))
         // The source allows exactly what the destination measures (palm-dest measure), unless told otherwise.
         let measured = try allowlist ?? {
             let r = try ProcessRunner.run(SimCluster.bin("palm-dest"), ["measure", "--config", dir + "/dest.toml"])
@@ -53,7 +57,7 @@ public final class SimCluster: @unchecked Sendable {
             return r.stdout
         }()
         try write("source.toml", config(cert: "client", root: sourceRoot, limit: "8G", listen: false)
-                  + "\n[attestation]\n" + measured)
+                  + "\n[attestation]\n" + measured + "\n" + sourceAttestation + "\n")
     }
 
     deinit { shutdown() }

@@ -60,6 +60,14 @@ public final class SoftwareTPM: @unchecked Sendable {
         unlink(socket + ".ctrl")
     }
 
+    private var pid: Int32? {
+        (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// Stops the TPM answering (SIGSTOP): connections are accepted, commands never answered.
+    public func freeze() { pid.map { _ = kill($0, SIGSTOP) } }
+    public func thaw() { pid.map { _ = kill($0, SIGCONT) } }
+
     /// Ends the daemon and removes its state.
     public func stop() {
         guard !stopped else { return }

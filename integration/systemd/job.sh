@@ -41,7 +41,7 @@ link() { printf '[coordinator]\naddress = "127.0.0.1:7400"\ncertificate = "/etc/
 { tls /etc/palm/tls/host-a.pem /etc/palm/tls/host-a.key; sim a; link 7410; } > /etc/palm/source.toml
 { tls /etc/palm-b/host-b.pem /etc/palm-b/host-b.key; sim b; printf '[state]\ndirectory = "/var/lib/palm-b/source"\n'; link 7411; } > /etc/palm-b/source.toml
 { tls /etc/palm/tls/coordinator.pem /etc/palm/tls/coordinator.key
-  printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[metrics]\nlisten = "127.0.0.1:9466"\n[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\n'
+  printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[metrics]\nlisten = "127.0.0.1:9466"\n[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\nrequire = "software"\n'
   for key in allowed_agents allowed_configs allowed_hypervisors; do
     printf '%s = [%s]\n' $key "$(for c in /etc/palm/dest.toml /etc/palm-b/dest.toml; do palm-dest measure --config $c; done \
       | awk -F'"' -v k=$key '$0 ~ "^" k {print "\"" $2 "\""}' | sort -u | paste -sd, -)"

@@ -1,0 +1,91 @@
+import Foundation
+import PalmCrypto
+import PalmProtection
+import PalmSecurity
+import PalmTPM
+import PalmWire
+
+/// The destination's hardware-rooted attestation for one connection: the software report of
+/// palm-dest's measurement, carrying a quote by this host's TPM over
+/// ``QuoteBinding/migration(nonce:exporter:ticketID:)`` (the session's nonce, its TLS exporter,
+/// the admitted ticket's id), the quoted PCRs' values and the measured-boot and IMA logs — all of
+/// it signed by the host's TLS key, so the evidence is also bound to the certificate the source
+/// authenticated.
+///
+/// The logs are read after the quote: the kernel only appends, so they hold at least what the
+/// quote covers (the verifier replays the prefix that reaches the quoted PCR 10).
+public struct TPMAttestor: AttestationProvider {
+    let measurement: Measurement
+    let key: SigningKey
+    let device: TPMDevice
+    let settings: PlatformAttestationSettings
+    let admission: TicketAdmission
+
+    public init(measurement: Measurement, key: SigningKey, device: TPMDevice, settings: PlatformAttestationSettings, admission: TicketAdmission) {
+        self.measurement = measurement
+        self.key = key
+        self.device = device
+        self.settings = settings
+        self.admission = admission
+    }
+
+    public func attest(binding: SessionBinding) throws -> Attestation {
+        guard let ticket = admission.admitted else { throw ProtectionRefusal.ticket("no admitted ticket to attest for") }
+        let evidence: PlatformEvidence
+        do {
+            evidence = try Self.evidence(device: device, settings: settings,
+                                         qualifyingData: QuoteBinding.migration(nonce: binding.nonce, exporter: binding.exporter,
+                                                                                ticketID: ticket.migrationID))
+        } catch {
+            throw ProtectionRefusal.local("the TPM attestation failed: \(error)")
+        }
+        return try measurement.report(nonce: binding.nonce, exporter: binding.exporter, key: key, platform: evidence)
+    }
+
+    /// A quote over `qualifyingData` with the logs: what a migration's and a heartbeat's
+    /// attestation send.
+    public static func evidence(device: TPMDevice, settings: PlatformAttestationSettings, qualifyingData: [UInt8]) throws -> PlatformEvidence {
+        let quote = try device.quote(pcrs: settings.pcrs, qualifyingData: qualifyingData)
+        let limits = WireLimits.default
+        return PlatformEvidence(attestationKey: quote.attestationKey, quote: quote.quote, signature: quote.signature, pcrValues: quote.pcrValues,
+                                bootLog: try PlatformLogFile.read(settings.bootLog, limit: limits.maxBootLog),
+                                imaLog: try PlatformLogFile.read(settings.imaLog, limit: limits.maxIMALog))
+    }
+}
+
+/// Reading the kernel's measurement logs: a log that does not exist is empty (no measured boot,
+/// IMA off — the verifier's policy decides what that means); one larger than the limit is an error.
+public enum PlatformLogFile {
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        case unreadable(path: String, reason: String)
+        case tooLarge(path: String, limit: Int)
+        public var description: String {
+            switch self {
+            case let .unreadable(p, r): return "cannot read \(p): \(r)"
+            case let .tooLarge(p, l): return "\(p) is larger than \(l) bytes"
+            }
+        }
+    }
+
+    public static func read(_ path: String, limit: Int) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return [] }
+            throw Failure.unreadable(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { close(fd) }
+        // securityfs files report no size: read until the end, bounded.
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure.unreadable(path: path, reason: String(cString: strerror(errno)))
+            }
+            if n == 0 { return out }
+            guard out.count + n <= limit else { throw Failure.tooLarge(path: path, limit: limit) }
+            out += chunk[0..<n]
+        }
+    }
+}

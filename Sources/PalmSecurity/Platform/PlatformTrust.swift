@@ -1,0 +1,58 @@
+import Foundation
+import Logging
+
+/// What a source demands of a destination's platform: the attestation it requires, the platform
+/// policy its TPM evidence must meet, and each host's enrolled attestation key. A source's own
+/// configuration (`[attestation]` in source.toml) or, under `palm-source serve`, the
+/// coordinator's (sent with its orders).
+public struct PlatformTrust: Codable, Sendable, Equatable {
+    public var requirement: AttestationRequirement
+    public var policy: PlatformPolicy
+    /// Host name (certificate CN) → attestation key name (hex).
+    public var enrolledKeys: [String: String]
+
+    public init(requirement: AttestationRequirement = .tpm, policy: PlatformPolicy = PlatformPolicy(), enrolledKeys: [String: String] = [:]) {
+        self.requirement = requirement
+        self.policy = policy
+        self.enrolledKeys = enrolledKeys
+    }
+
+    /// The verifier for one migration: the software checks of `software`, then these.
+    public func verifier(software: AttestationPolicy, ticketID: [UInt8], clocks: TPMClockLedger?, logger: Logger?) -> PlatformAttestationVerifier {
+        PlatformAttestationVerifier(software: software, requirement: requirement, policy: policy, enrolledKeys: enrolledKeys,
+                                    ticketID: ticketID, clocks: clocks, logger: logger)
+    }
+
+    public enum LoadError: Error, Equatable, CustomStringConvertible {
+        case policyFile(path: String, reason: String)
+        case enrolledKey(String)
+        public var description: String {
+            switch self {
+            case let .policyFile(p, r): return "cannot use the platform policy \(p): \(r)"
+            case let .enrolledKey(e): return "'\(e)' is not HOST=ATTESTATION_KEY_NAME (hex)"
+            }
+        }
+    }
+
+    /// A platform policy file (JSON, as `palm-coordinator attestation policy show --json` prints it).
+    public static func loadPolicy(_ path: String) throws -> PlatformPolicy {
+        guard let data = FileManager.default.contents(atPath: path) else { throw LoadError.policyFile(path: path, reason: "unreadable") }
+        guard data.count <= 64 << 20 else { throw LoadError.policyFile(path: path, reason: "larger than 64 MiB") }
+        do { return try JSONDecoder().decode(PlatformPolicy.self, from: data) } catch {
+            throw LoadError.policyFile(path: path, reason: "\(error)")
+        }
+    }
+
+    /// `HOST=NAME` entries (a name is 0x000B followed by a SHA-256: 68 hex digits).
+    public static func enrolledKeys(_ entries: [String]) throws -> [String: String] {
+        var keys: [String: String] = [:]
+        for e in entries {
+            let parts = e.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, parts[1].count == 68, parts[1].allSatisfy(\.isHexDigit) else {
+                throw LoadError.enrolledKey(e)
+            }
+            keys[parts[0]] = parts[1].lowercased()
+        }
+        return keys
+    }
+}
