@@ -160,7 +160,7 @@ let package = Package(
         .testTarget(name: "PalmTLSTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "CertsToolTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmTestSupport"]),
         .testTarget(name: "PalmCoordinatorTests", dependencies: [
-            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmCrypto", "PalmTLS", "PalmTestSupport",
+            "PalmCoordinator", "PalmControl", "PalmSecurity", "PalmWire", "PalmCrypto", "PalmTLS", "PalmTestSupport", "PalmAgent",
         ]),
         .testTarget(name: "PalmSystemdTests", dependencies: ["PalmSystemd", "PalmSupport", "PalmWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmSupport", "PalmWire"]),

@@ -62,6 +62,11 @@ public struct SourceConfiguration {
     public var platform = PlatformTrust()
     /// The largest ATTEST (with a TPM's logs) this source reads (`attestation.max_evidence`).
     public var maxEvidence = 16 << 20
+    /// This host's TPM (`attestation.mode = "tpm"`, `tpm`, …): under `serve`, enrolled with the
+    /// coordinator and quoted whenever it asks. The same keys as palm-dest's.
+    public var hostAttestation = PlatformAttestationSettings(mode: .software, tpm: "", tpmTimeout: 10, pcrs: PlatformPolicy.defaultPCRs,
+                                                             bootLog: PlatformAttestationSettings.defaultBootLog,
+                                                             imaLog: PlatformAttestationSettings.defaultIMALog)
     /// Seconds to keep asking an unreachable destination how a committed migration ended.
     public var resolveTimeout: Double
     /// `palm-source serve`: the coordinator it reports to and takes orders from.
@@ -148,6 +153,7 @@ public struct SourceConfiguration {
         config.metricsListen = try MetricsSettings.listen(f)
         config.platform = try PlatformTrust.load(f)
         config.maxEvidence = try f.bytes("attestation.max_evidence", default: 16 << 20, range: (64 << 10)...(256 << 20))
+        config.hostAttestation = try PlatformAttestationSettings.load(f)
         try f.finish()
         return config
     }

@@ -7,6 +7,7 @@ import PalmMetrics
 import PalmMigration
 import PalmSupport
 import PalmSecurity
+import PalmTPM
 import PalmCrypto
 import PalmTLS
 import PalmWire
@@ -63,6 +64,10 @@ public final class SourceDaemon: @unchecked Sendable {
     let epochFloor: LeaderEpochFloor
     private var measuredDirtyRate: [String: Double] = [:]
     private var allowlist = AttestationAllowlist()
+    /// This host's TPM, reported to the coordinator (nil: no TPM configured).
+    let platform: PlatformReporter?
+    /// What the coordinator last asked of this host's TPM.
+    private var platformRequest: PlatformRequest?
     private var interval = 5.0
     private var stopped = false
 
@@ -85,6 +90,13 @@ public final class SourceDaemon: @unchecked Sendable {
         outbox = configuration.stateDirectory + "/outbox"
         orders = configuration.stateDirectory + "/orders"
         epochFloor = LeaderEpochFloor(path: configuration.stateDirectory + "/leader-epoch")
+        if configuration.hostAttestation.mode == .tpm {
+            let device = TPMDevice(tcti: configuration.hostAttestation.tpm, timeout: configuration.hostAttestation.tpmTimeout)
+            try device.probe()
+            platform = PlatformReporter(settings: configuration.hostAttestation, host: context.localIdentity.commonName ?? "", logger: logger)
+        } else {
+            platform = nil
+        }
         for dir in [outbox, orders] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
     }
 
@@ -221,14 +233,20 @@ public final class SourceDaemon: @unchecked Sendable {
             VMReport(name: vm.name, memoryBytes: vm.memoryBytes,
                      dirtyRate: measured[vm.name] ?? hypervisor.dirtyRateEstimate(vm: vm.name) ?? 0, paused: vm.state == .paused)
         }
-        return HostReport(destinationAddress: link.advertise, cpus: ProcessInfo.processInfo.activeProcessorCount,
-                          cpuLoad: hypervisor.hostCPULoad(),
-                          memoryTotal: used + free, memoryUsed: used, vms: reports, active: active, outcomes: pendingOutcomes())
+        lock.lock()
+        let asked = platformRequest
+        lock.unlock()
+        var report = HostReport(destinationAddress: link.advertise, cpus: ProcessInfo.processInfo.activeProcessorCount,
+                                cpuLoad: hypervisor.hostCPULoad(),
+                                memoryTotal: used + free, memoryUsed: used, vms: reports, active: active, outcomes: pendingOutcomes())
+        report.platform = platform?.answer(asked)
+        return report
     }
 
     private func apply(_ orders: AgentOrders) {
         lock.lock()
         allowlist = orders.allowlist
+        platformRequest = orders.platform
         interval = orders.heartbeatInterval
         for id in orders.cancel { running[id]?.cancel.set() }
         lock.unlock()

@@ -19,6 +19,8 @@ public struct HostReport: Codable, Sendable, Equatable {
     public var active: [MigrationProgressReport]
     /// Migrations that ended and that the coordinator has not acknowledged yet.
     public var outcomes: [MigrationOutcome]
+    /// This host's TPM: identity, credential answer, quote (absent: no TPM configured).
+    public var platform: PlatformReport?
 
     public init(destinationAddress: String, cpus: Int, cpuLoad: Double, memoryTotal: UInt64, memoryUsed: UInt64,
                 vms: [VMReport], active: [MigrationProgressReport] = [], outcomes: [MigrationOutcome] = []) {
@@ -114,6 +116,8 @@ public struct AgentOrders: Codable, Sendable, Equatable {
     /// The leader's lease epoch when it issued these orders (nil from a coordinator without one).
     /// An agent that has seen a higher epoch refuses them: they come from a deposed leader.
     public var epoch: Int64?
+    /// What the coordinator asks of this host's TPM (enrollment, a quote).
+    public var platform: PlatformRequest?
 
     public init(start: [MigrationOrder] = [], cancel: [String] = [], acknowledged: [String] = [],
                 allowlist: AttestationAllowlist = AttestationAllowlist(), heartbeatInterval: Double = 5) {

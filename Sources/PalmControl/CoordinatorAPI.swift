@@ -64,9 +64,15 @@ public enum CoordinatorAction: String, CaseIterable, Sendable, Codable {
     case migrate, cancel, evacuate, maintenance, rebalance
     case auditVerify = "audit.verify"
     case agentHeartbeat = "agent.heartbeat"
+    /// Enroll a host's TPM attestation key (or start its re-enrollment).
+    case hostsEnroll = "hosts.enroll"
+    /// The platform policy: show it, learn it from a host declared good, diff a host against it.
+    case policyShow = "attestation.policy.show"
+    case policyLearn = "attestation.policy.learn"
+    case policyDiff = "attestation.policy.diff"
 
     /// Answered by every coordinator, followers included; the others only by the leader.
-    public var isReadOnly: Bool { [.hosts, .vms, .status, .history, .auditVerify].contains(self) }
+    public var isReadOnly: Bool { [.hosts, .vms, .status, .history, .auditVerify, .policyShow, .policyDiff].contains(self) }
 }
 
 /// One request: an action, its string arguments and, for `agent.heartbeat`, the host's report.

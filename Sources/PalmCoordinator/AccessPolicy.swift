@@ -104,10 +104,11 @@ public struct AccessPolicy: Sendable, Equatable {
     actions = ["*"]
 
     [roles.operator]
-    actions = ["hosts", "vms", "status", "history", "migrate", "cancel", "evacuate", "maintenance", "rebalance"]
+    actions = ["hosts", "vms", "status", "history", "migrate", "cancel", "evacuate", "maintenance", "rebalance", "attestation.policy.show",
+           "attestation.policy.diff"]
 
     [roles.auditor]
-    actions = ["hosts", "vms", "status", "history", "audit.verify"]
+    actions = ["hosts", "vms", "status", "history", "audit.verify", "attestation.policy.show", "attestation.policy.diff"]
 
     [roles.agent]
     actions = ["agent.heartbeat"]

@@ -42,6 +42,8 @@ public struct CoordinatorConfiguration: Sendable {
     public var requestLimits: RequestLimits
     /// Where `serve` exposes its metrics (`[metrics] listen`); nil: not at all.
     public var metricsListen: Endpoint? = nil
+    /// Hosts' TPMs: enrollment and continuous attestation (`[attestation]`).
+    public var attestation = AttestationSettings()
 
     public static let defaultPath = "/etc/palm/coordinator.toml"
 
@@ -118,6 +120,7 @@ public struct CoordinatorConfiguration: Sendable {
             throw ConfigError.invalidValue(file: path, key: "attestation", reason: "'\(v)' is not a SHA-256 in hex")
         }
         config.allowlist.platform = try PlatformTrust.load(f)
+        config.attestation = try AttestationSettings.load(f)
         config.metricsListen = try MetricsSettings.listen(f)
         try f.finish()
         return config

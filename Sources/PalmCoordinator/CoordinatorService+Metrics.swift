@@ -19,9 +19,14 @@ extension CoordinatorService {
             for row in try db.rows("SELECT state, COUNT(*) AS n FROM migration GROUP BY state") {
                 migrations[try row.get("state")] = try row.get("n")
             }
+            var attestation: [String: Int] = [:]
+            for row in try db.rows("SELECT state, trust, attested FROM tpm_host") {
+                let trust = try hostTrust(state: try row.get("state"), trust: try row.get("trust"), attested: row["attested"], now: now)
+                attestation[trust.verdict, default: 0] += 1
+            }
             return CoordinatorMetrics.Inventory(hosts: ["up": up, "down": max(0, all - up - maintenance), "maintenance": maintenance],
                                                 vms: try db.value(Int.self, "SELECT COUNT(*) FROM vm") ?? 0,
-                                                migrations: migrations, leader: lease?.isLeader ?? true)
+                                                migrations: migrations, leader: lease?.isLeader ?? true, attestation: attestation)
         }
     }
 }

@@ -14,6 +14,7 @@ public struct CoordinatorSettings: Sendable {
     public var autoBalance = true
     public var scheduler = SchedulerPolicy()
     public var allowlist = AttestationAllowlist()
+    public var attestation = AttestationSettings()
 
     public init() {}
 
@@ -24,6 +25,7 @@ public struct CoordinatorSettings: Sendable {
         autoBalance = c.autoBalance
         scheduler = c.scheduler
         allowlist = c.allowlist
+        attestation = c.attestation
     }
 }
 
@@ -195,7 +197,7 @@ public final class CoordinatorService: @unchecked Sendable {
         switch action {
         case .agentHeartbeat:
             return [caller.commonName ?? ""]
-        case .maintenance, .evacuate:
+        case .maintenance, .evacuate, .hostsEnroll, .policyLearn, .policyDiff:
             return args["host"].map { [$0] } ?? []
         case .migrate:
             guard let vm = args["vm"] else { return [] }
@@ -258,6 +260,17 @@ public final class CoordinatorService: @unchecked Sendable {
             let dryRun = args["dry_run"] == "yes"
             let plan = dryRun ? try dryRunPlan() : try runCycle(balance: true, requestedBy: actor)
             return APIResponse(ok: true, rows: plan.rows)
+        case .hostsEnroll:
+            guard let host = args["host"] else { throw ServiceError.missingArgument("host") }
+            return APIResponse(ok: true, rows: [try enroll(host: host, actor: actor)])
+        case .policyShow:
+            return APIResponse(ok: true, rows: try platformPolicyRows(json: args["format"] == "json"))
+        case .policyLearn:
+            guard let host = args["host"] else { throw ServiceError.missingArgument("host") }
+            return APIResponse(ok: true, rows: [try learnPlatformPolicy(from: host, actor: actor)])
+        case .policyDiff:
+            guard let host = args["host"] else { throw ServiceError.missingArgument("host") }
+            return APIResponse(ok: true, rows: try platformPolicyDiff(host: host))
         case .auditVerify:
             // The whole chain, and against the head kept outside the database when there is one.
             guard let trust = auditTrust else { return APIResponse(ok: true, rows: [["entries": "\(try audit.entries().count)"]]) }

@@ -23,7 +23,7 @@ extension CoordinatorService {
     func heartbeat(_ report: HostReport, from caller: CertificateIdentity) throws -> AgentOrders {
         guard let name = caller.commonName, !name.isEmpty else { throw ServiceError.badArgument("the agent certificate has no CN") }
         let busy = try store.read { try involved($0, host: name) }
-        let routine = report.outcomes.isEmpty && report.active.isEmpty && !busy
+        let routine = report.outcomes.isEmpty && report.active.isEmpty && !busy && report.platform == nil
         do {
             return try heartbeat(report, host: name, caller: caller, durable: !routine)
         } catch HeartbeatNotRoutine.instance {
@@ -60,6 +60,10 @@ extension CoordinatorService {
                 """, arguments: [name, caller.fingerprint.hex, hostPart(report.destinationAddress), report.destinationAddress,
                                          report.cpus, report.cpuLoad, report.memoryTotal, report.memoryUsed, now])
             try updateVMs(db, host: name, report.vms)
+            // A report of the host's TPM makes the heartbeat durable; a routine one may still be
+            // handed a quote request (its nonce is not worth waiting for the disk).
+            try attestation(db, host: name, report: report.platform, orders: &orders, actor: actor, now: now)
+            orders.allowlist.platform = try platformTrust(db)
             // A migration became ticketed since the check: roll back, write it durably.
             if !durable {
                 if try involved(db, host: name) { throw HeartbeatNotRoutine.instance }
@@ -219,18 +223,25 @@ extension CoordinatorService {
     func hostRows() throws -> [[String: String]] {
         let now = clock()
         return try store.read { db in
-            try db.rows("""
+            var tpm: [String: StoreRow] = [:]
+            for r in try db.rows("SELECT host, state, trust, trust_detail, attested FROM tpm_host") { tpm[try r.get("host")] = r }
+            return try db.rows("""
                 SELECT h.*, (SELECT COUNT(*) FROM vm WHERE vm.host = h.name) AS vms FROM host h ORDER BY name
                 """).map { r -> [String: String] in
                 let last = r["last_heartbeat"] as Double?
                 let up = last.map { now - $0 <= settings.hostTimeout } ?? false
+                let name: String = try r.get("name")
+                let attestation = try tpm[name].map { t in
+                    try hostTrust(state: try t.get("state"), trust: try t.get("trust"), attested: t["attested"], now: now,
+                                  detail: try t.get("trust_detail")).text
+                } ?? "software (no TPM reported)"
                 let state = (try r.get("evacuating") as Bool) ? "evacuating" : (try r.get("maintenance") as Bool) ? "maintenance" : up ? "up" : "down"
                 let total = (try r.get("memory_total") as Int64), used = (try r.get("memory_used") as Int64)
                 return ["host": try r.get("name"), "address": try r.get("destination_address"), "state": state,
                         "maintenance": (try r.get("maintenance") as Bool) ? "on" : "off",
                         "cpu": String(format: "%.0f%%", (try r.get("cpu_load") as Double) * 100),
                         "memory": "\(used >> 20)/\(total >> 20) MiB", "vms": "\(try r.get("vms") as Int64)",
-                        "fingerprint": String((try r.get("fingerprint") as String).prefix(16))]
+                        "fingerprint": String((try r.get("fingerprint") as String).prefix(16)), "attestation": attestation]
             }
         }
     }

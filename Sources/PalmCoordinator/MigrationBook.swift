@@ -101,6 +101,7 @@ extension CoordinatorService {
             }
             guard source != to else { throw ServiceError.refused("\(vm) already runs on \(to)") }
             if try dest.get("maintenance") as Bool { throw ServiceError.refused("\(to) is in maintenance: it receives no VMs") }
+            if let why = try untrustedHosts(db, now: now)[to] { throw ServiceError.refused("\(to) receives no VMs: \(why)") }
             let memory = try db.value(Int64.self, "SELECT memory_bytes FROM vm WHERE name = ?", arguments: [vm]) ?? 0
             let free = (try dest.get("memory_total") as Int64) - (try dest.get("memory_used") as Int64)
             if memory > free {

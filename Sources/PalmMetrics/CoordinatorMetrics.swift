@@ -14,6 +14,10 @@ public struct CoordinatorMetrics: Sendable {
 
     public func auditEntry() { Counter(label: MetricName.auditEntries.rawValue).increment() }
 
+    public func attestation(trusted: Bool) {
+        Counter(label: MetricName.attestationChanges.rawValue, dimensions: [("trust", trusted ? "trusted" : "untrusted")]).increment()
+    }
+
     public func refused(_ reason: AgentMetrics.Refusal, count: Int = 1) {
         Counter(label: MetricName.refusals.rawValue, dimensions: [("role", "coordinator"), ("reason", reason.rawValue)])
             .increment(by: Int64(count))
@@ -27,7 +31,11 @@ public struct CoordinatorMetrics: Sendable {
         public var vms: Int
         public var migrations: [String: Int]
         public var leader: Bool
-        public init(hosts: [String: Int], vms: Int, migrations: [String: Int], leader: Bool) {
+        public static let attestationStates = ["trusted", "untrusted", "unenrolled"]
+        /// Hosts with a TPM by attestation verdict.
+        public var attestation: [String: Int]
+        public init(hosts: [String: Int], vms: Int, migrations: [String: Int], leader: Bool, attestation: [String: Int] = [:]) {
+            self.attestation = attestation
             self.hosts = hosts
             self.vms = vms
             self.migrations = migrations
@@ -45,5 +53,8 @@ public struct CoordinatorMetrics: Sendable {
             Gauge(label: MetricName.migrations.rawValue, dimensions: [("state", state)]).record(inventory.migrations[state] ?? 0)
         }
         Gauge(label: MetricName.leader.rawValue).record(inventory.leader ? 1 : 0)
+        for trust in Inventory.attestationStates {
+            Gauge(label: MetricName.hostAttestation.rawValue, dimensions: [("trust", trust)]).record(inventory.attestation[trust] ?? 0)
+        }
     }
 }

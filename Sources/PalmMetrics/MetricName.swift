@@ -48,6 +48,11 @@ public enum MetricName: String, CaseIterable, Sendable {
     case auditEntries = "palm_coordinator_audit_entries_total"
     /// 1 while this coordinator holds the leader lease, else 0.
     case leader = "palm_coordinator_leader"
+    /// Hosts by what their TPM's attestation shows (label `trust`: trusted, untrusted, unenrolled —
+    /// a host that reported a TPM not enrolled yet, or refused).
+    case hostAttestation = "palm_coordinator_host_attestation"
+    /// Changes of a host's attestation verdict (label `trust`: trusted, untrusted).
+    case attestationChanges = "palm_coordinator_attestation_changes_total"
 
     // The process (Prometheus' standard names).
     case cpuSeconds = "process_cpu_seconds_total"

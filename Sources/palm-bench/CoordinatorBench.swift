@@ -4,6 +4,7 @@ import PalmControl
 import PalmCoordinator
 import PalmSupport
 import PalmCrypto
+import PalmSecurity
 import PalmTLS
 
 /// One scheduling cycle at cluster scale: a real coordinator database holding HOSTS hosts and VMS
@@ -41,6 +42,8 @@ struct SchedulerCycle: ParsableCommand {
             }
         }
         var settings = CoordinatorSettings()
+        // The simulated hosts have no TPMs: their software attestation is accepted.
+        settings.allowlist.platform = PlatformTrust(requirement: .software)
         settings.scheduler.maxConcurrent = 64
         settings.scheduler.maxPerHost = 2
         settings.hostTimeout = 1e9

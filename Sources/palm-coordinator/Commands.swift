@@ -4,11 +4,79 @@ import PalmControl
 import PalmWire
 
 struct Hosts: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the hosts: state, load, VMs.")
-    @OptionGroup var client: ClientOptions
-    func run() throws {
-        client.show(try client.call(APIRequest(action: CoordinatorAction.hosts.rawValue)),
-                    columns: ["host", "state", "address", "cpu", "memory", "vms", "fingerprint"])
+    static let configuration = CommandConfiguration(abstract: "The hosts: list them, enroll their TPMs.",
+                                                    subcommands: [List.self, Enroll.self], defaultSubcommand: List.self)
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the hosts: state, load, VMs, attestation.")
+        @OptionGroup var client: ClientOptions
+        func run() throws {
+            client.show(try client.call(APIRequest(action: CoordinatorAction.hosts.rawValue)),
+                        columns: ["host", "state", "address", "cpu", "memory", "vms", "attestation", "fingerprint"])
+        }
+    }
+
+    struct Enroll: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Enroll a host's TPM attestation key, or start its re-enrollment.",
+            discussion: """
+                A host whose TPM proved its attestation key (EK certificate from a trusted manufacturer CA, credential \
+                activated) is enrolled. A host refused at enrollment, or whose key changed, is challenged again at its next \
+                heartbeat and enrolled once its TPM proves the key: a host is never re-enrolled silently.
+                """)
+        @Argument(help: "The host.") var host: String
+        @OptionGroup var client: ClientOptions
+        func run() throws {
+            client.show(try client.call(APIRequest(action: CoordinatorAction.hostsEnroll.rawValue, arguments: ["host": host])),
+                        columns: ["host", "state", "key", "detail"])
+        }
+    }
+}
+
+struct Attestation: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Hardware-rooted attestation of the hosts.", subcommands: [Policy.self])
+
+    struct Policy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The platform policy: the boot components and files a host may have run (versioned, audited).",
+            subcommands: [Show.self, Learn.self, Diff.self])
+
+        struct Show: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Show the policy in force.",
+                discussion: "With --json, the policy itself: what a standalone source's attestation.platform_policy file holds.")
+            @OptionGroup var client: ClientOptions
+            func run() throws {
+                let json = client.json
+                let rows = try client.call(APIRequest(action: CoordinatorAction.policyShow.rawValue, arguments: json ? ["format": "json"] : [:]))
+                if json, let policy = rows.first?["policy"] {
+                    print(policy)
+                    return
+                }
+                client.show(rows, columns: ["kind", "what", "digest", "detail"])
+            }
+        }
+
+        struct Learn: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Allow everything a host declared good has run (its verified boot and IMA logs): a new policy version.")
+            @Option(help: "The host whose logs are learned.") var host: String
+            @OptionGroup var client: ClientOptions
+            func run() throws {
+                client.show(try client.call(APIRequest(action: CoordinatorAction.policyLearn.rawValue, arguments: ["host": host])),
+                            columns: ["version", "learned_from", "added", "boot", "files"])
+            }
+        }
+
+        struct Diff: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "What a host has run that the policy in force does not allow.")
+            @Argument(help: "The host.") var host: String
+            @OptionGroup var client: ClientOptions
+            func run() throws {
+                client.show(try client.call(APIRequest(action: CoordinatorAction.policyDiff.rawValue, arguments: ["host": host])),
+                            columns: ["kind", "what", "digest"])
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ struct PalmCoordinator: ParsableCommand {
         """,
         version: "palm-coordinator \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
         subcommands: [Serve.self, Hosts.self, VMs.self, Migrate.self, Cancel.self, Status.self, History.self,
-                      Evacuate.self, Maintenance.self, Rebalance.self, Ticket.self, Audit.self])
+                      Evacuate.self, Maintenance.self, Rebalance.self, Attestation.self, Ticket.self, Audit.self])
 }
 
 PalmCoordinator.main()

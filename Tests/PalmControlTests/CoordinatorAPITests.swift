@@ -54,7 +54,8 @@ struct CoordinatorAPITests {
     @Test("exactly the read-only actions are answered by a follower")
     func readOnlyActions() {
         let readOnly = Set(CoordinatorAction.allCases.filter(\.isReadOnly))
-        #expect(readOnly == [.hosts, .vms, .status, .history, .auditVerify])
+        #expect(readOnly == [.hosts, .vms, .status, .history, .auditVerify, .policyShow, .policyDiff])
+        #expect(!CoordinatorAction.hostsEnroll.isReadOnly && !CoordinatorAction.policyLearn.isReadOnly)
         #expect(!CoordinatorAction.agentHeartbeat.isReadOnly)
     }
 }

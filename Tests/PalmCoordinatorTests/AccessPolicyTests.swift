@@ -11,8 +11,8 @@ struct AccessPolicyTests {
 
     static let expected: [Role: Set<CoordinatorAction>] = [
         .admin: Set(CoordinatorAction.allCases),
-        .operator: [.hosts, .vms, .status, .history, .migrate, .cancel, .evacuate, .maintenance, .rebalance],
-        .auditor: [.hosts, .vms, .status, .history, .auditVerify],
+        .operator: [.hosts, .vms, .status, .history, .migrate, .cancel, .evacuate, .maintenance, .rebalance, .policyShow, .policyDiff],
+        .auditor: [.hosts, .vms, .status, .history, .auditVerify, .policyShow, .policyDiff],
         .agent: [.agentHeartbeat],
         .coordinator: [],
     ]

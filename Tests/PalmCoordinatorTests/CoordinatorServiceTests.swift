@@ -43,6 +43,8 @@ final class ServiceHarness: @unchecked Sendable {
         let key = try SigningKey(pemFile: pki.key("coord"))
         var s = settings
         s.scheduler.holdTime = 0
+        // The simulated hosts have no TPMs; the attestation tests say what they require.
+        if s.allowlist.platform == nil { s.allowlist.platform = PlatformTrust(requirement: .software) }
         service = CoordinatorService(store: store, audit: AuditLog(store: store, key: key), policy: try AccessPolicy.parse(policy),
                                      settings: s, ticketKey: key)
         service.clock = { [unowned self] in now }

@@ -29,6 +29,7 @@ public final class TestPKI: @unchecked Sendable {
         try ca("--dir", ca, "host", "coord2", "--role", "coordinator", "--ip", "127.0.0.1")
         try ca("--dir", ca, "operator", "alice", "--role", "operator")
         try ca("--dir", ca, "operator", "eve", "--role", "auditor")
+        try ca("--dir", ca, "operator", "olivia", "--role", "admin")
         try ca("--dir", ca, "host", "expired", "--not-before", "20200101000000Z", "--not-after", "20210101000000Z")
         try ca("--dir", ca, "host", "future", "--not-before", "20990101000000Z", "--not-after", "20991231000000Z")
         try ca("--dir", ca, "host", "mallory", "--ip", "127.0.0.1")

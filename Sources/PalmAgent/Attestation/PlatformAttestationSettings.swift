@@ -22,6 +22,15 @@ public struct PlatformAttestationSettings: Sendable, Equatable {
     public var bootLog: String
     public var imaLog: String
 
+    public init(mode: Mode, tpm: String, tpmTimeout: Double, pcrs: [Int], bootLog: String, imaLog: String) {
+        self.mode = mode
+        self.tpm = tpm
+        self.tpmTimeout = tpmTimeout
+        self.pcrs = pcrs
+        self.bootLog = bootLog
+        self.imaLog = imaLog
+    }
+
     public static let defaultBootLog = "/sys/kernel/security/tpm0/binary_bios_measurements"
     public static let defaultIMALog = "/sys/kernel/security/ima/binary_runtime_measurements"
 

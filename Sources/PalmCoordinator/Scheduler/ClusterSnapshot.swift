@@ -16,9 +16,13 @@ public struct ClusterSnapshot: Sendable, Equatable {
         public var maintenance: Bool
         /// Being drained: every VM leaves it.
         public var evacuating: Bool
+        /// Why its attestation does not let it take part (nil: it does): never a destination, never
+        /// the source of a balance move (an operator may still evacuate it).
+        public var untrusted: String?
 
         public init(name: String, cpus: Double, cpuLoad: Double, memoryTotal: UInt64, memoryUsed: UInt64,
-                    up: Bool = true, maintenance: Bool = false, evacuating: Bool = false) {
+                    up: Bool = true, maintenance: Bool = false, evacuating: Bool = false, untrusted: String? = nil) {
+            self.untrusted = untrusted
             self.name = name
             self.cpus = cpus
             self.cpuLoad = cpuLoad
@@ -30,7 +34,7 @@ public struct ClusterSnapshot: Sendable, Equatable {
         }
 
         /// May receive VMs.
-        public var acceptsVMs: Bool { up && !maintenance && !evacuating && memoryTotal > 0 }
+        public var acceptsVMs: Bool { up && !maintenance && !evacuating && untrusted == nil && memoryTotal > 0 }
 
         public var memoryLoad: Double { memoryTotal == 0 ? 1 : Double(memoryUsed) / Double(memoryTotal) }
 

@@ -9,11 +9,13 @@ import PalmWire
 extension CoordinatorService {
     /// Loads the cluster as the scheduler sees it.
     func snapshot(_ db: StoreConnection, now: Double) throws -> ClusterSnapshot {
+        let untrusted = try untrustedHosts(db, now: now)
         let hosts = try db.rows("SELECT * FROM host ORDER BY name").map { r in
             ClusterSnapshot.Host(name: try r.get("name"), cpus: Double(try r.get("cpus") as Int64), cpuLoad: try r.get("cpu_load"),
                                  memoryTotal: UInt64(try r.get("memory_total") as Int64), memoryUsed: UInt64(try r.get("memory_used") as Int64),
                                  up: (r["last_heartbeat"] as Double?).map { now - $0 <= settings.hostTimeout } ?? false,
-                                 maintenance: try r.get("maintenance"), evacuating: try r.get("evacuating"))
+                                 maintenance: try r.get("maintenance"), evacuating: try r.get("evacuating"),
+                                 untrusted: untrusted[try r.get("name") as String])
         }
         var failed: [String: Double] = [:]
         for r in try db.rows("SELECT vm, MAX(updated) AS t FROM migration WHERE state = 'aborted' AND updated > ? GROUP BY vm",
@@ -79,9 +81,9 @@ extension CoordinatorService {
                 try transition(db, m.id, from: .requested, to: .aborted, detail: "\(m.vm) is no longer on \(m.source) or \(m.destination) is gone", now: now)
                 continue
             }
-            guard dest.up && !dest.maintenance else {
-                try transition(db, m.id, from: .requested, to: .aborted,
-                               detail: "\(m.destination) \(dest.maintenance ? "is in maintenance" : "is down")", now: now)
+            guard dest.up && !dest.maintenance && dest.untrusted == nil else {
+                let why = dest.untrusted.map { "is not trusted: \($0)" } ?? (dest.maintenance ? "is in maintenance" : "is down")
+                try transition(db, m.id, from: .requested, to: .aborted, detail: "\(m.destination) \(why)", now: now)
                 continue
             }
             let flying = snap.inFlight

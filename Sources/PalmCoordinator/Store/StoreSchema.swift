@@ -79,5 +79,27 @@ public enum StoreSchema {
             "CREATE TABLE leader_lease (id {int} PRIMARY KEY CHECK (id = 1), holder {text} NOT NULL, epoch {int} NOT NULL, expires {real} NOT NULL, address {text} NOT NULL DEFAULT '')",
             "INSERT INTO leader_lease (id, holder, epoch, expires) VALUES (1, '', 0, 0)",
         ]),
+        Migration(name: "v4: TPM enrollment, continuous attestation, platform policies", sql: [
+            // One row per host whose palm-source reported a TPM. state: challenged (a credential
+            // was sent), proven (activated: the AK is in the TPM the EK certificate names),
+            // enrolled, refused, reenroll (an operator asked; the next identity is challenged).
+            // pending_ak_name: a changed attestation key, waiting for an operator. trust: unknown |
+            // trusted | untrusted (continuous attestation), with why; violation: the first thing
+            // the host ran that the policy (version policy_version) does not allow, since its boot.
+            """
+            CREATE TABLE tpm_host (host {text} PRIMARY KEY NOT NULL, state {text} NOT NULL, detail {text} NOT NULL DEFAULT '',
+              ek_public {text} NOT NULL, ek_certificate {text} NOT NULL, ak_public {text} NOT NULL, ak_name {text} NOT NULL,
+              challenge_blob {text}, challenge_secret {text}, challenge_digest {text}, approve_requested {bool} NOT NULL DEFAULT 0,
+              enrolled {real}, enrolled_by {text}, pending_ak_name {text},
+              trust {text} NOT NULL DEFAULT 'unknown', trust_detail {text} NOT NULL DEFAULT '', attested {real},
+              quote_nonce {text}, quote_requested {real}, ima_progress {text}, boot_log {text}, ima_log {text},
+              violation {text}, policy_version {int})
+            """,
+            // Every version of the platform policy; the highest is in force.
+            """
+            CREATE TABLE platform_policy (version {int} PRIMARY KEY NOT NULL, policy {text} NOT NULL, created {real} NOT NULL,
+              created_by {text} NOT NULL, note {text} NOT NULL)
+            """,
+        ]),
     ]
 }

@@ -147,7 +147,15 @@ public struct PlatformEvidenceCheck: Sendable {
         do { return (area, try VerifyingKey(p256X: x, y: y)) } catch { throw Refusal.unacceptableKey("\(error)") }
     }
 
-    public func check(_ p: PlatformEvidence, host: String, qualifyingData: [UInt8], agentDigest: String?) throws -> PlatformAttestationVerifier.Verdict {
+    /// A quote checked (steps 1–4): by the key enrolled for `host`, over `qualifyingData`,
+    /// covering the policy's PCRs, whose values are `pcrValues`.
+    public struct QuotedPlatform: Sendable {
+        public let key: TPMPublicArea
+        public let quote: TPMQuoteInfo
+        public let pcrs: [Int: Digest32]
+    }
+
+    public func checkQuote(_ p: PlatformEvidence, host: String, qualifyingData: [UInt8]) throws -> QuotedPlatform {
         // 1. The enrolled key.
         guard let enrolled = enrolledKeys[host] else { throw Refusal.notEnrolled(host: host) }
         let (area, key) = try Self.attestationKey(p.attestationKey)
@@ -166,37 +174,56 @@ public struct PlatformEvidenceCheck: Sendable {
         guard missing.isEmpty else { throw Refusal.pcrsNotCovered(missing: missing) }
         guard p.pcrValues.map(\.index) == quote.pcrs,
               SHA256.hash(p.pcrValues.flatMap(\.value.bytes)).bytes == quote.pcrDigest else { throw Refusal.pcrDigestMismatch }
-        let quoted = Dictionary(uniqueKeysWithValues: p.pcrValues.map { ($0.index, $0.value) })
-        // 5. The logs replay to them.
-        let boot: BootEventLog, ima: IMALog
-        do {
-            boot = try BootEventLog(decoding: p.bootLog)
-            ima = try IMALog(decoding: p.imaLog)
-        } catch { throw Refusal.malformed("\(error)") }
-        let bootPCRs = quote.pcrs.filter { $0 != PlatformPolicy.imaPCR }
+        return QuotedPlatform(key: area, quote: quote, pcrs: Dictionary(uniqueKeysWithValues: p.pcrValues.map { ($0.index, $0.value) }))
+    }
+
+    /// Step 5 for the boot log: it replays to every quoted boot PCR.
+    public func checkBoot(_ bytes: [UInt8], quoted q: QuotedPlatform) throws -> BootEventLog {
+        let boot: BootEventLog
+        do { boot = try BootEventLog(decoding: bytes) } catch { throw Refusal.malformed("\(error)") }
+        let bootPCRs = q.quote.pcrs.filter { $0 != PlatformPolicy.imaPCR }
         let replayed = boot.replay(bootPCRs)
-        for pcr in bootPCRs where replayed[pcr] != quoted[pcr] { throw Refusal.bootLogDoesNotReplay(pcr: pcr) }
+        for pcr in bootPCRs where replayed[pcr] != q.pcrs[pcr] { throw Refusal.bootLogDoesNotReplay(pcr: pcr) }
+        return boot
+    }
+
+    /// IMA's boot_aggregate (its first entry) against the quoted boot PCRs 0–7 (0–9 on newer
+    /// kernels), when they are quoted.
+    public func checkBootAggregate(_ entries: ArraySlice<IMALog.Entry>, quoted q: QuotedPlatform) throws {
+        guard let aggregate = entries.first(where: { $0.path == "boot_aggregate" }), aggregate.fileAlgorithm == "sha256",
+              (0...7).allSatisfy({ q.pcrs[$0] != nil }) else { return }
+        let first8 = (0...7).compactMap { q.pcrs[$0]?.bytes }.flatMap { $0 }
+        let first10 = first8 + (8...9).compactMap { q.pcrs[$0]?.bytes }.flatMap { $0 }
+        guard [SHA256.hash(first8).bytes, SHA256.hash(first10).bytes].contains(aggregate.fileDigest) else {
+            throw Refusal.bootAggregateMismatch
+        }
+    }
+
+    /// Step 7: the TPM's counters against the last seen from this key.
+    public func observeClock(_ q: QuotedPlatform) throws -> TPMClockLedger.Observation {
+        guard let clocks else { return .first }
+        do { return try clocks.observe(key: q.key.name, quote: q.quote) } catch { throw Refusal.clock("\(error)") }
+    }
+
+    public func check(_ p: PlatformEvidence, host: String, qualifyingData: [UInt8], agentDigest: String?) throws -> PlatformAttestationVerifier.Verdict {
+        let q = try checkQuote(p, host: host, qualifyingData: qualifyingData)
+        // 5. The logs replay to the quoted PCRs.
+        let boot = try checkBoot(p.bootLog, quoted: q)
+        let ima: IMALog
+        do { ima = try IMALog(decoding: p.imaLog) } catch { throw Refusal.malformed("\(error)") }
         var measured: ArraySlice<IMALog.Entry> = []
-        if let pcr10 = quoted[PlatformPolicy.imaPCR] {
+        if let pcr10 = q.pcrs[PlatformPolicy.imaPCR] {
             guard let prefix = ima.verifiedPrefix(replaying: pcr10) else { throw Refusal.imaLogDoesNotReplay }
             measured = prefix
-            if let aggregate = prefix.first(where: { $0.path == "boot_aggregate" }), aggregate.fileAlgorithm == "sha256",
-               (0...7).allSatisfy({ quoted[$0] != nil }) {
-                let first8 = (0...7).compactMap { quoted[$0]?.bytes }.flatMap { $0 }
-                let first10 = first8 + (8...9).compactMap { quoted[$0]?.bytes }.flatMap { $0 }
-                let candidates = [SHA256.hash(first8).bytes, SHA256.hash(first10).bytes]
-                guard candidates.contains(aggregate.fileDigest) else { throw Refusal.bootAggregateMismatch }
-            }
+            try checkBootAggregate(prefix, quoted: q)
         }
         // 6. The policy.
         let violations = policy.violations(boot: boot, ima: measured, agentDigest: agentDigest)
         guard violations.isEmpty else { throw Refusal.policy(Array(violations.prefix(3))) }
         // 7. The clock.
-        var observation = TPMClockLedger.Observation.first
-        if let clocks {
-            do { observation = try clocks.observe(key: area.name, quote: quote) } catch { throw Refusal.clock("\(error)") }
-        }
+        let observation = try observeClock(q)
+        let bootPCRs = Set(q.quote.pcrs.filter { $0 != PlatformPolicy.imaPCR })
         return .init(bootEvents: boot.events.filter { bootPCRs.contains($0.pcr) }.count, measuredFiles: measured.count, clock: observation,
-                     keyName: Hex.encode(area.name))
+                     keyName: Hex.encode(q.key.name))
     }
 }
