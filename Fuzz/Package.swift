@@ -5,7 +5,7 @@ import PackageDescription
 // Built by scripts/fuzz.sh with `swift build --sanitize=fuzzer --sanitize=address`; each target
 // runs from a copy of its seed corpus in Fuzz/Corpus/<target>. Regressions (inputs that once
 // crashed) live in Fuzz/Regressions/<target> and are replayed before every run.
-let targets = ["FuzzFrames", "FuzzMemoryBatch", "FuzzTicket", "FuzzAttestation", "FuzzEvidence", "FuzzCoordinatorRequest", "FuzzConfig", "FuzzXenPlatform"]
+let targets = ["FuzzFrames", "FuzzMemoryBatch", "FuzzTicket", "FuzzAttestation", "FuzzEvidence", "FuzzCoordinatorRequest", "FuzzConfig", "FuzzXenPlatform", "FuzzPlatformEvidence"]
 
 let package = Package(
     name: "palm-fuzz",

@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing (libFuzzer, AddressSanitizer with leak detection) of every decoder that
 # takes outside bytes: frames and messages, MEMORY batches (raw and compressed), tickets,
 # attestation reports, evidence files, the coordinator's API requests, the TOML configurations,
-# the Xen driver's platform description and domain state.
+# the Xen driver's platform description and domain state, a TPM's quotes, keys and measurement logs.
 #
 #   scripts/fuzz.sh [SECONDS]     run each target SECONDS (default 20) from a copy of its seed
 #                                 corpus, after replaying Fuzz/Regressions; exit non-zero on any
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_toolchain
 
-TARGETS=(FuzzFrames FuzzMemoryBatch FuzzTicket FuzzAttestation FuzzEvidence FuzzCoordinatorRequest FuzzConfig FuzzXenPlatform)
+TARGETS=(FuzzFrames FuzzMemoryBatch FuzzTicket FuzzAttestation FuzzEvidence FuzzCoordinatorRequest FuzzConfig FuzzXenPlatform FuzzPlatformEvidence)
 SCRATCH=${PALM_FUZZ_SCRATCH:-.build-fuzz}
 
 if [ "${1:-}" = --seeds ]; then

@@ -28,7 +28,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages of the shared libraries palm's binaries load, and which library comes from which.
-RUNTIME_PACKAGES="libssl3 libsystemd0 libsqlite3-0 libpq5 liblz4-1 libzstd1 libxenmisc4.17 libcurl4 libstdc++6 libgcc-s1"
+RUNTIME_PACKAGES="libssl3 libsystemd0 libsqlite3-0 libpq5 liblz4-1 libzstd1 libxenmisc4.17 libcurl4 libstdc++6 libgcc-s1
+  libtss2-esys-3.0.2-0 libtss2-tctildr0 libtss2-mu0 libtss2-rc0 libtss2-sys1 libtss2-tcti-device0"
 package_for() {
   case "$1" in
     libssl.so.3|libcrypto.so.3) echo libssl3;;
@@ -41,6 +42,12 @@ package_for() {
     libxen*.so*|libyajl.so.2) echo libxenmisc4.17;;   # Xen 4.17's toolstack; its dependencies bring the rest
     libstdc++.so.6) echo libstdc++6;;
     libgcc_s.so.1) echo libgcc-s1;;
+    libtss2-esys.so.0) echo libtss2-esys-3.0.2-0;;   # tpm2-tss: ESAPI, the TCTI loader, marshalling (TPM attestation)
+    libtss2-tctildr.so.0) echo libtss2-tctildr0;;
+    libtss2-mu.so.0) echo libtss2-mu0;;
+    libtss2-rc.so.0) echo libtss2-rc0;;
+    libtss2-sys.so.1) echo libtss2-sys1;;
+    libtss2-tcti-device.so.0) echo libtss2-tcti-device0;;
   esac
 }
 # "BINARY LIBRARY" for every library a binary in $1 loads that the dynamic linker cannot find.
@@ -49,6 +56,11 @@ missing_libraries() {
   for p in $PROGRAMS; do
     LC_ALL=C ldd "$1/$p" 2>/dev/null | awk -v b="$p" '/=> not found/ {print b, $1}'
   done
+  # Loaded at run time, not linked (ldd cannot see it): the TCTI of a host's TPM (/dev/tpmrm0),
+  # which tpm2-tss's TCTI loader opens for the agents.
+  if LC_ALL=C ldd "$1/palm-dest" 2>/dev/null | grep -q libtss2-tctildr && ! ldconfig -p 2>/dev/null | grep -q 'libtss2-tcti-device.so.0 '; then
+    echo "palm-dest libtss2-tcti-device.so.0"
+  fi
 }
 # Installs the packages of missing libraries (apt-get, as root), then fails naming what is still missing.
 ensure_runtime_libraries() {

@@ -64,6 +64,10 @@ public final class SourceDaemon: @unchecked Sendable {
     let epochFloor: LeaderEpochFloor
     private var measuredDirtyRate: [String: Double] = [:]
     private var allowlist = AttestationAllowlist()
+    /// The coordinator's platform trust (policy, enrolled keys), kept between the heartbeats that
+    /// carry it (only when it changed), and the version the coordinator says is in force.
+    private var platformTrust: PlatformTrust?
+    private var platformTrustVersion: String?
     /// This host's TPM, reported to the coordinator (nil: no TPM configured).
     let platform: PlatformReporter?
     /// What the coordinator last asked of this host's TPM.
@@ -235,17 +239,21 @@ public final class SourceDaemon: @unchecked Sendable {
         }
         lock.lock()
         let asked = platformRequest
+        let holding = platformTrust?.version
         lock.unlock()
         var report = HostReport(destinationAddress: link.advertise, cpus: ProcessInfo.processInfo.activeProcessorCount,
                                 cpuLoad: hypervisor.hostCPULoad(),
                                 memoryTotal: used + free, memoryUsed: used, vms: reports, active: active, outcomes: pendingOutcomes())
         report.platform = platform?.answer(asked)
+        report.platformTrustVersion = holding
         return report
     }
 
     private func apply(_ orders: AgentOrders) {
         lock.lock()
         allowlist = orders.allowlist
+        if let trust = orders.allowlist.platform { platformTrust = trust }
+        platformTrustVersion = orders.platformTrustVersion
         platformRequest = orders.platform
         interval = orders.heartbeatInterval
         for id in orders.cancel { running[id]?.cancel.set() }
@@ -311,6 +319,8 @@ public final class SourceDaemon: @unchecked Sendable {
         }
         lock.lock()
         let list = allowlist
+        // The copy in force, or — stale, or never received — nothing accepted (deny by default).
+        let trust = platformTrust.flatMap { t in platformTrustVersion == nil || t.version == platformTrustVersion ? t : nil }
         lock.unlock()
         var request = SourceAgent.Request(vm: order.vm, host: destination.host, port: destination.port, serverName: order.destinationHost,
                                           mode: mode,
@@ -318,7 +328,7 @@ public final class SourceDaemon: @unchecked Sendable {
         request.attestation = AttestationPolicy(allowedAgents: Set(list.agents), allowedConfigs: Set(list.configs),
                                                 allowedHypervisors: Set(list.hypervisors),
                                                 maxClockSkew: configuration.attestation.maxClockSkew)
-        request.platform = list.platform ?? PlatformTrust()
+        request.platform = trust ?? PlatformTrust()
         return request
     }
 

@@ -21,6 +21,8 @@ public struct HostReport: Codable, Sendable, Equatable {
     public var outcomes: [MigrationOutcome]
     /// This host's TPM: identity, credential answer, quote (absent: no TPM configured).
     public var platform: PlatformReport?
+    /// The version of the platform trust (policy, enrolled keys) this agent holds.
+    public var platformTrustVersion: String?
 
     public init(destinationAddress: String, cpus: Int, cpuLoad: Double, memoryTotal: UInt64, memoryUsed: UInt64,
                 vms: [VMReport], active: [MigrationProgressReport] = [], outcomes: [MigrationOutcome] = []) {
@@ -118,6 +120,9 @@ public struct AgentOrders: Codable, Sendable, Equatable {
     public var epoch: Int64?
     /// What the coordinator asks of this host's TPM (enrollment, a quote).
     public var platform: PlatformRequest?
+    /// The platform trust in force (``PlatformTrust/version``). `allowlist.platform` carries it
+    /// only when the agent reported another version; otherwise the agent's copy is current.
+    public var platformTrustVersion: String?
 
     public init(start: [MigrationOrder] = [], cancel: [String] = [], acknowledged: [String] = [],
                 allowlist: AttestationAllowlist = AttestationAllowlist(), heartbeatInterval: Double = 5) {

@@ -72,6 +72,9 @@ public final class CoordinatorService: @unchecked Sendable {
     /// What a request may hold; what denials are audited one by one.
     public let requestLimits: RequestLimits
     private let denials: DenialLimiter
+    /// The platform policy in force, decoded, with its lookup sets: built once per version (every
+    /// quote of every host is checked against it).
+    let platformPolicyCache = LockedValueBox<(version: Int, policy: PlatformPolicy, index: PlatformPolicy.Index)?>(nil)
 
     /// `ticketKey` signs migration tickets (the coordinator's certificate key); without it the
     /// service answers queries but schedules nothing.

@@ -63,7 +63,10 @@ extension CoordinatorService {
             // A report of the host's TPM makes the heartbeat durable; a routine one may still be
             // handed a quote request (its nonce is not worth waiting for the disk).
             try attestation(db, host: name, report: report.platform, orders: &orders, actor: actor, now: now)
-            orders.allowlist.platform = try platformTrust(db)
+            let version = try platformTrustVersion(db)
+            orders.platformTrustVersion = version
+            // The policy and every enrolled key are sent only to an agent whose copy is stale.
+            orders.allowlist.platform = report.platformTrustVersion == version ? nil : try platformTrust(db)
             // A migration became ticketed since the check: roll back, write it durably.
             if !durable {
                 if try involved(db, host: name) { throw HeartbeatNotRoutine.instance }

@@ -107,3 +107,21 @@ extension TPMDevice {
         }
     }
 }
+
+extension TPMDevice {
+    /// Extends PCR `index` with each of `digests` in order, in one operation (a benchmark or a rig
+    /// replaying a long measurement log).
+    public func extend(pcr index: Int, withEach digests: [Digest32]) throws {
+        guard (0..<24).contains(index) else { throw TPMError.unexpected("no PCR \(index)") }
+        try run("PCR_Extend") { [self] ctx in
+            for digest in digests {
+                var values = TPML_DIGEST_VALUES()
+                values.count = 1
+                values.digests.0.hashAlg = 0x000B
+                TPMBytes.write(digest.bytes, into: &values.digests.0.digest)
+                try check(Esys_PCR_Extend(ctx, ESYS_TR(index), palm_esys_tr_password(), palm_esys_tr_none(), palm_esys_tr_none(), &values),
+                          "PCR_Extend")
+            }
+        }
+    }
+}

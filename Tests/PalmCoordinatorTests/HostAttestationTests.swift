@@ -164,3 +164,36 @@ struct HostAttestationTests {
         #expect(beats > 3, "4 KiB chunks of a ~17 KiB log take several quotes: \(beats)")
     }
 }
+
+@Suite("Platform trust sent only when it changed")
+struct PlatformTrustVersionTests {
+    @Test("an agent holding the current version is sent no policy or keys; an enrollment or a new policy sends them again")
+    func versioned() throws {
+        let vendor = try SoftwareTPMManufacturer()
+        let agent = try TPMAgent("server", manufacturer: vendor)
+        let h = try ServiceHarness(settings: HostAttestationTests.settings(cas: vendor.caCertificates, enrollment: .automatic))
+        func beat(holding version: String?) throws -> AgentOrders {
+            var report = HostReport(destinationAddress: "10.0.0.1:7410", cpus: 4, cpuLoad: 0, memoryTotal: 4 << 30, memoryUsed: 0, vms: [],
+                                    platform: agent.reporter.answer(agent.request))
+            report.platformTrustVersion = version
+            let r = h.service.handle(APIRequest(action: "agent.heartbeat", report: report), from: try h.id("server"))
+            guard let orders = r.orders else { throw CoordinatorService.ServiceError.refused(r.error ?? "no orders") }
+            agent.request = orders.platform
+            return orders
+        }
+        let first = try beat(holding: nil)  // identity → a credential to activate
+        let version = try #require(first.platformTrustVersion)
+        #expect(first.allowlist.platform?.version == version)
+        let enrolled = try beat(holding: version)  // activated → enrolled (auto): the version changes
+        #expect(enrolled.platformTrustVersion != version, "an enrollment changes the version")
+        #expect(enrolled.allowlist.platform?.enrolledKeys["server"] == (try agent.measured.keyName()))
+        let current = try #require(enrolled.platformTrustVersion)
+        #expect(try beat(holding: current).allowlist.platform == nil, "current: nothing resent")
+        _ = try beat(holding: current)  // its quote is checked: the verified logs are stored
+        #expect(try h.call("olivia", "attestation.policy.learn", ["host": "server"]).ok)
+        let after = try beat(holding: current)
+        #expect(after.platformTrustVersion != current, "a new policy version changes it")
+        #expect(after.allowlist.platform?.policy.files.isEmpty == false)
+        #expect(try beat(holding: after.platformTrustVersion).allowlist.platform == nil)
+    }
+}

@@ -131,4 +131,35 @@ write("FuzzXenPlatform", "platform-v2-no-state", xenPlatform(version: 2, state: 
 write("FuzzXenPlatform", "platform-v1", xenPlatform(version: 1, state: []))
 write("FuzzXenPlatform", "state", xenState())
 
+// A TPM's evidence, as a swtpm produced it (tpm2_createprimary/tpm2_quote): an attestation key,
+// a quote of PCRs 0–10 and its signature; measurement logs built from the formats' documentation.
+func hex(_ s: String) -> [UInt8] { Hex.decode(s) ?? [] }
+let akPublic = hex("0023000b00050072000000100018000b000300100020d515c8a851ac4ed274a08702f4e6d421fa1034de176a44a372db3e6895a45253"
+                   + "002096a6b3e725dd0cdb5d905db454a3b82edc57402ce9d768b179b0fa3728db0eab")
+let quoteInfo = hex("ff54434780180022000bc1278b8ccc62943bade76bc36a945a9b621e4f3c9a36cc06ec4897d0df356b66002000112233445566778899aabb"
+                    + "ccddeeff00112233445566778899aabbccddeeff0000000000000ef1000000070000000000201910230016363600000001000b03ff0700"
+                    + "0020627f6149015f853f26db2f3dffba1b7c30b3b74b87c5cfb9f346c1616e3636d0")
+let quoteSignature = hex("0018000b00208f65bbf34cfb88eeaa05de35c2a6a6bc4bcc61c55bdc4347937cdaeb0b5b128700201325090b626ef235ae1c43458f22872"
+                         + "38df7296f8d365ea9be9802a921d0f079")
+let bootLog = BootEventLog(events: [
+    .init(pcr: 0, type: 0x8, sha256: d(11), data: Array("SeaBIOS".utf8)),
+    .init(pcr: 4, type: 0xD, sha256: d(12), data: Array("/boot/vmlinuz".utf8)),
+    .init(pcr: 7, type: 0x4, sha256: d(13), data: [0, 0, 0, 0]),
+], startupLocality: 3).encoded()
+let imaLog = IMALog(entries: [IMALog.Entry(path: "boot_aggregate", sha256: d(14)), IMALog.Entry(path: "/usr/bin/palm-dest", sha256: d(15)),
+                              IMALog.Entry(path: "/usr/lib/x86_64-linux-gnu/libc.so.6", sha256: d(16))]).encoded()
+write("FuzzPlatformEvidence", "quote", [0] + quoteInfo)
+write("FuzzPlatformEvidence", "signature", [1] + quoteSignature)
+write("FuzzPlatformEvidence", "attestation-key", [2] + akPublic)
+write("FuzzPlatformEvidence", "boot-log", [3] + bootLog)
+write("FuzzPlatformEvidence", "ima-log", [4] + imaLog)
+write("FuzzPlatformEvidence", "ima-chunk", [5] + imaLog)
+let platformAttestation = Attestation(sourceNonce: d(4), exporter: d(5), agentDigest: d(6), configDigest: d(7), hypervisor: "xen",
+                                      hypervisorVersion: "4.17.7", timestampMillis: 1_800_000_000_000,
+                                      platform: PlatformEvidence(attestationKey: akPublic, quote: quoteInfo, signature: quoteSignature,
+                                                                 pcrValues: (0...10).map { .init(index: $0, value: d(UInt8($0))) },
+                                                                 bootLog: bootLog, imaLog: imaLog),
+                                      signature: [0x30, 0x44, 1, 2, 3])
+write("FuzzAttestation", "attest-tpm", Array(Message.attest(platformAttestation).encodeFrame().dropFirst(WireProtocol.headerSize)))
+
 print("seed corpus written to \(root)")

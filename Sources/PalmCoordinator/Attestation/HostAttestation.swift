@@ -65,13 +65,30 @@ extension CoordinatorService {
         try db.row("SELECT * FROM tpm_host WHERE host = ?", arguments: [host]).map(TPMHost.init)
     }
 
-    /// The platform policy in force: the newest stored version, else the configuration's (v0).
-    func currentPlatformPolicy(_ db: StoreConnection) throws -> (version: Int, policy: PlatformPolicy) {
-        guard let row = try db.row("SELECT version, policy FROM platform_policy ORDER BY version DESC LIMIT 1") else {
-            return (0, settings.allowlist.platform?.policy ?? PlatformPolicy())
+    /// The platform policy in force: the newest stored version, else the configuration's (v0);
+    /// decoded once per version.
+    func currentPlatformPolicy(_ db: StoreConnection) throws -> (version: Int, policy: PlatformPolicy, index: PlatformPolicy.Index) {
+        let version = try db.value(Int.self, "SELECT MAX(version) FROM platform_policy") ?? 0
+        if let cached = platformPolicyCache.current, cached.version == version { return cached }
+        var policy = settings.allowlist.platform?.policy ?? PlatformPolicy()
+        if version > 0, let text = try db.value(String.self, "SELECT policy FROM platform_policy WHERE version = ?", arguments: [version]) {
+            policy = try JSONDecoder().decode(PlatformPolicy.self, from: Data(text.utf8))
         }
-        let text: String = try row.get("policy")
-        return (try row.get("version"), try JSONDecoder().decode(PlatformPolicy.self, from: Data(text.utf8)))
+        let entry = (version: version, policy: policy, index: policy.index)
+        platformPolicyCache.withLockedValue { $0 = entry }
+        return entry
+    }
+
+    /// The version of what sources must demand: the policy's version and the enrollment generation.
+    func platformTrustVersion(_ db: StoreConnection) throws -> String {
+        let policy = try db.value(Int.self, "SELECT MAX(version) FROM platform_policy") ?? 0
+        let enrollment = try db.value(Int.self, "SELECT enrollment FROM platform_generation WHERE id = 1") ?? 0
+        return "p\(policy).e\(enrollment)"
+    }
+
+    /// Marks a change of the enrolled keys (inside the transaction that made it).
+    func enrollmentChanged(_ db: StoreConnection) throws {
+        try db.execute(sql: "UPDATE platform_generation SET enrollment = enrollment + 1 WHERE id = 1")
     }
 
     /// What sources must demand of destinations: the configured requirement, the policy in force,
@@ -82,6 +99,7 @@ extension CoordinatorService {
         for r in try db.rows("SELECT host, ak_name FROM tpm_host WHERE state = 'enrolled'") {
             trust.enrolledKeys[try r.get("host")] = try r.get("ak_name")
         }
+        trust.version = try platformTrustVersion(db)
         return trust
     }
 
@@ -155,6 +173,12 @@ extension CoordinatorService {
                 break  // reenroll: challenge what the host presents now
             }
         }
+        // One TPM, one host: an endorsement key already enrolled under another name is someone
+        // presenting that host's TPM as its own (or two hosts sharing one TPM, which attests neither).
+        if let other = try db.value(String.self, "SELECT host FROM tpm_host WHERE ek_public = ? AND host != ? AND state != 'refused'",
+                                    arguments: [Hex.encode(ek), host]) {
+            return try refuse("this TPM's endorsement key is already enrolled for \(other)", db, host: host, identity: id, actor: actor)
+        }
         guard !settings.attestation.endorsementCAs.isEmpty else {
             return try refuse("no attestation.ek_ca is configured: the coordinator cannot tell a TPM from its manufacturer's CA", db, host: host,
                               identity: id, actor: actor)
@@ -201,6 +225,7 @@ extension CoordinatorService {
         if enroll {
             try db.execute(sql: "UPDATE tpm_host SET enrolled = ?, enrolled_by = ? WHERE host = ?",
                            arguments: [now, r.approveRequested ? "operator" : "auto (attestation.enrollment = auto)", host])
+            try enrollmentChanged(db)
         }
         try audit.append(in: db, actor: actor, role: "agent", action: "tpm.enroll", target: host, allowed: true,
                          detail: enroll ? "attestation key \(r.akName.prefix(20))… enrolled" : "credential activated; enrollment waits for an operator")
@@ -208,8 +233,8 @@ extension CoordinatorService {
 
     private func check(_ q: PlatformQuote, _ db: StoreConnection, host: String, record r: TPMHost, actor: String, now: Double) throws {
         try db.execute(sql: "UPDATE tpm_host SET quote_nonce = NULL WHERE host = ?", arguments: [host])
-        let (version, policy) = try currentPlatformPolicy(db)
-        let verifier = PlatformEvidenceCheck(policy: policy, enrolledKeys: [host: r.akName], clocks: nil)
+        let (version, policy, index) = try currentPlatformPolicy(db)
+        let verifier = PlatformEvidenceCheck(policy: policy, index: index, enrolledKeys: [host: r.akName], clocks: nil)
         do {
             guard let evidence = q.evidence(attestationKey: r.akPublic) else { throw PlatformAttestationVerifier.Refusal.malformed("PCR values") }
             let quoted = try verifier.checkQuote(evidence, host: host, qualifyingData: QuoteBinding.heartbeat(nonce: Array(q.nonce), host: host))
@@ -238,8 +263,10 @@ extension CoordinatorService {
             // A new policy judges everything the host ran since its boot; otherwise only what is new.
             let judged = r.policyVersion == version ? fresh[...] : try IMALog(decoding: Array(kept)).entries[...]
             if r.policyVersion != version { violation = nil }
-            if violation == nil { violation = policy.violations(boot: BootEventLog.empty, ima: judged, agentDigest: nil, limit: 1).first?.description }
-            let bootViolation = policy.violations(boot: boot, ima: [], agentDigest: nil, limit: 1).first
+            if violation == nil {
+                violation = policy.violations(boot: BootEventLog.empty, ima: judged, agentDigest: nil, limit: 1, index: index).first?.description
+            }
+            let bootViolation = policy.violations(boot: boot, ima: [], agentDigest: nil, limit: 1, index: index).first
             try db.execute(sql: """
                 UPDATE tpm_host SET ima_progress = ?, boot_log = ?, ima_log = ?, violation = ?, policy_version = ? WHERE host = ?
                 """, arguments: [String(decoding: try JSONEncoder().encode(progress), as: UTF8.self), q.bootLog.base64EncodedString(),
@@ -303,6 +330,7 @@ extension CoordinatorService {
             case "proven":
                 try db.execute(sql: "UPDATE tpm_host SET state = 'enrolled', detail = 'enrolled', enrolled = ?, enrolled_by = ? WHERE host = ?",
                                arguments: [now, actor, host])
+                try enrollmentChanged(db)
                 try audit.append(in: db, actor: actor, role: "", action: "hosts.enroll", target: host, allowed: true,
                                  detail: "attestation key \(r.akName.prefix(20))… enrolled")
                 return ["host": host, "state": "enrolled", "key": r.akName]
@@ -311,6 +339,7 @@ extension CoordinatorService {
             default:
                 try db.execute(sql: "UPDATE tpm_host SET state = 'reenroll', detail = ?, approve_requested = 1, trust = 'untrusted', trust_detail = ? WHERE host = ?",
                                arguments: ["re-enrollment asked by \(actor)", "being re-enrolled", host])
+                if r.state == "enrolled" { try enrollmentChanged(db) }
                 try audit.append(in: db, actor: actor, role: "", action: "hosts.enroll", target: host, allowed: true,
                                  detail: "re-enrollment: the host's next TPM identity is challenged and enrolled once proven")
                 return ["host": host, "state": "reenroll", "detail": "the host's TPM is challenged at its next heartbeat"]

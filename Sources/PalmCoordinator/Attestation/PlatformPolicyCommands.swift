@@ -24,7 +24,7 @@ extension CoordinatorService {
     func learnPlatformPolicy(from host: String, actor: String) throws -> [String: String] {
         try store.write { db in
             let (boot, ima) = try verifiedLogs(db, host: host)
-            let (version, current) = try currentPlatformPolicy(db)
+            let (version, current, _) = try currentPlatformPolicy(db)
             let next = current.learning(boot: boot, ima: ima.entries[...], agents: settings.allowlist.agents)
             let added = (next.boot.count - current.boot.count, next.files.count - current.files.count)
             let newVersion = version + 1
@@ -42,7 +42,7 @@ extension CoordinatorService {
     /// value (what a source's `attestation.platform_policy` file holds).
     func platformPolicyRows(json: Bool) throws -> [[String: String]] {
         try store.read { db in
-            let (version, policy) = try currentPlatformPolicy(db)
+            let (version, policy, _) = try currentPlatformPolicy(db)
             if json {
                 let e = JSONEncoder()
                 e.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -63,8 +63,8 @@ extension CoordinatorService {
     func platformPolicyDiff(host: String) throws -> [[String: String]] {
         try store.read { db in
             let (boot, ima) = try verifiedLogs(db, host: host)
-            let (version, policy) = try currentPlatformPolicy(db)
-            let violations = policy.violations(boot: boot, ima: ima.entries[...], agentDigest: nil, limit: 10_000)
+            let (version, policy, index) = try currentPlatformPolicy(db)
+            let violations = policy.violations(boot: boot, ima: ima.entries[...], agentDigest: nil, limit: 10_000, index: index)
             guard !violations.isEmpty else {
                 return [["kind": "none", "what": "\(host) ran nothing policy v\(version) does not allow", "digest": ""]]
             }

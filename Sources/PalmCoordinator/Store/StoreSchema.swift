@@ -95,6 +95,10 @@ public enum StoreSchema {
               quote_nonce {text}, quote_requested {real}, ima_progress {text}, boot_log {text}, ima_log {text},
               violation {text}, policy_version {int})
             """,
+            // Bumped whenever the set of enrolled keys changes: with the policy's version, what an
+            // agent's copy of the platform trust is compared against (it is sent only when stale).
+            "CREATE TABLE platform_generation (id {int} PRIMARY KEY CHECK (id = 1), enrollment {int} NOT NULL)",
+            "INSERT INTO platform_generation (id, enrollment) VALUES (1, 0)",
             // Every version of the platform policy; the highest is in force.
             """
             CREATE TABLE platform_policy (version {int} PRIMARY KEY NOT NULL, policy {text} NOT NULL, created {real} NOT NULL,

@@ -32,12 +32,18 @@ public struct IMALog: Sendable, Equatable {
         public var isViolation: Bool { templateSHA1.allSatisfy { $0 == 0 } }
 
         /// What this entry extends the SHA-256 bank with.
-        public var sha256Extension: Digest32 {
-            isViolation ? Digest32([UInt8](repeating: 0xFF, count: 32))! : SHA256.hash(templateData)
+        public var sha256Extension: Digest32 { sha256Extension(PageHasher()) }
+
+        /// The same with a hasher the caller reuses (a log of ten thousand entries is replayed at
+        /// every quote; OpenSSL's per-digest set-up would cost more than the hashing).
+        public func sha256Extension(_ hasher: PageHasher) -> Digest32 {
+            if isViolation { return IMALog.violationExtension }
+            return templateData.withUnsafeBytes { hasher.hash($0) }
         }
 
         /// The file's digest as `sha256:HEX` (the form policies use).
         public var fileDigestText: String { "\(fileAlgorithm):\(Hex.encode(fileDigest))" }
+
 
         /// An `ima-ng` entry for a file with this SHA-256 digest (what tests and the rig build).
         public init(path: String, sha256 file: Digest32, pcr: Int = 10) {
@@ -65,6 +71,10 @@ public struct IMALog: Sendable, Equatable {
     }
 
     public let entries: [Entry]
+    /// The templates palm reads and the digest algorithms IMA uses, shared instead of allocated per entry.
+    static let templates = ["ima-ng", "ima-sig"]
+    static let algorithms = ["sha256", "sha1", "sha384", "sha512"]
+    static let violationExtension = Digest32([UInt8](repeating: 0xFF, count: 32)) ?? .zero
     /// Entries one log may hold (a long-running host measures tens of thousands of files).
     public static let maxEntries = 200_000
 
@@ -86,21 +96,27 @@ public struct IMALog: Sendable, Equatable {
             guard (1...255).contains(nameLength) else {
                 throw PlatformLogError.invalid(log: name, field: "template name length", offset: at, detail: "\(nameLength)")
             }
-            let template = String(decoding: try r.bytes(nameLength, "template name"), as: UTF8.self)
-            guard template == "ima-ng" || template == "ima-sig" else {
-                throw PlatformLogError.invalid(log: name, field: "template", offset: at, detail: "'\(template)' (palm reads ima-ng and ima-sig)")
+            let nameBytes = try r.slice(nameLength, "template name")
+            guard let template = Self.templates.first(where: { $0.utf8.elementsEqual(nameBytes) }) else {
+                throw PlatformLogError.invalid(log: name, field: "template", offset: at,
+                                               detail: "'\(String(decoding: nameBytes, as: UTF8.self))' (palm reads ima-ng and ima-sig)")
             }
-            let data = try r.bytes(Int(try r.u32("template data length")), "template data")
-            var fields = LogReader(data, log: name)
-            let digestField = try fields.bytes(Int(try fields.u32("digest field length")), "digest field")
-            let pathField = try fields.bytes(Int(try fields.u32("path field length")), "path field")
-            guard let colon = digestField.firstIndex(of: 0x3A), colon + 1 < digestField.count, digestField[colon + 1] == 0 else {
+            let dataLength = Int(try r.u32("template data length"))
+            let data = try r.slice(dataLength, "template data")
+            // The template's first two fields, inside `data`: "ALGORITHM:\0" ‖ digest, then the path.
+            var fields = LogReader(bytes, log: name)
+            fields.skip(to: data.startIndex)
+            let digestField = try fields.slice(Int(try fields.u32("digest field length")), "digest field")
+            let pathField = try fields.slice(Int(try fields.u32("path field length")), "path field")
+            guard fields.offset <= data.endIndex, let colon = digestField.firstIndex(of: 0x3A), colon + 1 < digestField.endIndex,
+                  digestField[colon + 1] == 0 else {
                 throw PlatformLogError.invalid(log: name, field: "digest field", offset: at, detail: "not ALGORITHM:\\0DIGEST")
             }
-            let algorithm = String(decoding: digestField[..<colon], as: UTF8.self)
+            let algorithmBytes = digestField[..<colon]
+            let algorithm = Self.algorithms.first { $0.utf8.elementsEqual(algorithmBytes) } ?? String(decoding: algorithmBytes, as: UTF8.self)
             let digest = Array(digestField[(colon + 2)...])
             let path = String(decoding: pathField.prefix { $0 != 0 }, as: UTF8.self)
-            entries.append(Entry(pcr: pcr, templateSHA1: sha1, template: template, templateData: data, fileAlgorithm: algorithm,
+            entries.append(Entry(pcr: pcr, templateSHA1: sha1, template: template, templateData: Array(data), fileAlgorithm: algorithm,
                                  fileDigest: digest, path: path))
         }
         self.entries = entries
@@ -123,10 +139,20 @@ public struct IMALog: Sendable, Equatable {
     public func verifiedPrefix(replaying quoted: Digest32, pcr: Int = 10) -> ArraySlice<Entry>? {
         var value = Digest32.zero
         if value == quoted { return entries[0..<0] }
+        let hasher = PageHasher()
         for (i, e) in entries.enumerated() where e.pcr == pcr {
-            value = extend(value, with: e.sha256Extension)
+            value = IMALog.extend(value, with: e.sha256Extension(hasher), hasher)
             if value == quoted { return entries[0...i] }
         }
         return nil
+    }
+
+    /// SHA-256(pcr ‖ measurement) with a reused hasher.
+    static func extend(_ pcr: Digest32, with measurement: Digest32, _ hasher: PageHasher) -> Digest32 {
+        var both = [UInt8](repeating: 0, count: 64)
+        both.withUnsafeMutableBufferPointer { b in
+            for i in 0..<32 { b[i] = pcr.bytes[i]; b[32 + i] = measurement.bytes[i] }
+        }
+        return both.withUnsafeBytes { hasher.hash($0) }
     }
 }

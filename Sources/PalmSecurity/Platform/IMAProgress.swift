@@ -57,8 +57,9 @@ public struct IMAProgress: Codable, Sendable, Equatable {
             keepPending(candidates, maxPendingBytes: maxPendingBytes)
             return []
         }
+        let hasher = PageHasher()
         for (i, e) in candidates.enumerated() where e.pcr == PlatformPolicy.imaPCR {
-            value = SHA256.hash(value.bytes + e.sha256Extension.bytes)
+            value = IMALog.extend(value, with: e.sha256Extension(hasher), hasher)
             if value == pcr10 {
                 let confirmed = Array(candidates[...i])
                 verifiedCount += confirmed.count

@@ -14,6 +14,9 @@ struct LogReader {
     }
 
     var atEnd: Bool { offset >= bytes.count }
+
+    /// Continues at `position` (a field inside something already read).
+    mutating func skip(to position: Int) { offset = position }
     var remaining: Int { bytes.count - offset }
 
     mutating func bytes(_ n: Int, _ field: String) throws -> [UInt8] {
@@ -24,14 +27,24 @@ struct LogReader {
         return Array(bytes[offset..<offset + n])
     }
 
+    /// The next `n` bytes without copying them.
+    mutating func slice(_ n: Int, _ field: String) throws -> ArraySlice<UInt8> {
+        guard n >= 0, n <= remaining else {
+            throw PlatformLogError.truncated(log: log, field: field, offset: offset)
+        }
+        defer { offset += n }
+        return bytes[offset..<offset + n]
+    }
+
     mutating func u8(_ field: String) throws -> UInt8 { try bytes(1, field)[0] }
     mutating func u16(_ field: String) throws -> UInt16 {
         let b = try bytes(2, field)
         return UInt16(b[0]) | UInt16(b[1]) << 8
     }
     mutating func u32(_ field: String) throws -> UInt32 {
-        let b = try bytes(4, field)
-        return b.enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+        guard remaining >= 4 else { throw PlatformLogError.truncated(log: log, field: field, offset: offset) }
+        defer { offset += 4 }
+        return UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24
     }
 }
 

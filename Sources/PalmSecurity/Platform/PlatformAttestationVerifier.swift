@@ -118,12 +118,15 @@ public struct PlatformAttestationVerifier: AttestationVerifier {
 /// Steps 1–7 of ``PlatformAttestationVerifier`` for any qualifying data: what a migration's
 /// source and the coordinator's continuous attestation both run.
 public struct PlatformEvidenceCheck: Sendable {
-    public var policy: PlatformPolicy
+    public let policy: PlatformPolicy
+    /// The policy's lookup sets (given by a caller that checks many hosts against one policy).
+    public let index: PlatformPolicy.Index
     public var enrolledKeys: [String: String]
     public var clocks: TPMClockLedger?
 
-    public init(policy: PlatformPolicy, enrolledKeys: [String: String], clocks: TPMClockLedger?) {
+    public init(policy: PlatformPolicy, index: PlatformPolicy.Index? = nil, enrolledKeys: [String: String], clocks: TPMClockLedger?) {
         self.policy = policy
+        self.index = index ?? policy.index
         self.enrolledKeys = enrolledKeys
         self.clocks = clocks
     }
@@ -218,7 +221,7 @@ public struct PlatformEvidenceCheck: Sendable {
             try checkBootAggregate(prefix, quoted: q)
         }
         // 6. The policy.
-        let violations = policy.violations(boot: boot, ima: measured, agentDigest: agentDigest)
+        let violations = policy.violations(boot: boot, ima: measured, agentDigest: agentDigest, index: index)
         guard violations.isEmpty else { throw Refusal.policy(Array(violations.prefix(3))) }
         // 7. The clock.
         let observation = try observeClock(q)

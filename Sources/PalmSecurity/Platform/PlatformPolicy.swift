@@ -63,23 +63,38 @@ public struct PlatformPolicy: Codable, Sendable, Equatable {
         self.allowViolations = allowViolations
     }
 
-    /// Named sets for checking: built once per policy, not per entry.
+    /// A file digest as a lookup key: hashed as one block of bytes, not byte by byte.
+    struct FileKey: Hashable {
+        let algorithm: String
+        let digest: [UInt8]
+        func hash(into h: inout Hasher) {
+            h.combine(algorithm)
+            digest.withUnsafeBytes { h.combine(bytes: $0) }
+        }
+    }
+
+    /// The policy as sets to look entries up in: built once per policy (a verifier that checks
+    /// many logs against one policy keeps it), not per entry or per log.
     public struct Index: Sendable {
         let boot: Set<String>
-        let files: Set<String>
+        let files: Set<FileKey>
         let agents: Set<String>
         let excludes: [String]
 
-        init(_ p: PlatformPolicy) {
+        public init(_ p: PlatformPolicy) {
             boot = Set(p.boot.map { "\($0.pcr):\($0.digest)" })
-            files = Set(p.files.map(\.digest))
+            files = Set(p.files.compactMap { f -> FileKey? in
+                let parts = f.digest.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2, let digest = Hex.decode(String(parts[1])) else { return nil }
+                return FileKey(algorithm: String(parts[0]), digest: digest)
+            })
             agents = Set(p.agents)
-            excludes = p.excludes
+            excludes = p.excludes.filter { !$0.isEmpty }
         }
 
         func allowsBoot(_ e: BootEventLog.Event) -> Bool { boot.contains("\(e.pcr):\(e.sha256.hex)") }
         func allowsFile(_ e: IMALog.Entry) -> Bool {
-            files.contains(e.fileDigestText.lowercased()) || excludes.contains { !$0.isEmpty && e.path.hasPrefix($0) }
+            files.contains(FileKey(algorithm: e.fileAlgorithm, digest: e.fileDigest)) || (!excludes.isEmpty && excludes.contains { e.path.hasPrefix($0) })
         }
     }
 
@@ -107,8 +122,9 @@ public struct PlatformPolicy: Codable, Sendable, Equatable {
 
     /// Everything in `boot` and `ima` (already verified against a quote) and the agent's
     /// reported digest that this policy does not allow, in log order. Empty: the platform passes.
-    public func violations(boot: BootEventLog, ima: ArraySlice<IMALog.Entry>, agentDigest: String?, limit: Int = 100) -> [Violation] {
-        let allowed = index
+    public func violations(boot: BootEventLog, ima: ArraySlice<IMALog.Entry>, agentDigest: String?, limit: Int = 100,
+                           index: Index? = nil) -> [Violation] {
+        let allowed = index ?? self.index
         var found: [Violation] = []
         let bootPCRs = Set(pcrs.filter { $0 != Self.imaPCR })
         for e in boot.events where bootPCRs.contains(e.pcr) && !allowed.allowsBoot(e) {
@@ -116,6 +132,7 @@ public struct PlatformPolicy: Codable, Sendable, Equatable {
             if found.count >= limit { return found }
         }
         var agentMeasured = false
+        let agentBytes = agentDigest.flatMap(Hex.decode)
         for e in ima {
             if e.isViolation {
                 if !allowViolations { found.append(.measurementViolation(path: e.path)) }
@@ -124,7 +141,7 @@ public struct PlatformPolicy: Codable, Sendable, Equatable {
             } else if !allowed.allowsFile(e) {
                 found.append(.file(path: e.path, digest: e.fileDigestText))
             }
-            if let agentDigest, e.fileAlgorithm == "sha256", Hex.encode(e.fileDigest) == agentDigest { agentMeasured = true }
+            if let agentBytes, e.fileDigest == agentBytes, e.fileAlgorithm == "sha256" { agentMeasured = true }
             if found.count >= limit { return found }
         }
         if let agentDigest {

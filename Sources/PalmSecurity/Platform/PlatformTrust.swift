@@ -10,6 +10,9 @@ public struct PlatformTrust: Codable, Sendable, Equatable {
     public var policy: PlatformPolicy
     /// Host name (certificate CN) → attestation key name (hex).
     public var enrolledKeys: [String: String]
+    /// The coordinator's version of this (policy version and enrollment generation): an agent
+    /// keeps its copy and is sent a new one only when this changed. Nil from a configuration.
+    public var version: String?
 
     public init(requirement: AttestationRequirement = .tpm, policy: PlatformPolicy = PlatformPolicy(), enrolledKeys: [String: String] = [:]) {
         self.requirement = requirement
