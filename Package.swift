@@ -70,7 +70,7 @@ let package = Package(
         .target(name: "PalmCompression", dependencies: ["CLZ4", "CZstd", "PalmWire"]),
 
         // Checked TOML configuration files shared by the agents and the coordinator.
-        .target(name: "PalmConfig", dependencies: ["PalmWire", "PalmTLS", "TOMLKit"]),
+        .target(name: "PalmConfig", dependencies: ["PalmSupport", "PalmWire", "PalmTLS", "TOMLKit"]),
         // The coordinator's API as agents and operators speak it: requests, reports, orders, client.
         .target(name: "PalmControl", dependencies: ["PalmConfig", "PalmSecurity", "PalmWire", "PalmCrypto", "PalmTLS"]),
 
@@ -145,7 +145,7 @@ let package = Package(
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
             "PalmEngineTLS", "PalmSupport", "PalmCrypto", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl", "PalmProtection",
-            "PalmTPM",
+            "PalmTPM", "PalmAgent",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -62,6 +62,8 @@ public struct SourceConfiguration {
     public var platform = PlatformTrust()
     /// The largest ATTEST (with a TPM's logs) this source reads (`attestation.max_evidence`).
     public var maxEvidence = 16 << 20
+    /// Days a migration's evidence file is kept (`state.evidence_retention_days`).
+    public var evidenceRetention = 90.0
     /// This host's TPM (`attestation.mode = "tpm"`, `tpm`, …): under `serve`, enrolled with the
     /// coordinator and quoted whenever it asks. The same keys as palm-dest's.
     public var hostAttestation = PlatformAttestationSettings(mode: .software, tpm: "", tpmTimeout: 10, pcrs: PlatformPolicy.defaultPCRs,
@@ -154,6 +156,7 @@ public struct SourceConfiguration {
         config.platform = try PlatformTrust.load(f)
         config.maxEvidence = try f.bytes("attestation.max_evidence", default: 16 << 20, range: (64 << 10)...(256 << 20))
         config.hostAttestation = try PlatformAttestationSettings.load(f)
+        config.evidenceRetention = try f.double("state.evidence_retention_days", default: 90, range: 1...3650)
         try f.finish()
         return config
     }
@@ -179,6 +182,8 @@ public struct DestinationConfiguration {
     public var admission: AdmissionGate.Limits
     /// Days a finished migration stays in the ledger.
     public var ledgerRetention: Double
+    /// Days a migration's evidence file is kept (`state.evidence_retention_days`).
+    public var evidenceRetention = 90.0
     public var stateDirectory: String
     /// The coordinators' certificates (`security.coordinator_certificate`, or
     /// `security.coordinator_certificates = [...]`, one per coordinator): every ticket must be
@@ -212,6 +217,7 @@ public struct DestinationConfiguration {
         config.metricsListen = try MetricsSettings.listen(f)
         config.pageThreadNice = try f.int("migration.page_thread_nice", default: 10, range: ThreadPriority.niceRange)
         config.attestation = try PlatformAttestationSettings.load(f)
+        config.evidenceRetention = try f.double("state.evidence_retention_days", default: 90, range: 1...3650)
         try f.finish()
         return config
     }

@@ -62,6 +62,7 @@ public enum CLI {
         }
         let coordinators = try CoordinatorTrust(certificatePEMs: pems)
         print("evidence of migration \(evidence.migrationID) (\(evidence.vm)), recorded by the \(evidence.recordedBy)")
+        print("  attestation \(evidence.attestationSummary)")
         var ok = true
         for c in evidence.verify(coordinators: coordinators) {
             print("  \(c.passed ? "OK  " : "FAIL") \(c.name)\(c.detail.isEmpty ? "" : ": \(c.detail)")")

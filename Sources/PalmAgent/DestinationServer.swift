@@ -268,6 +268,8 @@ public final class DestinationServer: @unchecked Sendable {
     static func prune(_ ledger: DestinationLedger, configuration: DestinationConfiguration, logger: Logger) {
         let removed = ledger.prune(olderThan: configuration.ledgerRetention * 86_400)
         if removed > 0 { logger.info("ledger: forgot \(removed) migration(s) finished more than \(Int(configuration.ledgerRetention)) days ago") }
+        let evidence = EvidenceArchive.prune(directory: configuration.stateDirectory + "/evidence", olderThan: configuration.evidenceRetention * 86_400)
+        if evidence > 0 { logger.info("evidence: removed \(evidence) file(s) older than \(Int(configuration.evidenceRetention)) days") }
     }
 
     /// Start-up recovery after a crash: an incoming VM whose migration — the newest ledger record

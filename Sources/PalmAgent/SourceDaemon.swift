@@ -123,6 +123,8 @@ public final class SourceDaemon: @unchecked Sendable {
 
     /// Settles what a previous run left behind (before the daemon says it is ready).
     public func recover() {
+        let evidence = EvidenceArchive.prune(directory: configuration.stateDirectory + "/evidence", olderThan: configuration.evidenceRetention * 86_400)
+        if evidence > 0 { logger.info("evidence: removed \(evidence) file(s) older than \(Int(configuration.evidenceRetention)) days") }
         let handoff = try? SourceHandoff(stateDirectory: configuration.stateDirectory, context: context, logger: logger)
         let unresolved = handoff?.recoverAll(hypervisor: hypervisor, resolveTimeout: configuration.resolveTimeout) ?? []
         if !unresolved.isEmpty { logger.warning("migrations still in doubt after recovery: \(unresolved.joined(separator: ", "))") }
@@ -152,7 +154,8 @@ public final class SourceDaemon: @unchecked Sendable {
         do {
             let failover = try client ?? connect()
             client = failover
-            let response = try failover.call(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: try report()))
+            let sent = try report()
+            let response = try failover.call(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: sent))
             guard response.ok, let orders = response.orders else {
                 logger.error("the coordinator refused the heartbeat: \(response.error ?? "no orders")")
                 setContact("the coordinator refused the heartbeat: \(response.error ?? "no orders")")
@@ -166,6 +169,7 @@ public final class SourceDaemon: @unchecked Sendable {
                     return false
                 }
             }
+            platform?.delivered(sent.platform)
             setContact("reporting to \(failover.answering?.description ?? link.address)")
             if !isStopped { apply(orders) } else { acknowledge(orders) }
             return true

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import PalmSupport
 import PalmWire
 import TOMLKit
 
@@ -177,20 +178,12 @@ public final class ConfigFile {
 extension ConfigFile {
     /// Reads at most ``maxSize`` bytes and decodes them as UTF-8, naming what is wrong.
     static func read(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ConfigError.unreadable(file: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ConfigError.unreadable(file: path, reason: String(cString: strerror(errno)))
+        let bytes: [UInt8]
+        do { bytes = try BoundedFile.read(path, limit: maxSize) } catch let failure as BoundedFile.Failure {
+            switch failure {
+            case let .unreadable(_, reason, _): throw ConfigError.unreadable(file: path, reason: reason)
+            case .tooLarge: throw ConfigError.unreadable(file: path, reason: "larger than \(maxSize >> 20) MiB: not a configuration file")
             }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            if bytes.count > maxSize { throw ConfigError.unreadable(file: path, reason: "larger than \(maxSize >> 20) MiB: not a configuration file") }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError.unreadable(file: path, reason: "not UTF-8 text")

@@ -63,6 +63,19 @@ public struct Evidence: Codable, Equatable, Sendable {
         return try d.decode(Evidence.self, from: data)
     }
 
+    /// The destination's attestation (its ATTEST frame; large with a TPM's logs).
+    public var decodedAttestation: Attestation? {
+        guard case let .attest(a)? = try? Message.decodeFrame(Array(attestation), limits: .attestation(maxBytes: 256 << 20)) else { return nil }
+        return a
+    }
+
+    /// How the destination attested, for the reader: its TPM, or its own report only.
+    public var attestationSummary: String {
+        guard let a = decodedAttestation else { return "unreadable" }
+        guard let p = a.platform else { return "software: the destination's own signed report, not rooted in a TPM" }
+        return "tpm: a quote of PCRs \(p.pcrValues.map { String($0.index) }.joined(separator: ",")) with \(p.bootLog.count + p.imaLog.count) bytes of boot and IMA logs"
+    }
+
     /// One named check and its outcome.
     public struct Check: Sendable {
         public var name: String
@@ -84,8 +97,7 @@ public struct Evidence: Codable, Equatable, Sendable {
         let destID = try? CertificateIdentity.load(pem: destinationCertificate)
         let sourceKey = try? VerifyingKey(certificatePEM: sourceCertificate)
         let destKey = try? VerifyingKey(certificatePEM: destinationCertificate)
-        var attestation: Attestation?
-        if case let .attest(a)? = try? Message.decodeFrame(Array(self.attestation)) { attestation = a }
+        let attestation = decodedAttestation
         var manifest: Manifest?
         if case let .manifest(m)? = try? Message.decodeFrame(Array(self.manifest)) { manifest = m }
 

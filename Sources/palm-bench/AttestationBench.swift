@@ -1,5 +1,9 @@
 import ArgumentParser
 import Foundation
+import Logging
+import PalmAgent
+import PalmControl
+import PalmCoordinator
 import PalmCrypto
 import PalmSecurity
 import PalmSupport
@@ -78,5 +82,99 @@ struct AttestationCost: ParsableCommand {
         }
         line("software", softwareTimes)
         print("evidence-bytes \(bootBytes.count + imaBytes.count)")
+    }
+}
+
+/// The coordinator's share of continuous attestation: HOSTS enrolled hosts (one software TPM
+/// quoting for all of them, each over its own nonce), each answering the coordinator's quote
+/// request in a heartbeat; the coordinator's CPU to check one round of quotes — the first (every
+/// host's whole IMA log) and a steady one (nothing new measured). The quotes themselves are the
+/// hosts' work and are not counted. Prints "round cpu_seconds".
+struct AttestationRound: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "attestation-round",
+                                                    abstract: "Coordinator CPU for one round of quotes from many hosts.")
+    @Option(help: "The TPM (a tpm2-tss TCTI string).") var tcti: String
+    @Option(help: "Directory with agent-N.pem (the hosts' identities).") var certs: String
+    @Option(help: "Coordinator key.") var key: String
+    @Option var hosts = 1000
+    @Option(help: "IMA entries each host has measured.") var entries = 2000
+
+    static func threadCPU() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
+    func run() throws {
+        let device = TPMDevice(tcti: tcti, timeout: 30)
+        let dir = NSTemporaryDirectory() + "palm-bench-attest-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var events: [BootEventLog.Event] = []
+        for pcr in 0...9 {
+            let e = BootEventLog.Event(pcr: pcr, type: 0xD, sha256: SHA256.hash(Array("boot \(pcr)".utf8)), data: Array("component \(pcr)".utf8))
+            events.append(e)
+            try device.extend(pcr: pcr, with: e.sha256)
+        }
+        let boot = BootEventLog(events: events)
+        let ima = IMALog(entries: (0..<entries).map { IMALog.Entry(path: "/usr/lib/lib-\($0).so", sha256: SHA256.hash(Array("f\($0)".utf8))) })
+        try device.extend(pcr: 10, withEach: ima.entries.map(\.sha256Extension))
+        try Data(boot.encoded()).write(to: URL(fileURLWithPath: dir + "/boot"))
+        try Data(ima.encoded()).write(to: URL(fileURLWithPath: dir + "/ima"))
+        let ak = try device.attestationKey()
+        let akName = Hex.encode(try TPMPublicArea(decoding: ak).name)
+
+        let store = try CoordinatorStore(.sqlite(path: dir + "/palm.sqlite"))
+        var settings = CoordinatorSettings()
+        settings.allowlist.platform = PlatformTrust(requirement: .tpm)
+        settings.attestation.quoteInterval = 60
+        settings.attestation.maxQuoteAge = 600
+        let signing = try SigningKey(pemFile: key)
+        let service = CoordinatorService(store: store, audit: AuditLog(store: store, key: signing),
+                                         policy: try AccessPolicy.parse(AccessPolicy.defaultText), settings: settings, ticketKey: signing)
+        nonisolated(unsafe) var now = Date().timeIntervalSince1970
+        service.clock = { now }
+        let identities = try (0..<hosts).map { try CertificateIdentity.load(pemFile: "\(certs)/agent-\($0).pem") }
+        func report(_ i: Int, _ platform: PlatformReport?) -> HostReport {
+            var r = HostReport(destinationAddress: "10.1.\(i / 250).\(i % 250):7410", cpus: 32, cpuLoad: 0.3, memoryTotal: 512 << 30,
+                               memoryUsed: 0, vms: [])
+            r.platform = platform
+            return r
+        }
+        func beat(_ i: Int, _ platform: PlatformReport?) throws -> AgentOrders {
+            let r = service.handle(APIRequest(action: CoordinatorAction.agentHeartbeat.rawValue, report: report(i, platform)), from: identities[i])
+            guard r.ok, let orders = r.orders else { throw ValidationError("heartbeat refused: \(r.error ?? "?")") }
+            return orders
+        }
+        // Every host enrolled (with the one TPM's key: the enrollment itself is measured elsewhere).
+        for i in 0..<hosts { _ = try beat(i, nil) }
+        try store.write { db in
+            for id in identities {
+                try db.execute(sql: """
+                    INSERT INTO tpm_host (host, state, ek_public, ek_certificate, ak_public, ak_name, enrolled, enrolled_by)
+                    VALUES (?, 'enrolled', ?, '', ?, ?, 0, 'bench')
+                    """, arguments: [id.commonName ?? "", id.fingerprint.hex, Hex.encode(ak), akName])
+            }
+            let policy = PlatformPolicy().learning(boot: boot, ima: ima.entries[...])
+            try db.execute(sql: "INSERT INTO platform_policy (version, policy, created, created_by, note) VALUES (1, ?, 0, 'bench', 'bench')",
+                           arguments: [String(decoding: try JSONEncoder().encode(policy), as: UTF8.self)])
+        }
+        let settingsForHost = PlatformAttestationSettings(mode: .tpm, tpm: tcti, tpmTimeout: 30, pcrs: PlatformPolicy.defaultPCRs,
+                                                          bootLog: dir + "/boot", imaLog: dir + "/ima")
+        let reporters = identities.map { PlatformReporter(settings: settingsForHost, host: $0.commonName ?? "", logger: Logger(label: "bench")) }
+        for round in ["first", "steady"] {
+            var cpu = 0.0, trusted = 0
+            for i in 0..<hosts {
+                let asked = try beat(i, nil).platform
+                var answer = reporters[i].answer(asked)
+                answer?.identity = nil  // already enrolled: only the quote is the round's
+                let t0 = Self.threadCPU()
+                _ = try beat(i, answer)
+                cpu += Self.threadCPU() - t0
+            }
+            trusted = try store.read { try $0.value(Int.self, "SELECT COUNT(*) FROM tpm_host WHERE trust = 'trusted'") ?? 0 }
+            print(String(format: "%@ %.3f %d", round, cpu, trusted))
+            now += 61
+        }
     }
 }

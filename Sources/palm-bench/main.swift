@@ -10,7 +10,7 @@ struct PalmBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "palm-bench",
         abstract: "Measure palm's components (used by scripts/bench.sh).",
-        subcommands: [TLSThroughput.self, HandshakeLatency.self, EngineMigrate.self, SchedulerCycle.self, HeartbeatRate.self, AttestationCost.self])
+        subcommands: [TLSThroughput.self, HandshakeLatency.self, EngineMigrate.self, SchedulerCycle.self, HeartbeatRate.self, AttestationCost.self, AttestationRound.self])
 }
 
 /// Streams BYTES through a PalmTLS channel over loopback: one sender thread, one receiver thread,

@@ -38,6 +38,13 @@ struct TPMAttestationEndToEndTests {
         #expect(report.rendered().contains("attestation     tpm"))
         #expect(try c.runningCopies("attested") == (source: false, dest: true))
         #expect(try c.destHypervisor().awaitSelfCheck(vm: "attested").passed)
+        // Both hosts keep the evidence, and it says how the destination attested.
+        let dir = c.dir + "/source-state/evidence"
+        let file = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first { $0.hasSuffix(".evidence.json") })
+        let verify = try ProcessRunner.run(SimCluster.bin("palm-source"), ["evidence", "verify", dir + "/" + file,
+                                                                          "--coordinator-cert", c.pki.cert("coord")])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        #expect(verify.stdout.contains("attestation tpm: a quote of PCRs 0,1,2,3,4,5,6,7,8,9,10"), "\(verify.stdout)")
     }
 
     @Test("palm-dest started with a preloaded library: refused before the first page, naming the library; after a reboot without it, committed")

@@ -32,6 +32,7 @@ final class TPMAgent: @unchecked Sendable {
                                 platform: reporter.answer(request))
         let r = h.service.handle(APIRequest(action: "agent.heartbeat", report: report), from: try h.id(name))
         guard r.ok, let orders = r.orders else { throw CoordinatorService.ServiceError.refused(r.error ?? "no orders") }
+        reporter.delivered(report.platform)
         self.orders = orders
         request = orders.platform
     }
@@ -110,6 +111,18 @@ struct HostAttestationTests {
         let actions = try h.service.audit.entries().map(\.action)
         #expect(actions.filter { $0 == "tpm.enroll" }.count == 2 && actions.contains("hosts.enroll") && actions.contains("attestation.policy.learn"))
         #expect(actions.filter { $0 == "tpm.attest" }.count == 3, "untrusted, trusted, untrusted: \(actions)")
+    }
+
+    @Test("a heartbeat lost before the coordinator answered does not lose the TPM's identity: the next one carries it again")
+    func identityUntilDelivered() throws {
+        let vendor = try SoftwareTPMManufacturer()
+        let agent = try TPMAgent("server", manufacturer: vendor)
+        let lost = agent.reporter.answer(nil)  // the coordinator was not up: no answer, nothing delivered
+        #expect(lost?.identity != nil)
+        let h = try ServiceHarness(settings: Self.settings(cas: vendor.caCertificates))
+        try agent.beat(h)
+        #expect(agent.request?.credentialBlob != nil, "the identity arrived with the next heartbeat and was challenged")
+        #expect(agent.reporter.answer(nil)?.identity == nil, "once delivered it is not sent unasked")
     }
 
     @Test("an EK certificate of a manufacturer the coordinator does not trust: refused, never enrolled, named")

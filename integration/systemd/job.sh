@@ -9,7 +9,7 @@
 set -u
 S=/mnt/host
 PASS=0 FAIL=0
-check() { local name=$1; shift; if "$@" >/dev/null 2>&1; then echo "PASS $name"; PASS=$((PASS + 1)); else echo "FAIL $name"; FAIL=$((FAIL + 1)); fi; }
+check() { local name=$1; shift; if "$@" >/dev/null 2>&1; then echo "PASS $name"; PASS=$((PASS + 1)); else echo "FAIL $name"; FAIL=$((FAIL + 1)); return 1; fi; }
 step() { echo; echo "== $*"; }
 W=/root/work; mkdir -p "$W"
 # Waits up to $1 seconds for a command to succeed.
@@ -22,7 +22,8 @@ step "the VM's TPM and the kernel's IMA"
 printf 'measure func=BPRM_CHECK\nmeasure func=MMAP_CHECK mask=MAY_EXEC\n' > /sys/kernel/security/ima/policy
 IMA=/sys/kernel/security/ima/ascii_runtime_measurements
 check "a TPM 2.0 behind the kernel's resource manager (/dev/tpmrm0)" test -c /dev/tpmrm0
-check "measured boot: the firmware's event log" test -s /sys/kernel/security/tpm0/binary_bios_measurements
+# (securityfs files report no size: read one.)
+check "measured boot: the firmware's event log" sh -c '[ "$(head -c 64 /sys/kernel/security/tpm0/binary_bios_measurements | wc -c)" = 64 ]'
 check "IMA measures what runs (boot_aggregate, then executables)" sh -c "grep -q boot_aggregate $IMA && [ \$(wc -l < $IMA) -gt 3 ]"
 
 step "install with scripts/install.sh"
@@ -45,6 +46,9 @@ install -m 0644 "$W/ca/ca.pem" /etc/palm/tls/ca.pem
 for f in host-a coordinator; do install -m 0644 "$I/$f.pem" /etc/palm/tls/$f.pem; install -m 0640 "$I/$f.key" /etc/palm/tls/$f.key; done
 chgrp palm /etc/palm/tls/coordinator.key
 mkdir -p /etc/palm-b; install -m 0600 "$I/host-b.pem" "$I/host-b.key" /etc/palm-b/
+# The VM's TPM manufacturer (swtpm's local CA, made by run.sh): the EK certificates the coordinator trusts.
+install -m 0644 "$S/tpm/ca/swtpm-localca-rootca-cert.pem" /etc/palm/tls/tpm-vendor-root.pem
+install -m 0644 "$S/tpm/ca/issuercert.pem" /etc/palm/tls/tpm-vendor-issuer.pem
 
 tls() { printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "/etc/palm/tls/ca.pem"\n' "$1" "$2"; }
 sim() { printf '[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-%s"\nmemory_limit = "1G"\n' "$1"; }
@@ -59,7 +63,7 @@ link() { printf '[coordinator]\naddress = "127.0.0.1:7400"\ncertificate = "/etc/
 { tls /etc/palm-b/host-b.pem /etc/palm-b/host-b.key; sim b; printf '[state]\ndirectory = "/var/lib/palm-b/source"\n'; link 7411; } > /etc/palm-b/source.toml
 { tls /etc/palm/tls/coordinator.pem /etc/palm/tls/coordinator.key
   printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[metrics]\nlisten = "127.0.0.1:9466"\n[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\nrequire = "tpm"\n'
-  printf 'ek_ca = ["%s/tpm/ca/swtpm-localca-rootca-cert.pem", "%s/tpm/ca/issuercert.pem"]\nquote_interval_s = 10\nmax_quote_age_s = 900\n' "$S" "$S"
+  printf 'ek_ca = ["/etc/palm/tls/tpm-vendor-root.pem", "/etc/palm/tls/tpm-vendor-issuer.pem"]\nquote_interval_s = 10\nmax_quote_age_s = 900\n'
   for key in allowed_agents allowed_configs allowed_hypervisors; do
     printf '%s = [%s]\n' $key "$(for c in /etc/palm/dest.toml /etc/palm-b/dest.toml; do palm-dest measure --config $c; done \
       | awk -F'"' -v k=$key '$0 ~ "^" k {print "\"" $2 "\""}' | sort -u | paste -sd, -)"
@@ -73,7 +77,7 @@ for u in dest source; do
     /usr/local/bin/palm-$u serve --config /etc/palm-b/$u.toml
 done
 for u in palm-coordinator palm-dest palm-source palm-dest-b palm-source-b; do
-  check "$u is active (READY=1 received)" systemctl is-active --quiet $u
+  check "$u is active (READY=1 received)" systemctl is-active --quiet $u || journalctl -u $u -n 15 -o cat --no-pager
 done
 systemctl --no-pager status palm-coordinator palm-source | grep -E "●|Active|Status" || true
 
@@ -85,12 +89,25 @@ step "host A's TPM: enrolled through its palm-source, attested by the coordinato
 export PALM_SERVER=127.0.0.1:7400 PALM_CERT=$I/ops.pem PALM_KEY=$I/ops.key PALM_CA=$W/ca/ca.pem
 ADMIN="env PALM_CERT=$I/admin.pem PALM_KEY=$I/admin.key palm-coordinator"
 attestation() { palm-coordinator hosts --json | grep -A12 '"host" : "host-a"' | grep '"attestation"'; }
-check "host A's TPM proves its attestation key (EK certificate, credential activated)" within 60 sh -c "palm-coordinator hosts | grep host-a | grep -q 'proven, waiting for hosts enroll'"
+check "host A's TPM proves its attestation key (EK certificate, credential activated)" within 90 sh -c "palm-coordinator hosts | grep host-a | grep -q 'proven, waiting for hosts enroll'" \
+  || { palm-coordinator hosts; journalctl -u palm-source -u palm-coordinator -o cat --no-pager | grep -iE "tpm|enroll|credential" | tail -15; }
 check "an operator may not enroll it" sh -c '! palm-coordinator hosts enroll host-a'
 check "an admin enrolls it" $ADMIN hosts enroll host-a
-check "its first quote is checked: nothing allowed yet" within 60 sh -c "palm-coordinator hosts | grep host-a | grep -q 'boot component not allowed'"
+check "its first quote is checked: nothing allowed yet" within 90 sh -c "palm-coordinator hosts | grep host-a | grep -q 'boot component not allowed'" \
+  || { palm-coordinator hosts; journalctl -u palm-source -u palm-coordinator -o cat --no-pager | grep -iE "tpm|quote|attest" | tail -15; }
+# Learning allows what the host has run so far: this job's tools run once first, as a host's
+# ordinary workload would have before an operator declares it good.
+for tool in "palm-simguest --help" "timeout 1 true" "journalctl -n 0" "rm --version" "mkdir --version" "sed --version" "head --version" \
+            "tail --version" "cat --version" "awk --version" "cut --version" "od --version" "wc --version" "sort --version"; do $tool >/dev/null 2>&1; done
+# Once a quote covers them, the coordinator's copy of the host's IMA log lists them.
+check "the coordinator follows host A's IMA log (the tools just run appear in policy diff)" \
+  within 60 sh -c "palm-coordinator attestation policy diff host-a | grep -q /usr/bin/timeout"
 $ADMIN attestation policy learn --host host-a
-check "the policy learned from host A allows its boot and the files IMA measured" sh -c "$ADMIN attestation policy show | grep -q /usr/local/bin/palm-dest"
+$ADMIN attestation policy show > "$W/policy.txt"
+echo "  policy v1: $(grep -c '^file' "$W/policy.txt") files, $(grep -c '^boot' "$W/policy.txt") boot components"
+# (A file is allowed by its digest wherever it lies: palm-dest was first measured where install.sh ran it from.)
+check "the policy learned from host A allows its boot and palm-dest as IMA measured it" \
+  sh -c "grep -q \"$(sha256sum /usr/local/bin/palm-dest | cut -c1-64)\" '$W/policy.txt' && grep -q '^boot' '$W/policy.txt'"
 check "host A is trusted at its next quote" within 60 sh -c "palm-coordinator hosts | grep host-a | grep -q 'tpm trusted'"
 palm-coordinator hosts
 

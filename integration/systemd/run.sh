@@ -50,7 +50,7 @@ swtpm_setup --tpm2 --tpmstate "$SHARE/tpm/state" --create-ek-cert --lock-nvram -
 swtpm socket --tpm2 --tpmstate dir="$SHARE/tpm/state" --ctrl type=unixio,path="$SHARE/tpm/swtpm.sock" --flags startup-clear \
   --terminate --daemon --log file="$SHARE/tpm/swtpm.log" --pid file="$SHARE/tpm/swtpm.pid"
 # The attacker's library for host B's palm-dest: it only marks that it was loaded.
-printf '#include <stdio.h>\n__attribute__((constructor)) static void loaded(void) { FILE *f = fopen("/run/snoop-loaded", "w"); if (f) fclose(f); }\n' > "$SHARE/snoop.c"
+printf '#include <stdio.h>\n__attribute__((constructor)) static void loaded(void) { FILE *f = fopen("/dev/shm/snoop-loaded", "w"); if (f) fclose(f); }\n' > "$SHARE/snoop.c"
 cc -shared -fPIC -o "$SHARE/snoop.so" "$SHARE/snoop.c"
 
 echo "booting Debian 12 + systemd under QEMU (TCG)…"

@@ -27,7 +27,15 @@ public final class PlatformReporter: Sendable {
         self.logger = logger
     }
 
-    /// The report for `request` (and the identity, once, unasked); nil when there is nothing to say.
+    /// `report` reached the coordinator (its heartbeat was answered): the identity need not be
+    /// sent again unasked. Until then every heartbeat carries it — a coordinator that was not up
+    /// for the first one still learns it.
+    public func delivered(_ report: PlatformReport?) {
+        if report?.identity != nil { identitySent.withLockedValue { $0 = true } }
+    }
+
+    /// The report for `request` (and the identity, until delivered, unasked); nil when there is
+    /// nothing to say.
     public func answer(_ request: PlatformRequest?) -> PlatformReport? {
         var report = PlatformReport()
         if request?.identity == true || !identitySent.current {
@@ -35,7 +43,6 @@ public final class PlatformReporter: Sendable {
                 let ek = try device.endorsementIdentity()
                 report.identity = PlatformIdentity(endorsementKey: Data(ek.publicArea), endorsementCertificate: Data(ek.certificate),
                                                    attestationKey: Data(try device.attestationKey()))
-                identitySent.withLockedValue { $0 = true }
             } catch {
                 logger.error("cannot read this host's TPM identity for the coordinator: \(error)")
             }

@@ -2,6 +2,7 @@ import Foundation
 import PalmCrypto
 import PalmProtection
 import PalmSecurity
+import PalmSupport
 import PalmTPM
 import PalmWire
 
@@ -56,36 +57,7 @@ public struct TPMAttestor: AttestationProvider {
 /// Reading the kernel's measurement logs: a log that does not exist is empty (no measured boot,
 /// IMA off — the verifier's policy decides what that means); one larger than the limit is an error.
 public enum PlatformLogFile {
-    public enum Failure: Error, Equatable, CustomStringConvertible {
-        case unreadable(path: String, reason: String)
-        case tooLarge(path: String, limit: Int)
-        public var description: String {
-            switch self {
-            case let .unreadable(p, r): return "cannot read \(p): \(r)"
-            case let .tooLarge(p, l): return "\(p) is larger than \(l) bytes"
-            }
-        }
-    }
-
     public static func read(_ path: String, limit: Int) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return [] }
-            throw Failure.unreadable(path: path, reason: String(cString: strerror(errno)))
-        }
-        defer { close(fd) }
-        // securityfs files report no size: read until the end, bounded.
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Failure.unreadable(path: path, reason: String(cString: strerror(errno)))
-            }
-            if n == 0 { return out }
-            guard out.count + n <= limit else { throw Failure.tooLarge(path: path, limit: limit) }
-            out += chunk[0..<n]
-        }
+        do { return try BoundedFile.read(path, limit: limit) } catch BoundedFile.Failure.unreadable(_, _, missing: true) { return [] }
     }
 }

@@ -240,7 +240,12 @@ extension CoordinatorService {
             let quoted = try verifier.checkQuote(evidence, host: host, qualifyingData: QuoteBinding.heartbeat(nonce: Array(q.nonce), host: host))
             let boot = try verifier.checkBoot(evidence.bootLog, quoted: quoted)
             var progress = r.progress ?? IMAProgress(resetCount: quoted.quote.resetCount)
-            var kept = (try db.value(String.self, "SELECT ima_log FROM tpm_host WHERE host = ?", arguments: [host])).flatMap { Data(base64Encoded: $0) } ?? Data()
+            // The host's verified log is read and rewritten only when it grows or must be judged
+            // again: a steady host's quote costs its signature, its boot log and a few rows.
+            func storedLog() throws -> Data {
+                (try db.value(String.self, "SELECT ima_log FROM tpm_host WHERE host = ?", arguments: [host])).flatMap { Data(base64Encoded: $0) } ?? Data()
+            }
+            var kept: Data?
             var violation = r.violation
             if progress.resetCount != quoted.quote.resetCount {
                 guard quoted.quote.resetCount > progress.resetCount else {
@@ -259,18 +264,20 @@ extension CoordinatorService {
                 reached = progress.verifiedValue == pcr10.hex
                 if progress.verifiedCount == fresh.count { try verifier.checkBootAggregate(fresh[...], quoted: quoted) }
             }
-            kept += IMALog(entries: fresh).encoded()
+            if !fresh.isEmpty || r.policyVersion != version {
+                kept = (try kept ?? storedLog()) + IMALog(entries: fresh).encoded()
+            }
             // A new policy judges everything the host ran since its boot; otherwise only what is new.
-            let judged = r.policyVersion == version ? fresh[...] : try IMALog(decoding: Array(kept)).entries[...]
+            let judged = r.policyVersion == version ? fresh[...] : try IMALog(decoding: Array(kept ?? Data())).entries[...]
             if r.policyVersion != version { violation = nil }
             if violation == nil {
                 violation = policy.violations(boot: BootEventLog.empty, ima: judged, agentDigest: nil, limit: 1, index: index).first?.description
             }
             let bootViolation = policy.violations(boot: boot, ima: [], agentDigest: nil, limit: 1, index: index).first
-            try db.execute(sql: """
-                UPDATE tpm_host SET ima_progress = ?, boot_log = ?, ima_log = ?, violation = ?, policy_version = ? WHERE host = ?
-                """, arguments: [String(decoding: try JSONEncoder().encode(progress), as: UTF8.self), q.bootLog.base64EncodedString(),
-                                 kept.base64EncodedString(), violation, version, host])
+            try db.execute(sql: "UPDATE tpm_host SET ima_progress = ?, boot_log = ?, violation = ?, policy_version = ? WHERE host = ?",
+                           arguments: [String(decoding: try JSONEncoder().encode(progress), as: UTF8.self), q.bootLog.base64EncodedString(),
+                                       violation, version, host])
+            if let kept { try db.execute(sql: "UPDATE tpm_host SET ima_log = ? WHERE host = ?", arguments: [kept.base64EncodedString(), host]) }
             if let problem = bootViolation?.description ?? violation {
                 try setTrust(db, host: host, trusted: false, detail: "\(problem) (policy v\(version))", previous: r.trust, actor: actor, now: now)
             } else if !reached {

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import PalmProtection
 
@@ -21,6 +22,21 @@ public struct EvidenceArchive: EvidenceRecorder {
         self.sourceCertificate = sourceCertificate
         self.destinationCertificate = destinationCertificate
         self.logger = logger
+    }
+
+    /// Removes evidence files older than `age` seconds (a TPM-attested migration's carries the
+    /// destination's logs: a megabyte or more each); returns how many.
+    @discardableResult
+    public static func prune(directory: String, olderThan age: Double, now: Date = Date()) -> Int {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        var removed = 0
+        for f in files where f.hasSuffix(".evidence.json") {
+            let path = directory + "/" + f
+            guard let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                  now.timeIntervalSince(modified) > age else { continue }
+            if (try? FileManager.default.removeItem(atPath: path)) != nil { removed += 1 }
+        }
+        return removed
     }
 
     public func record(_ e: HandoffEvidence) {
