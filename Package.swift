@@ -145,7 +145,7 @@ let package = Package(
         ]),
         .executableTarget(name: "palm-bench", dependencies: [
             "PalmEngineTLS", "PalmSupport", "PalmCrypto", "PalmTLS", "PalmWire", "PalmSecurity", "PalmMigration", "PalmHypervisor", "PalmCoordinator", "PalmControl", "PalmProtection",
-            "PalmTPM", "PalmAgent",
+            "PalmTPM",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -58,6 +58,26 @@ public struct PlatformQuote: Codable, Sendable, Equatable {
         self.imaComplete = imaComplete
     }
 
+    /// The answer to a quote request: the quote's pieces, the boot log, and the IMA entries of
+    /// `imaLog` (the binary log, read after the quote) from `offset`, at most `maxBytes` of them.
+    public static func answering(nonce: Data, quote: [UInt8], signature: [UInt8], pcrValues: [PlatformEvidence.PCRValue], bootLog: [UInt8],
+                                 imaLog: [UInt8], offset: Int, maxBytes: Int) throws -> PlatformQuote {
+        let entries = try IMALog(decoding: imaLog).entries
+        var chunk: [IMALog.Entry] = [], size = 0, complete = true
+        for e in entries.dropFirst(min(max(offset, 0), entries.count)) {
+            let n = IMALog(entries: [e]).encoded().count
+            if size + n > maxBytes {
+                complete = false
+                break
+            }
+            chunk.append(e)
+            size += n
+        }
+        return PlatformQuote(nonce: nonce, quote: Data(quote), signature: Data(signature), pcrs: pcrValues.map(\.index),
+                             pcrValues: pcrValues.map { Data($0.value.bytes) }, bootLog: Data(bootLog), imaOffset: offset,
+                             imaEntries: Data(IMALog(entries: chunk).encoded()), imaComplete: complete)
+    }
+
     /// As the verifier reads it (`attestationKey`: the enrolled one).
     public func evidence(attestationKey: [UInt8]) -> PlatformEvidence? {
         guard pcrs.count == pcrValues.count, pcrs.count <= PlatformEvidence.pcrCount else { return nil }

@@ -23,7 +23,10 @@ extension CoordinatorService {
     func heartbeat(_ report: HostReport, from caller: CertificateIdentity) throws -> AgentOrders {
         guard let name = caller.commonName, !name.isEmpty else { throw ServiceError.badArgument("the agent certificate has no CN") }
         let busy = try store.read { try involved($0, host: name) }
-        let routine = report.outcomes.isEmpty && report.active.isEmpty && !busy && report.platform == nil
+        // A quote is routine too: its verdict is re-established by the next one, so it is not worth
+        // waiting for the disk; an enrollment step (identity, a credential's answer) is not.
+        let enrolling = report.platform.map { $0.identity != nil || $0.activatedCredential != nil } ?? false
+        let routine = report.outcomes.isEmpty && report.active.isEmpty && !busy && !enrolling
         do {
             return try heartbeat(report, host: name, caller: caller, durable: !routine)
         } catch HeartbeatNotRoutine.instance {
@@ -60,8 +63,7 @@ extension CoordinatorService {
                 """, arguments: [name, caller.fingerprint.hex, hostPart(report.destinationAddress), report.destinationAddress,
                                          report.cpus, report.cpuLoad, report.memoryTotal, report.memoryUsed, now])
             try updateVMs(db, host: name, report.vms)
-            // A report of the host's TPM makes the heartbeat durable; a routine one may still be
-            // handed a quote request (its nonce is not worth waiting for the disk).
+            // The host's TPM: its report checked, what is due of it asked (see above for durability).
             try attestation(db, host: name, report: report.platform, orders: &orders, actor: actor, now: now)
             let version = try platformTrustVersion(db)
             orders.platformTrustVersion = version

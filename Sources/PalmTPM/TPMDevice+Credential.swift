@@ -11,8 +11,8 @@ extension TPMDevice {
         try TPMBytes.unmarshal(credentialBlob, into: &blob) { Tss2_MU_TPM2B_ID_OBJECT_Unmarshal($0, $1, $2, $3) }
         try TPMBytes.unmarshal(encryptedSecret, into: &secret) { Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal($0, $1, $2, $3) }
         return try run("ActivateCredential") { [self] ctx in
-            let (ek, _) = try createEndorsementKey(ctx)
-            defer { flush(ctx, ek) }
+            let (ek, _, transient) = try createEndorsementKey(ctx)
+            defer { release(ctx, endorsementKey: ek, transient: transient) }
             let (ak, _) = try createAttestationKey(ctx)
             defer { flush(ctx, ak) }
             // The EK's policy: PolicySecret(TPM_RH_ENDORSEMENT) in a policy session.

@@ -52,10 +52,56 @@ extension TPMDevice {
         return try createPrimary(ctx, template: template, what: "attestation key")
     }
 
-    func createEndorsementKey(_ ctx: OpaquePointer) throws -> (handle: ESYS_TR, publicArea: [UInt8]) {
+    /// Where the TCG EK Credential Profile keeps the RSA EK persistent (swtpm_setup and most
+    /// platforms do): using it spares re-deriving a 2048-bit RSA key, seconds on a real TPM.
+    public static let rsaEKPersistentHandle: UInt32 = 0x8101_0001
+
+    /// The endorsement key: the persistent one when it is there with the profile's attributes,
+    /// else re-derived from the template. `transient` says whether the caller flushes it.
+    func createEndorsementKey(_ ctx: OpaquePointer) throws -> (handle: ESYS_TR, publicArea: [UInt8], transient: Bool) {
+        var persistent: ESYS_TR = palm_esys_tr_none()
+        if Esys_TR_FromTPMPublic(ctx, Self.rsaEKPersistentHandle, palm_esys_tr_none(), palm_esys_tr_none(), palm_esys_tr_none(),
+                                 &persistent) == 0 {
+            var outPublic: UnsafeMutablePointer<TPM2B_PUBLIC>?
+            var name: UnsafeMutablePointer<TPM2B_NAME>?
+            var qualified: UnsafeMutablePointer<TPM2B_NAME>?
+            if Esys_ReadPublic(ctx, persistent, palm_esys_tr_none(), palm_esys_tr_none(), palm_esys_tr_none(), &outPublic, &name, &qualified) == 0,
+               let area = outPublic?.pointee.publicArea {
+                defer {
+                    Esys_Free(outPublic)
+                    Esys_Free(name)
+                    Esys_Free(qualified)
+                }
+                var template = TPM2B_PUBLIC()
+                palm_tpm_ek_rsa_template(&template)
+                // The same key the template derives: the profile's type, attributes and policy.
+                if area.type == template.publicArea.type, area.objectAttributes == template.publicArea.objectAttributes,
+                   TPMBytes.read(area.authPolicy.buffer, count: Int(area.authPolicy.size))
+                    == TPMBytes.read(template.publicArea.authPolicy.buffer, count: Int(template.publicArea.authPolicy.size)),
+                   let bytes = try? TPMBytes.marshal(area, { Tss2_MU_TPMT_PUBLIC_Marshal($0, $1, $2, $3) }) {
+                    return (persistent, bytes, false)
+                }
+            } else {
+                Esys_Free(outPublic)
+                Esys_Free(name)
+                Esys_Free(qualified)
+            }
+            _ = Esys_TR_Close(ctx, &persistent)
+        }
         var template = TPM2B_PUBLIC()
         palm_tpm_ek_rsa_template(&template)
-        return try createPrimary(ctx, template: template, what: "endorsement key")
+        let (handle, area) = try createPrimary(ctx, template: template, what: "endorsement key")
+        return (handle, area, true)
+    }
+
+    /// Lets go of an endorsement key: flushed when transient, its handle closed when persistent.
+    func release(_ ctx: OpaquePointer, endorsementKey handle: ESYS_TR, transient: Bool) {
+        if transient {
+            flush(ctx, handle)
+        } else {
+            var h = handle
+            _ = Esys_TR_Close(ctx, &h)
+        }
     }
 
     /// The attestation key's public area (TPMT_PUBLIC): a restricted ECDSA P-256 signing key in
@@ -71,8 +117,8 @@ extension TPMDevice {
     /// The endorsement key and its certificate (RSA 2048, the profile's default template).
     public func endorsementIdentity() throws -> EndorsementIdentity {
         try run("endorsement key") { [self] ctx in
-            let (handle, area) = try createEndorsementKey(ctx)
-            flush(ctx, handle)
+            let (handle, area, transient) = try createEndorsementKey(ctx)
+            release(ctx, endorsementKey: handle, transient: transient)
             let certificate = try readNV(ctx, index: Self.rsaEKCertificateIndex)
             return EndorsementIdentity(publicArea: area, certificate: certificate)
         }

@@ -20,7 +20,7 @@ final class TPMAgent: @unchecked Sendable {
     init(_ name: String, manufacturer: SoftwareTPMManufacturer) throws {
         self.name = name
         measured = try MeasuredHost(manufacturer: manufacturer, agent: ("/usr/bin/palm-dest", SHA256.hash(Array("palm-dest".utf8))))
-        reporter = PlatformReporter(settings: PlatformAttestationSettings(mode: .tpm, tpm: measured.tpm.tcti, tpmTimeout: 10,
+        reporter = PlatformReporter(settings: PlatformAttestationSettings(mode: .tpm, tpm: measured.tpm.tcti, tpmTimeout: 60,
                                                                           pcrs: PlatformPolicy.defaultPCRs, bootLog: measured.bootLogPath,
                                                                           imaLog: measured.imaLogPath),
                                     host: name, logger: .init(label: "test"))

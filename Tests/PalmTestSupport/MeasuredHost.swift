@@ -25,7 +25,7 @@ public final class MeasuredHost: @unchecked Sendable {
     /// `agent`: palm-dest's path and the digest IMA records for it.
     public init(manufacturer: SoftwareTPMManufacturer? = nil, agent: (path: String, digest: Digest32)) throws {
         tpm = try SoftwareTPM(manufacturer: manufacturer)
-        device = TPMDevice(tcti: tpm.tcti, timeout: 10)
+        device = TPMDevice(tcti: tpm.tcti, timeout: 60)
         directory = tpm.directory + "/securityfs"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try measureBoot([

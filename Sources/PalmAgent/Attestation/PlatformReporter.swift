@@ -65,20 +65,10 @@ public final class PlatformReporter: Sendable {
     private func quote(nonce: Data, offset: Int, maxBytes: Int) throws -> PlatformQuote {
         let q = try device.quote(pcrs: settings.pcrs, qualifyingData: QuoteBinding.heartbeat(nonce: Array(nonce), host: host))
         let limits = WireLimits.default
-        let boot = try PlatformLogFile.read(settings.bootLog, limit: limits.maxBootLog)
-        let entries = try IMALog(decoding: try PlatformLogFile.read(settings.imaLog, limit: limits.maxIMALog)).entries
-        var chunk: [IMALog.Entry] = [], size = 0, complete = true
-        for e in entries.dropFirst(min(offset, entries.count)) {
-            let n = IMALog(entries: [e]).encoded().count
-            if size + n > maxBytes {
-                complete = false
-                break
-            }
-            chunk.append(e)
-            size += n
-        }
-        return PlatformQuote(nonce: nonce, quote: Data(q.quote), signature: Data(q.signature), pcrs: q.pcrValues.map(\.index),
-                             pcrValues: q.pcrValues.map { Data($0.value.bytes) }, bootLog: Data(boot), imaOffset: offset,
-                             imaEntries: Data(IMALog(entries: chunk).encoded()), imaComplete: complete)
+        return try PlatformQuote.answering(nonce: nonce, quote: q.quote, signature: q.signature, pcrValues: q.pcrValues,
+                                           bootLog: try PlatformLogFile.read(settings.bootLog, limit: limits.maxBootLog),
+                                           imaLog: try PlatformLogFile.read(settings.imaLog, limit: limits.maxIMALog),
+                                           offset: offset, maxBytes: maxBytes)
     }
+
 }

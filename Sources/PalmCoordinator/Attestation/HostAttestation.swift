@@ -61,8 +61,13 @@ extension CoordinatorService {
         }
     }
 
+    /// One host's record without its stored logs (read only when they grow or are judged again).
     func tpmHost(_ db: StoreConnection, _ host: String) throws -> TPMHost? {
-        try db.row("SELECT * FROM tpm_host WHERE host = ?", arguments: [host]).map(TPMHost.init)
+        try db.row("""
+            SELECT state, ek_public, ak_public, ak_name, trust, attested, quote_nonce, quote_requested, ima_progress, challenge_blob,
+                   challenge_secret, challenge_digest, approve_requested, pending_ak_name, violation, policy_version
+            FROM tpm_host WHERE host = ?
+            """, arguments: [host]).map(TPMHost.init)
     }
 
     /// The platform policy in force: the newest stored version, else the configuration's (v0);
@@ -232,7 +237,7 @@ extension CoordinatorService {
     }
 
     private func check(_ q: PlatformQuote, _ db: StoreConnection, host: String, record r: TPMHost, actor: String, now: Double) throws {
-        try db.execute(sql: "UPDATE tpm_host SET quote_nonce = NULL WHERE host = ?", arguments: [host])
+        // The nonce is spent whatever the verdict (cleared with the verdict's own update).
         let (version, policy, index) = try currentPlatformPolicy(db)
         let verifier = PlatformEvidenceCheck(policy: policy, index: index, enrolledKeys: [host: r.akName], clocks: nil)
         do {
@@ -274,7 +279,7 @@ extension CoordinatorService {
                 violation = policy.violations(boot: BootEventLog.empty, ima: judged, agentDigest: nil, limit: 1, index: index).first?.description
             }
             let bootViolation = policy.violations(boot: boot, ima: [], agentDigest: nil, limit: 1, index: index).first
-            try db.execute(sql: "UPDATE tpm_host SET ima_progress = ?, boot_log = ?, violation = ?, policy_version = ? WHERE host = ?",
+            try db.execute(sql: "UPDATE tpm_host SET ima_progress = ?, boot_log = ?, violation = ?, policy_version = ?, quote_nonce = NULL WHERE host = ?",
                            arguments: [String(decoding: try JSONEncoder().encode(progress), as: UTF8.self), q.bootLog.base64EncodedString(),
                                        violation, version, host])
             if let kept { try db.execute(sql: "UPDATE tpm_host SET ima_log = ? WHERE host = ?", arguments: [kept.base64EncodedString(), host]) }
@@ -293,6 +298,7 @@ extension CoordinatorService {
                              previous: r.trust, actor: actor, now: now)
             }
         } catch {
+            try db.execute(sql: "UPDATE tpm_host SET quote_nonce = NULL WHERE host = ?", arguments: [host])
             try setTrust(db, host: host, trusted: false, detail: "\(error)", previous: r.trust, actor: actor, now: now)
         }
     }
