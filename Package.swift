@@ -167,7 +167,7 @@ let package = Package(
         .testTarget(name: "PalmXenDriverTests", dependencies: ["PalmXenDriver", "PalmHypervisor", "PalmSupport", "PalmWire"]),
         .testTarget(name: "PalmConfigTests", dependencies: ["PalmConfig", "PalmTLS"]),
         .testTarget(name: "PalmMetricsTests", dependencies: ["PalmMetrics", "PalmMetricsEndpoint"]),
-        .testTarget(name: "PalmTPMTests", dependencies: ["PalmTPM", "PalmSecurity", "PalmCrypto", "PalmWire", "PalmTestSupport"]),
+        .testTarget(name: "PalmTPMTests", dependencies: ["PalmTPM", "PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmSecurityTests", dependencies: ["PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire", "PalmTestSupport"]),
         .testTarget(name: "PalmCompressionTests", dependencies: ["PalmCompression", "PalmHypervisor", "PalmWire"]),
         .testTarget(name: "PalmMigrationTests", dependencies: [
@@ -176,7 +176,7 @@ let package = Package(
         ]),
         .testTarget(name: "MigrationEndToEndTests", dependencies: [
             "PalmEngineTLS", "PalmMigration", "PalmHypervisor", "PalmTestSupport", "PalmAgent", "PalmSecurity", "PalmCrypto", "PalmTLS", "PalmWire",
-            "PalmControl", "PalmCoordinator", "PalmConfig",
+            "PalmControl", "PalmCoordinator", "PalmConfig", "PalmTPM",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -482,9 +482,11 @@ bench_attestation() {
     --flags not-need-init,startup-clear --daemon --pid file="$t/pid"
   "$BENCH" attestation --tcti "swtpm:path=$t/tpm.sock" --entries "${IMA_ENTRIES:-10000}" --cert "$CERT" --key "$KEY" > "$t/out"
   kill "$(cat "$t/pid")" 2>/dev/null || true
-  awk '$1 != "evidence-bytes" {printf "  %-14s p50 %7.2f ms   p99 %7.2f ms\n", $1, $2, $3}' "$t/out"
+  awk '$1 != "evidence-bytes" && $1 != "tls-key-certify" {printf "  %-14s p50 %7.2f ms   p99 %7.2f ms\n", $1, $2, $3}' "$t/out"
   awk '$1 == "evidence-bytes" {printf "  %-14s %.1f KiB of logs in ATTEST\n", "evidence", $2 / 1024}' "$t/out"
+  awk '$1 == "tls-key-certify" {printf "  %-14s %.2f ms, once at palm-dest start\n", $1, $2}' "$t/out"
   awk '$1 == "quote+verify" {q = $2} $1 == "software" {s = $2} END {if (s > 0) printf "  TPM attestation ÷ software attestation (p50, same run): %.0f×\n", q / s}' "$t/out"
+  awk '$1 == "tls-sign-tpm" {q = $2} $1 == "tls-sign-file" {s = $2} END {if (s > 0) printf "  a handshake signature by the TLS key in the TPM ÷ by a key file (p50, same run): %.0f×\n", q / s}' "$t/out"
   echo "  targets: quote + verification ≤ 50 ms at p99 on swtpm; a 10,000-entry IMA log verified in ≤ 20 ms;"
   echo "  nothing on the page path or in the downtime (the quote is answered in ATTEST, before CONFIG)"
 

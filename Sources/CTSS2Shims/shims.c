@@ -59,6 +59,15 @@ void palm_tpm_ak_template(TPM2B_PUBLIC *out) {
     p->parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
 }
 
+void palm_tpm_tls_key_template(TPM2B_PUBLIC *out) {
+    static const char unique[] = "palm-tls-key-v1";
+    palm_tpm_ak_template(out);
+    TPMT_PUBLIC *p = &out->publicArea;
+    p->objectAttributes &= ~TPMA_OBJECT_RESTRICTED;
+    p->unique.ecc.x.size = sizeof unique - 1;
+    memcpy(p->unique.ecc.x.buffer, unique, sizeof unique - 1);
+}
+
 void palm_tpm_pcr_selection_sha256(uint32_t mask, TPML_PCR_SELECTION *out) {
     memset(out, 0, sizeof *out);
     out->count = 1;
@@ -73,3 +82,4 @@ ESYS_TR palm_esys_tr_none(void) { return ESYS_TR_NONE; }
 ESYS_TR palm_esys_tr_password(void) { return ESYS_TR_PASSWORD; }
 ESYS_TR palm_esys_tr_rh_endorsement(void) { return ESYS_TR_RH_ENDORSEMENT; }
 ESYS_TR palm_esys_tr_rh_owner(void) { return ESYS_TR_RH_OWNER; }
+ESYS_TR palm_esys_tr_rh_null(void) { return ESYS_TR_RH_NULL; }

@@ -73,10 +73,13 @@ public final class DestinationServer: @unchecked Sendable {
         /// `attestation.mode = "tpm"`: this host's TPM (checked to answer at start and reload).
         var tpm: TPMDevice?
         var attestation: PlatformAttestationSettings
+        /// With the TLS key in the TPM (`tls.key = "tpm"`) and TPM attestation: the attestation
+        /// key's certification of it, made once here, sent with every quote.
+        var tlsKeyCertification: PlatformEvidence.KeyCertification?
 
         init(_ c: DestinationConfiguration, hypervisor: Hypervisor) throws {
-            context = try TLSContext(configuration: c.tls)
-            signingKey = try SigningKey(pemFile: c.tls.privateKey)
+            context = try HostTLS.context(c.tls, tpm: c.attestation)
+            signingKey = context.key
             validator = TicketValidator(coordinators: try CoordinatorTrust(certificateFiles: c.coordinatorCertificates), clockSkew: c.clockSkew)
             measurement = try Measurement.measure(configPath: c.file, hypervisor: hypervisor)
             attestation = c.attestation
@@ -84,6 +87,7 @@ public final class DestinationServer: @unchecked Sendable {
                 let device = TPMDevice(tcti: c.attestation.tpm, timeout: c.attestation.tpmTimeout)
                 try device.probe()
                 tpm = device
+                if c.tls.keyIsInTPM { tlsKeyCertification = try HostTLS.tpmKey(c.attestation).certification() }
             }
         }
 
@@ -91,7 +95,8 @@ public final class DestinationServer: @unchecked Sendable {
         /// the software report alone.
         func attestor(for admission: TicketAdmission) -> any AttestationProvider {
             guard let tpm else { return SoftwareAttestor(measurement: measurement, key: signingKey) }
-            return TPMAttestor(measurement: measurement, key: signingKey, device: tpm, settings: attestation, admission: admission)
+            return TPMAttestor(measurement: measurement, key: signingKey, device: tpm, settings: attestation, admission: admission,
+                               tlsKey: tlsKeyCertification)
         }
     }
 
@@ -100,6 +105,11 @@ public final class DestinationServer: @unchecked Sendable {
         if let tpm = c.tpm {
             let name = (try? tpm.attestationKey()).flatMap { try? TPMPublicArea(decoding: $0) }.map { Hex.encode($0.name) } ?? "?"
             logger.notice("attesting with the TPM at \(tpm.tcti): attestation key \(name), PCRs \(c.attestation.pcrs.map(String.init).joined(separator: ","))")
+            if c.tlsKeyCertification != nil {
+                logger.notice("the TLS key is in the TPM (tls.key = tpm), certified by the attestation key with every quote")
+            } else {
+                logger.warning("the TLS key is a file (\(c.signingKey.location)): sources that require attestation.tls_key = tpm refuse this host; a copy of the file works anywhere")
+            }
         } else {
             logger.warning("attesting in software only (attestation.mode = software): anything with root on this host can produce the same report; sources that require tpm refuse this host")
         }

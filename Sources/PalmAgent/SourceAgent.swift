@@ -80,12 +80,12 @@ public struct SourceAgent {
             (try hypervisor.openSource(vm: vm), MonotonicClock.now() - sideBySide)
         }
         let connected = Result { () throws -> (TLSContext, TLSChannel, SigningKey) in
-            let context = try TLSContext(configuration: configuration.tls)
+            let context = try HostTLS.context(configuration.tls, tpm: configuration.hostAttestation)
             guard ticket.source == context.localIdentity.fingerprint else {
                 throw MigrationError.ticketRejected("the ticket names another source host")
             }
             let channel = try Self.connect(request, context: context, destination: ticket.destination)
-            return (context, channel, try SigningKey(pemFile: configuration.tls.privateKey))
+            return (context, channel, context.key)
         }
         let connectSeconds = MonotonicClock.now() - sideBySide
         let domain: SourceDomain, openSeconds: Double

@@ -88,7 +88,7 @@ public final class SourceDaemon: @unchecked Sendable {
         self.link = link
         self.logger = logger
         hypervisor = try configuration.hypervisor.make()
-        context = try TLSContext(configuration: configuration.tls)
+        context = try HostTLS.context(configuration.tls, tpm: configuration.hostAttestation)
         coordinators = try CoordinatorTrust(certificateFiles: link.certificates)
         handoffHistory = HandoffHistory(path: configuration.stateDirectory + "/handoff-history.json")
         outbox = configuration.stateDirectory + "/outbox"
@@ -115,7 +115,7 @@ public final class SourceDaemon: @unchecked Sendable {
             throw ConfigError.invalidValue(file: next.file, key: "coordinator/hypervisor/state",
                                            reason: "changed; these take effect only after a restart")
         }
-        _ = try TLSContext(configuration: next.tls)  // refuse unusable certificates before switching
+        _ = try HostTLS.context(next.tls, tpm: next.hostAttestation)  // refuse unusable certificates before switching
         lock.lock()
         currentConfiguration = next
         lock.unlock()
@@ -225,7 +225,8 @@ public final class SourceDaemon: @unchecked Sendable {
         tls.connectTimeout = min(tls.connectTimeout, beatInterval)
         tls.handshakeTimeout = min(tls.handshakeTimeout, beatInterval)
         tls.ioTimeout = min(tls.ioTimeout, beatInterval)
-        return CoordinatorFailover(targets: targets, context: try TLSContext(configuration: tls), pinned: Set(coordinators.fingerprints))
+        return CoordinatorFailover(targets: targets, context: try HostTLS.context(tls, tpm: configuration.hostAttestation),
+                                   pinned: Set(coordinators.fingerprints))
     }
 
     /// This host as the coordinator should see it.

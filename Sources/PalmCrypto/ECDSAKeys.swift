@@ -1,9 +1,14 @@
 import COpenSSLShims
 
-/// An ECDSA private key that signs with SHA-256 (DER signatures). Used for tickets,
-/// attestation reports, manifests and audit entries. Refuses any non-EC key at load.
+/// An ECDSA private key that signs with SHA-256 (DER signatures). Used for TLS, tickets,
+/// attestation reports, manifests and audit entries. Refuses any non-EC key at load. Either a
+/// PEM file's key, or one that never leaves its TPM (``init(external:)``).
 public final class SigningKey: @unchecked Sendable {
     package let key: OpaquePointer
+    /// Where the key lives: its file, or its TPM.
+    public let location: String
+    /// The external signer behind the key, if it is not in this process.
+    let external: ExternalSignerBox?
 
     public init(pemFile path: String) throws {
         let key = try PEM.readPrivateKey(path)
@@ -12,9 +17,23 @@ public final class SigningKey: @unchecked Sendable {
             throw CryptoError.notECDSA(path: path)
         }
         self.key = key
+        location = path
+        external = nil
+    }
+
+    init(adopting key: OpaquePointer, location: String, external: ExternalSignerBox?) {
+        self.key = key
+        self.location = location
+        self.external = external
     }
 
     deinit { EVP_PKEY_free(key) }
+
+    /// True when the private key is not in this process (a TPM holds it).
+    public var isExternal: Bool { external != nil }
+
+    /// The public half as a DER SubjectPublicKeyInfo.
+    public func subjectPublicKeyInfo() throws -> [UInt8] { try VerifyingKey.subjectPublicKeyInfo(of: key) }
 
     public func sign(_ message: [UInt8]) throws -> [UInt8] {
         guard let md = EVP_MD_CTX_new() else { throw CryptoError.failure(detail: "EVP_MD_CTX_new") }
@@ -28,6 +47,10 @@ public final class SigningKey: @unchecked Sendable {
         }
         var signature = [UInt8](repeating: 0, count: length)
         guard message.withUnsafeBufferPointer({ EVP_DigestSign(md, &signature, &length, $0.baseAddress, $0.count) }) == 1 else {
+            if let failure = lastExternalFailure {
+                _ = OpenSSLErrors.drain()
+                throw failure
+            }
             throw CryptoError.failure(detail: "sign: \(OpenSSLErrors.summary())")
         }
         return Array(signature.prefix(length))

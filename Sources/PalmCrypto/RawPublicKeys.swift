@@ -11,6 +11,23 @@ extension VerifyingKey {
         try self.init(subjectPublicKeyInfo: spki)
     }
 
+    /// The key as a DER SubjectPublicKeyInfo (what a certificate carries).
+    public func subjectPublicKeyInfo() throws -> [UInt8] {
+        try Self.subjectPublicKeyInfo(of: key)
+    }
+
+    static func subjectPublicKeyInfo(of key: OpaquePointer) throws -> [UInt8] {
+        let length = i2d_PUBKEY(key, nil)
+        guard length > 0 else { throw CryptoError.failure(detail: "i2d_PUBKEY: \(OpenSSLErrors.summary())") }
+        var out = [UInt8](repeating: 0, count: Int(length))
+        let written = out.withUnsafeMutableBufferPointer { b -> Int32 in
+            var p: UnsafeMutablePointer<UInt8>? = b.baseAddress
+            return i2d_PUBKEY(key, &p)
+        }
+        guard written == length else { throw CryptoError.failure(detail: "i2d_PUBKEY wrote \(written) of \(length) bytes") }
+        return out
+    }
+
     package convenience init(subjectPublicKeyInfo spki: [UInt8]) throws {
         let key: OpaquePointer? = spki.withUnsafeBufferPointer { b in
             var p: UnsafePointer<UInt8>? = b.baseAddress

@@ -85,6 +85,9 @@ public struct MigrationReport: Codable, Sendable, Equatable {
     /// the platform policy) or `software` (its own signed report, accepted by the source's
     /// configuration). Optional for reports of earlier versions.
     public var destinationAttestation: String?
+    /// With `tpm`: where the destination's TLS key lives — `tpm` (certified by its attestation
+    /// key) or `file` (accepted by attestation.tls_key = file).
+    public var destinationTLSKey: String? = nil
 
     public var pagesSent: UInt64 { rounds.reduce(0) { $0 + $1.pages } }
 
@@ -105,7 +108,9 @@ public struct MigrationReport: Codable, Sendable, Equatable {
         }
         if let destinationAttestation {
             line("  attestation     \(destinationAttestation)" + (destinationAttestation == "software"
-                ? " (the destination's own report, not rooted in a TPM: accepted by attestation.require = software)" : " (the destination's TPM)"))
+                ? " (the destination's own report, not rooted in a TPM: accepted by attestation.require = software)"
+                : destinationTLSKey == "file" ? " (the destination's TPM; its TLS key from a file: accepted by attestation.tls_key = file)"
+                : " (the destination's TPM, which also holds its TLS key)"))
         }
         line("  pre-copy ended  \(stopReason)")
         line(String(format: "  sent            %8.1f MiB in %d rounds, %.1f MiB/s, %.2f× RAM",

@@ -390,7 +390,8 @@ public final class MigrationSender {
             bytesOnWire: wire, throughputMiBps: Double(wire) / 1048576 / max(total, 1e-9), imageDigest: manifest.imageDigest.hex,
             sourceCPUSeconds: MonotonicClock.processCPUSeconds() - s.cpuStarted, streams: options.streams,
             compression: options.compression.description, compressedBatches: s.compressedBatches,
-            cleanupSeconds: s.cleanupSeconds, sourceCopyLeft: s.sourceCopyLeft, destinationAttestation: s.attestation?.mode)
+            cleanupSeconds: s.cleanupSeconds, sourceCopyLeft: s.sourceCopyLeft, destinationAttestation: s.attestation?.mode,
+            destinationTLSKey: s.attestation?.platform.map { $0.tlsKey == nil ? "file" : "tpm" })
     }
 }
 

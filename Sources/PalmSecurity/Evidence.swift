@@ -73,7 +73,8 @@ public struct Evidence: Codable, Equatable, Sendable {
     public var attestationSummary: String {
         guard let a = decodedAttestation else { return "unreadable" }
         guard let p = a.platform else { return "software: the destination's own signed report, not rooted in a TPM" }
-        return "tpm: a quote of PCRs \(p.pcrValues.map { String($0.index) }.joined(separator: ",")) with \(p.bootLog.count + p.imaLog.count) bytes of boot and IMA logs"
+        return "tpm: a quote of PCRs \(p.pcrValues.map { String($0.index) }.joined(separator: ",")) with \(p.bootLog.count + p.imaLog.count) bytes of boot and IMA logs; "
+            + (p.tlsKey == nil ? "the TLS key from a file" : "the TLS key in the TPM, certified by its attestation key")
     }
 
     /// One named check and its outcome.

@@ -116,6 +116,9 @@ public final class TLSChannel: ByteStream, @unchecked Sendable {
         } catch {
             SSL_free(ssl)
             Glibc.close(fd)
+            if case .handshakeFailed = error as? TLSError, let failure = context.key.lastExternalFailure {
+                throw TLSError.localKeyFailed(location: context.key.location, detail: "\(failure)")
+            }
             throw error
         }
         // From here the channel owns ssl and fd; closing it releases both.

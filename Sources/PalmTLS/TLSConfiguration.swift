@@ -4,7 +4,8 @@
 public struct TLSConfiguration: Sendable, Equatable {
     /// PEM file: the leaf certificate first, then any intermediates.
     public var certificateChain: String
-    /// PEM file with the leaf's ECDSA private key.
+    /// PEM file with the leaf's ECDSA private key, or ``tpmKey``: the key is the host's TPM's
+    /// (given to ``TLSContext`` by the agent that opened the TPM).
     public var privateKey: String
     /// PEM file with the cluster CA certificate(s) — the only trust roots.
     public var trustRoots: String
@@ -21,6 +22,11 @@ public struct TLSConfiguration: Sendable, Equatable {
     /// sends instead of 64 one-record ones. Allocated by a channel on its first write of more
     /// than two records — only after the peer authenticated, never for small messages.
     public var sendBuffer: Int
+
+    /// `tls.key = "tpm"`: the private key never leaves the host's TPM.
+    public static let tpmKey = "tpm"
+    /// True when the configuration names the TPM's key rather than a file.
+    public var keyIsInTPM: Bool { privateKey == Self.tpmKey }
 
     /// The range ``sendBuffer`` must lie in: from about one record to a few page batches.
     public static let sendBufferRange = (16 << 10)...(16 << 20)

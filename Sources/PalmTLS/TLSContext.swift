@@ -20,11 +20,15 @@ public final class TLSContext: @unchecked Sendable {
     public let configuration: TLSConfiguration
     /// The identity our own certificate presents.
     public let localIdentity: CertificateIdentity
+    /// The private key that signs our handshakes (a file's, or one in the TPM).
+    public let key: SigningKey
 
     public static let cipherSuites = "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
     public static let groups = "X25519:P-256:P-384"
 
-    public init(configuration: TLSConfiguration) throws {
+    /// A context whose handshakes are signed by `key` when given (a key in the TPM), else by the
+    /// configuration's key file.
+    public init(configuration: TLSConfiguration, key given: SigningKey? = nil) throws {
         // OpenSSL writes to sockets with write(2): a peer that vanished would raise SIGPIPE and kill
         // the agent. palm reports that as TLSError.connectionLost instead.
         TLSContext.ignoreSIGPIPE
@@ -55,12 +59,11 @@ public final class TLSContext: @unchecked Sendable {
         guard SSL_CTX_use_certificate_chain_file(ctx, chain) == 1 else {
             throw TLSError.invalidCertificate(path: chain, detail: OpenSSLErrors.summary())
         }
-        let key = try TLSError.reporting { try PEM.readPrivateKey(configuration.privateKey) }
-        defer { EVP_PKEY_free(key) }
-        guard PEM.isECDSA(key) else { throw TLSError.localKeyNotECDSA(path: configuration.privateKey) }
-        guard SSL_CTX_use_PrivateKey(ctx, key) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
+        if given == nil && configuration.keyIsInTPM { throw TLSError.keyNeedsTPM }
+        key = try given ?? TLSError.reporting { try SigningKey(pemFile: configuration.privateKey) }
+        guard SSL_CTX_use_PrivateKey(ctx, key.key) == 1, SSL_CTX_check_private_key(ctx) == 1 else {
             _ = OpenSSLErrors.drain()
-            throw TLSError.keyMismatch(certificate: chain, key: configuration.privateKey)
+            throw TLSError.keyMismatch(certificate: chain, key: key.location)
         }
 
         let roots = try TLSError.reporting { try PEM.readCertificate(configuration.trustRoots) }  // a readable, parseable file

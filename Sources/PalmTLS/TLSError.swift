@@ -59,6 +59,10 @@ public enum TLSError: Error, Equatable, Sendable {
     case keyMismatch(certificate: String, key: String)
     case invalidCRL(path: String, detail: String)
     case invalidSignature
+    /// `tls.key = "tpm"` with no TPM key given to the context (an endpoint that has no TPM).
+    case keyNeedsTPM
+    /// This host's key, held outside the process (its TPM), failed to sign a handshake.
+    case localKeyFailed(location: String, detail: String)
 }
 
 extension TLSError: CustomStringConvertible {
@@ -95,6 +99,8 @@ extension TLSError: CustomStringConvertible {
         case let .keyMismatch(c, k): return "private key \(k) does not match certificate \(c)"
         case let .invalidCRL(p, d): return "\(p) is not a valid PEM CRL: \(d)"
         case .invalidSignature: return "signature verification failed"
+        case .keyNeedsTPM: return "tls.key = \"tpm\" is for palm-source and palm-dest with an [attestation] tpm; this endpoint needs a key file"
+        case let .localKeyFailed(l, d): return "this host's TLS key (\(l)) could not sign the handshake: \(d)"
         }
     }
 }

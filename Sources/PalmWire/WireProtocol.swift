@@ -132,7 +132,8 @@
 /// its page table first and an optional compression codec, PREPARED's hand-off cost,
 /// ROUND_APPLIED, ABORT reason `busy`.
 /// 3 — ATTEST carries optional TPM platform evidence (``PlatformEvidence``: the attestation key,
-/// a quote, the quoted PCRs, the measured-boot and IMA logs), covered by the report's signature.
+/// a quote, the quoted PCRs, the measured-boot and IMA logs, and the attestation key's
+/// certification of the TLS key when that key lives in the TPM), covered by the report's signature.
 public enum WireProtocol {
     /// The protocol version this build speaks.
     public static let version: UInt16 = 3

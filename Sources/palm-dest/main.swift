@@ -23,7 +23,7 @@ struct PalmDest: ParsableCommand {
           /var/lib/palm/dest/            state
         """,
         version: "palm-dest \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Serve.self, Measure.self, EvidenceCommand<DestinationConfiguration>.self],
+        subcommands: [Serve.self, Measure.self, EvidenceCommand<DestinationConfiguration>.self, TLSKeyCommand<DestinationConfiguration>.self],
         defaultSubcommand: Serve.self)
 }
 

@@ -24,7 +24,8 @@ struct PalmSource: ParsableCommand {
           /var/lib/palm/source/          state
         """,
         version: "palm-source \(PalmVersion.string) (wire protocol v\(WireProtocol.version))",
-        subcommands: [Serve.self, Migrate.self, VMs.self, Recover.self, EvidenceCommand<SourceConfiguration>.self])
+        subcommands: [Serve.self, Migrate.self, VMs.self, Recover.self, EvidenceCommand<SourceConfiguration>.self,
+                      TLSKeyCommand<SourceConfiguration>.self])
 }
 
 struct ConfigOption: ParsableArguments {
@@ -141,7 +142,7 @@ struct Recover: ParsableCommand {
         do {
             let config = try SourceConfiguration.load(path: options.config)
             let handoff = try SourceHandoff(stateDirectory: config.stateDirectory,
-                                            context: try TLSContext(configuration: config.tls), logger: logger)
+                                            context: try HostTLS.context(config.tls, tpm: config.hostAttestation), logger: logger)
             let inDoubt = handoff.recoverAll(hypervisor: try config.hypervisor.make(), resolveTimeout: config.resolveTimeout)
             if !inDoubt.isEmpty {
                 CLI.fail("palm-source", MigrationError.commitInDoubt("migrations \(inDoubt.joined(separator: ", ")) unresolved"))

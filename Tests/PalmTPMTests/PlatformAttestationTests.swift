@@ -20,18 +20,6 @@ struct PlatformAttestationTests {
         PlatformEvidenceCheck(policy: policy ?? p.policy(), enrolledKeys: try enrolled ?? [p.host: try p.keyName()], clocks: clocks)
     }
 
-    func refusal(_ body: () throws -> Void) -> PlatformAttestationVerifier.Refusal? {
-        do {
-            try body()
-            return nil
-        } catch let r as PlatformAttestationVerifier.Refusal {
-            return r
-        } catch {
-            Issue.record("not a named refusal: \(error)")
-            return nil
-        }
-    }
-
     @Test("a quote over this session, logs that replay, a policy that allows them: accepted, and the verdict counts what it checked")
     func goodQuote() throws {
         let p = try PlatformFixture()

@@ -4,6 +4,20 @@ import PalmSecurity
 import PalmTestSupport
 import PalmTPM
 import PalmWire
+import Testing
+
+/// The named refusal `body` throws, or nil when it passes; any other error is recorded as an issue.
+func refusal(_ body: () throws -> Void) -> PlatformAttestationVerifier.Refusal? {
+    do {
+        try body()
+        return nil
+    } catch let r as PlatformAttestationVerifier.Refusal {
+        return r
+    } catch {
+        Issue.record("not a named refusal: \(error)")
+        return nil
+    }
+}
 
 /// One test host's measured platform (``MeasuredHost``) with a palm-dest digest of its own, and
 /// the evidence its TPM gives for a binding.

@@ -69,6 +69,16 @@ public final class MeasuredHost: @unchecked Sendable {
         for e in entries { try measure(e) }
     }
 
+    /// A host certificate (in `pki`, named `name`) for this TPM's TLS key, from a request the TPM
+    /// signed: what `palm-dest tls-key --csr` and `palm-ca host --csr` make for a real host.
+    public func tlsCertificate(_ pki: TestPKI, name: String) throws -> String {
+        let key = try TPMTLSKey(device: device).signingKey()
+        let csr = directory + "/\(name).csr"
+        try CertificateRequest.pem(commonName: name, key: key).write(toFile: csr, atomically: true, encoding: .utf8)
+        try pki.mintHost(name, request: csr)
+        return pki.cert(name)
+    }
+
     /// The attestation key's name (hex): what enrollment records.
     public func keyName() throws -> String { Hex.encode(try TPMPublicArea(decoding: try device.attestationKey()).name) }
 

@@ -39,16 +39,18 @@ public final class SimCluster: @unchecked Sendable {
 
     /// `destListen` adds keys to the destination's `[listen]` table (e.g. "max_concurrent = 1"),
     /// `destAttestation` makes its `[attestation]` table (a TPM: ``MeasuredHost/destinationTable``),
-    /// `sourceAttestation` adds keys to the source's (e.g. its `platform_policy`).
+    /// `sourceAttestation` adds keys to the source's (e.g. its `platform_policy`). `destKeyInTPM`:
+    /// the destination's TLS key is its TPM's (`tls.key = "tpm"`; `destCert` must be for it).
     public init(destMemoryLimit: String = "8G", destCert: String = "server", allowlist: String? = nil, destListen: String = "",
-                destAttestation: String = "", sourceAttestation: String = "") throws {
+                destAttestation: String = "", sourceAttestation: String = "", destKeyInTPM: Bool = false) throws {
         let id = UUID().uuidString.prefix(8)
         self.destCert = destCert
         dir = NSTemporaryDirectory() + "palm-cluster-\(id)"
         sourceRoot = "/dev/shm/palm-test-\(id)-a"
         destRoot = "/dev/shm/palm-test-\(id)-b"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try write("dest.toml", config(cert: destCert, root: destRoot, limit: destMemoryLimit, listen: true, listenExtra: destListen)
+        try write("dest.toml", config(cert: destCert, keyInTPM: destKeyInTPM, root: destRoot, limit: destMemoryLimit, listen: true,
+                                      listenExtra: destListen)
                   + (destAttestation.isEmpty ? "" : "\n[attestation]\n" + destAttestation + "\n"))
         // The source allows exactly what the destination measures (palm-dest measure), unless told otherwise.
         let measured = try allowlist ?? {
@@ -66,11 +68,11 @@ public final class SimCluster: @unchecked Sendable {
         try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
     }
 
-    private func config(cert: String, root: String, limit: String, listen: Bool, listenExtra: String = "") -> String {
+    private func config(cert: String, keyInTPM: Bool = false, root: String, limit: String, listen: Bool, listenExtra: String = "") -> String {
         var s = """
         [tls]
         certificate = "\(pki.cert(cert))"
-        key = "\(pki.key(cert))"
+        key = "\(keyInTPM ? "tpm" : pki.key(cert))"
         ca = "\(pki.caCert)"
 
         [hypervisor]

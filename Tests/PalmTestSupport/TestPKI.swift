@@ -77,6 +77,14 @@ public final class TestPKI: @unchecked Sendable {
     }
     private let lock = NSLock()
 
+    /// Issues a host certificate for `name` (127.0.0.1, localhost) for the key of the certificate
+    /// request `csr` — one made where the key lives (a TPM): no key file exists for it.
+    public func mintHost(_ name: String, request csr: String) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try run(TestPKI.palmCA, ["--dir", ca, "host", name, "--csr", csr, "--ip", "127.0.0.1", "--dns", "localhost"])
+    }
+
     private func ca(_ args: String...) throws { try run(TestPKI.palmCA, args) }
     private func run(_ tool: String, _ args: String...) throws { try run(tool, args) }
 

@@ -37,13 +37,13 @@ check "bash, zsh and fish completions installed" sh -c 'grep -q evacuate /usr/lo
 step "certificates and configuration"
 CA="$S/repo/certs/palm-ca --dir $W/ca"
 $CA init >/dev/null 2>&1
-for h in host-a host-b; do $CA host $h --ip 127.0.0.1 >/dev/null 2>&1; done
+$CA host host-b --ip 127.0.0.1 >/dev/null 2>&1   # host A's key is in its TPM: its certificate comes below
 $CA host coordinator --role coordinator --ip 127.0.0.1 >/dev/null 2>&1
 $CA operator ops --role operator >/dev/null 2>&1
 $CA operator admin --role admin >/dev/null 2>&1
 I=$W/ca/issued
 install -m 0644 "$W/ca/ca.pem" /etc/palm/tls/ca.pem
-for f in host-a coordinator; do install -m 0644 "$I/$f.pem" /etc/palm/tls/$f.pem; install -m 0640 "$I/$f.key" /etc/palm/tls/$f.key; done
+install -m 0644 "$I/coordinator.pem" /etc/palm/tls/coordinator.pem; install -m 0640 "$I/coordinator.key" /etc/palm/tls/coordinator.key
 chgrp palm /etc/palm/tls/coordinator.key
 mkdir -p /etc/palm-b; install -m 0600 "$I/host-b.pem" "$I/host-b.key" /etc/palm-b/
 # The VM's TPM manufacturer (swtpm's local CA, made by run.sh): the EK certificates the coordinator trusts.
@@ -53,13 +53,17 @@ install -m 0644 "$S/tpm/ca/issuercert.pem" /etc/palm/tls/tpm-vendor-issuer.pem
 tls() { printf '[tls]\ncertificate = "%s"\nkey = "%s"\nca = "/etc/palm/tls/ca.pem"\n' "$1" "$2"; }
 sim() { printf '[hypervisor]\ndriver = "sim"\n[sim]\nroot = "/dev/shm/palm-%s"\nmemory_limit = "1G"\n' "$1"; }
 tpm() { printf '[attestation]\nmode = "tpm"\ntpm = "device:/dev/tpmrm0"\n'; }
-{ tls /etc/palm/tls/host-a.pem /etc/palm/tls/host-a.key; sim a
+{ tls /etc/palm/tls/host-a.pem tpm; sim a
   printf '[listen]\naddress = "127.0.0.1"\nport = 7410\n[security]\ncoordinator_certificate = "/etc/palm/tls/coordinator.pem"\n'; tpm; } > /etc/palm/dest.toml
 { tls /etc/palm-b/host-b.pem /etc/palm-b/host-b.key; sim b
   printf '[listen]\naddress = "127.0.0.1"\nport = 7411\n[security]\ncoordinator_certificate = "/etc/palm/tls/coordinator.pem"\n'
   printf '[state]\ndirectory = "/var/lib/palm-b/dest"\n'; } > /etc/palm-b/dest.toml
 link() { printf '[coordinator]\naddress = "127.0.0.1:7400"\ncertificate = "/etc/palm/tls/coordinator.pem"\nadvertise = "127.0.0.1:%s"\n' "$1"; }
-{ tls /etc/palm/tls/host-a.pem /etc/palm/tls/host-a.key; sim a; link 7410; tpm; } > /etc/palm/source.toml
+{ tls /etc/palm/tls/host-a.pem tpm; sim a; link 7410; tpm; } > /etc/palm/source.toml
+# Host A's TLS key never leaves its TPM: the TPM signs a certificate request, the CA issues from it.
+palm-dest tls-key --config /etc/palm/dest.toml --csr "$W/host-a.csr" --name host-a >/dev/null
+$CA host host-a --csr "$W/host-a.csr" --ip 127.0.0.1 >/dev/null 2>&1
+install -m 0644 "$I/host-a.pem" /etc/palm/tls/host-a.pem
 { tls /etc/palm-b/host-b.pem /etc/palm-b/host-b.key; sim b; printf '[state]\ndirectory = "/var/lib/palm-b/source"\n'; link 7411; } > /etc/palm-b/source.toml
 { tls /etc/palm/tls/coordinator.pem /etc/palm/tls/coordinator.key
   printf '[listen]\naddress = "127.0.0.1"\nport = 7400\n[metrics]\nlisten = "127.0.0.1:9466"\n[agents]\nheartbeat_interval_s = 1\n[scheduler]\ninterval_s = 1\nauto_balance = false\n[attestation]\nrequire = "tpm"\n'
@@ -69,6 +73,10 @@ link() { printf '[coordinator]\naddress = "127.0.0.1:7400"\ncertificate = "/etc/
       | awk -F'"' -v k=$key '$0 ~ "^" k {print "\"" $2 "\""}' | sort -u | paste -sd, -)"
   done; } > /etc/palm/coordinator.toml
 chmod 0640 /etc/palm/*.toml; chgrp palm /etc/palm/coordinator.toml
+
+check "host A's certificate is for the TLS key in its TPM (palm-dest tls-key)" sh -c \
+  "palm-dest tls-key --config /etc/palm/dest.toml | grep -q 'a certificate for this key'"
+check "and host A has no TLS key file to copy" sh -c '! ls /etc/palm/tls/ | grep -q "host-a.key"'
 
 step "start: the three units (host A), host B's agents as transient units"
 systemctl enable --now palm-coordinator.service palm-dest.service palm-source.service
@@ -98,7 +106,8 @@ check "its first quote is checked: nothing allowed yet" within 90 sh -c "palm-co
 # Learning allows what the host has run so far: this job's tools run once first, as a host's
 # ordinary workload would have before an operator declares it good.
 for tool in "palm-simguest --help" "timeout 1 true" "journalctl -n 0" "rm --version" "mkdir --version" "sed --version" "head --version" \
-            "tail --version" "cat --version" "awk --version" "cut --version" "od --version" "wc --version" "sort --version"; do $tool >/dev/null 2>&1; done
+            "tail --version" "cat --version" "awk --version" "cut --version" "od --version" "wc --version" "sort --version" \
+            "sha256sum --version" "seq 1" "install --version" "sleep 0" "grep --version" "printf x"; do $tool >/dev/null 2>&1; done
 # Once a quote covers them, the coordinator's copy of the host's IMA log lists them.
 check "the coordinator follows host A's IMA log (the tools just run appear in policy diff)" \
   within 60 sh -c "palm-coordinator attestation policy diff host-a | grep -q /usr/bin/timeout"
@@ -117,7 +126,8 @@ for _ in $(seq 100); do palm-coordinator vms 2>/dev/null | grep -q demo && break
 check "migrate --wait exits 0" timeout 300 palm-coordinator migrate demo --to host-a --wait
 journalctl -u palm-source-b -o cat --no-pager | grep -E "attested|round|stop-and-copy|committed" | tail -8
 palm-coordinator history
-check "the source checked host A's quote, boot log and IMA log" sh -c "journalctl -u palm-source-b -o cat --no-pager | grep -q 'attested by its TPM'"
+check "the source checked host A's quote, boot log and IMA log, and that its TLS key is in its TPM" sh -c \
+  "journalctl -u palm-source-b -o cat --no-pager | grep 'attested by its TPM' | grep -q 'its TLS key in the TPM'"
 check "the VM runs on host A" sh -c 'palm-simguest list --root /dev/shm/palm-a | grep -q "demo.*running"'
 check "and not on host B" sh -c '! palm-simguest list --root /dev/shm/palm-b | grep -q demo'
 check "its memory check passes" sh -c 'palm-simguest check demo --root /dev/shm/palm-a | grep -q "failures 0"'

@@ -154,11 +154,22 @@ write("FuzzPlatformEvidence", "attestation-key", [2] + akPublic)
 write("FuzzPlatformEvidence", "boot-log", [3] + bootLog)
 write("FuzzPlatformEvidence", "ima-log", [4] + imaLog)
 write("FuzzPlatformEvidence", "ima-chunk", [5] + imaLog)
+// The attestation key's TPM2_Certify of palm's TLS key, as swtpm made it.
+let tlsKeyPublic = hex("0023000b00040072000000100018000b000300100020ea456a799eb83a607e7dfbaf861537f7d9a687653d264ee045094eea2c14501a"
+                       + "002056d1d7f49b7c98891d1357884f1d213c1a24ac47f19ee5f9a899a99e0d679ab5")
+let certifyInfo = hex("ff54434780170022000bde4cb5dff9a728506e96ed9129918e3db2faad278abc6e4526e2d99a2bed3c230020b507b50e2153879acb77352e"
+                      + "563508a0f4802bbcdc2a4e57267acd468c6e188100000000000001eb00000002000000000120191023001636360022000bfdd78c6d1ec8f987"
+                      + "9e9166fbfc0d3add3e336d35803a959cc4bbd04971ad4f280022000b20f86caa6aba215a85fa077b36d9843b21bd7de46fb879efe9beafb9cb1f44a8")
+let certifySignature = hex("0018000b00209befcb38aa63dbc901e66fc742dc082719b8f63b9f09cd2663a379b2dded7f4800201ac4298fba49cc11f339cba1c681e8"
+                           + "083816f7d31627b9c3ca6d786111f5a53c")
+write("FuzzPlatformEvidence", "certify", [6] + certifyInfo)
 let platformAttestation = Attestation(sourceNonce: d(4), exporter: d(5), agentDigest: d(6), configDigest: d(7), hypervisor: "xen",
                                       hypervisorVersion: "4.17.7", timestampMillis: 1_800_000_000_000,
                                       platform: PlatformEvidence(attestationKey: akPublic, quote: quoteInfo, signature: quoteSignature,
                                                                  pcrValues: (0...10).map { .init(index: $0, value: d(UInt8($0))) },
-                                                                 bootLog: bootLog, imaLog: imaLog),
+                                                                 bootLog: bootLog, imaLog: imaLog,
+                                                                 tlsKey: .init(publicArea: tlsKeyPublic, certifyInfo: certifyInfo,
+                                                                               signature: certifySignature)),
                                       signature: [0x30, 0x44, 1, 2, 3])
 write("FuzzAttestation", "attest-tpm", Array(Message.attest(platformAttestation).encodeFrame().dropFirst(WireProtocol.headerSize)))
 

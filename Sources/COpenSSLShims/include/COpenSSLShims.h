@@ -1,5 +1,6 @@
 /// C shims for OpenSSL macros and inline functions Swift cannot import.
-/// Every function is a one-line wrapper; no logic lives here.
+/// Every function is a one-line wrapper, except the external key below (an EC_KEY_METHOD whose
+/// callbacks OpenSSL calls with C types only).
 #ifndef PALM_COPENSSL_SHIMS_H
 #define PALM_COPENSSL_SHIMS_H
 
@@ -39,4 +40,15 @@ long palm_bio_get_mem_data(BIO *bio, char **data);
 
 void palm_openssl_free(void *ptr);
 
+
+/// Signs a SHA-256 digest with a key palm holds elsewhere (a TPM): writes the DER ECDSA
+/// signature into `der` (capacity `*der_len` on entry, its length on return); 1 on success.
+typedef int (*palm_external_sign_fn)(void *context, const unsigned char *digest, size_t digest_len, unsigned char *der, size_t *der_len);
+/// Lets go of the context given to palm_external_ec_key (when the key is freed).
+typedef void (*palm_external_release_fn)(void *context);
+/// An EC private key whose public half is `public_key`'s and whose every ECDSA signature —
+/// TLS handshakes (CertificateVerify) and EVP_DigestSign alike — is made by `sign(context, …)`.
+/// Takes ownership of `context` (released through `release`, also when this fails). NULL on
+/// failure.
+EVP_PKEY *palm_external_ec_key(EVP_PKEY *public_key, palm_external_sign_fn sign, palm_external_release_fn release, void *context);
 #endif

@@ -15,6 +15,11 @@ void palm_tpm_ek_ecc_template(TPM2B_PUBLIC *out);
 /// palm's attestation key: a restricted ECDSA P-256 / SHA-256 signing key, fixedTPM and
 /// fixedParent, generated in the TPM (sensitiveDataOrigin), usable with an empty password.
 void palm_tpm_ak_template(TPM2B_PUBLIC *out);
+/// palm's TLS key: an unrestricted ECDSA P-256 / SHA-256 signing key (it signs TLS handshakes and
+/// palm's reports, which are not TPM-generated data), fixedTPM, fixedParent, generated in the TPM,
+/// usable with an empty password; its `unique` field ("palm-tls-key-v1") makes it another key
+/// than the attestation key under the same seed.
+void palm_tpm_tls_key_template(TPM2B_PUBLIC *out);
 
 /// A selection of PCRs `mask` (bit i = PCR i, 0 … 23) in the SHA-256 bank.
 void palm_tpm_pcr_selection_sha256(uint32_t mask, TPML_PCR_SELECTION *out);
@@ -24,4 +29,5 @@ ESYS_TR palm_esys_tr_none(void);
 ESYS_TR palm_esys_tr_password(void);
 ESYS_TR palm_esys_tr_rh_endorsement(void);
 ESYS_TR palm_esys_tr_rh_owner(void);
+ESYS_TR palm_esys_tr_rh_null(void);
 #endif

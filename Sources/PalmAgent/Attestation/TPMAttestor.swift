@@ -11,7 +11,9 @@ import PalmWire
 /// ``QuoteBinding/migration(nonce:exporter:ticketID:)`` (the session's nonce, its TLS exporter,
 /// the admitted ticket's id), the quoted PCRs' values and the measured-boot and IMA logs — all of
 /// it signed by the host's TLS key, so the evidence is also bound to the certificate the source
-/// authenticated.
+/// authenticated. When that key lives in the TPM, the attestation key's certification of it
+/// (made once, at start) goes with the quote: the source then knows the session's other end is
+/// this TPM's host, not a copy of its key file.
 ///
 /// The logs are read after the quote: the kernel only appends, so they hold at least what the
 /// quote covers (the verifier replays the prefix that reaches the quoted PCR 10).
@@ -21,13 +23,17 @@ public struct TPMAttestor: AttestationProvider {
     let device: TPMDevice
     let settings: PlatformAttestationSettings
     let admission: TicketAdmission
+    /// The attestation key's certification of the TLS key, when the TLS key is in the TPM.
+    let tlsKey: PlatformEvidence.KeyCertification?
 
-    public init(measurement: Measurement, key: SigningKey, device: TPMDevice, settings: PlatformAttestationSettings, admission: TicketAdmission) {
+    public init(measurement: Measurement, key: SigningKey, device: TPMDevice, settings: PlatformAttestationSettings, admission: TicketAdmission,
+                tlsKey: PlatformEvidence.KeyCertification?) {
         self.measurement = measurement
         self.key = key
         self.device = device
         self.settings = settings
         self.admission = admission
+        self.tlsKey = tlsKey
     }
 
     public func attest(binding: SessionBinding) throws -> Attestation {
@@ -36,7 +42,7 @@ public struct TPMAttestor: AttestationProvider {
         do {
             evidence = try Self.evidence(device: device, settings: settings,
                                          qualifyingData: QuoteBinding.migration(nonce: binding.nonce, exporter: binding.exporter,
-                                                                                ticketID: ticket.migrationID))
+                                                                                ticketID: ticket.migrationID), tlsKey: tlsKey)
         } catch {
             throw ProtectionRefusal.local("the TPM attestation failed: \(error)")
         }
@@ -45,12 +51,13 @@ public struct TPMAttestor: AttestationProvider {
 
     /// A quote over `qualifyingData` with the logs: what a migration's and a heartbeat's
     /// attestation send.
-    public static func evidence(device: TPMDevice, settings: PlatformAttestationSettings, qualifyingData: [UInt8]) throws -> PlatformEvidence {
+    public static func evidence(device: TPMDevice, settings: PlatformAttestationSettings, qualifyingData: [UInt8],
+                                tlsKey: PlatformEvidence.KeyCertification? = nil) throws -> PlatformEvidence {
         let quote = try device.quote(pcrs: settings.pcrs, qualifyingData: qualifyingData)
         let limits = WireLimits.default
         return PlatformEvidence(attestationKey: quote.attestationKey, quote: quote.quote, signature: quote.signature, pcrValues: quote.pcrValues,
                                 bootLog: try PlatformLogFile.read(settings.bootLog, limit: limits.maxBootLog),
-                                imaLog: try PlatformLogFile.read(settings.imaLog, limit: limits.maxIMALog))
+                                imaLog: try PlatformLogFile.read(settings.imaLog, limit: limits.maxIMALog), tlsKey: tlsKey)
     }
 }
 

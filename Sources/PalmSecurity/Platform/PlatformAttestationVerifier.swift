@@ -12,6 +12,16 @@ public enum AttestationRequirement: String, Codable, Sendable, CaseIterable {
     case software
 }
 
+/// Where a TPM-attested destination's TLS key must live.
+public enum TLSKeyRequirement: String, Codable, Sendable, CaseIterable {
+    /// In the destination's TPM, certified by its enrolled attestation key (TPM2_Certify): a key
+    /// file copied from the host, or root relaying this session to another machine, cannot
+    /// terminate the session.
+    case tpm
+    /// A key file is accepted (the TPM's certification, when sent, is still checked).
+    case file
+}
+
 /// The check of a destination's hardware-rooted attestation, on top of the software report
 /// (``AttestationPolicy``: signed by the TLS key, this session's nonce and exporter, the agent,
 /// hypervisor and configuration allowlists). With TPM evidence:
@@ -25,13 +35,16 @@ public enum AttestationRequirement: String, Codable, Sendable, CaseIterable {
 ///    measuring after the quote) to PCR 10; the IMA `boot_aggregate` matches the boot PCRs;
 /// 6. the platform policy: every boot component and every measured file allowed, palm-dest's
 ///    own binary measured with an allowed digest;
-/// 7. the TPM's reset and restart counters never go back (a reboot is noticed and logged).
+/// 7. the TPM's reset and restart counters never go back (a reboot is noticed and logged);
+/// 8. the key that terminates this TLS session (the peer certificate's) is certified by the same
+///    attestation key as a key that never leaves the TPM — required unless `tlsKey` is `file`.
 ///
 /// Each refusal names what failed (the first unknown file with its path and digest, the boot
 /// component, the stale quote, the unenrolled key).
 public struct PlatformAttestationVerifier: AttestationVerifier {
     public var software: AttestationPolicy
     public var requirement: AttestationRequirement
+    public var tlsKey: TLSKeyRequirement
     public var policy: PlatformPolicy
     /// Host name (its certificate's common name) → the enrolled attestation key's name (hex).
     public var enrolledKeys: [String: String]
@@ -40,10 +53,11 @@ public struct PlatformAttestationVerifier: AttestationVerifier {
     public var clocks: TPMClockLedger?
     public var logger: Logger?
 
-    public init(software: AttestationPolicy, requirement: AttestationRequirement, policy: PlatformPolicy, enrolledKeys: [String: String],
-                ticketID: [UInt8], clocks: TPMClockLedger? = nil, logger: Logger? = nil) {
+    public init(software: AttestationPolicy, requirement: AttestationRequirement, tlsKey: TLSKeyRequirement = .tpm, policy: PlatformPolicy,
+                enrolledKeys: [String: String], ticketID: [UInt8], clocks: TPMClockLedger? = nil, logger: Logger? = nil) {
         self.software = software
         self.requirement = requirement
+        self.tlsKey = tlsKey
         self.policy = policy
         self.enrolledKeys = enrolledKeys
         self.ticketID = ticketID
@@ -66,6 +80,8 @@ public struct PlatformAttestationVerifier: AttestationVerifier {
         case bootAggregateMismatch
         case policy([PlatformPolicy.Violation])
         case clock(String)
+        case tlsKeyNotInTPM
+        case tlsKeyCertification(String)
 
         public var description: String {
             switch self {
@@ -83,6 +99,9 @@ public struct PlatformAttestationVerifier: AttestationVerifier {
             case .bootAggregateMismatch: return "IMA's boot_aggregate does not match the quoted boot PCRs"
             case let .policy(v): return v.map(\.description).joined(separator: "; ")
             case let .clock(d): return d
+            case .tlsKeyNotInTPM:
+                return "the destination's TLS key is not in its TPM (no certification by its attestation key) and this source requires attestation.tls_key = tpm"
+            case let .tlsKeyCertification(d): return "the TPM's certification of the TLS key \(d)"
             }
         }
     }
@@ -93,6 +112,8 @@ public struct PlatformAttestationVerifier: AttestationVerifier {
         public var measuredFiles: Int
         public var clock: TPMClockLedger.Observation
         public var keyName: String
+        /// The session's TLS key is certified as the TPM's own (step 8).
+        public var tlsKeyInTPM = false
     }
 
     public func verify(_ attestation: Attestation, binding: SessionBinding, peer: CertificateIdentity) throws {
@@ -102,16 +123,33 @@ public struct PlatformAttestationVerifier: AttestationVerifier {
             logger?.notice("destination \(peer.commonName ?? peer.subject) attested in software only (accepted by attestation.require = software)")
             return
         }
-        let verdict = try check(attestation, binding: binding, host: peer.commonName ?? "")
-        logger?.info("destination \(peer.commonName ?? peer.subject) attested by its TPM: \(verdict.bootEvents) boot events and \(verdict.measuredFiles) measured files allowed; \(verdict.clock)")
+        let verdict = try check(attestation, binding: binding, host: peer.commonName ?? "", peerKey: try Self.publicKeyInfo(of: peer))
+        let key = verdict.tlsKeyInTPM ? "its TLS key in the TPM" : "its TLS key from a file (accepted by attestation.tls_key = file)"
+        logger?.info("destination \(peer.commonName ?? peer.subject) attested by its TPM: \(verdict.bootEvents) boot events and \(verdict.measuredFiles) measured files allowed, \(key); \(verdict.clock)")
     }
 
-    /// Steps 1–7 for evidence from `host`; throws the first refusal.
-    public func check(_ attestation: Attestation, binding: SessionBinding, host: String) throws -> Verdict {
+    /// The SubjectPublicKeyInfo (DER) of the peer certificate's key.
+    static func publicKeyInfo(of peer: CertificateIdentity) throws -> [UInt8] {
+        do { return try VerifyingKey(certificatePEM: peer.pem).subjectPublicKeyInfo() } catch {
+            throw Refusal.tlsKeyCertification("cannot be checked: the peer certificate's key is unreadable (\(error))")
+        }
+    }
+
+    /// Steps 1–8 for evidence from `host`, whose TLS certificate's key is `peerKey`
+    /// (SubjectPublicKeyInfo); throws the first refusal.
+    public func check(_ attestation: Attestation, binding: SessionBinding, host: String, peerKey: [UInt8]) throws -> Verdict {
         guard let p = attestation.platform else { throw Refusal.noTPMEvidence }
         let expected = QuoteBinding.migration(nonce: binding.nonce, exporter: binding.exporter, ticketID: ticketID)
-        return try PlatformEvidenceCheck(policy: policy, enrolledKeys: enrolledKeys, clocks: clocks)
-            .check(p, host: host, qualifyingData: expected, agentDigest: attestation.agentDigest.hex)
+        let check = PlatformEvidenceCheck(policy: policy, enrolledKeys: enrolledKeys, clocks: clocks)
+        var verdict = try check.check(p, host: host, qualifyingData: expected, agentDigest: attestation.agentDigest.hex)
+        // 8. The TLS key.
+        if let certification = p.tlsKey {
+            try PlatformEvidenceCheck.checkTLSKey(certification, attestationKey: p.attestationKey, peerKey: peerKey)
+            verdict.tlsKeyInTPM = true
+        } else if tlsKey == .tpm {
+            throw Refusal.tlsKeyNotInTPM
+        }
+        return verdict
     }
 }
 
@@ -148,6 +186,35 @@ public struct PlatformEvidenceCheck: Sendable {
             throw Refusal.unacceptableKey("not ECDSA P-256 with SHA-256")
         }
         do { return (area, try VerifyingKey(p256X: x, y: y)) } catch { throw Refusal.unacceptableKey("\(error)") }
+    }
+
+    /// Step 8: `c` is the attestation key's TPM2_Certify of a key that never leaves the TPM (fixed
+    /// to it, generated in it, a signing key) whose point is the one of `peerKey` (the TLS
+    /// certificate's SubjectPublicKeyInfo), over ``QuoteBinding/tlsKey(subjectPublicKeyInfo:)``.
+    /// `attestationKey` is the quote's key, already checked to be the host's enrolled one.
+    public static func checkTLSKey(_ c: PlatformEvidence.KeyCertification, attestationKey: [UInt8], peerKey: [UInt8]) throws {
+        let (_, ak) = try Self.attestationKey(attestationKey)
+        let info: TPMCertifyInfo, signature: TPMSignature, certified: TPMPublicArea
+        do {
+            info = try TPMCertifyInfo(decoding: c.certifyInfo)
+            signature = try TPMSignature(decoding: c.signature)
+            certified = try TPMPublicArea(decoding: c.publicArea)
+        } catch { throw Refusal.tlsKeyCertification("is malformed: \(error)") }
+        guard ak.isValidSignature(signature.der, for: info.bytes) else {
+            throw Refusal.tlsKeyCertification("is not signed by the quote's attestation key")
+        }
+        guard info.name == certified.name else { throw Refusal.tlsKeyCertification("is for another key than the one sent") }
+        guard certified.has(TPMConstant.objectFixedTPM | TPMConstant.objectFixedParent | TPMConstant.objectSensitiveDataOrigin
+                            | TPMConstant.objectSign) else {
+            throw Refusal.tlsKeyCertification("is for a key that can leave its TPM or was not generated in it")
+        }
+        guard case let .ecc(curve, x, y) = certified.key, curve == TPMConstant.eccNistP256,
+              let spki = try? VerifyingKey(p256X: x, y: y).subjectPublicKeyInfo(), spki == peerKey else {
+            throw Refusal.tlsKeyCertification("is for another key than the TLS certificate's")
+        }
+        guard info.extraData == QuoteBinding.tlsKey(subjectPublicKeyInfo: peerKey) else {
+            throw Refusal.tlsKeyCertification("was not made for this certificate's key")
+        }
     }
 
     /// A quote checked (steps 1–4): by the key enrolled for `host`, over `qualifyingData`,

@@ -7,6 +7,8 @@ import Logging
 /// coordinator's (sent with its orders).
 public struct PlatformTrust: Codable, Sendable, Equatable {
     public var requirement: AttestationRequirement
+    /// Where a TPM-attested destination's TLS key must live (`attestation.tls_key`).
+    public var tlsKey: TLSKeyRequirement
     public var policy: PlatformPolicy
     /// Host name (certificate CN) → attestation key name (hex).
     public var enrolledKeys: [String: String]
@@ -14,15 +16,30 @@ public struct PlatformTrust: Codable, Sendable, Equatable {
     /// keeps its copy and is sent a new one only when this changed. Nil from a configuration.
     public var version: String?
 
-    public init(requirement: AttestationRequirement = .tpm, policy: PlatformPolicy = PlatformPolicy(), enrolledKeys: [String: String] = [:]) {
+    public init(requirement: AttestationRequirement = .tpm, tlsKey: TLSKeyRequirement = .tpm, policy: PlatformPolicy = PlatformPolicy(),
+                enrolledKeys: [String: String] = [:]) {
         self.requirement = requirement
+        self.tlsKey = tlsKey
         self.policy = policy
         self.enrolledKeys = enrolledKeys
     }
 
+    private enum CodingKeys: String, CodingKey { case requirement, tlsKey, policy, enrolledKeys, version }
+
+    /// A copy without `tlsKey` (from a coordinator that predates it) demands the TPM's key: the
+    /// stricter reading, never the looser one.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        requirement = try c.decode(AttestationRequirement.self, forKey: .requirement)
+        tlsKey = try c.decodeIfPresent(TLSKeyRequirement.self, forKey: .tlsKey) ?? .tpm
+        policy = try c.decode(PlatformPolicy.self, forKey: .policy)
+        enrolledKeys = try c.decode([String: String].self, forKey: .enrolledKeys)
+        version = try c.decodeIfPresent(String.self, forKey: .version)
+    }
+
     /// The verifier for one migration: the software checks of `software`, then these.
     public func verifier(software: AttestationPolicy, ticketID: [UInt8], clocks: TPMClockLedger?, logger: Logger?) -> PlatformAttestationVerifier {
-        PlatformAttestationVerifier(software: software, requirement: requirement, policy: policy, enrolledKeys: enrolledKeys,
+        PlatformAttestationVerifier(software: software, requirement: requirement, tlsKey: tlsKey, policy: policy, enrolledKeys: enrolledKeys,
                                     ticketID: ticketID, clocks: clocks, logger: logger)
     }
 

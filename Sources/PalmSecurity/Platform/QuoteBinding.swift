@@ -16,4 +16,12 @@ public enum QuoteBinding {
     public static func heartbeat(nonce: [UInt8], host: String) -> [UInt8] {
         SHA256.hash(Array("palm-tpm-heartbeat-v1".utf8) + nonce + Array(host.utf8)).bytes
     }
+
+    /// The TLS key's certification: SHA-256("palm-tpm-tls-key-v1" ‖ the certificate's
+    /// SubjectPublicKeyInfo) — the attestation key says "this key of mine is the one that
+    /// certificate names". Not per session: the key's attributes cannot change, and the TLS
+    /// handshake itself proves the key is in use now.
+    public static func tlsKey(subjectPublicKeyInfo spki: [UInt8]) -> [UInt8] {
+        SHA256.hash(Array("palm-tpm-tls-key-v1".utf8) + spki).bytes
+    }
 }

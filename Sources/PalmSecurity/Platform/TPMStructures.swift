@@ -25,6 +25,7 @@ public enum TPMFormatError: Error, Equatable, Sendable, CustomStringConvertible 
 enum TPMConstant {
     static let generatedValue: UInt32 = 0xFF54_4347
     static let attestQuote: UInt16 = 0x8018
+    static let attestCertify: UInt16 = 0x8017
     static let algSHA256: UInt16 = 0x000B
     static let algECC: UInt16 = 0x0023
     static let algRSA: UInt16 = 0x0001
@@ -53,6 +54,19 @@ func tpmUnmarshal<T>(_ structure: String, _ bytes: [UInt8], into value: inout T,
     guard offset == bytes.count else { throw TPMFormatError.trailingBytes(structure: structure, count: bytes.count - offset) }
 }
 
+/// A TPMS_ATTEST the TPM generated (its magic) of the given type (quote, certification).
+func tpmAttest(_ bytes: [UInt8], type: UInt16, what: String) throws -> TPMS_ATTEST {
+    var a = TPMS_ATTEST()
+    try tpmUnmarshal("TPMS_ATTEST", bytes, into: &a) { Tss2_MU_TPMS_ATTEST_Unmarshal($0, $1, $2, $3) }
+    guard a.magic == TPMConstant.generatedValue else {
+        throw TPMFormatError.unsupported(structure: "TPMS_ATTEST", detail: "magic is not TPM_GENERATED_VALUE")
+    }
+    guard a.type == type else {
+        throw TPMFormatError.unsupported(structure: "TPMS_ATTEST", detail: String(format: "type 0x%04x", a.type) + " is not \(what)")
+    }
+    return a
+}
+
 /// A TPM2_Quote's attestation structure (TPMS_ATTEST, the bytes the AK signed), decoded by
 /// tpm2-tss. Decoding guarantees the TPM's magic (a structure the TPM generated itself) and the
 /// quote tag; everything else is for the verifier to check.
@@ -76,14 +90,7 @@ public struct TPMQuoteInfo: Sendable, Equatable {
     public let pcrDigest: [UInt8]
 
     public init(decoding bytes: [UInt8]) throws {
-        var a = TPMS_ATTEST()
-        try tpmUnmarshal("TPMS_ATTEST", bytes, into: &a) { Tss2_MU_TPMS_ATTEST_Unmarshal($0, $1, $2, $3) }
-        guard a.magic == TPMConstant.generatedValue else {
-            throw TPMFormatError.unsupported(structure: "TPMS_ATTEST", detail: "magic is not TPM_GENERATED_VALUE")
-        }
-        guard a.type == TPMConstant.attestQuote else {
-            throw TPMFormatError.unsupported(structure: "TPMS_ATTEST", detail: String(format: "type 0x%04x is not a quote", a.type))
-        }
+        let a = try tpmAttest(bytes, type: TPMConstant.attestQuote, what: "a quote")
         self.bytes = bytes
         qualifiedSigner = tpmBytes(a.qualifiedSigner.name, count: Int(a.qualifiedSigner.size))
         extraData = tpmBytes(a.extraData.buffer, count: Int(a.extraData.size))
@@ -112,6 +119,24 @@ public struct TPMQuoteInfo: Sendable, Equatable {
         self.pcrs = pcrs.sorted()
         let digest = a.attested.quote.pcrDigest
         pcrDigest = tpmBytes(digest.buffer, count: Int(digest.size))
+    }
+}
+
+/// A TPM2_Certify's attestation structure (TPMS_ATTEST with TPMS_CERTIFY_INFO), decoded by
+/// tpm2-tss: the TPM's magic and the certify tag are guaranteed; the rest is for the verifier.
+public struct TPMCertifyInfo: Sendable, Equatable {
+    /// The signed bytes as received.
+    public let bytes: [UInt8]
+    /// The qualifying data the certification was asked for.
+    public let extraData: [UInt8]
+    /// The certified object's name (nameAlg ‖ digest of its public area).
+    public let name: [UInt8]
+
+    public init(decoding bytes: [UInt8]) throws {
+        let a = try tpmAttest(bytes, type: TPMConstant.attestCertify, what: "a certification")
+        self.bytes = bytes
+        extraData = tpmBytes(a.extraData.buffer, count: Int(a.extraData.size))
+        name = tpmBytes(a.attested.certify.name.name, count: Int(a.attested.certify.name.size))
     }
 }
 
