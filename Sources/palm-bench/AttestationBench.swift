@@ -120,6 +120,7 @@ struct AttestationRound: ParsableCommand {
     @Option(help: "Coordinator key.") var key: String
     @Option var hosts = 1000
     @Option(help: "IMA entries each host has measured.") var entries = 2000
+    @Option(help: "Steady rounds after the first (a profile wants more).") var steadyRounds = 2
 
     static func threadCPU() -> Double {
         var t = timespec()
@@ -191,7 +192,7 @@ struct AttestationRound: ParsableCommand {
             if orders.allowlist.platform != nil { holding[i] = orders.platformTrustVersion }
             return orders
         }
-        for round in ["first", "steady", "steady"] {
+        for round in ["first"] + Array(repeating: "steady", count: steadyRounds) {
             var cpu = 0.0, trusted = 0
             for i in 0..<hosts {
                 let reply = try answer(i, try beat(i, nil).platform)

@@ -50,7 +50,7 @@ extension CoordinatorService {
             attested = r["attested"]
             quoteNonce = r["quote_nonce"]
             quoteRequested = r["quote_requested"]
-            progress = (r["ima_progress"] as String?).flatMap { try? JSONDecoder().decode(IMAProgress.self, from: Data($0.utf8)) }
+            progress = (r["ima_progress"] as String?).flatMap(IMAProgress.init(storageText:))
             challengeBlob = r["challenge_blob"]
             challengeSecret = r["challenge_secret"]
             challengeDigest = r["challenge_digest"]
@@ -86,9 +86,8 @@ extension CoordinatorService {
 
     /// The version of what sources must demand: the policy's version and the enrollment generation.
     func platformTrustVersion(_ db: StoreConnection) throws -> String {
-        let policy = try db.value(Int.self, "SELECT MAX(version) FROM platform_policy") ?? 0
-        let enrollment = try db.value(Int.self, "SELECT enrollment FROM platform_generation WHERE id = 1") ?? 0
-        return "p\(policy).e\(enrollment)"
+        let row = try db.row("SELECT (SELECT MAX(version) FROM platform_policy) AS policy, (SELECT enrollment FROM platform_generation WHERE id = 1) AS enrollment")
+        return "p\((row?["policy"] as Int?) ?? 0).e\((row?["enrollment"] as Int?) ?? 0)"
     }
 
     /// Marks a change of the enrolled keys (inside the transaction that made it).
@@ -224,9 +223,10 @@ extension CoordinatorService {
         let detail = enroll ? "enrolled" : "the TPM proved its attestation key; waiting for an operator: palm-coordinator hosts enroll \(host)"
         try db.execute(sql: """
             UPDATE tpm_host SET state = ?, detail = ?, challenge_blob = NULL, challenge_secret = NULL, challenge_digest = NULL,
-              approve_requested = 0, ima_progress = NULL, ima_log = NULL, violation = NULL, policy_version = NULL, trust = 'unknown',
+              approve_requested = 0, ima_progress = NULL, violation = NULL, policy_version = NULL, trust = 'unknown',
               trust_detail = ? WHERE host = ?
             """, arguments: [enroll ? "enrolled" : "proven", detail, enroll ? "enrolled; not attested yet" : "not enrolled", host])
+        try db.execute(sql: "DELETE FROM tpm_log WHERE host = ?", arguments: [host])  // the new key's log starts over
         if enroll {
             try db.execute(sql: "UPDATE tpm_host SET enrolled = ?, enrolled_by = ? WHERE host = ?",
                            arguments: [now, r.approveRequested ? "operator" : "auto (attestation.enrollment = auto)", host])
@@ -248,7 +248,7 @@ extension CoordinatorService {
             // The host's verified log is read and rewritten only when it grows or must be judged
             // again: a steady host's quote costs its signature, its boot log and a few rows.
             func storedLog() throws -> Data {
-                (try db.value(String.self, "SELECT ima_log FROM tpm_host WHERE host = ?", arguments: [host])).flatMap { Data(base64Encoded: $0) } ?? Data()
+                (try db.value(String.self, "SELECT ima_log FROM tpm_log WHERE host = ?", arguments: [host])).flatMap { Data(base64Encoded: $0) } ?? Data()
             }
             var kept: Data?
             var violation = r.violation
@@ -279,10 +279,14 @@ extension CoordinatorService {
                 violation = policy.violations(boot: BootEventLog.empty, ima: judged, agentDigest: nil, limit: 1, index: index).first?.description
             }
             let bootViolation = policy.violations(boot: boot, ima: [], agentDigest: nil, limit: 1, index: index).first
-            try db.execute(sql: "UPDATE tpm_host SET ima_progress = ?, boot_log = ?, violation = ?, policy_version = ?, quote_nonce = NULL WHERE host = ?",
-                           arguments: [String(decoding: try JSONEncoder().encode(progress), as: UTF8.self), q.bootLog.base64EncodedString(),
-                                       violation, version, host])
-            if let kept { try db.execute(sql: "UPDATE tpm_host SET ima_log = ? WHERE host = ?", arguments: [kept.base64EncodedString(), host]) }
+            try db.execute(sql: "UPDATE tpm_host SET ima_progress = ?, violation = ?, policy_version = ?, quote_nonce = NULL WHERE host = ?",
+                           arguments: [progress.storageText, violation, version, host])
+            // The logs: written only when they changed (a steady host's boot log never does).
+            try db.execute(sql: """
+                INSERT INTO tpm_log (host, boot_log) VALUES (?, ?)
+                ON CONFLICT(host) DO UPDATE SET boot_log = excluded.boot_log WHERE tpm_log.boot_log IS DISTINCT FROM excluded.boot_log
+                """, arguments: [host, q.bootLog.base64EncodedString()])
+            if let kept { try db.execute(sql: "UPDATE tpm_log SET ima_log = ? WHERE host = ?", arguments: [kept.base64EncodedString(), host]) }
             if let problem = bootViolation?.description ?? violation {
                 try setTrust(db, host: host, trusted: false, detail: "\(problem) (policy v\(version))", previous: r.trust, actor: actor, now: now)
             } else if !reached {

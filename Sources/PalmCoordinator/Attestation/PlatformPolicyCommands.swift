@@ -6,7 +6,9 @@ import PalmWire
 extension CoordinatorService {
     /// A host's verified logs (the ones its quotes confirmed): what learning and diffing read.
     private func verifiedLogs(_ db: StoreConnection, host: String) throws -> (boot: BootEventLog, ima: IMALog) {
-        guard let row = try db.row("SELECT state, boot_log, ima_log FROM tpm_host WHERE host = ?", arguments: [host]) else {
+        guard let row = try db.row("""
+            SELECT state, boot_log, ima_log FROM tpm_host LEFT JOIN tpm_log USING (host) WHERE tpm_host.host = ?
+            """, arguments: [host]) else {
             throw ServiceError.refused("\(host) has not reported a TPM")
         }
         guard (try row.get("state") as String) == "enrolled" else { throw ServiceError.refused("\(host) is not enrolled (hosts enroll \(host))") }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import PalmSupport
 
 /// The embedded default: one coordinator, one SQLite file (WAL), schema-versioned with GRDB's
 /// migrator under the names in ``StoreSchema`` — so a database written by any earlier version
@@ -82,10 +83,20 @@ final class GRDBConnection: StoreConnection {
         return db.changesCount
     }
 
+    /// Each query's column positions by name, built once per SQL text (at most a few hundred:
+    /// queries are written in the code, not made from input).
+    private static let columnMaps = LockedValueBox<[String: [String: Int]]>([:])
+
     func fetchRows(sql: String, arguments: [any SQLValueConvertible]) throws -> [StoreRow] {
         let statement = try db.cachedStatement(sql: sql)
-        var columns: [String: Int] = [:]
-        for (i, c) in statement.columnNames.enumerated() where columns[c] == nil { columns[c] = i }
+        let columns = Self.columnMaps.withLockedValue { maps -> [String: Int] in
+            if let known = maps[sql] { return known }
+            var columns: [String: Int] = [:]
+            for (i, c) in statement.columnNames.enumerated() where columns[c] == nil { columns[c] = i }
+            if maps.count >= 512 { maps.removeAll() }
+            maps[sql] = columns
+            return columns
+        }
         return try Row.fetchAll(statement, arguments: Self.arguments(arguments)).map { row in
             StoreRow(columns: columns, values: row.databaseValues.map { dv in
                 switch dv.storage {

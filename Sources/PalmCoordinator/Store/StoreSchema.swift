@@ -92,9 +92,13 @@ public enum StoreSchema {
               challenge_blob {text}, challenge_secret {text}, challenge_digest {text}, approve_requested {bool} NOT NULL DEFAULT 0,
               enrolled {real}, enrolled_by {text}, pending_ak_name {text},
               trust {text} NOT NULL DEFAULT 'unknown', trust_detail {text} NOT NULL DEFAULT '', attested {real},
-              quote_nonce {text}, quote_requested {real}, ima_progress {text}, boot_log {text}, ima_log {text},
+              quote_nonce {text}, quote_requested {real}, ima_progress {text},
               violation {text}, policy_version {int})
             """,
+            // A TPM host's last boot log and its verified IMA log since boot (base64), apart from
+            // tpm_host: that row changes at every heartbeat, and a database rewrites a whole row
+            // (a long IMA log with it) when one column changes.
+            "CREATE TABLE tpm_log (host {text} PRIMARY KEY NOT NULL, boot_log {text}, ima_log {text})",
             // Bumped whenever the set of enrolled keys changes: with the policy's version, what an
             // agent's copy of the platform trust is compared against (it is sent only when stale).
             "CREATE TABLE platform_generation (id {int} PRIMARY KEY CHECK (id = 1), enrollment {int} NOT NULL)",

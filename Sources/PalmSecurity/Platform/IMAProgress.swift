@@ -31,6 +31,25 @@ public struct IMAProgress: Codable, Sendable, Equatable {
     /// The entry the host should send next.
     public var nextOffset: Int { verifiedCount + pendingCount }
 
+    /// One line for a database column, read at every heartbeat of an enrolled host (JSON took
+    /// most of a steady quote's cost at the coordinator): `v1 RESETS VERIFIED PCR10 PENDING BASE64`.
+    public var storageText: String {
+        "v1 \(resetCount) \(verifiedCount) \(verifiedValue) \(pendingCount) \(pending.base64EncodedString())"
+    }
+
+    /// The progress ``storageText`` wrote; nil for anything else (the verifier then starts over).
+    public init?(storageText text: String) {
+        let fields = text.split(separator: " ", omittingEmptySubsequences: false)
+        guard fields.count == 6, fields[0] == "v1", let resets = UInt32(fields[1]), let verified = Int(fields[2]), verified >= 0,
+              Digest32(hex: String(fields[3])) != nil, let count = Int(fields[4]), count >= 0,
+              let bytes = Data(base64Encoded: String(fields[5])) else { return nil }
+        resetCount = resets
+        verifiedCount = verified
+        verifiedValue = String(fields[3])
+        pendingCount = count
+        pending = bytes
+    }
+
     public enum Refusal: Error, Equatable, Sendable, CustomStringConvertible {
         case wrongOffset(expected: Int, got: Int)
         case doesNotReplay(entries: Int)
