@@ -58,12 +58,22 @@ struct Serve: ParsableCommand {
 
 struct Measure: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print this agent's attestation measurement (for the sources' [attestation] allowlist).")
+        abstract: "Print this agent's attestation measurement (for the sources' [attestation] allowlist).",
+        discussion: """
+        With --platform-policy FILE (attestation.mode = "tpm"): also writes a platform policy learned from this host's \
+        measured-boot and IMA logs as they are now — everything this host has run so far is allowed, and this \
+        palm-dest — for a source's attestation.platform_policy without a coordinator. Declare the host good first: \
+        run it as it will run, then learn.
+        """)
     @Option(help: "Configuration file.") var config: String = DestinationConfiguration.defaultPath
+    @Option(help: "Write a platform policy learned from this host's logs (JSON) to this file.") var platformPolicy: String?
 
     func run() throws {
         do {
             let c = try DestinationConfiguration.load(path: config)
+            if platformPolicy != nil && c.attestation.mode != .tpm {
+                throw ValidationError("--platform-policy needs attestation.mode = \"tpm\" (a platform policy is checked against a TPM's quote)")
+            }
             let m = try Measurement.measure(configPath: c.file, hypervisor: try c.hypervisor.make())
             print("allowed_agents = [\"\(m.agentDigest.hex)\"]")
             print("allowed_configs = [\"\(m.configDigest.hex)\"]")
@@ -78,6 +88,13 @@ struct Measure: ParsableCommand {
                 let host = (try? CertificateIdentity.load(pemFile: c.tls.certificateChain))?.commonName ?? "HOST"
                 print("require = \"tpm\"")
                 print("enrolled_keys = [\"\(host)=\(name)\"]")
+                if let file = platformPolicy {
+                    let policy = try c.attestation.learnedPolicy(agentDigest: m.agentDigest)
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    try encoder.encode(policy).write(to: URL(fileURLWithPath: file))
+                    print("platform_policy = \"\(file)\"  # PCRs \(policy.pcrs.map(String.init).joined(separator: ",")): \(policy.boot.count) boot components, \(policy.files.count) files")
+                }
             }
         } catch {
             CLI.fail("palm-dest", error)

@@ -106,6 +106,38 @@ struct TPMAttestationEndToEndTests {
         #expect(start.stderr.contains("is not a certificate for the TLS key in the TPM at \(other.tpm.tcti)"), "\(start.stderr)")
     }
 
+    @Test("palm-dest measure --platform-policy: a policy learned from this host's logs as they are (its boot, every file IMA measured, this palm-dest), which a source takes as its platform_policy; refused without a TPM")
+    func measurePlatformPolicy() throws {
+        let host = try Self.palmDestMeasured()
+        let c = try cluster(host)
+        defer { c.shutdown() }
+        let file = c.dir + "/learned-policy.json"
+        let r = try ProcessRunner.run(SimCluster.bin("palm-dest"), ["measure", "--config", c.destConfig, "--platform-policy", file])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("platform_policy = \"\(file)\""), "\(r.stdout)")
+        let learned = try PlatformTrust.loadPolicy(file)
+        let agent = try SHA256.hash(file: SimCluster.bin("palm-dest")).hex
+        let expected = host.policy(agents: [agent])
+        #expect(Set(learned.files.map(\.digest)) == Set(expected.files.map(\.digest)))
+        #expect(Set(learned.boot.map(\.digest)) == Set(expected.boot.map(\.digest)))
+        #expect(learned.agents == [agent])
+        // The source with the learned policy: the migration commits.
+        let config = try String(contentsOfFile: c.sourceConfig, encoding: .utf8)
+        let source = config.components(separatedBy: "\n").filter { !$0.hasPrefix("platform_policy") }.joined(separator: "\n")
+        try source.replacingOccurrences(of: "\n[attestation]\n", with: "\n[attestation]\nplatform_policy = \"\(file)\"\n")
+            .write(toFile: c.sourceConfig, atomically: true, encoding: .utf8)
+        try c.startDest()
+        try c.createVM("learned", memory: "32M", rate: 100)
+        #expect(try c.migrate("learned").destinationAttestation == "tpm")
+
+        // A destination that attests in software has no platform to learn from.
+        let plain = try SimCluster()
+        defer { plain.shutdown() }
+        let refused = try ProcessRunner.run(SimCluster.bin("palm-dest"), ["measure", "--config", plain.destConfig, "--platform-policy", file])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--platform-policy needs attestation.mode = \"tpm\""), "\(refused.stderr)")
+    }
+
     @Test("palm-dest started with a preloaded library: refused before the first page, naming the library; after a reboot without it, committed")
     func preloadedLibrary() throws {
         let host = try Self.palmDestMeasured()

@@ -1,6 +1,7 @@
 import Foundation
 import PalmConfig
 import PalmSecurity
+import PalmWire
 
 /// How a destination attests (`[attestation]` in dest.toml).
 ///
@@ -44,5 +45,17 @@ public struct PlatformAttestationSettings: Sendable, Equatable {
             pcrs: Array(Set(pcrs)).sorted(),
             bootLog: try f.string("attestation.boot_log", default: defaultBootLog),
             imaLog: try f.string("attestation.ima_log", default: defaultIMALog))
+    }
+}
+
+extension PlatformAttestationSettings {
+    /// A platform policy that allows this host as its logs show it now (its boot components,
+    /// every file IMA measured so far) and the palm-dest of `agentDigest`, over these PCRs: what
+    /// `palm-dest measure --platform-policy` writes for a source without a coordinator.
+    public func learnedPolicy(agentDigest: Digest32) throws -> PlatformPolicy {
+        let limits = WireLimits.default
+        let boot = try BootEventLog(decoding: try PlatformLogFile.read(bootLog, limit: limits.maxBootLog))
+        let ima = try IMALog(decoding: try PlatformLogFile.read(imaLog, limit: limits.maxIMALog))
+        return PlatformPolicy(pcrs: pcrs).learning(boot: boot, ima: ima.entries[...], agents: [agentDigest.hex])
     }
 }
