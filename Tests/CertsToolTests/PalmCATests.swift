@@ -59,6 +59,25 @@ struct PalmCATests {
         #expect(verify.status == 0)
     }
 
+    @Test("a CA directory moved elsewhere (a copy on another machine, a restored backup) still issues, revokes and publishes its CRL; one written before is made relocatable")
+    func movedCA() throws {
+        try ca("init")
+        let moved = dir + "-moved"
+        defer { try? FileManager.default.removeItem(atPath: moved) }
+        try FileManager.default.moveItem(atPath: dir, toPath: moved)
+        let there = { (args: [String]) in try ProcessRunner.run(TestPKI.palmCA, ["--dir", moved] + args) }
+        #expect(try there(["host", "h1"]).status == 0)
+        let verify = try ProcessRunner.run("/usr/bin/openssl", ["verify", "-CAfile", moved + "/ca.pem", moved + "/issued/h1.pem"])
+        #expect(verify.status == 0)
+        // A configuration that names its directory, as palm-ca wrote them before, moved as well.
+        let cnf = moved + "/db/openssl.cnf"
+        let text = try String(contentsOfFile: cnf, encoding: .utf8)
+        try text.replacingOccurrences(of: "$ENV::PALM_CA_ROOT", with: dir).write(toFile: cnf, atomically: true, encoding: .utf8)
+        #expect(try there(["revoke", "h1"]).status == 0)
+        #expect(try there(["crl"]).status == 0)
+        #expect(try String(contentsOfFile: cnf, encoding: .utf8).contains("$ENV::PALM_CA_ROOT"))
+    }
+
     @Test("an operator certificate carries its role as a SAN URI and is client-only")
     func operatorRole() throws {
         try ca("init")
