@@ -40,15 +40,7 @@ cp "$HERE/job.sh" "$SHARE/job.sh"
 
 # The VM's TPM: manufactured here (an EK certificate from a local CA the coordinator will trust),
 # served to QEMU on a socket; it ends when QEMU disconnects.
-mkdir -p "$SHARE/tpm/state" "$SHARE/tpm/ca"
-printf 'statedir = %s\nsigningkey = %s/signkey.pem\nissuercert = %s/issuercert.pem\ncertserial = %s/certserial\n' \
-  "$SHARE/tpm/ca" "$SHARE/tpm/ca" "$SHARE/tpm/ca" "$SHARE/tpm/ca" > "$SHARE/tpm/localca.conf"
-printf 'create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = /etc/swtpm-localca.options\nactive_pcr_banks = sha256\n' \
-  "$SHARE/tpm/localca.conf" > "$SHARE/tpm/setup.conf"
-swtpm_setup --tpm2 --tpmstate "$SHARE/tpm/state" --create-ek-cert --lock-nvram --overwrite --config "$SHARE/tpm/setup.conf" > "$SHARE/tpm/setup.log" 2>&1 \
-  || { cat "$SHARE/tpm/setup.log"; exit 1; }
-swtpm socket --tpm2 --tpmstate dir="$SHARE/tpm/state" --ctrl type=unixio,path="$SHARE/tpm/swtpm.sock" --flags startup-clear \
-  --terminate --daemon --log file="$SHARE/tpm/swtpm.log" --pid file="$SHARE/tpm/swtpm.pid"
+integration/tpm/swtpm-for-qemu.sh "$SHARE/tpm"
 # The attacker's library for host B's palm-dest: it only marks that it was loaded.
 printf '#include <stdio.h>\n__attribute__((constructor)) static void loaded(void) { FILE *f = fopen("/dev/shm/snoop-loaded", "w"); if (f) fclose(f); }\n' > "$SHARE/snoop.c"
 cc -shared -fPIC -o "$SHARE/snoop.so" "$SHARE/snoop.c"

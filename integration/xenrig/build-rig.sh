@@ -21,9 +21,10 @@ MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2
 KV=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {sub("linux-image-", "", $2); print $2; exit}')
 
 # 1. dom0 root: Xen tools and hypervisor at the same version (security updates applied), palm's
-#    runtime libraries (OpenSSL, libsystemd, SQLite, libpq, lz4, zstd, tpm2-tss).
+#    runtime libraries (OpenSSL, libsystemd, SQLite, libpq, lz4, zstd, tpm2-tss with the device TCTI
+#    the host's TPM is reached through).
 PACKAGES=xen-utils-4.17,xen-hypervisor-4.17-amd64,busybox,kmod,iproute2,procps,libssl3,libsqlite3-0,libpq5,libcurl4,libsystemd0,liblz4-1,libzstd1,openssl
-PACKAGES=$PACKAGES,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-mu0,libtss2-rc0,libtss2-sys1
+PACKAGES=$PACKAGES,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-mu0,libtss2-rc0,libtss2-sys1,libtss2-tcti-device0
 if [ ! -f "base.$PACKAGES" ]; then
   echo "rig: debootstrap bookworm from $MIRROR"
   rm -rf base base.*

@@ -19,7 +19,7 @@ HERE=integration/xenrig
 T0=$(date +%s)
 need=()
 for p in debootstrap:debootstrap qemu-system-x86_64:qemu-system-x86 zstd:zstd cpio:cpio depmod:kmod \
-         busybox:busybox-static gcc:gcc; do
+         busybox:busybox-static gcc:gcc swtpm:swtpm swtpm_setup:swtpm-tools; do
   command -v "${p%%:*}" >/dev/null || need+=("${p##*:}")
 done
 dpkg -s libc6-dev libxen-dev >/dev/null 2>&1 || need+=(libc6-dev libxen-dev)
@@ -39,7 +39,7 @@ done
 T2=$(date +%s)
 
 SHARE=$(mktemp -d /tmp/palm-xenrig.XXXXXX)
-trap 'rm -rf "$SHARE"' EXIT
+trap '[ -f "$SHARE/tpm/swtpm.pid" ] && kill "$(cat "$SHARE/tpm/swtpm.pid")" 2>/dev/null; rm -rf "$SHARE"' EXIT
 # palm's binaries, the dom0 tools and the certificates reach dom0 as a second initramfs archive
 # appended to the cached one (the kernel unpacks concatenated archives): executing or hashing
 # large files over the 9p share is not reliable in a Xen dom0. The share carries only the job
@@ -50,6 +50,8 @@ for p in palm-coordinator palm-source palm-dest; do strip -o "$STAGE/usr/local/b
 [ -n "${XENRIG_EXTRA:-}" ] && cp $XENRIG_EXTRA "$STAGE/usr/local/bin/"
 # The agents run under what their units grant (integration/xenrig/as-unit.sh reads the units).
 cp "$HERE/as-unit.sh" "$STAGE/usr/local/bin/"
+# The CA tool: dom0 issues the certificate of the TLS key its TPM holds (from a request the TPM signs).
+cp certs/palm-ca "$STAGE/usr/local/bin/"
 mkdir -p "$STAGE/root/palm/units" && cp deploy/palm-source.service deploy/palm-dest.service "$STAGE/root/palm/units/"
 gcc -O2 -Wall -o "$STAGE/usr/local/bin/xenwatch" "$HERE/tools/xenwatch.c" -lxenctrl -lxenstore
 gcc -O2 -Wall -o "$STAGE/usr/local/bin/netwatch" "$HERE/tools/netwatch.c"
@@ -87,6 +89,9 @@ capmask() {
 # emulation came while palm's two busy agents kept preempting the guest's vCPU.
 # The serial console is also a socket: integration/xenrig/xen-keys.sh sends Xen debug keys to a
 # running rig (state of every CPU and domain when something hangs).
+# The host's TPM: swtpm behind QEMU's tpm-tis (dom0 reaches it as /dev/tpmrm0; the job attests
+# the destination with it and keeps its TLS key in it).
+integration/tpm/swtpm-for-qemu.sh "$SHARE/tpm"
 SERIAL_SOCKET=${XENRIG_SERIAL:-$CACHE/serial.sock}
 rm -f "$SERIAL_SOCKET"
 echo "booting Xen 4.17 + dom0 under QEMU (TCG)…"
@@ -97,6 +102,7 @@ timeout "${XENRIG_TIMEOUT:-2400}" qemu-system-x86_64 -accel tcg,thread=${XENRIG_
   -kernel "$CACHE/xen" \
   -append "console=com1 com1=115200,8n1 dom0_mem=1536M,max:1536M dom0_max_vcpus=2 dom0_vcpus_pin smap=0 pcid=0 loglvl=all guest_loglvl=all" \
   -initrd "$CACHE/vmlinuz console=hvc0 rdinit=/init,$SHARE/dom0.cpio.zst" \
+  -chardev socket,id=chrtpm,path="$SHARE/tpm/swtpm.sock" -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
   -virtfs "local,path=$SHARE,mount_tag=host0,security_model=none,id=host0" || status=$?
 T3=$(date +%s)
 if [ -f "$SHARE/out.log" ]; then cat "$SHARE/out.log"; else echo "no job output; serial console:"; tail -60 "$SHARE/serial.log"; fi
