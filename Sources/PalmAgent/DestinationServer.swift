@@ -124,6 +124,7 @@ public final class DestinationServer: @unchecked Sendable {
         hypervisor = try configuration.hypervisor.make()
         ledger = try DestinationLedger(directory: configuration.stateDirectory + "/migrations")
         DestinationServer.recover(hypervisor: hypervisor, ledger: ledger, logger: logger)
+        try DestinationServer.keepLifecycle(hypervisor: hypervisor, metrics: metrics, logger: logger)
         DestinationServer.prune(ledger, configuration: configuration, logger: logger)
         let credentials = try Credentials(configuration, hypervisor: hypervisor)
         Self.describeAttestation(credentials, logger: logger)
@@ -280,6 +281,26 @@ public final class DestinationServer: @unchecked Sendable {
         if removed > 0 { logger.info("ledger: forgot \(removed) migration(s) finished more than \(Int(configuration.ledgerRetention)) days ago") }
         let evidence = EvidenceArchive.prune(directory: configuration.stateDirectory + "/evidence", olderThan: configuration.evidenceRetention * 86_400)
         if evidence > 0 { logger.info("evidence: removed \(evidence) file(s) older than \(Int(configuration.evidenceRetention)) days") }
+    }
+
+    /// Keeps the life of the VMs migrated here (restart on reboot, …, as their configuration says),
+    /// re-attaching to those kept before this start; every decision is logged and counted.
+    static func keepLifecycle(hypervisor: Hypervisor, metrics: AgentMetrics, logger: Logger) throws {
+        let kept = try hypervisor.keepLifecycle { event in
+            let level: Logger.Level
+            switch event.outcome {
+            case .restarted, .destroyed: level = .notice
+            case .left: level = .warning
+            case .released: level = .info
+            case .failed: level = .critical
+            }
+            metrics.lifecycle(outcome: event.outcome.rawValue)
+            logger.log(level: level, "\(event.detail)",
+                       metadata: ["event": "\(PalmEvent.vmLifecycle.rawValue)", "VM": "\(event.vm)", "OUTCOME": "\(event.outcome.rawValue)"])
+        }
+        if !kept.isEmpty {
+            logger.notice("keeping the life of \(kept.count) VM(s) migrated here before this start: \(kept.joined(separator: ", "))")
+        }
     }
 
     /// Start-up recovery after a crash: an incoming VM whose migration — the newest ledger record

@@ -32,10 +32,44 @@ public protocol Hypervisor: AnyObject, Sendable {
     /// the 1-minute load average over the CPUs (what a dom0 sees of its host); a driver whose
     /// hosts share one machine (sim) reports 0, since that load is no host's own.
     func hostCPULoad() -> Double
+    /// Keeps the life of the VMs this agent brought here after their move, as the VM's own
+    /// configuration says (started again on reboot, removed on power-off, …, the way the
+    /// hypervisor's toolstack would have), reporting each decision; watches again the VMs it kept
+    /// before a restart, and returns their names. The default keeps nothing (a driver whose VMs
+    /// cannot stop on their own, as the sim's).
+    func keepLifecycle(report: @escaping @Sendable (LifecycleEvent) -> Void) throws -> [String]
+}
+
+/// What the hypervisor did on its own to a VM that stopped after its move (``Hypervisor/keepLifecycle(report:)``).
+public struct LifecycleEvent: Sendable, Equatable {
+    public enum Outcome: String, Sendable {
+        /// Started again (on_reboot = restart, …).
+        case restarted
+        /// Removed (on_poweroff = destroy, …).
+        case destroyed
+        /// Left stopped for an operator (preserve).
+        case left
+        /// No longer here (destroyed by someone else, or migrated away): not kept any more.
+        case released
+        /// The action could not be carried out: the VM may be down.
+        case failed
+    }
+    public var vm: String
+    public var outcome: Outcome
+    /// One sentence: what stopped, why, what the configuration said, what was done.
+    public var detail: String
+
+    public init(vm: String, outcome: Outcome, detail: String) {
+        self.vm = vm
+        self.outcome = outcome
+        self.detail = detail
+    }
 }
 
 extension Hypervisor {
     public func dirtyRateEstimate(vm: String) -> Double? { nil }
+
+    public func keepLifecycle(report: @escaping @Sendable (LifecycleEvent) -> Void) throws -> [String] { [] }
 
     public func hostCPULoad() -> Double {
         guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),

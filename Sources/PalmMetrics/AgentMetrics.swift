@@ -72,6 +72,11 @@ public struct AgentMetrics: Sendable {
         Counter(label: MetricName.refusals.rawValue, dimensions: roleLabel + [("reason", reason.rawValue)]).increment(by: Int64(count))
     }
 
+    /// A VM that stopped after its move was acted on (`outcome`: a ``LifecycleEvent`` outcome's name).
+    public func lifecycle(outcome: String) {
+        Counter(label: MetricName.lifecycleActions.rawValue, dimensions: roleLabel + [("outcome", outcome)]).increment()
+    }
+
     /// Migrations in flight in this process, per role: a meter the backend keeps (+1 at start, −1 at
     /// each end).
     private var inFlight: Meter { Meter(label: MetricName.migrationsInFlight.rawValue, dimensions: roleLabel) }

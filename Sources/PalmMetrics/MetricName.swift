@@ -32,6 +32,9 @@ public enum MetricName: String, CaseIterable, Sendable {
     /// Peers and requests refused (label `reason`: tls | admission | ticket | attestation |
     /// signature | authorization).
     case refusals = "palm_refusals_total"
+    /// What palm-dest did on its own to a VM that stopped after its move (label `outcome`:
+    /// restarted | destroyed | left | released | failed), as the VM's configuration says.
+    case lifecycleActions = "palm_vm_lifecycle_actions_total"
 
     // The coordinator.
     /// Hosts by state (label `state`: up | down | maintenance).

@@ -23,4 +23,5 @@ public enum PalmEvent: String, CaseIterable, Sendable {
     case auditHead = "audit.head"
     case leaderElected = "coordinator.leading"
     case leaderFollowing = "coordinator.following"
+    case vmLifecycle = "vm.lifecycle"
 }

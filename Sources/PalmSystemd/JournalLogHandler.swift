@@ -42,6 +42,7 @@ public struct JournalLogHandler: LogHandler {
         .auditHead: "11e948e00c9749da94bfedbc1638133a",
         .leaderElected: "6809b40cef074e649fff5d573969c7e0",
         .leaderFollowing: "175cccf0d44340b48438e8e747b18210",
+        .vmLifecycle: "1757a4eb50d941d1ac1c7eee7fcadc32",
     ]
 
     public static func priority(_ level: Logger.Level) -> Int {

@@ -72,6 +72,25 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
         }
     }
 
+    /// Set by ``keepLifecycle(report:)`` (palm-dest); palm-source keeps nothing.
+    private let keeper = LockedValueBox<XenLifecycleKeeper?>(nil)
+
+    /// Starts the one ``XenLifecycleKeeper`` of this agent and re-attaches to the domains it kept.
+    public func keepLifecycle(report: @escaping @Sendable (LifecycleEvent) -> Void) throws -> [String] {
+        let k = try keeper.withLockedValue { k in
+            if let k { return k }
+            let fresh = try XenLifecycleKeeper(xc: xc, timeout: toolstack.timeout, report: report)
+            k = fresh
+            return fresh
+        }
+        return try k.reattach()
+    }
+
+    /// Hands a domain that runs here after its move to the keeper (when there is one).
+    private func keep(domid: UInt32, name: String) throws {
+        try keeper.withLockedValue { $0 }?.keep(domid: domid, name: name)
+    }
+
     public func freeMemoryBytes() throws -> UInt64 { try xc.physinfo().free }
 
     public func openSource(vm: String) throws -> SourceDomain {
@@ -85,7 +104,8 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
         let need = config.pageCount * UInt64(config.pageSize)
         let free = try freeMemoryBytes()
         guard need <= free else { throw HypervisorError.insufficientMemory(vm: config.name, neededBytes: need, availableBytes: free) }
-        return try XenIncomingDomain(xc: xc, toolstack: toolstack, config: config, buildBufferBytes: buildBufferBytes)
+        return try XenIncomingDomain(xc: xc, toolstack: toolstack, config: config, buildBufferBytes: buildBufferBytes,
+                                     keep: { [weak self] domid, name in try self?.keep(domid: domid, name: name) })
     }
 
     /// Incoming domains by name, and those a killed palm-dest left before xenstore named them
@@ -106,6 +126,7 @@ public final class XenHypervisor: Hypervisor, @unchecked Sendable {
         guard let d = try xc.domain(named: vm + XenIncomingDomain.suffix) else { throw HypervisorError.noSuchVM(vm + XenIncomingDomain.suffix) }
         if d.paused { try xc.unpause(d.domid) }
         try toolstack.rename(domid: d.domid, to: vm)
+        try keep(domid: d.domid, name: vm)
         let marks = XenIncomingMarks(xc: xc)
         for mark in marks.marks(vm: vm) { try? marks.remove(uuid: mark.uuid) }
     }

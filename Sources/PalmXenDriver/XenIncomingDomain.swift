@@ -85,8 +85,13 @@ final class XenIncomingDomain: DestinationDomain {
     /// pages the stream has carried so far (libxenguest populates a frame the first time it sees it).
     private let pipeWriter: LockedValueBox<DirtyBitmap>
 
-    init(xc: XenControl, toolstack: XenToolstack, config: VMConfig, buildBufferBytes: Int = 0) throws {
+    /// Hands the domain, once it runs here under its name, to the agent's lifecycle keeper.
+    private let keep: @Sendable (UInt32, String) throws -> Void
+
+    init(xc: XenControl, toolstack: XenToolstack, config: VMConfig, buildBufferBytes: Int = 0,
+         keep: @escaping @Sendable (UInt32, String) throws -> Void = { _, _ in }) throws {
         self.xc = xc
+        self.keep = keep
         self.buildBufferBytes = buildBufferBytes
         self.toolstack = toolstack
         let platform = try XenPlatformConfig.decode(config.platform)
@@ -267,6 +272,8 @@ final class XenIncomingDomain: DestinationDomain {
         // Named for good: the mark has nothing left to find (one left behind finds nothing either,
         // as this domain has run).
         try? marks.remove(uuid: uuid)
+        // From now on palm-dest keeps its life as xl would (restart on reboot, …).
+        try keep(domid, info.name)
     }
 
     func discard() throws {

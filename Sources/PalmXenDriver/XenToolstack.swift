@@ -20,7 +20,10 @@ struct XenToolstack: Sendable {
 
     /// The domain's libxl configuration as JSON (what `xl list -l` prints), the form a restore reads.
     func configJSON(domid: UInt32) throws -> [UInt8] {
-        let context = try LibxlContext()
+        try Self.configJSON(context: LibxlContext(), domid: domid)
+    }
+
+    static func configJSON(context: LibxlContext, domid: UInt32) throws -> [UInt8] {
         var text: UnsafeMutablePointer<CChar>?
         try context.check(palm_libxl_config_json(context.handle, domid, &text), "libxl_retrieve_domain_configuration(\(domid))")
         guard let text else { throw HypervisorError.guestFailed("libxl returned no configuration for domain \(domid)") }

@@ -4,10 +4,15 @@
 # (1) sent by palm-source to a palm-dest that is killed mid-transfer — it must keep running on the
 # source; (2) live-migrated by palm-source → palm-dest over mTLS with a ticket and attestation —
 # ≥ 2 pre-copy rounds, the guest keeps running, its memory check passes, the source domain is
-# gone, dom0's TCP connection to it survives, its disk data reads back the same; (3) migrated by
+# gone, dom0's TCP connection to it survives, its disk data reads back the same — the destination
+# attested by the host's TPM (a quote of dom0's IMA log, and of its boot log where the firmware
+# hands one over), its TLS key in that TPM; (3) migrated by
 # `xl migrate` in the same boot. Downtime of (2) and (3) is measured the same ways, from dom0: the
 # domains' states (tools/xenwatch.c) and the network — the longest gap in replies to a ping every
-# 10 ms, and the echoes on a TCP connection held across the move (tools/netwatch.c).
+# 10 ms, and the echoes on a TCP connection held across the move (tools/netwatch.c). (4) moved by
+# an operator through palm-coordinator; (5) a second guest's life after palm moved it: palm-dest
+# restarts it when it reboots (also after palm-dest itself restarted) and removes it when it
+# powers off, as its configuration says.
 set -u
 # palm's binaries, xenwatch and the certificates came in the dom0 initramfs (run.sh).
 H=/mnt/host B=/usr/local/bin W=/tmp/palm CADIR=/root/palm/ca
@@ -50,6 +55,14 @@ finish() {
 
 t start
 xl info | grep -E "^(xen_version|total_memory|free_memory)"
+# The host's TPM (QEMU's tpm-tis on swtpm, run.sh) and IMA: from here on the kernel measures every
+# executable and library dom0 maps (Debian's kernel has the TPM driver and IMA built in; the
+# policy is written at run time, as integration/systemd does), so the policy learned before (2)
+# allows what this job runs.
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+check "dom0 reaches the host's TPM through the kernel's resource manager (/dev/tpmrm0)" test -c /dev/tpmrm0
+check "IMA measures what dom0 runs from now on" sh -c "printf 'measure func=BPRM_CHECK\nmeasure func=MMAP_CHECK mask=MAY_EXEC\n' > /sys/kernel/security/ima/policy"
+BOOTLOG=/sys/kernel/security/tpm0/binary_bios_measurements
 sed "s/^extra = .*/extra = \"console=hvc0 rdinit=\/init memcheck=${MEMCHECK:-8,32,100}\"/" /root/domu/pvh.cfg > $W/pvh.cfg
 # The guest's network and disk: a bridge in dom0 (10.99.0.1/24) and a raw image on a loop device.
 { ip link add xenbr0 type bridge && ip addr add 10.99.0.1/24 dev xenbr0 && ip link set xenbr0 up; } || { fail "dom0 bridge xenbr0"; finish; }
@@ -122,9 +135,9 @@ start_dest() {  # LOG_NAME [CONFIG]: sets DEST and PORT; env passed through
   within 60 grep -q listening $W/$1.out || { fail "palm-dest listening"; cat $W/$1.log; finish; }
   PORT=$(awk -F: '/listening/ {print $NF}' $W/$1.out)
 }
-ticket() {
-  $B/palm-coordinator ticket issue --key $CADIR/issued/xenrig-coordinator.key --vm pvh --memory "$MEM" \
-    --source-cert "$C" --dest-cert "$C" --validity 3600 --out $W/ticket >/dev/null
+ticket() {  # [DEST_CERT [VM MEMORY]]
+  $B/palm-coordinator ticket issue --key $CADIR/issued/xenrig-coordinator.key --vm "${2:-pvh}" --memory "${3:-$MEM}" \
+    --source-cert "$C" --dest-cert "${1:-$C}" --validity 3600 --out $W/ticket >/dev/null
 }
 
 # (1) The destination dies mid-transfer: the guest must keep running on the source.
@@ -160,24 +173,41 @@ if [ -n "$HALF" ] && [ "$(xl list | awk -v d="$HALF" 'NR > 1 && $2 == d {print $
 fi
 t fault-end
 
-# (2) palm: live migration over mTLS with ticket and attestation.
+# (2) palm: live migration over mTLS with ticket and attestation by the host's TPM.
+# The destination's TLS key is its TPM's: the TPM signs a request, dom0's CA issues from it. Its
+# quote covers IMA's PCR 10, and the boot PCRs 0-9 when the firmware's event log reaches dom0.
+TC=$CADIR/issued/xenrig-tpm.pem
+if [ -s $BOOTLOG ]; then PCRS="[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"; else PCRS="[10]"; fi
+echo "boot event log in dom0: $( [ -s $BOOTLOG ] && echo "$(stat -c %s $BOOTLOG 2>/dev/null || wc -c < $BOOTLOG) bytes" || echo "none (quoting PCR 10 only)")"
+{ dest_config "$W/dest-state" "$TC" tpm; printf '[attestation]\nmode = "tpm"\ntpm = "device:/dev/tpmrm0"\npcrs = %s\n' "$PCRS"; } > $W/dest-tpm.toml
+$B/palm-dest tls-key --config $W/dest-tpm.toml --csr $W/xenrig-tpm.csr --name xenrig-tpm > $W/tls-key.log 2>&1 \
+  && $B/palm-ca --dir $CADIR host xenrig-tpm --csr $W/xenrig-tpm.csr --ip 127.0.0.1 >> $W/tls-key.log 2>&1
+check "a certificate for the TLS key in dom0's TPM (palm-dest tls-key --csr, palm-ca host --csr)" \
+  sh -c "$B/palm-dest tls-key --config $W/dest-tpm.toml | grep -q 'a certificate for this key'"
+grep -v "^palm-ca: issued" $W/tls-key.log | head -6
 # palm-dest builds the incoming domain with libxl in its own process, so the kill -9 above left
 # pvh--incoming half-built; restarted (as its unit's Restart= does), its recovery destroys it.
-start_dest dest
+start_dest dest $W/dest-tpm.toml
 check "palm-dest runs with its unit's capability bounding set ($DEST_UNIT_CAPBND), no new privileges" \
   sh -c "grep -q 'CapBnd:.*$DEST_UNIT_CAPBND' /proc/$DEST/status && grep -q 'CapEff:.*$DEST_UNIT_CAPBND' /proc/$DEST/status && grep -q 'NoNewPrivs:.*1' /proc/$DEST/status"
 check "palm-dest sees only the devices its unit allows ($(ls /proc/$DEST/root/dev/xen 2>/dev/null | tr '\n' ' '))" \
   sh -c "[ \"\$(ls /proc/$DEST/root/dev/xen | sort | tr '\n' ' ')\" = \"\$(sed -n 's|^DeviceAllow=/dev/xen/\([^ ]*\) .*|\1|p' $UNITS/palm-dest.service | sort | while read d; do [ -e /dev/xen/\$d ] && echo \$d; done | tr '\n' ' ')\" ]"
 check "palm-dest restarted destroys the half-built incoming domain the killed one left, named or not${HALF:+ (domain $HALF)}" \
   within 60 sh -c "! xl list | awk 'NR > 1 && \$2 != 0 && \$2 != $SRC1' | grep -q ."
-ticket
+ticket $TC
 S0=$(sweeps); F0=$(count "memcheck: FAIL"); A0=$(count "domU alive")
 netwatch_start palm
 $B/xenwatch pvh 900 > $W/palm.watch &
 WATCH=$!
+# The source requires the TPM: the destination's enrolled attestation key and a platform policy
+# learned from dom0 now — declared good after everything this job runs has run once.
+{ tls; printf '[state]\ndirectory = "%s"\n[attestation]\n' "$W/source-state"
+  $B/palm-dest measure --config $W/dest-tpm.toml --platform-policy $W/platform-policy.json; } > $W/source-tpm.toml \
+  || { fail "palm-dest measure --platform-policy"; cat $W/source-tpm.toml; finish; }
+grep -E "^(require|platform_policy)" $W/source-tpm.toml
 t palm-start
 T0=$(date +%s.%N)
-AS_UNIT_STAMP=$W/palm.exec $AS_SOURCE $B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log &
+AS_UNIT_STAMP=$W/palm.exec $AS_SOURCE $B/palm-source migrate pvh --to 127.0.0.1:$PORT --config $W/source-tpm.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log &
 MIG=$!
 monitor
 wait $MIG; rc=$?
@@ -187,6 +217,8 @@ t palm-end
 settle_watch
 netwatch_stop palm
 check "palm-source migrate exits 0" [ $rc -eq 0 ]
+check "the destination attested by the host's TPM, its TLS key in the TPM (the report)" \
+  sh -c "grep -q '\"destinationAttestation\" *: *\"tpm\"' $W/palm.json && grep -q '\"destinationTLSKey\" *: *\"tpm\"' $W/palm.json"
 check "dom0's TCP connection to the guest survives palm's move (every byte echoed)" [ "$(net palm tcp)" = alive ]
 check "the guest's disk data reads back the same after palm's move" [ -n "$DISK0" -a "$(disksum)" = "$DISK0" ]
 cat $W/palm.json
@@ -271,6 +303,46 @@ check "memcheck reports no corrupted page after the operator's move" [ "$(count 
 check "the audit log verifies" $B/palm-coordinator audit verify --db $W/coordinator.sqlite --coordinator-cert $CC
 kill $SRCA $SRCB $DESTB $COORD 2>/dev/null; wait $SRCA $SRCB $DESTB $COORD 2>/dev/null
 t operator-end
+
+# (5) The guest's life after the move: palm-dest keeps it as xl's per-domain process would. A second
+# guest, "life", configured on_reboot = "restart" and on_poweroff = "destroy" (pvh preserves on
+# reboot: a triple fault must show), is created by xl and moved by palm; then it reboots (xl reboot
+# asks its kernel) and must come back under a new domid; palm-dest is restarted and a second
+# reboot must still come back; then it powers off and must be gone.
+t life-start
+LIFELOG=/var/log/xen/console/guest-life.log
+sed -e 's/^name = .*/name = "life"/' -e 's/^on_reboot = .*/on_reboot = "restart"/' \
+    -e 's/^extra = .*/extra = "console=hvc0 rdinit=\/init memcheck=4,8,200"/' -e '/^vif = /d' -e '/^disk = /d' /root/domu/pvh.cfg > $W/life.cfg
+echo 'on_poweroff = "destroy"' >> $W/life.cfg
+ups() { grep -c "domU up" $LIFELOG 2>/dev/null; }
+xl create $W/life.cfg > $W/life-create.log 2>&1 && within 120 sh -c "grep -q 'domU alive' $LIFELOG" \
+  || { fail "guest life booted"; tail -5 $W/life-create.log; tail -5 $LIFELOG; finish; }
+start_dest life
+LMEM=$($B/palm-source vms --json --config $W/source.toml | tr -d ' \n' | sed -n 's/.*"memoryBytes":\([0-9]*\),"name":"life".*/\1/p')
+ticket "$C" life "$LMEM"
+L0=$(domid life)
+$AS_SOURCE $B/palm-source migrate life --to 127.0.0.1:$PORT --config $W/source.toml --ticket $W/ticket > $W/life-migrate.log 2>&1
+check "palm moves life (created by xl) to palm-dest" [ $? -eq 0 ]
+within 30 sh -c 'xl domid life >/dev/null 2>&1'
+L1=$(domid life); U1=$(ups)
+xl reboot life >/dev/null 2>&1
+check "life reboots itself after the move and palm-dest starts it again (on_reboot = restart), under a new domid" \
+  within 120 sh -c "[ -n \"\$(xl domid life 2>/dev/null)\" ] && [ \"\$(xl domid life)\" != $L1 ] && [ \$(grep -c 'domU up' $LIFELOG) -gt $U1 ]"
+grep "vm.lifecycle\|life (domain" $W/life.log | tail -2
+kill $DEST 2>/dev/null; wait $DEST 2>/dev/null
+start_dest life2
+check "palm-dest restarted finds the domain it keeps (and keeps xl's alone)" grep -q "keeping the life of .*\blife\b" $W/life2.log
+L2=$(domid life); U2=$(ups)
+xl reboot life >/dev/null 2>&1
+check "a second reboot, after palm-dest's restart, still comes back (domain $L2 → new)" \
+  within 120 sh -c "[ -n \"\$(xl domid life 2>/dev/null)\" ] && [ \"\$(xl domid life)\" != $L2 ] && [ \$(grep -c 'domU up' $LIFELOG) -gt $U2 ] && grep -q 'started again' $W/life2.log"
+within 120 sh -c "grep -q 'domU alive' $LIFELOG && [ \$(grep -c 'domU up' $LIFELOG) -gt $U2 ]"
+xl shutdown life >/dev/null 2>&1
+check "life powers itself off and is gone from the domain list (on_poweroff = destroy)" \
+  within 120 sh -c "! xl domid life >/dev/null 2>&1 && grep -q 'stopped (poweroff): on_poweroff = destroy: destroyed' $W/life2.log"
+grep "life (domain" $W/life2.log | tail -3
+kill $DEST 2>/dev/null; wait $DEST 2>/dev/null
+t life-end
 
 {
   echo "== 128 MiB PVH guest (memcheck ${MEMCHECK:-8,32,100}), localhost in one dom0, Xen under QEMU TCG =="

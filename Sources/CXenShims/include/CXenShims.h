@@ -95,4 +95,30 @@ int palm_libxl_rename(palm_libxl *h, uint32_t domid, const char *new_name);
 int palm_libxl_destroy(palm_libxl *h, uint32_t domid);
 int palm_libxl_unpause(palm_libxl *h, uint32_t domid);
 void palm_libxl_free(void *p);
+
+/// A domain's life after the move, as xl's per-domain process keeps it (one context, one thread
+/// polling palm_libxl_next_event; watches may be added from other threads).
+enum { PALM_LIBXL_EVENT_OTHER = 0, PALM_LIBXL_EVENT_SHUTDOWN = 1, PALM_LIBXL_EVENT_DEATH = 2 };
+/// Reports the domain's next shutdown (once per watch: re-watch to hear of another) and its death.
+int palm_libxl_watch_death(palm_libxl *h, uint32_t domid, void **watch);
+void palm_libxl_unwatch_death(palm_libxl *h, void *watch);
+/// The next event of a watch — its kind, domain and (for a shutdown) libxl's reason code — waiting
+/// at most timeout_ms; PALM_LIBXL_NO_EVENT when none came.
+#define PALM_LIBXL_NO_EVENT 1
+int palm_libxl_next_event(palm_libxl *h, int timeout_ms, int *kind, uint32_t *domid, int *reason);
+/// libxl's name of a shutdown reason ("poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset").
+const char *palm_libxl_reason_name(int reason);
+/// The actions the domain's stored configuration names for each shutdown reason ("destroy",
+/// "restart", "rename_restart", "preserve", "coredump_destroy", "coredump_restart", "soft_reset").
+int palm_libxl_shutdown_actions(palm_libxl *h, uint32_t domid, const char **poweroff, const char **reboot,
+                                const char **watchdog, const char **crash, const char **soft_reset);
+/// Creates and starts a domain from libxl JSON under a new domain id (libxl_domain_create_new).
+int palm_libxl_create(palm_libxl *h, const char *config_json, uint32_t *domid);
+/// Keeps a shut-down domain under NAME+suffix with a new UUID (libxl_domain_preserve).
+int palm_libxl_preserve(palm_libxl *h, uint32_t domid, const char *name_suffix);
+int palm_libxl_core_dump(palm_libxl *h, uint32_t domid, const char *path);
+/// Marks a domain as kept by palm (libxl userdata "palm", removed with the domain), and lists the
+/// marked domains (free *domids with palm_libxl_free).
+int palm_libxl_set_kept(palm_libxl *h, uint32_t domid, const char *note);
+int palm_libxl_kept_domains(palm_libxl *h, uint32_t **domids, int *count);
 #endif
