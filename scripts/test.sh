@@ -2,7 +2,8 @@
 # The README's second command: install what the tests need, build, run every test, fuzz every
 # decoder of outside bytes for PALM_FUZZ_SECONDS (default 15) each, boot Debian with systemd as
 # PID 1 under QEMU and run the installed units there (integration/systemd/run.sh; PALM_SKIP_SYSTEMD=1
-# skips it), then boot real Xen under QEMU and migrate a PVH guest there (integration/xenrig/ci.sh;
+# skips it), then boot real Xen under QEMU and migrate PVH guests there — in one dom0, then between
+# two Xen hosts (integration/xenrig/ci.sh;
 # PALM_SKIP_XEN=1 skips it while iterating). Exits non-zero when any test fails, the fuzzer finds a
 # crash, leak or timeout, or either integration job fails.
 set -euo pipefail

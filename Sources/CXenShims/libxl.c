@@ -62,14 +62,18 @@ int palm_libxl_config_json(palm_libxl *h, uint32_t domid, char **json) {
     return rc;
 }
 
+// A configuration from libxl JSON; on failure nothing is left to dispose.
+static int config_from_json(palm_libxl *h, const char *json, libxl_domain_config *config) {
+    libxl_domain_config_init(config);
+    int rc = libxl_domain_config_from_json(h->ctx, config, json);
+    if (rc != 0) libxl_domain_config_dispose(config);
+    return rc;
+}
+
 int palm_libxl_restore(palm_libxl *h, const char *config_json, int restore_fd, uint32_t *domid) {
     libxl_domain_config config;
-    libxl_domain_config_init(&config);
-    int rc = libxl_domain_config_from_json(h->ctx, &config, config_json);
-    if (rc != 0) {
-        libxl_domain_config_dispose(&config);
-        return PALM_LIBXL_BAD_CONFIG;
-    }
+    if (config_from_json(h, config_json, &config) != 0) return PALM_LIBXL_BAD_CONFIG;
+    int rc;
     libxl_domain_restore_params params;
     libxl_domain_restore_params_init(&params);
     params.checkpointed_stream = LIBXL_CHECKPOINTED_STREAM_NONE;
@@ -192,12 +196,8 @@ int palm_libxl_shutdown_actions(palm_libxl *h, uint32_t domid, const char **powe
 
 int palm_libxl_create(palm_libxl *h, const char *config_json, uint32_t *domid) {
     libxl_domain_config config;
-    libxl_domain_config_init(&config);
-    int rc = libxl_domain_config_from_json(h->ctx, &config, config_json);
-    if (rc != 0) {
-        libxl_domain_config_dispose(&config);
-        return PALM_LIBXL_BAD_CONFIG;
-    }
+    if (config_from_json(h, config_json, &config) != 0) return PALM_LIBXL_BAD_CONFIG;
+    int rc;
     // A new domain id, as xl's restart does: the old one may still be dying.
     config.c_info.domid = INVALID_DOMID;
     *domid = INVALID_DOMID;

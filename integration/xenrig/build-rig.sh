@@ -25,7 +25,10 @@ KV=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {su
 #    the host's TPM is reached through).
 PACKAGES=xen-utils-4.17,xen-hypervisor-4.17-amd64,busybox,kmod,iproute2,procps,libssl3,libsqlite3-0,libpq5,libcurl4,libsystemd0,liblz4-1,libzstd1,openssl
 PACKAGES=$PACKAGES,libtss2-esys-3.0.2-0,libtss2-tctildr0,libtss2-mu0,libtss2-rc0,libtss2-sys1,libtss2-tcti-device0
-if [ ! -f "base.$PACKAGES" ]; then
+# The two-host rig's shared storage: its disk served over NBD from outside both hosts.
+PACKAGES=$PACKAGES,nbd-client
+BASE_STAMP=base.$(echo "$PACKAGES" | sha256sum | cut -c1-16)   # the package list's, short enough for a file name
+if [ ! -f "$BASE_STAMP" ]; then
   echo "rig: debootstrap bookworm from $MIRROR"
   rm -rf base base.*
   debootstrap --variant=minbase --include=$PACKAGES bookworm base "$MIRROR" > debootstrap.log 2>&1 || { tail -20 debootstrap.log; exit 1; }
@@ -35,21 +38,21 @@ if [ ! -f "base.$PACKAGES" ]; then
   mount -t proc proc base/proc; mount --bind /dev base/dev
   chroot base sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get -y -q upgrade && apt-get clean' > upgrade.log 2>&1 || tail -5 upgrade.log
   umount base/dev base/proc
-  touch "base.$PACKAGES"
+  touch "$BASE_STAMP"
 fi
 echo "rig: kernel $KV"
 cp -a base rootfs
 zcat rootfs/boot/xen-4.17-amd64.gz > xen       # QEMU's multiboot loader wants the uncompressed ELF
 rm -f rootfs/boot/xen-4.17-amd64*
 
-# 2. Kernel (dom0 and the PVH guest) and the dom0's module set.
+# 2. Kernel (dom0 and the PVH guest) and the dom0's module set (virtio_net and nbd: the two-host rig's NIC and shared disk).
 (mkdir -p debs && chmod 0777 debs && cd debs && apt-get download "linux-image-$KV" >/dev/null 2>&1)
 dpkg -x debs/linux-image-"$KV"*.deb kern
 cp "kern/boot/vmlinuz-$KV" vmlinuz
 depmod -b kern "$KV"
 rm -rf rootfs/lib/modules/*; mkdir -p "rootfs/lib/modules/$KV"
 cp kern/lib/modules/"$KV"/modules.{order,builtin*} "rootfs/lib/modules/$KV/"
-for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge 9p 9pnet_virtio virtio_pci loop; do
+for m in xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge 9p 9pnet_virtio virtio_pci virtio_net nbd loop; do
   modprobe -d kern -S "$KV" --show-depends $m; done | awk '$1 == "insmod" {print $2}' | sort -u | while read -r f; do
     r=${f#*kern/}; mkdir -p "rootfs/$(dirname "$r")"; cp "$f" "rootfs/$r"; done
 depmod -b rootfs "$KV"

@@ -31,39 +31,11 @@ CACHE=${XENRIG_CACHE:-/var/cache/palm/xenrig}
 "$HERE/build-rig.sh" "$CACHE"
 T1=$(date +%s)
 
-source scripts/lib.sh
-ensure_toolchain
-for p in palm-coordinator palm-source palm-dest; do
-  swift build -c release --static-swift-stdlib --build-path .build/static --product "$p" >/dev/null
-done
-T2=$(date +%s)
-
 SHARE=$(mktemp -d /tmp/palm-xenrig.XXXXXX)
 trap '[ -f "$SHARE/tpm/swtpm.pid" ] && kill "$(cat "$SHARE/tpm/swtpm.pid")" 2>/dev/null; rm -rf "$SHARE"' EXIT
-# palm's binaries, the dom0 tools and the certificates reach dom0 as a second initramfs archive
-# appended to the cached one (the kernel unpacks concatenated archives): executing or hashing
-# large files over the 9p share is not reliable in a Xen dom0. The share carries only the job
-# script in and the logs out.
-STAGE="$SHARE/stage"
-mkdir -p "$STAGE/usr/local/bin" "$STAGE/root/palm"
-for p in palm-coordinator palm-source palm-dest; do strip -o "$STAGE/usr/local/bin/$p" ".build/static/release/$p"; done
-[ -n "${XENRIG_EXTRA:-}" ] && cp $XENRIG_EXTRA "$STAGE/usr/local/bin/"
-# The agents run under what their units grant (integration/xenrig/as-unit.sh reads the units).
-cp "$HERE/as-unit.sh" "$STAGE/usr/local/bin/"
-# The CA tool: dom0 issues the certificate of the TLS key its TPM holds (from a request the TPM signs).
-cp certs/palm-ca "$STAGE/usr/local/bin/"
-mkdir -p "$STAGE/root/palm/units" && cp deploy/palm-source.service deploy/palm-dest.service "$STAGE/root/palm/units/"
-gcc -O2 -Wall -o "$STAGE/usr/local/bin/xenwatch" "$HERE/tools/xenwatch.c" -lxenctrl -lxenstore
-gcc -O2 -Wall -o "$STAGE/usr/local/bin/netwatch" "$HERE/tools/netwatch.c"
-certs/palm-ca --dir "$STAGE/root/palm/ca" init >/dev/null 2>&1
-certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig --ip 127.0.0.1 >/dev/null 2>&1
-certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-coordinator --role coordinator --ip 127.0.0.1 >/dev/null 2>&1
-# The operator's path: a second host identity (one dom0 plays both hosts) and an operator.
-certs/palm-ca --dir "$STAGE/root/palm/ca" host xenrig-b --ip 127.0.0.1 >/dev/null 2>&1
-certs/palm-ca --dir "$STAGE/root/palm/ca" operator ops --role operator >/dev/null 2>&1
-cp deploy/policy.toml "$STAGE/root/palm/policy.toml"
-{ cat "$CACHE/dom0.cpio.zst"; (cd "$STAGE" && find . | cpio -o -H newc 2>/dev/null | zstd -q -T0); } > "$SHARE/dom0.cpio.zst"
-rm -rf "$STAGE"
+# palm's binaries, the dom0 tools and a CA with the rig's identities: a second initramfs archive.
+"$HERE/stage.sh" "$CACHE" "$SHARE/dom0.cpio.zst"
+T2=$(date +%s)
 # The capability bounding set palm-dest's unit grants, as /proc/PID/status prints it.
 capmask() {
   local m=0 n
@@ -75,7 +47,7 @@ capmask() {
   printf '%016x' $m
 }
 { [ -n "${MEMCHECK:-}" ] && echo "export MEMCHECK=$MEMCHECK"; echo "export DEST_UNIT_CAPBND=$(capmask deploy/palm-dest.service)"
-  cat "${XENRIG_JOB:-$HERE/job.sh}"; } > "$SHARE/run.sh"
+  cat "$HERE/job-lib.sh" "${XENRIG_JOB:-$HERE/job.sh}"; } > "$SHARE/run.sh"
 
 # Under TCG: smap=0 (dom0 dies at its first hypercall otherwise), no RDTSCP (PVH guests crash on
 # it). No XSAVE: with it, TCG (QEMU 7.2) under Xen's FPU switching corrupted SIMD state now and

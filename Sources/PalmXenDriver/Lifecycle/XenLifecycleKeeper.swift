@@ -67,10 +67,19 @@ final class XenLifecycleKeeper: Sendable {
     }
 
     private func watch(domid: UInt32, name: String) throws {
-        guard watches.withLockedValue({ $0[domid] == nil }) else { return }
+        // Claimed under the lock first, so two threads handing over one domain set one watch.
+        let claimed = watches.withLockedValue { w -> Bool in
+            guard w[domid] == nil else { return false }
+            w[domid] = DeathWatch(pointer: nil, name: name)
+            return true
+        }
+        guard claimed else { return }
         var pointer: UnsafeMutableRawPointer?
-        try context.check(palm_libxl_watch_death(context.handle, domid, &pointer), "libxl_evenable_domain_death(\(domid))")
-        watches.withLockedValue { $0[domid] = DeathWatch(pointer: pointer, name: name) }
+        let rc = palm_libxl_watch_death(context.handle, domid, &pointer)
+        watches.withLockedValue { w in
+            if rc == 0 { w[domid] = DeathWatch(pointer: pointer, name: name) } else { w.removeValue(forKey: domid) }
+        }
+        try context.check(rc, "libxl_evenable_domain_death(\(domid))")
     }
 
     private func forget(_ domid: UInt32) -> String? {
