@@ -1,8 +1,10 @@
 # Runs inside each dom0 of the two-host rig (integration/xenrig/two-hosts.sh; the common helpers
 # come first, from job-lib.sh). The kernel command line says which host this is (palmhost=a|b).
 # Host A creates the guest (vif on its bridge, which reaches the other host and the watcher over
-# the rig's segment) and moves it with palm-source to palm-dest on host B, across the wire; host
-# B receives it and checks it runs there. They meet over the network: B's palm-dest listens on
+# the rig's segment; disk on the shared NBD export). (1) palm-source sends it to host B, whose
+# palm-dest is killed at pre-copy: the guest stays on A, its one writer. (2) palm-source moves it
+# to B's restarted palm-dest, across the wire; B checks it runs there. (3) xl migrate brings it
+# back B → A. After each: which host's domains hold the disk, and the disk's data. They meet over the network: B's palm-dest listens on
 # 10.99.0.12:7500; A tells B it is done on port 7999.
 ROLE=$(sed -n 's/.*palmhost=\([ab]\).*/\1/p' /proc/cmdline)
 A_IP=10.99.0.11 B_IP=10.99.0.12 GUEST_IP=10.99.0.2
@@ -52,9 +54,23 @@ move_line() { echo "XENRIG-MOVE $*"; }
 field() { sed -n "s/^ *\"$1\" : \"*\([^,\"]*\)\"*,*$/\1/p" $W/palm.json | head -1; }
 
 if [ $ROLE = b ]; then
+  # First a palm-dest that dies mid-transfer: stopped at pre-copy by its fault point, then killed.
+  PALM_TEST_STOP_AT=precopy $B/palm-dest serve --config $W/dest-b.toml > $W/dest-fault.out 2> $W/dest-fault.log &
+  DEST=$!
+  check "palm-dest listening on host B ($B_IP:7500), armed to stop at pre-copy" within 60 grep -q listening $W/dest-fault.out
+  if within 600 grep -q "stopping at fault point precopy" $W/dest-fault.log; then
+    kill -9 $DEST; wait $DEST 2>/dev/null
+    pass "palm-dest on host B reached pre-copy and was killed (kill -9)"
+  else
+    fail "palm-dest on host B reached the pre-copy fault point"; kill -9 $DEST 2>/dev/null
+  fi
+  # Restarted (as its unit's Restart= does): its recovery destroys what the killed one built.
   $B/palm-dest serve --config $W/dest-b.toml > $W/dest.out 2> $W/dest.log &
   DEST=$!
-  check "palm-dest listening on host B ($B_IP:7500)" within 60 grep -q listening $W/dest.out
+  check "palm-dest restarted on host B" within 60 grep -q listening $W/dest.out
+  check "the restarted palm-dest destroys the half-built incoming domain: no guest domain on host B" \
+    within 60 sh -c "! xl list | awk 'NR > 1 && \$2 != 0' | grep -q ."
+  check "no domain of host B has the shared disk after the failed move" no_writers
   # Until host A says it is done, however its job ended (or 20 minutes pass).
   timeout 1200 busybox nc -l -p 7999 > $W/verdict < /dev/null
   cat $W/verdict
@@ -98,6 +114,21 @@ $B/palm-coordinator ticket issue --key $CADIR/issued/xenrig-coordinator.key --vm
   --source-cert "$CA_" --dest-cert "$CB" --validity 3600 --out $W/ticket >/dev/null
 reachable() { timeout 5 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 check "host B's palm-dest answers across the wire" within 120 reachable $B_IP 7500
+# (1) Host B's palm-dest dies mid-transfer (killed there at pre-copy): the guest keeps running on
+# host A, and stays the disk's one writer.
+SRC=$(domid pvh)
+$B/palm-source migrate pvh --to $B_IP:7500 --config $W/source.toml --ticket $W/ticket --json > $W/fault.json 2> $W/source-fault.log
+rc=$?
+check "palm-source reports the failed move (exit $rc)" [ $rc -ne 0 ]
+grep -E "aborted|error" $W/source-fault.log | tail -2
+check "the guest still runs on host A under its own domid" [ "$(domid pvh)" = "$SRC" ]
+check "the guest is not paused on host A" sh -c "xl list pvh | awk 'NR == 2 {exit (\$5 ~ /p/) ? 1 : 0}'"
+check "exactly one domain of host A, pvh, has the shared disk after the failed move" [ "$(writers)" = 1 ]
+check "the guest reads its disk data back the same after the failed move" [ -n "$DISK0" -a "$(disksum)" = "$DISK0" ]
+# (2) The move, to the restarted palm-dest, under a new ticket (the first one was spent).
+$B/palm-coordinator ticket issue --key $CADIR/issued/xenrig-coordinator.key --vm pvh --memory "$MEM" \
+  --source-cert "$CA_" --dest-cert "$CB" --validity 3600 --out $W/ticket >/dev/null
+check "host B's restarted palm-dest answers" within 120 reachable $B_IP 7500
 watch start palm
 t palm-start
 $B/palm-source migrate pvh --to $B_IP:7500 --config $W/source.toml --ticket $W/ticket --json > $W/palm.json 2> $W/source.log
@@ -108,7 +139,7 @@ check "palm-source migrate to host B exits 0" [ $rc -eq 0 ]
 check "the guest is gone from host A" sh -c "! xl list pvh >/dev/null 2>&1 && ! xl list | grep -q -- --migratedaway"
 check "no domain of host A has the shared disk attached any more" [ "$(writers)" = 0 ]
 check "the guest reads its disk data back the same on host B" [ -n "$DISK0" -a "$(disksum)" = "$DISK0" ]
-echo "palm's downtime by phase (s): $(sed -n '/"downtimePhases"/,/}/p' $W/palm.json | grep -v downtimePhases | tr -d ' ",}\n')"
+echo "palm's downtime by phase (s): $(sed -n '/"downtimePhases"/,/}/p' $W/palm.json | grep -v downtimePhases | tr -d ' ",}' | tr '\n' ' ')"
 move_line palm "$(awk -v s="$(field totalSeconds)" 'BEGIN {printf "%.2f", s}')" "$(awk -v s="$(field downtimeSeconds)" 'BEGIN {printf "%.1f", s * 1000}')" \
   "$(grep -c '"final"' $W/palm.json)" "$(field bytesOnWire)" "$(field compression)"
 [ $rc -eq 0 ] || end_a
