@@ -90,9 +90,7 @@ struct Measure: ParsableCommand {
                 print("enrolled_keys = [\"\(host)=\(name)\"]")
                 if let file = platformPolicy {
                     let policy = try c.attestation.learnedPolicy(agentDigest: m.agentDigest)
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    try encoder.encode(policy).write(to: URL(fileURLWithPath: file))
+                    try policy.fileText().write(toFile: file, atomically: true, encoding: .utf8)
                     print("platform_policy = \"\(file)\"  # PCRs \(policy.pcrs.map(String.init).joined(separator: ",")): \(policy.boot.count) boot components, \(policy.files.count) files")
                 }
             }

@@ -53,9 +53,15 @@ extension PlatformAttestationSettings {
     /// every file IMA measured so far) and the palm-dest of `agentDigest`, over these PCRs: what
     /// `palm-dest measure --platform-policy` writes for a source without a coordinator.
     public func learnedPolicy(agentDigest: Digest32) throws -> PlatformPolicy {
-        let limits = WireLimits.default
-        let boot = try BootEventLog(decoding: try PlatformLogFile.read(bootLog, limit: limits.maxBootLog))
-        let ima = try IMALog(decoding: try PlatformLogFile.read(imaLog, limit: limits.maxIMALog))
+        let logs = try readLogs()
+        let boot = try BootEventLog(decoding: logs.boot)
+        let ima = try IMALog(decoding: logs.ima)
         return PlatformPolicy(pcrs: pcrs).learning(boot: boot, ima: ima.entries[...], agents: [agentDigest.hex])
+    }
+
+    /// The kernel's measured-boot and IMA logs as they are now, each within the wire's limit (what
+    /// a quote is sent with, and what a policy is learned from).
+    public func readLogs(limits: WireLimits = .default) throws -> (boot: [UInt8], ima: [UInt8]) {
+        (try PlatformLogFile.read(bootLog, limit: limits.maxBootLog), try PlatformLogFile.read(imaLog, limit: limits.maxIMALog))
     }
 }

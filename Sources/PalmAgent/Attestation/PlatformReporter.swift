@@ -64,11 +64,9 @@ public final class PlatformReporter: Sendable {
 
     private func quote(nonce: Data, offset: Int, maxBytes: Int) throws -> PlatformQuote {
         let q = try device.quote(pcrs: settings.pcrs, qualifyingData: QuoteBinding.heartbeat(nonce: Array(nonce), host: host))
-        let limits = WireLimits.default
+        let logs = try settings.readLogs()
         return try PlatformQuote.answering(nonce: nonce, quote: q.quote, signature: q.signature, pcrValues: q.pcrValues,
-                                           bootLog: try PlatformLogFile.read(settings.bootLog, limit: limits.maxBootLog),
-                                           imaLog: try PlatformLogFile.read(settings.imaLog, limit: limits.maxIMALog),
-                                           offset: offset, maxBytes: maxBytes)
+                                           bootLog: logs.boot, imaLog: logs.ima, offset: offset, maxBytes: maxBytes)
     }
 
 }

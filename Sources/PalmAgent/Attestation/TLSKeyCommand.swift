@@ -47,16 +47,30 @@ public struct TLSKeyCommand<Agent: TPMKeyAgent>: ParsableCommand {
             let (tls, settings) = try Agent.tlsAndTPM(configPath: config)
             let key = try HostTLS.tpmKey(settings)
             let area = try TPMPublicArea(decoding: key.publicArea)
-            let current = try? VerifyingKey(certificateFile: tls.certificateChain).subjectPublicKeyInfo()
+            // The certificate as it is now: none yet is normal before `--csr`; one that cannot be read is said so.
+            let certificate = Result { try VerifyingKey(certificateFile: tls.certificateChain).subjectPublicKeyInfo() }
             print("TLS key in the TPM at \(settings.tpm)")
             print("  TPM name    \(Hex.encode(area.name))")
             print("  public key  sha256:\(SHA256.hash(key.subjectPublicKeyInfo).hex) (SubjectPublicKeyInfo)")
-            print("  \(tls.certificateChain): " + (current == key.subjectPublicKeyInfo ? "a certificate for this key"
-                                                                                : current == nil ? "no certificate yet" : "a certificate for another key"))
+            let state: String
+            switch certificate {
+            case let .success(spki): state = spki == key.subjectPublicKeyInfo ? "a certificate for this key" : "a certificate for another key"
+            case .failure where !FileManager.default.fileExists(atPath: tls.certificateChain): state = "no certificate yet"
+            case let .failure(error): state = "cannot be read (\(error))"
+            }
+            print("  \(tls.certificateChain): " + state)
             print("  tls.key = " + (tls.keyIsInTPM ? "\"tpm\": in use" : "a file: not in use (set tls.key = \"tpm\")"))
             guard let csr else { return }
-            guard let host = name ?? (try? CertificateIdentity.load(pemFile: tls.certificateChain))?.commonName else {
-                throw ValidationError("--name is needed: \(tls.certificateChain) gives no host name")
+            let host: String
+            if let name {
+                host = name
+            } else {
+                let cn: String?
+                do { cn = try CertificateIdentity.load(pemFile: tls.certificateChain).commonName } catch {
+                    throw ValidationError("--name is needed: \(tls.certificateChain) gives no host name (\(error))")
+                }
+                guard let cn else { throw ValidationError("--name is needed: \(tls.certificateChain) has no common name") }
+                host = cn
             }
             let request = try CertificateRequest.pem(commonName: host, key: try key.signingKey())
             guard FileManager.default.createFile(atPath: csr, contents: Data(request.utf8)) else {

@@ -54,10 +54,9 @@ public struct TPMAttestor: AttestationProvider {
     public static func evidence(device: TPMDevice, settings: PlatformAttestationSettings, qualifyingData: [UInt8],
                                 tlsKey: PlatformEvidence.KeyCertification? = nil) throws -> PlatformEvidence {
         let quote = try device.quote(pcrs: settings.pcrs, qualifyingData: qualifyingData)
-        let limits = WireLimits.default
+        let logs = try settings.readLogs()
         return PlatformEvidence(attestationKey: quote.attestationKey, quote: quote.quote, signature: quote.signature, pcrValues: quote.pcrValues,
-                                bootLog: try PlatformLogFile.read(settings.bootLog, limit: limits.maxBootLog),
-                                imaLog: try PlatformLogFile.read(settings.imaLog, limit: limits.maxIMALog), tlsKey: tlsKey)
+                                bootLog: logs.boot, imaLog: logs.ima, tlsKey: tlsKey)
     }
 }
 

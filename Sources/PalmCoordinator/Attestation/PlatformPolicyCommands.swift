@@ -45,11 +45,7 @@ extension CoordinatorService {
     func platformPolicyRows(json: Bool) throws -> [[String: String]] {
         try store.read { db in
             let (version, policy, _) = try currentPlatformPolicy(db)
-            if json {
-                let e = JSONEncoder()
-                e.outputFormatting = [.prettyPrinted, .sortedKeys]
-                return [["version": "\(version)", "policy": String(decoding: try e.encode(policy), as: UTF8.self)]]
-            }
+            if json { return [["version": "\(version)", "policy": try policy.fileText()]] }
             let header: [[String: String]] = [["kind": "version", "what": "v\(version)", "digest": "",
                                                 "detail": "PCRs \(policy.pcrs.map(String.init).joined(separator: ","))"]]
             return header

@@ -208,10 +208,14 @@ public struct PlatformEvidenceCheck: Sendable {
                             | TPMConstant.objectSign) else {
             throw Refusal.tlsKeyCertification("is for a key that can leave its TPM or was not generated in it")
         }
-        guard case let .ecc(curve, x, y) = certified.key, curve == TPMConstant.eccNistP256,
-              let spki = try? VerifyingKey(p256X: x, y: y).subjectPublicKeyInfo(), spki == peerKey else {
+        guard case let .ecc(curve, x, y) = certified.key, curve == TPMConstant.eccNistP256 else {
             throw Refusal.tlsKeyCertification("is for another key than the TLS certificate's")
         }
+        let spki: [UInt8]
+        do { spki = try VerifyingKey(p256X: x, y: y).subjectPublicKeyInfo() } catch {
+            throw Refusal.tlsKeyCertification("is for a key that is not a P-256 point (\(error))")
+        }
+        guard spki == peerKey else { throw Refusal.tlsKeyCertification("is for another key than the TLS certificate's") }
         guard info.extraData == QuoteBinding.tlsKey(subjectPublicKeyInfo: peerKey) else {
             throw Refusal.tlsKeyCertification("was not made for this certificate's key")
         }

@@ -1,3 +1,4 @@
+import Foundation
 import PalmWire
 
 /// What a source (and the coordinator's continuous attestation) accepts of a destination's
@@ -168,5 +169,15 @@ public struct PlatformPolicy: Codable, Sendable, Equatable {
         }
         for a in more.map({ $0.lowercased() }) where !next.agents.contains(a) { next.agents.append(a) }
         return next
+    }
+}
+
+extension PlatformPolicy {
+    /// The policy as a source's `attestation.platform_policy` file holds it (what `palm-coordinator
+    /// attestation policy show --json` prints and `palm-dest measure --platform-policy` writes).
+    public func fileText() throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try e.encode(self), as: UTF8.self)
     }
 }

@@ -143,8 +143,8 @@ final class XenLifecycleKeeper: Sendable {
             case .watchOn:
                 // A watch reports one shutdown: set a new one before dropping the old (as xl does).
                 let old = watches.withLockedValue { $0.removeValue(forKey: domid) }
+                defer { palm_libxl_unwatch_death(context.handle, old?.pointer) }
                 try watch(domid: domid, name: name)
-                palm_libxl_unwatch_death(context.handle, old?.pointer)
             case .destroy:
                 _ = forget(domid)
                 try context.check(palm_libxl_destroy(context.handle, domid), "libxl_domain_destroy(\(domid))")
@@ -192,8 +192,10 @@ final class XenLifecycleKeeper: Sendable {
     /// Where xl dumps cores (XEN_DUMP_DIR); a failed dump is reported, not fatal (as in xl).
     private func coreDump(_ domid: UInt32, _ name: String) -> String {
         let directory = "/var/lib/xen/dump"
-        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = "\(directory)/\(name)"
+        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+            return ", no core dump (\(directory): \(error))"
+        }
         let rc = palm_libxl_core_dump(context.handle, domid, path)
         return rc == 0 ? ", core dumped to \(path)" : ", core dump to \(path) failed (libxl error \(rc))"
     }
